@@ -1,0 +1,16 @@
+//! The pure domain: aggregates, their commands and events, invariants and
+//! permissions. No IO, no async runtime, no SQL.
+//!
+//! Every aggregate follows the same shape: `decide(&State, Command) ->
+//! Result<Vec<Event>, DomainError>` and `State::evolve(&Event)`, so it can be
+//! tested given/when/then without a database.
+
+pub mod error;
+pub mod event;
+pub mod global_role;
+pub mod permissions;
+pub mod project;
+pub mod user;
+
+pub use error::{Decision, DomainError, ErrorCode};
+pub use event::DomainEvent;

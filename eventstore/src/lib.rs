@@ -1,0 +1,273 @@
+//! The PostgreSQL event log (DESIGN.md §3).
+//!
+//! - [`EventStore::append`] / [`AppendTx`]: atomic appends with optimistic
+//!   concurrency, idempotent on `event_id`, with inline projectors running in
+//!   the same transaction.
+//! - [`EventStore::read_stream`] and [`EventStore::read_all`]: stream reads and
+//!   gap-safe global reads in `(tx_id, global_position)` order.
+//! - [`subscription`]: checkpointed, at-least-once consumers of the log.
+//! - [`Upcasters`]: map stored old payload versions to the current shape on read.
+
+mod append;
+mod read;
+pub mod subscription;
+mod upcast;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+pub use append::{AppendResult, AppendTx};
+pub use read::{EventKey, GlobalPosition};
+pub use subscription::{Subscription, SubscriptionHandler, SubscriptionStatus};
+pub use upcast::{Upcaster, Upcasters};
+
+/// The NOTIFY channel appends wake subscribers on.
+pub const NOTIFY_CHANNEL: &str = "paca_events";
+
+/// What the writer believes the stream's version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be exactly at this version (number of events in it).
+    Exact(i64),
+    /// No check; the events go to the end of the stream, whatever it is.
+    Any,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub payload: Value,
+    pub metadata: Metadata,
+}
+
+impl NewEvent {
+    pub fn new(event_type: impl Into<String>, payload: Value, metadata: Metadata) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            schema_version: 1,
+            payload,
+            metadata,
+        }
+    }
+}
+
+/// Who or what caused an event, and in which request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metadata {
+    pub actor: Actor,
+    /// rest, graphql, mcp, socket, cli, runner, plugin, system
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The event that caused this one (a trigger, a revert, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    /// Anything else a command wants to record (e.g. `reverts`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Actor {
+    /// user, agent, api_key, plugin, system
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_id: Option<Uuid>,
+}
+
+impl Metadata {
+    pub fn system(source: &str) -> Self {
+        Self {
+            actor: Actor {
+                kind: "system".into(),
+                ..Actor::default()
+            },
+            source: source.into(),
+            occurred_at: Utc::now(),
+            ..Self::default()
+        }
+    }
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedEvent {
+    pub global_position: i64,
+    pub tx_id: i64,
+    pub stream_type: String,
+    pub stream_id: Uuid,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub project_id: Option<Uuid>,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Identifies the stream an append goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRef<'a> {
+    pub stream_type: &'a str,
+    pub stream_id: Uuid,
+    /// Denormalised onto every event so project-scoped readers can filter.
+    pub project_id: Option<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream_id} is at version {actual:?}, expected {expected:?}")]
+    VersionConflict {
+        stream_id: Uuid,
+        expected: ExpectedVersion,
+        actual: Option<i64>,
+    },
+    #[error("some of these event ids were already appended elsewhere: {0:?}")]
+    DuplicateEventIds(Vec<Uuid>),
+    #[error("inline projector {projector} failed: {source}")]
+    Projector {
+        projector: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A read model kept in step with the log inside the append transaction.
+///
+/// Projectors are transactional: an error fails the append, so a read model
+/// can never miss an event the log holds.
+#[async_trait::async_trait]
+pub trait InlineProjector: Send + Sync {
+    fn name(&self) -> &str;
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Handle to the log. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    projectors: Vec<Arc<dyn InlineProjector>>,
+    upcasters: Upcasters,
+    /// Wakes in-process subscribers immediately after a commit, and the
+    /// notifier task that sends one coalesced `pg_notify` for other processes.
+    committed: watch::Sender<u64>,
+    notifier: Arc<Notify>,
+}
+
+pub struct EventStoreBuilder {
+    pool: PgPool,
+    projectors: Vec<Arc<dyn InlineProjector>>,
+    upcasters: Upcasters,
+}
+
+impl EventStoreBuilder {
+    pub fn projector(mut self, projector: Arc<dyn InlineProjector>) -> Self {
+        self.projectors.push(projector);
+        self
+    }
+
+    pub fn upcaster(mut self, upcaster: Arc<dyn Upcaster>) -> Self {
+        self.upcasters.register(upcaster);
+        self
+    }
+
+    pub fn build(self) -> EventStore {
+        let notifier = Arc::new(Notify::new());
+        // NOTIFY inside the append transaction would take PostgreSQL's global
+        // notify-queue lock at commit and serialise every writer's commit
+        // (group commit is lost). Instead one task sends a coalesced
+        // pg_notify right after commits; subscribers also poll as a fallback.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let pool = self.pool.clone();
+            let wake = notifier.clone();
+            tokio::spawn(async move {
+                loop {
+                    wake.notified().await;
+                    if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(NOTIFY_CHANNEL)
+                        .execute(&pool)
+                        .await
+                    {
+                        tracing::debug!(%error, "pg_notify failed; subscribers will poll");
+                    }
+                }
+            });
+        }
+        EventStore {
+            inner: Arc::new(Inner {
+                pool: self.pool,
+                projectors: self.projectors,
+                upcasters: self.upcasters,
+                committed: watch::Sender::new(0),
+                notifier,
+            }),
+        }
+    }
+}
+
+impl EventStore {
+    pub fn builder(pool: PgPool) -> EventStoreBuilder {
+        EventStoreBuilder {
+            pool,
+            projectors: Vec::new(),
+            upcasters: Upcasters::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn projectors(&self) -> &[Arc<dyn InlineProjector>] {
+        &self.inner.projectors
+    }
+
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.inner.upcasters
+    }
+
+    /// Changes after every successful append commit in this process; a
+    /// `watch` never loses a wake-up that happens between two waits.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.inner.committed.subscribe()
+    }
+
+    fn after_commit(&self) {
+        self.inner.committed.send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.notifier.notify_one();
+    }
+}

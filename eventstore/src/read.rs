@@ -1,0 +1,192 @@
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::{EventStore, RecordedEvent};
+
+/// A point in the global order `(tx_id, global_position)`. `Default` is the
+/// start of the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GlobalPosition {
+    pub tx_id: i64,
+    pub position: i64,
+}
+
+impl GlobalPosition {
+    pub fn of(event: &RecordedEvent) -> Self {
+        Self {
+            tx_id: event.tx_id,
+            position: event.global_position,
+        }
+    }
+}
+
+const COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, stream_type, stream_id, \
+     version, event_id, event_type, schema_version, project_id, payload, metadata, recorded_at";
+
+pub(crate) fn from_row(row: &PgRow) -> RecordedEvent {
+    RecordedEvent {
+        global_position: row.get("global_position"),
+        tx_id: row.get("tx_id"),
+        stream_type: row.get("stream_type"),
+        stream_id: row.get("stream_id"),
+        version: row.get("version"),
+        event_id: row.get("event_id"),
+        event_type: row.get("event_type"),
+        schema_version: row.get("schema_version"),
+        project_id: row.get("project_id"),
+        payload: row.get("payload"),
+        metadata: row.get("metadata"),
+        recorded_at: row.get("recorded_at"),
+    }
+}
+
+impl EventStore {
+    /// The events of one stream with `version > after_version`, upcast.
+    pub async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        self.read_stream_in(&mut conn, stream_id, after_version)
+            .await
+    }
+
+    /// [`Self::read_stream`] on a given connection (e.g. inside an append
+    /// transaction, to load an aggregate and write in one go).
+    pub async fn read_stream_in(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream_id)
+            .bind(after_version)
+            .fetch_all(conn)
+            .await?;
+        Ok(rows.iter().map(|r| self.upcasters().upcast(from_row(r))).collect())
+    }
+
+    /// Up to `limit` events after `after` in global order, gap-safe: only
+    /// events of transactions older than every transaction still in flight
+    /// are returned, so an event that commits later can never appear
+    /// *before* one this call already returned.
+    pub async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        self.read_all_in(&mut conn, after, limit, None).await
+    }
+
+    /// [`Self::read_all`] on a given connection, optionally limited to some
+    /// stream types.
+    pub async fn read_all_in(
+        &self,
+        conn: &mut PgConnection,
+        after: GlobalPosition,
+        limit: i64,
+        stream_types: Option<&[String]>,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+               AND ($4::text[] IS NULL OR stream_type = ANY($4))
+             ORDER BY tx_id, global_position
+             LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.tx_id.to_string())
+            .bind(after.position)
+            .bind(limit)
+            .bind(stream_types)
+            .fetch_all(conn)
+            .await?;
+        Ok(rows.iter().map(|r| self.upcasters().upcast(from_row(r))).collect())
+    }
+
+    /// Every committed event after `after`, without the in-flight horizon.
+    /// Only correct while appends are blocked (the final catch-up of a
+    /// projection rebuild holds a lock that excludes writers).
+    pub async fn read_all_quiesced(
+        &self,
+        conn: &mut PgConnection,
+        after: GlobalPosition,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+             ORDER BY tx_id, global_position LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.tx_id.to_string())
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
+        Ok(rows.iter().map(|r| self.upcasters().upcast(from_row(r))).collect())
+    }
+
+    /// One event by its global position or its id.
+    pub async fn read_event(&self, key: EventKey) -> Result<Option<RecordedEvent>, sqlx::Error> {
+        let (filter, position, id) = match key {
+            EventKey::Position(p) => ("global_position = $1", Some(p), None),
+            EventKey::Id(id) => ("event_id = $2", None, Some(id)),
+        };
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE {filter}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(position)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| self.upcasters().upcast(from_row(&r))))
+    }
+
+    /// The newest event any gap-safe reader can see now, and how many
+    /// events exist in total (for lag reporting).
+    pub async fn head(&self) -> Result<(GlobalPosition, i64), sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(tx_id::text::bigint), 0) AS tx_id,
+                    COALESCE(MAX(global_position), 0) AS pos, COUNT(*) AS n
+             FROM events WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok((
+            GlobalPosition {
+                tx_id: row.get("tx_id"),
+                position: row.get("pos"),
+            },
+            row.get("n"),
+        ))
+    }
+
+    /// How many visible events come after `after` in global order.
+    pub async fn count_after(&self, after: GlobalPosition) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+        )
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .fetch_one(self.pool())
+        .await
+    }
+}
+
+/// How `paca events show` names an event.
+#[derive(Debug, Clone, Copy)]
+pub enum EventKey {
+    Position(i64),
+    Id(Uuid),
+}

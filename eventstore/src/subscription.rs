@@ -1,0 +1,284 @@
+//! Checkpointed, gap-safe, at-least-once consumers of the log.
+//!
+//! Each subscription has a name and a row in `checkpoints`. A batch is read
+//! in `(tx_id, global_position)` order below the in-flight horizon, handed to
+//! the handler inside a transaction, and the checkpoint advances in that same
+//! transaction, so a batch is either fully applied and checkpointed or not
+//! at all. Only one runner per name is active at a time (a session advisory
+//! lock held on a dedicated connection); others wait as hot standbys.
+//! Runners wake on in-process commits, on `LISTEN paca_events`, and on a
+//! fallback poll. A failing handler is retried with exponential backoff and
+//! its error is visible in `checkpoints` (and `paca projections status`);
+//! the batch is never skipped.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, Row};
+use tokio::sync::watch;
+
+use crate::{EventStore, GlobalPosition, NOTIFY_CHANNEL, RecordedEvent};
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The side of a subscription that does the work. Handlers must be
+/// idempotent (keyed by `event_id`): delivery is at least once.
+#[async_trait::async_trait]
+pub trait SubscriptionHandler: Send + Sync {
+    /// Applies one batch inside the transaction that also moves the
+    /// checkpoint. Returning an error rolls both back; the batch is retried.
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), HandlerError>;
+}
+
+pub struct Subscription<H> {
+    name: String,
+    store: EventStore,
+    handler: H,
+    batch_size: i64,
+    poll_interval: Duration,
+    max_backoff: Duration,
+    stream_types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionStatus {
+    pub name: String,
+    pub checkpoint: GlobalPosition,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub failures: i32,
+    pub lag: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("another runner holds subscription {0}")]
+    Busy(String),
+}
+
+impl<H: SubscriptionHandler> Subscription<H> {
+    pub fn new(name: impl Into<String>, store: EventStore, handler: H) -> Self {
+        Self {
+            name: name.into(),
+            store,
+            handler,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            stream_types: None,
+        }
+    }
+
+    pub fn batch_size(mut self, n: i64) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    pub fn max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+
+    /// Only deliver events of these stream types.
+    pub fn stream_types(mut self, types: Vec<String>) -> Self {
+        self.stream_types = Some(types);
+        self
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// Runs until `shutdown` turns true. Waits as a standby while another
+    /// runner holds the subscription.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), SubscriptionError> {
+        let mut lock = self.store.pool().acquire().await?.detach();
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            if try_lock(&mut lock, &self.name).await? {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        self.ensure_row().await?;
+
+        let mut listener = PgListener::connect_with(self.store.pool()).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        let mut commits = self.store.commits();
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.step().await {
+                Ok(0) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = commits.changed() => {}
+                        _ = listener.recv() => {}
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let backoff = Duration::from_millis(50u64.saturating_mul(1 << failures.min(16)))
+                        .min(self.max_backoff);
+                    tracing::warn!(subscription = %self.name, %error, ?backoff, "handler failed; retrying");
+                    self.record_failure(&error.to_string()).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        sqlx::query("UPDATE checkpoints SET status = 'stopped', updated_at = now() WHERE name = $1")
+            .bind(&self.name)
+            .execute(self.store.pool())
+            .await?;
+        // Dropping `lock` closes the session and releases the advisory lock.
+        Ok(())
+    }
+
+    /// Processes everything currently available, batch by batch, holding
+    /// the subscription's lock meanwhile. A deterministic hook for tests and
+    /// for `paca` commands that drain a subscription once.
+    pub async fn drain(&self) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+        let mut lock = self.store.pool().acquire().await?.detach();
+        if !try_lock(&mut lock, &self.name).await? {
+            return Err(Box::new(SubscriptionError::Busy(self.name.clone())));
+        }
+        self.ensure_row().await?;
+        let mut total = 0;
+        loop {
+            match self.step().await {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n,
+                Err(error) => {
+                    self.record_failure(&error.to_string()).await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// One batch: read after the checkpoint, handle, checkpoint, commit.
+    async fn step(&self) -> Result<usize, HandlerError> {
+        let pool = self.store.pool();
+        let row = sqlx::query("SELECT last_tx, last_pos FROM checkpoints WHERE name = $1")
+            .bind(&self.name)
+            .fetch_one(pool)
+            .await?;
+        let after = GlobalPosition {
+            tx_id: row.get("last_tx"),
+            position: row.get("last_pos"),
+        };
+        // Read before the transaction writes anything: a transaction that has
+        // taken an xid would hold the horizon back on itself.
+        let mut conn = pool.acquire().await?;
+        let events = self
+            .store
+            .read_all_in(&mut conn, after, self.batch_size, self.stream_types.as_deref())
+            .await?;
+        drop(conn);
+        let Some(last) = events.last() else {
+            return Ok(0);
+        };
+        let last = GlobalPosition::of(last);
+
+        let mut tx = pool.begin().await?;
+        self.handler.handle(&mut tx, &events).await?;
+        sqlx::query(
+            "UPDATE checkpoints SET last_tx = $2, last_pos = $3, status = 'running',
+                    last_error = NULL, failures = 0, updated_at = now()
+             WHERE name = $1",
+        )
+        .bind(&self.name)
+        .bind(last.tx_id)
+        .bind(last.position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn ensure_row(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(&self.name)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn record_failure(&self, error: &str) {
+        let result = sqlx::query(
+            "UPDATE checkpoints SET status = 'retrying', last_error = $2,
+                    failures = failures + 1, updated_at = now()
+             WHERE name = $1",
+        )
+        .bind(&self.name)
+        .bind(error)
+        .execute(self.store.pool())
+        .await;
+        if let Err(db_error) = result {
+            tracing::error!(subscription = %self.name, %db_error, "could not record handler failure");
+        }
+    }
+}
+
+async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('paca.subscription.' || $1, 0))")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+}
+
+impl EventStore {
+    /// Every subscription with its checkpoint, state and lag (visible
+    /// events after its checkpoint).
+    pub async fn subscription_status(&self) -> Result<Vec<SubscriptionStatus>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT name, last_tx, last_pos, status, last_error, failures, updated_at
+             FROM checkpoints ORDER BY name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let checkpoint = GlobalPosition {
+                tx_id: row.get("last_tx"),
+                position: row.get("last_pos"),
+            };
+            out.push(SubscriptionStatus {
+                name: row.get("name"),
+                checkpoint,
+                status: row.get("status"),
+                last_error: row.get("last_error"),
+                failures: row.get("failures"),
+                lag: self.count_after(checkpoint).await?,
+                updated_at: row.get("updated_at"),
+            });
+        }
+        Ok(out)
+    }
+}
