@@ -1,1 +1,267 @@
+//! The write side: command handlers (load -> decide -> append), write-side
+//! reservations for set-wide uniqueness, and the credential services whose
+//! secrets never enter the log.
+
+pub mod auth;
+pub mod projects;
+pub mod roles;
+pub mod users;
+
+use domain::{DomainError, DomainEvent, ErrorCode};
+use eventstore::{
+    AppendError, AppendTx, EventStore, ExpectedVersion, Metadata, NewEvent, StreamRef,
+};
+use uuid::Uuid;
+
+pub use auth::{AuthConfig, Credentials};
+
+/// How many times a command is re-decided on fresh state after losing an
+/// optimistic-concurrency race before the caller gets `409 CONFLICT`.
+const MAX_ATTEMPTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Lost the race more than [`MAX_ATTEMPTS`] times, or the caller asked
+    /// for a specific version (`If-Match`) and the stream has moved on.
+    #[error("concurrent modification of {0}; retry")]
+    Conflict(Uuid),
+    #[error("infrastructure failure: {0}")]
+    Infra(String),
+}
+
+impl CommandError {
+    pub fn domain(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Domain(DomainError::new(code, message))
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Infra(error.to_string())
+    }
+}
+
+impl From<AppendError> for CommandError {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::VersionConflict { stream_id, .. } => Self::Conflict(stream_id),
+            other => Self::Infra(other.to_string()),
+        }
+    }
+}
+
+pub type CommandResult<T> = Result<T, CommandError>;
+
+/// The write side's entry point: every mutation goes through here.
+#[derive(Clone)]
+pub struct Commands {
+    pub store: EventStore,
+    pub auth: AuthConfig,
+}
+
+/// An aggregate's state loaded from its stream, and the version it is at.
+pub struct Loaded<S> {
+    pub state: S,
+    pub version: i64,
+}
+
+impl Commands {
+    pub fn new(store: EventStore, auth: AuthConfig) -> Self {
+        Self { store, auth }
+    }
+
+    /// Folds a stream into its aggregate state, on the given connection.
+    pub async fn load_in<E: DomainEvent, S: Default>(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        stream_id: Uuid,
+        evolve: fn(S, &E) -> S,
+    ) -> CommandResult<Loaded<S>> {
+        let events = self.store.read_stream_in(conn, stream_id, 0).await?;
+        let mut state = S::default();
+        let mut version = 0;
+        for event in &events {
+            let typed = E::from_stored(&event.event_type, &event.payload).map_err(|e| {
+                CommandError::Infra(format!(
+                    "cannot decode {} v{} of {stream_id}: {e}",
+                    event.event_type, event.version
+                ))
+            })?;
+            state = evolve(state, &typed);
+            version = event.version;
+        }
+        Ok(Loaded { state, version })
+    }
+
+    pub async fn load<E: DomainEvent, S: Default>(
+        &self,
+        stream_id: Uuid,
+        evolve: fn(S, &E) -> S,
+    ) -> CommandResult<Loaded<S>> {
+        let mut conn = self.store.pool().acquire().await?;
+        self.load_in(&mut conn, stream_id, evolve).await
+    }
+
+    /// Load -> decide -> append on one stream, re-deciding on fresh state
+    /// when another writer got there first. `decide` returns the events and
+    /// the write-side effects (reservations, credentials) that must commit
+    /// in the same transaction; a failing effect rolls everything back.
+    ///
+    /// Returns the state after the command and the stream version.
+    pub async fn execute<E, S, F>(
+        &self,
+        stream_id: Uuid,
+        project_id: Option<Uuid>,
+        evolve: fn(S, &E) -> S,
+        metadata: &Metadata,
+        mut decide: F,
+    ) -> CommandResult<(S, i64)>
+    where
+        E: DomainEvent,
+        S: Default,
+        F: FnMut(&S) -> Result<(Vec<E>, Vec<WriteSide>), DomainError>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let mut tx = self.store.begin().await?;
+            let Loaded { state, version } = self.load_in(tx.conn(), stream_id, evolve).await?;
+            let (events, effects) = decide(&state)?;
+            if events.is_empty() {
+                return Ok((state, version));
+            }
+            for effect in effects {
+                effect.apply(&mut tx).await?;
+            }
+            let new_events: Vec<NewEvent> = events
+                .iter()
+                .map(|e| NewEvent::new(e.event_type(), e.to_payload(), metadata.clone()))
+                .collect();
+            let expected = if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(version)
+            };
+            let stream = StreamRef {
+                stream_type: E::STREAM_TYPE,
+                stream_id,
+                project_id,
+            };
+            match tx.append(stream, expected, new_events).await {
+                Ok(result) => {
+                    tx.commit().await?;
+                    let state = events.iter().fold(state, evolve);
+                    return Ok((state, result.stream_version));
+                }
+                Err(AppendError::VersionConflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CommandError::Conflict(stream_id))
+    }
+}
+
+/// Write-side state changed together with a command's events.
+#[derive(Debug, Clone)]
+pub enum WriteSide {
+    /// Claim `key` in `scope` for `owner`; fails with `taken` if another
+    /// owner holds it (now, or in a concurrent transaction that commits).
+    Reserve {
+        scope: &'static str,
+        key: String,
+        owner: Uuid,
+        taken: DomainError,
+    },
+    Release {
+        scope: &'static str,
+        key: String,
+        owner: Uuid,
+    },
+    SetPasswordHash {
+        user_id: Uuid,
+        hash: String,
+    },
+    StoreApiKeyHash {
+        key_id: Uuid,
+        user_id: Uuid,
+        hash: String,
+    },
+    /// Ends every refresh-token family of the user (password change,
+    /// deletion): other sessions must log in again.
+    RevokeSessions {
+        user_id: Uuid,
+    },
+}
+
+impl WriteSide {
+    async fn apply(self, tx: &mut AppendTx) -> CommandResult<()> {
+        match self {
+            WriteSide::Reserve {
+                scope,
+                key,
+                owner,
+                taken,
+            } => {
+                let claimed = sqlx::query(
+                    "INSERT INTO reservations (scope, key, owner_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (scope, key) DO UPDATE SET owner_id = reservations.owner_id
+                     WHERE reservations.owner_id = $3",
+                )
+                .bind(scope)
+                .bind(&key)
+                .bind(owner)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+                if claimed == 0 {
+                    return Err(taken.into());
+                }
+            }
+            WriteSide::Release { scope, key, owner } => {
+                sqlx::query(
+                    "DELETE FROM reservations WHERE scope = $1 AND key = $2 AND owner_id = $3",
+                )
+                .bind(scope)
+                .bind(&key)
+                .bind(owner)
+                .execute(tx.conn())
+                .await?;
+            }
+            WriteSide::SetPasswordHash { user_id, hash } => {
+                sqlx::query(
+                    "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)
+                     ON CONFLICT (user_id) DO UPDATE SET password_hash = $2, updated_at = now()",
+                )
+                .bind(user_id)
+                .bind(&hash)
+                .execute(tx.conn())
+                .await?;
+            }
+            WriteSide::StoreApiKeyHash {
+                key_id,
+                user_id,
+                hash,
+            } => {
+                sqlx::query(
+                    "INSERT INTO api_key_secrets (key_id, user_id, key_hash) VALUES ($1, $2, $3)",
+                )
+                .bind(key_id)
+                .bind(user_id)
+                .bind(&hash)
+                .execute(tx.conn())
+                .await?;
+            }
+            WriteSide::RevokeSessions { user_id } => {
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = now()
+                     WHERE user_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(user_id)
+                .execute(tx.conn())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
 

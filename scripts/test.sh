@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Paca-RS: run every test (the README's single test command; .ci/run calls it).
+#
+#   bash scripts/test.sh
+#
+# On a fresh Debian 12 machine (as root) this brings up what the tests need,
+# idempotently: PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (uses a
+# running one, else starts the installed one, else installs it), the PostgreSQL
+# server binaries for the embedded mode, then builds the workspace, runs
+# `cargo test --workspace` and the black-box suite (tests/blackbox, pytest) against
+# the real `target/debug/paca` binary.
+#
+# Environment:
+#   TEST_DATABASE_URL  PostgreSQL URL used as DATABASE_URL (default
+#                      postgres://postgres@127.0.0.1:5432/postgres)
+#   PYTEST_ARGS        extra arguments for pytest (e.g. "-k quickstart -x")
+#   SKIP_CARGO_TEST=1  skip `cargo test --workspace` (black-box only)
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+export DEBIAN_FRONTEND=noninteractive
+export PYTHONDONTWRITEBYTECODE=1
+exec </dev/null
+
+section() { printf '\n\033[1m==== %s ====\033[0m\n' "$*"; }
+info()    { printf '  %s\n' "$*"; }
+die()     { printf '\n\033[31mFATAL: %s\033[0m\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not available; install $* by hand"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        info "apt-get update"
+        as_root apt-get update -qq || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+    info "apt-get install -y $*"
+    as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+START_TS=$(date +%s)
+FAILED=()
+
+# ---------------------------------------------------------------------------
+section "PostgreSQL (127.0.0.1:5432)"
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+pg_ready() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; }
+
+pg_versions() { ls /etc/postgresql 2>/dev/null | sort -V; }
+
+pg_start_installed() {
+    local v started=1
+    [ -d /etc/postgresql ] || return 1
+    for v in $(pg_versions); do
+        if [ ! -d "/etc/postgresql/$v/main" ]; then
+            command -v pg_createcluster >/dev/null && as_root pg_createcluster "$v" main >/dev/null 2>&1 || true
+        fi
+        info "pg_ctlcluster --skip-systemctl-redirect $v main start"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start >/dev/null 2>&1 && started=0
+    done
+    return $started
+}
+
+wait_pg() {
+    local i
+    for i in $(seq 1 60); do pg_ready && return 0; sleep 0.5; done
+    return 1
+}
+
+if pg_ready; then
+    info "already running"
+else
+    if ! pg_start_installed || ! wait_pg; then
+        if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -z "$(pg_versions)" ]; then
+            apt_install postgresql postgresql-client
+        fi
+        wait_pg || { pg_start_installed; wait_pg; } || die "PostgreSQL does not answer on 127.0.0.1:5432"
+    fi
+    info "started"
+fi
+
+command -v psql >/dev/null || apt_install postgresql-client
+
+# The tests connect as postgres over TCP without a password (trust auth). A freshly
+# installed Debian cluster uses scram for host connections: switch loopback to trust.
+if ! psql "$DATABASE_URL" -Atqc 'select 1' >/dev/null 2>&1; then
+    if [ -z "${TEST_DATABASE_URL:-}" ] && [ -n "$(pg_versions)" ]; then
+        for v in $(pg_versions); do
+            hba="/etc/postgresql/$v/main/pg_hba.conf"
+            [ -f "$hba" ] || continue
+            if ! grep -q '# paca-test trust' "$hba"; then
+                info "enabling trust auth for loopback in $hba"
+                as_root sed -i '1i host all all 127.0.0.1/32 trust # paca-test trust\nhost all all ::1/128 trust # paca-test trust' "$hba"
+            fi
+            as_root pg_ctlcluster --skip-systemctl-redirect "$v" main reload >/dev/null 2>&1 || true
+        done
+        sleep 1
+    fi
+    psql "$DATABASE_URL" -Atqc 'select 1' >/dev/null || die "cannot connect to $DATABASE_URL"
+fi
+info "connected: $(psql "$DATABASE_URL" -Atqc 'show server_version')"
+
+# Embedded mode (`paca serve` without DATABASE_URL) runs initdb/pg_ctl/postgres itself.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_install postgresql
+fi
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || die "initdb not found under /usr/lib/postgresql/*/bin"
+info "initdb: $(ls /usr/lib/postgresql/*/bin/initdb | tail -n1)"
+
+# ---------------------------------------------------------------------------
+section "Redis (127.0.0.1:6379)"
+redis_ready() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
+redis_start() {
+    command -v redis-server >/dev/null || return 1
+    info "redis-server --daemonize yes --bind 127.0.0.1 --port 6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    local i; for i in $(seq 1 40); do redis_ready && return 0; sleep 0.25; done
+    return 1
+}
+if redis_ready; then
+    info "already running"
+else
+    if ! redis_start; then
+        apt_install redis-server
+        redis_ready || redis_start || die "Redis does not answer on 127.0.0.1:6379"
+    fi
+    info "started"
+fi
+
+# ---------------------------------------------------------------------------
+section "cargo build --workspace --all-targets"
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+command -v cargo >/dev/null || die "cargo not found"
+info "DATABASE_URL=$DATABASE_URL"
+cargo build --workspace --all-targets || die "cargo build failed"
+[ -x target/debug/paca ] || die "target/debug/paca was not built"
+
+# ---------------------------------------------------------------------------
+if [ "${SKIP_CARGO_TEST:-0}" = "1" ]; then
+    section "cargo test --workspace (skipped: SKIP_CARGO_TEST=1)"
+else
+    section "cargo test --workspace"
+    if cargo test --workspace; then info "cargo test: ok"; else FAILED+=("cargo test --workspace"); fi
+fi
+
+# ---------------------------------------------------------------------------
+section "Python environment (target/pyenv)"
+PYENV_DIR="$ROOT/target/pyenv"
+if [ ! -x "$PYENV_DIR/bin/python" ] || ! "$PYENV_DIR/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    command -v python3 >/dev/null || apt_install python3
+    rm -rf "$PYENV_DIR"
+    if ! python3 -m venv "$PYENV_DIR" >/dev/null 2>&1; then
+        rm -rf "$PYENV_DIR"
+        apt_install python3-venv
+        python3 -m venv "$PYENV_DIR" || die "python3 -m venv failed"
+    fi
+    info "created $PYENV_DIR"
+else
+    info "reusing $PYENV_DIR"
+fi
+"$PYENV_DIR/bin/python" -m pip install -q --disable-pip-version-check -r tests/blackbox/requirements.txt \
+    || die "pip install -r tests/blackbox/requirements.txt failed"
+
+# ---------------------------------------------------------------------------
+section "Black-box tests (pytest tests/blackbox)"
+export PACA_BIN="$ROOT/target/debug/paca"
+# shellcheck disable=SC2086
+if "$PYENV_DIR/bin/python" -m pytest -q -p no:cacheprovider -rfE tests/blackbox ${PYTEST_ARGS:-}; then
+    info "black-box tests: ok"
+else
+    FAILED+=("pytest tests/blackbox")
+fi
+
+# ---------------------------------------------------------------------------
+section "Summary ($(( $(date +%s) - START_TS ))s)"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    for f in "${FAILED[@]}"; do printf '  \033[31mFAILED\033[0m %s\n' "$f"; done
+    exit 1
+fi
+info "all tests passed"
