@@ -1,1 +1,10 @@
+//! The read side: the inline projector that keeps the read models in step
+//! with the log, the queries the REST layer runs against them, and the
+//! blue/green rebuild and verification of those tables.
 
+pub mod projector;
+pub mod queries;
+pub mod rebuild;
+
+pub use projector::ReadModelProjector;
+pub use rebuild::{READ_MODEL_VERSION, RebuildReport, TableDiff, ensure_ready, rebuild, verify};
