@@ -1,1 +1,240 @@
-fn main() {}
+//! `paca`: the Paca-RS server and its operator CLI.
+
+mod cli;
+mod config;
+mod embedded;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use commands::{AuthConfig, Commands};
+use eventstore::EventStore;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::Config;
+use crate::embedded::Embedded;
+
+#[derive(Parser)]
+#[command(name = "paca", version, about = "Paca-RS: an event-sourced, AI-native project-management backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (embedded PostgreSQL when DATABASE_URL is unset).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Read the event log.
+    Events {
+        #[command(subcommand)]
+        command: cli::EventsCommand,
+    },
+    /// Inspect, rebuild and verify projections.
+    Projections {
+        #[command(subcommand)]
+        command: cli::ProjectionsCommand,
+    },
+}
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The database every subcommand works on, and the embedded cluster behind
+/// it when there is one (stopped on drop if this process started it).
+pub struct Database {
+    pub pool: PgPool,
+    _embedded: Option<Embedded>,
+}
+
+impl Database {
+    pub async fn open(config: &Config) -> Result<Self> {
+        let (options, embedded) = match &config.database_url {
+            Some(url) => (
+                PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?,
+                None,
+            ),
+            None => {
+                let mut embedded = Embedded::new(&config.data_dir)?;
+                embedded.start()?;
+                let options = PgConnectOptions::new()
+                    .socket(embedded.socket_dir())
+                    .username("postgres");
+                create_database(options.clone().database("postgres"), "paca").await?;
+                (options.database("paca"), Some(embedded))
+            }
+        };
+        // Read models live in schema `rm` (see projections::rebuild), the log
+        // and write-side tables in `public`.
+        let options = options
+            .options([("search_path", "rm, public")])
+            .application_name("paca");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .context("connecting to PostgreSQL")?;
+        MIGRATOR.run(&pool).await.context("running migrations")?;
+        Ok(Self {
+            pool,
+            _embedded: embedded,
+        })
+    }
+
+    pub fn store(&self) -> EventStore {
+        EventStore::builder(self.pool.clone())
+            .projector(Arc::new(projections::ReadModelProjector))
+            .build()
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+async fn create_database(admin: PgConnectOptions, name: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&admin)
+        .await
+        .context("connecting to the embedded PostgreSQL")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    if let Err(error) = run(cli).await {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = Database::open(&config).await?;
+            let store = db.store();
+            projections::ensure_ready(&store)
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?;
+            println!("migrations applied");
+            db.close().await;
+            Ok(())
+        }
+        Command::Events { command } => {
+            let db = Database::open(&config).await?;
+            let result = cli::events(&db.store(), command).await;
+            db.close().await;
+            result
+        }
+        Command::Projections { command } => {
+            let db = Database::open(&config).await?;
+            let result = cli::projections(&db.store(), command).await;
+            db.close().await;
+            result
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let (jwt_secret, _) = config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
+        config::random_hex(32)
+    })?;
+    let (admin_password, generated) =
+        config::secret(config::ADMIN_PASSWORD, &config.data_dir, "admin_password", || {
+            config::random_hex(12)
+        })?;
+
+    let db = Database::open(&config).await?;
+    let store = db.store();
+    if let Some(report) = projections::ensure_ready(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?
+    {
+        tracing::info!(events = report.events, seconds = report.seconds, "read models rebuilt");
+    }
+
+    let commands = Commands::new(
+        store,
+        AuthConfig {
+            jwt_secret,
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            refresh_session_ttl: config.refresh_session_ttl,
+            cookie_secure: config.cookie_secure,
+            agent_api_key: config.agent_api_key.clone(),
+        },
+    );
+    commands
+        .seed_global_roles()
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding global roles: {e}"))?;
+    let created = commands
+        .seed_admin(&config.admin_username, &admin_password)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the admin user: {e}"))?;
+    if created && generated {
+        // Printed once: on the start that generated it.
+        println!(
+            "Created admin user {:?} with generated password: {admin_password}\n(stored in {})",
+            config.admin_username,
+            config.data_dir.join("admin_password").display()
+        );
+    } else if created {
+        tracing::info!(username = %config.admin_username, "created admin user from ADMIN_PASSWORD");
+    }
+
+    let state = gateways::AppState::new(commands, config.login_max_failures);
+    let (server, handle) = gateways::server(state, (config.bind.as_str(), config.port), config.workers)
+        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    println!("paca listening on http://{}:{}", config.bind, config.port);
+
+    let server = tokio::spawn(server);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.stop(true).await;
+    let _ = server.await;
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

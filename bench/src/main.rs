@@ -1,1 +1,131 @@
-fn main() {}
+//! Event store benchmarks: the goals of shared/EVENT-STORE.md measured side
+//! by side with a baseline taken in the same run on the same database.
+//!
+//! ```text
+//! cargo run --release -p bench -- append    [--seconds 10] [--runs 3]
+//! cargo run --release -p bench -- subscribe [--seconds 10] [--rate 10000] [--via-notify]
+//! cargo run --release -p bench -- rebuild   [--events 1000000]
+//! ```
+//!
+//! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
+//! migrations, and drops it at the end (also on error and on Ctrl-C).
+
+mod append;
+mod db;
+mod rebuild;
+mod report;
+mod subscribe;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use db::ScratchDb;
+
+#[derive(Parser, Debug)]
+#[command(about = "Event store benchmarks (targets from EVENT-STORE.md)")]
+struct Cli {
+    /// Server to benchmark on; a scratch database is created there.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        global = true
+    )]
+    database_url: String,
+
+    /// Repetitions; the figures printed are medians over the runs.
+    #[arg(long, default_value_t = 3, global = true)]
+    runs: usize,
+
+    /// Duration of each timed phase (append, subscribe).
+    #[arg(long, default_value_t = 10, global = true)]
+    seconds: u64,
+
+    /// subscribe: total appends per second, spread over 8 writers.
+    #[arg(long, default_value_t = 10_000, global = true)]
+    rate: u64,
+
+    /// subscribe: wake the subscriber only through LISTEN/NOTIFY (as a
+    /// subscriber in another process would be) instead of the in-process
+    /// commit signal.
+    #[arg(long, global = true)]
+    via_notify: bool,
+
+    /// rebuild: number of events in the log.
+    #[arg(long, default_value_t = 1_000_000, global = true)]
+    events: u64,
+
+    /// Keep the scratch database at the end (to inspect it).
+    #[arg(long, global = true)]
+    keep_db: bool,
+
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Append throughput (1/8/16 writers, batched) and single-writer latency.
+    Append,
+    /// Commit-to-subscriber latency at a fixed append rate.
+    Subscribe,
+    /// Replaying the whole log into a read model.
+    Rebuild,
+    /// All three, one after another.
+    All,
+}
+
+pub struct Settings {
+    pub runs: usize,
+    pub phase: Duration,
+    pub rate: u64,
+    pub via_notify: bool,
+    pub events: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    anyhow::ensure!(cli.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(cli.seconds >= 1, "--seconds must be at least 1");
+    let settings = Settings {
+        runs: cli.runs,
+        phase: Duration::from_secs(cli.seconds),
+        rate: cli.rate.max(1),
+        via_notify: cli.via_notify,
+        events: cli.events.max(10),
+    };
+
+    let scratch = ScratchDb::create(&cli.database_url).await?;
+    println!(
+        "scratch database {} on {}",
+        scratch.name,
+        scratch.server_version().await?
+    );
+    let outcome = tokio::select! {
+        outcome = run(cli.scenario, &scratch, &settings) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if cli.keep_db {
+        println!("kept database {}", scratch.name);
+    } else {
+        scratch.drop_db().await?;
+    }
+    outcome
+}
+
+async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<()> {
+    let all = scenario == Scenario::All;
+    if all || scenario == Scenario::Append {
+        append::run(db, settings).await?.print();
+    }
+    if all || scenario == Scenario::Subscribe {
+        subscribe::run(db, settings).await?.print();
+    }
+    if all || scenario == Scenario::Rebuild {
+        rebuild::run(db, settings).await?.print();
+    }
+    Ok(())
+}

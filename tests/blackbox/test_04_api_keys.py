@@ -80,7 +80,8 @@ def test_key_acts_as_its_owner(server, make_user):
     me = ok(api_key_client(server, k["key"]).get("/users/me"))
     assert me["id"] == u.id and me["role"] == "USER"
     # a USER's key gets no admin powers
-    err(api_key_client(server, k["key"]).get("/admin/users"), 403, "FORBIDDEN")
+    err(api_key_client(server, k["key"]).get("/admin/global-roles"), 403, "FORBIDDEN")
+    err(api_key_client(server, k["key"]).delete(f"/admin/users/{u.id}"), 403, "FORBIDDEN")
 
 
 def test_cannot_delete_someone_elses_key(server, admin, make_user):

@@ -1,0 +1,133 @@
+//! The REST error envelope and the request id every response carries.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use commands::CommandError;
+use domain::{DomainError, ErrorCode};
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The current request's id, set by the request-id middleware so that
+    /// envelopes built anywhere in the handler (including error responses
+    /// of extractors) carry it.
+    pub static REQUEST_ID: String;
+}
+
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BAD_REQUEST, message)
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(ErrorCode::FORBIDDEN, "missing required permission")
+    }
+
+    /// An unexpected failure: the details go to the log with the request
+    /// id, the client gets an opaque 500.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(request_id = request_id().unwrap_or_default(), %detail, "internal error");
+        Self::new(ErrorCode::INTERNAL_ERROR, "internal server error")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    success: bool,
+    error_code: &'a str,
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            success: false,
+            error_code: self.code.as_str(),
+            error: &self.message,
+            request_id: request_id(),
+        })
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        Self::new(error.code, error.message)
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Domain(e) => e.into(),
+            CommandError::Conflict(id) => Self::new(
+                ErrorCode::CONFLICT,
+                format!("{id} was modified concurrently; reload and retry"),
+            ),
+            CommandError::Infra(detail) => Self::internal(detail),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+#[derive(Serialize)]
+struct SuccessBody<T: Serialize> {
+    success: bool,
+    data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+fn envelope<T: Serialize>(status: StatusCode, data: T) -> HttpResponse {
+    HttpResponse::build(status).json(SuccessBody {
+        success: true,
+        data,
+        request_id: request_id(),
+    })
+}
+
+pub fn ok<T: Serialize>(data: T) -> ApiResult<HttpResponse> {
+    Ok(envelope(StatusCode::OK, data))
+}
+
+pub fn created<T: Serialize>(data: T) -> ApiResult<HttpResponse> {
+    Ok(envelope(StatusCode::CREATED, data))
+}
+
+pub fn no_content() -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,108 @@
+//! The REST API under `/api/v1`. This module is the route table; handlers
+//! live in one module per resource.
+
+pub mod admin;
+pub mod projects;
+pub mod session;
+pub mod users;
+
+use actix_web::web;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Every route of the API, readable as a table of contents.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            // Auth
+            .route("/auth/login", web::post().to(session::login))
+            .route("/auth/refresh", web::post().to(session::refresh))
+            .route("/auth/logout", web::post().to(session::logout))
+            // Users (self-service)
+            .route("/users/me", web::get().to(users::me))
+            .route("/users/me", web::patch().to(users::update_me))
+            .route("/users/me/password", web::patch().to(users::change_password))
+            .route("/users/me/global-permissions", web::get().to(users::global_permissions))
+            .route("/users/me/api-keys", web::get().to(users::list_api_keys))
+            .route("/users/me/api-keys", web::post().to(users::create_api_key))
+            .route("/users/me/api-keys/{key_id}", web::delete().to(users::revoke_api_key))
+            // Admin: users and global roles
+            .route("/admin/users", web::get().to(admin::list_users))
+            .route("/admin/users", web::post().to(admin::create_user))
+            .route("/admin/users/{user_id}", web::get().to(admin::get_user))
+            .route("/admin/users/{user_id}", web::patch().to(admin::patch_user))
+            .route("/admin/users/{user_id}", web::delete().to(admin::delete_user))
+            .route("/admin/users/{user_id}/password", web::patch().to(admin::reset_password))
+            .route("/admin/users/{user_id}/global-roles", web::put().to(admin::assign_roles))
+            .route("/admin/global-roles", web::get().to(admin::list_roles))
+            .route("/admin/global-roles", web::post().to(admin::create_role))
+            .route("/admin/global-roles/{role_id}", web::get().to(admin::get_role))
+            .route("/admin/global-roles/{role_id}", web::patch().to(admin::patch_role))
+            .route("/admin/global-roles/{role_id}", web::delete().to(admin::delete_role))
+            // Projects
+            .route("/projects", web::get().to(projects::list))
+            .route("/projects", web::post().to(projects::create))
+            .route("/projects/{project_id}", web::get().to(projects::get))
+            .route("/projects/{project_id}", web::patch().to(projects::patch))
+            .route("/projects/{project_id}", web::delete().to(projects::delete))
+            // Project members and roles
+            .route("/projects/{project_id}/members", web::get().to(projects::members))
+            .route("/projects/{project_id}/members", web::post().to(projects::add_member))
+            .route(
+                "/projects/{project_id}/members/me/permissions",
+                web::get().to(projects::my_permissions),
+            )
+            .route(
+                "/projects/{project_id}/members/{member_id}",
+                web::patch().to(projects::change_member_role),
+            )
+            .route(
+                "/projects/{project_id}/members/{member_id}",
+                web::delete().to(projects::remove_member),
+            )
+            .route("/projects/{project_id}/roles", web::get().to(projects::roles))
+            .route("/projects/{project_id}/roles", web::post().to(projects::create_role))
+            .route("/projects/{project_id}/roles/{role_id}", web::patch().to(projects::patch_role))
+            .route("/projects/{project_id}/roles/{role_id}", web::delete().to(projects::delete_role)),
+    );
+}
+
+/// Offset pagination: `page` from 1, `page_size` 1-100; values outside
+/// fall back to the defaults, as Paca does.
+#[derive(Debug, Deserialize)]
+pub struct Paging {
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+impl Paging {
+    pub fn resolve(&self) -> (i64, i64) {
+        let page = self.page.filter(|p| *p >= 1).unwrap_or(1);
+        let page_size = self.page_size.filter(|s| (1..=100).contains(s)).unwrap_or(20);
+        (page, page_size)
+    }
+}
+
+/// Permissions arrive as `{"perm": true}` maps (Paca's web app) or arrays.
+pub fn parse_permissions(value: Value) -> ApiResult<Vec<String>> {
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(ApiError::bad_request("permissions must be strings")),
+            })
+            .collect(),
+        Value::Object(map) => Ok(map
+            .into_iter()
+            .filter(|(_, granted)| granted.as_bool().unwrap_or(false))
+            .map(|(k, _)| k)
+            .collect()),
+        Value::Null => Ok(vec![]),
+        _ => Err(ApiError::bad_request(
+            "permissions must be an array or a {permission: true} map",
+        )),
+    }
+}

@@ -1,0 +1,121 @@
+//! `/auth`: login, refresh, logout. Tokens travel only in HttpOnly cookies.
+
+use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::{HttpRequest, HttpResponse, web};
+use commands::{Credentials, auth};
+use domain::ErrorCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{AuthStale, Via};
+use crate::error::{ApiError, ApiResult, request_id};
+
+pub const ACCESS_COOKIE: &str = "access_token";
+pub const REFRESH_COOKIE: &str = "refresh_token";
+pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    remember_me: bool,
+}
+
+fn cookie(name: &'static str, value: String, path: &'static str, secure: bool, max_age: i64) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .secure(secure)
+        .same_site(if name == REFRESH_COOKIE { SameSite::Strict } else { SameSite::Lax })
+        .max_age(time::Duration::seconds(max_age))
+        .finish()
+}
+
+fn with_credentials(state: &AppState, message: &str, credentials: Credentials) -> HttpResponse {
+    let secure = state.commands.auth.cookie_secure;
+    HttpResponse::Ok()
+        .cookie(cookie(
+            ACCESS_COOKIE,
+            credentials.access_token,
+            "/",
+            secure,
+            credentials.access_ttl.as_secs() as i64,
+        ))
+        .cookie(cookie(
+            REFRESH_COOKIE,
+            credentials.refresh_token,
+            REFRESH_PATH,
+            secure,
+            credentials.refresh_ttl.as_secs() as i64,
+        ))
+        .json(json!({"success": true, "data": {"message": message}, "request_id": request_id()}))
+}
+
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    if body.username.trim().is_empty() {
+        return Err(ApiError::bad_request("username is required"));
+    }
+    if body.password.chars().count() < domain::user::PASSWORD_MIN {
+        return Err(ApiError::bad_request("password must be at least 8 characters"));
+    }
+    let ip = client_ip(&req);
+    state.login_limiter.check(&ip, &body.username)?;
+    let (user_id, must_change) =
+        match auth::check_password_login(&state.pool, &body.username, &body.password).await {
+            Ok(found) => found,
+            Err(error) => {
+                state.login_limiter.record_failure(&ip, &body.username);
+                return Err(error.into());
+            }
+        };
+    let credentials = auth::start_session(
+        &state.pool,
+        &state.commands.auth,
+        user_id,
+        must_change,
+        body.remember_me,
+    )
+    .await?;
+    Ok(with_credentials(&state, "logged in", credentials))
+}
+
+pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let Some(raw) = req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()).filter(|v| !v.is_empty()) else {
+        return Err(ApiError::new(ErrorCode::AUTH_MISSING_TOKEN, "refresh token cookie missing"));
+    };
+    let credentials = auth::rotate_session(&state.pool, &state.commands.auth, &raw).await?;
+    Ok(with_credentials(&state, "token refreshed", credentials))
+}
+
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    AuthStale(principal): AuthStale,
+) -> ApiResult<HttpResponse> {
+    if let Via::Session { family } = principal.via {
+        auth::revoke_family(&state.pool, family).await?;
+    }
+    if let Some(raw) = req.cookie(REFRESH_COOKIE) {
+        auth::revoke_by_refresh(&state.pool, raw.value()).await?;
+    }
+    let secure = state.commands.auth.cookie_secure;
+    Ok(HttpResponse::Ok()
+        .cookie(cookie(ACCESS_COOKIE, String::new(), "/", secure, 0))
+        .cookie(cookie(REFRESH_COOKIE, String::new(), REFRESH_PATH, secure, 0))
+        .json(json!({"success": true, "data": {"message": "logged out"}, "request_id": request_id()})))
+}

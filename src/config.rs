@@ -1,0 +1,195 @@
+//! Configuration: one typed struct read from the seeds' environment
+//! variables, with generated-and-persisted defaults for secrets so that
+//! `paca serve` works with zero configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+pub const PORT: &str = "PORT";
+pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const JWT_SECRET: &str = "JWT_SECRET";
+pub const ADMIN_USERNAME: &str = "ADMIN_USERNAME";
+pub const ADMIN_PASSWORD: &str = "ADMIN_PASSWORD";
+pub const COOKIE_SECURE: &str = "COOKIE_SECURE";
+pub const JWT_ACCESS_TTL: &str = "JWT_ACCESS_TTL";
+pub const JWT_REFRESH_TTL: &str = "JWT_REFRESH_TTL";
+pub const JWT_REFRESH_SESSION_TTL: &str = "JWT_REFRESH_SESSION_TTL";
+pub const AGENT_API_KEY: &str = "AGENT_API_KEY";
+pub const PACA_DATA_DIR: &str = "PACA_DATA_DIR";
+pub const PACA_BIND: &str = "PACA_BIND";
+pub const PACA_WORKERS: &str = "PACA_WORKERS";
+pub const PACA_DB_MAX_CONNECTIONS: &str = "PACA_DB_MAX_CONNECTIONS";
+pub const PACA_LOGIN_MAX_FAILURES: &str = "PACA_LOGIN_MAX_FAILURES";
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &str, default: T) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={raw:?} is not valid: {e}")),
+    }
+}
+
+fn parse_bool(name: &str, default: bool) -> Result<bool> {
+    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => bail!("{name}={v:?} is not a boolean (use true or false)"),
+    }
+}
+
+/// Go-style durations as the seeds write them: `15m`, `168h`, `1h30m`, `90s`.
+pub fn parse_duration(raw: &str) -> Result<Duration> {
+    let raw = raw.trim();
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = raw.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600.0,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
+            'm' => 60.0,
+            's' => 1.0,
+            'd' => 86400.0,
+            _ => bail!("duration {raw:?}: unknown unit {c:?}"),
+        };
+        let value: f64 = number
+            .parse()
+            .with_context(|| format!("duration {raw:?}: missing number"))?;
+        total += value * unit;
+        number.clear();
+        any = true;
+    }
+    if !number.is_empty() {
+        bail!("duration {raw:?}: missing unit (e.g. 15m, 24h)");
+    }
+    if !any || total <= 0.0 {
+        bail!("duration {raw:?} must be positive");
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+fn duration(name: &str, default: &str) -> Result<Duration> {
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    parse_duration(&raw).with_context(|| format!("{name} is not valid"))
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub bind: String,
+    pub workers: usize,
+    pub database_url: Option<String>,
+    pub db_max_connections: u32,
+    pub data_dir: PathBuf,
+    pub admin_username: String,
+    pub cookie_secure: bool,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub refresh_session_ttl: Duration,
+    pub agent_api_key: Option<String>,
+    pub login_max_failures: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        let data_dir = PathBuf::from(var(PACA_DATA_DIR).unwrap_or_else(|| "./paca-data".into()));
+        let data_dir = if data_dir.is_absolute() {
+            data_dir
+        } else {
+            std::env::current_dir()?.join(data_dir)
+        };
+        Ok(Self {
+            port: parse(PORT, 8080)?,
+            bind: var(PACA_BIND).unwrap_or_else(|| "0.0.0.0".into()),
+            workers: parse(
+                PACA_WORKERS,
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+            database_url: var(DATABASE_URL),
+            db_max_connections: parse(PACA_DB_MAX_CONNECTIONS, 16)?,
+            data_dir,
+            admin_username: var(ADMIN_USERNAME).unwrap_or_else(|| "admin".into()),
+            cookie_secure: parse_bool(COOKIE_SECURE, false)?,
+            access_ttl: duration(JWT_ACCESS_TTL, "15m")?,
+            refresh_ttl: duration(JWT_REFRESH_TTL, "168h")?,
+            refresh_session_ttl: duration(JWT_REFRESH_SESSION_TTL, "24h")?,
+            agent_api_key: var(AGENT_API_KEY),
+            login_max_failures: parse(PACA_LOGIN_MAX_FAILURES, 10)?,
+        })
+    }
+}
+
+/// Reads a secret from the environment, or from `<data_dir>/<file>`, or
+/// generates it and stores it there (mode 0600). Returns the value and
+/// whether it was generated just now.
+pub fn secret(env: &str, data_dir: &Path, file: &str, generate: impl FnOnce() -> String) -> Result<(String, bool)> {
+    if let Some(value) = var(env) {
+        return Ok((value, false));
+    }
+    let path = data_dir.join(file);
+    if path.exists() {
+        let value = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return Ok((value.trim().to_owned(), false));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let value = generate();
+    write_private(&path, &value)?;
+    Ok((value, true))
+}
+
+fn write_private(path: &Path, value: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(value.as_bytes())?;
+    Ok(())
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("168h").unwrap(), Duration::from_secs(168 * 3600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+}
