@@ -68,10 +68,22 @@ impl Database {
                 (options.database("paca"), Some(embedded))
             }
         };
+        // Migrations create the log and write-side tables; they must land in
+        // `public` whatever exists already (with `rm` first on the path,
+        // `CREATE TABLE IF NOT EXISTS` would create them a second time there).
+        {
+            use sqlx::Connection;
+            let migrate = options.clone().options([("search_path", "public")]);
+            let mut conn = sqlx::PgConnection::connect_with(&migrate)
+                .await
+                .context("connecting to PostgreSQL")?;
+            MIGRATOR.run(&mut conn).await.context("running migrations")?;
+            conn.close().await?;
+        }
         // Read models live in schema `rm` (see projections::rebuild), the log
         // and write-side tables in `public`.
         let options = options
-            .options([("search_path", "rm, public")])
+            .options([("search_path", "rm,public")])
             .application_name("paca");
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
@@ -79,7 +91,6 @@ impl Database {
             .connect_with(options)
             .await
             .context("connecting to PostgreSQL")?;
-        MIGRATOR.run(&pool).await.context("running migrations")?;
         Ok(Self {
             pool,
             _embedded: embedded,
