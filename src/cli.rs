@@ -198,8 +198,14 @@ pub async fn projections(store: &EventStore, command: ProjectionsCommand) -> Res
     match command {
         ProjectionsCommand::Status => {
             let (head, total) = store.head().await?;
-            println!("log: {total} events, head position {} (tx {})", head.position, head.tx_id);
-            println!("{:<24} {:<8} {:<10} {:>12} {:>8}  detail", "name", "kind", "state", "checkpoint", "lag");
+            println!(
+                "log: {total} events, head position {} (tx {})",
+                head.position, head.tx_id
+            );
+            println!(
+                "{:<24} {:<8} {:<10} {:>12} {:>8}  detail",
+                "name", "kind", "state", "checkpoint", "lag"
+            );
             for p in projections::rebuild::state(store).await? {
                 let stale = p.version != p.code_version;
                 println!(
@@ -224,7 +230,9 @@ pub async fn projections(store: &EventStore, command: ProjectionsCommand) -> Res
                     s.checkpoint.position,
                     s.lag,
                     s.failures,
-                    s.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
+                    s.last_error
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())

@@ -113,11 +113,17 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self> {
         let data_dir = PathBuf::from(var(PACA_DATA_DIR).unwrap_or_else(|| "./paca-data".into()));
-        let data_dir = if data_dir.is_absolute() {
-            data_dir
-        } else {
-            std::env::current_dir()?.join(data_dir)
-        };
+        let data_dir = std::path::absolute(&data_dir).with_context(|| {
+            format!(
+                "{PACA_DATA_DIR}={} is not a usable path",
+                data_dir.display()
+            )
+        })?;
+        // `absolute` keeps `.` components; drop them for readable messages.
+        let data_dir: PathBuf = data_dir
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         Ok(Self {
             port: parse(PORT, 8080)?,
             bind: var(PACA_BIND).unwrap_or_else(|| "0.0.0.0".into()),
@@ -142,7 +148,12 @@ impl Config {
 /// Reads a secret from the environment, or from `<data_dir>/<file>`, or
 /// generates it and stores it there (mode 0600). Returns the value and
 /// whether it was generated just now.
-pub fn secret(env: &str, data_dir: &Path, file: &str, generate: impl FnOnce() -> String) -> Result<(String, bool)> {
+pub fn secret(
+    env: &str,
+    data_dir: &Path,
+    file: &str,
+    generate: impl FnOnce() -> String,
+) -> Result<(String, bool)> {
     if let Some(value) = var(env) {
         return Ok((value, false));
     }
@@ -185,7 +196,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("168h").unwrap(), Duration::from_secs(168 * 3600));
+        assert_eq!(
+            parse_duration("168h").unwrap(),
+            Duration::from_secs(168 * 3600)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("15").is_err());

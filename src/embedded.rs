@@ -45,7 +45,9 @@ fn find_bin_dir() -> Option<PathBuf> {
 }
 
 fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 /// `(uid, gid)` of a system user, from /etc/passwd.

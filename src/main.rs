@@ -18,7 +18,11 @@ use crate::config::Config;
 use crate::embedded::Embedded;
 
 #[derive(Parser)]
-#[command(name = "paca", version, about = "Paca-RS: an event-sourced, AI-native project-management backend")]
+#[command(
+    name = "paca",
+    version,
+    about = "Paca-RS: an event-sourced, AI-native project-management backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,8 @@ impl Database {
     pub async fn open(config: &Config) -> Result<Self> {
         let (options, embedded) = match &config.database_url {
             Some(url) => (
-                PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?,
+                PgConnectOptions::from_str(url)
+                    .context("DATABASE_URL is not a valid PostgreSQL URL")?,
                 None,
             ),
             None => {
@@ -77,7 +82,10 @@ impl Database {
             let mut conn = sqlx::PgConnection::connect_with(&migrate)
                 .await
                 .context("connecting to PostgreSQL")?;
-            MIGRATOR.run(&mut conn).await.context("running migrations")?;
+            MIGRATOR
+                .run(&mut conn)
+                .await
+                .context("running migrations")?;
             conn.close().await?;
         }
         // Read models live in schema `rm` (see projections::rebuild), the log
@@ -113,10 +121,11 @@ async fn create_database(admin: PgConnectOptions, name: &str) -> Result<()> {
     let mut conn = sqlx::PgConnection::connect_with(&admin)
         .await
         .context("connecting to the embedded PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
@@ -174,13 +183,16 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let (jwt_secret, _) = config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
-        config::random_hex(32)
-    })?;
-    let (admin_password, generated) =
-        config::secret(config::ADMIN_PASSWORD, &config.data_dir, "admin_password", || {
-            config::random_hex(12)
+    let (jwt_secret, _) =
+        config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
+            config::random_hex(32)
         })?;
+    let (admin_password, generated) = config::secret(
+        config::ADMIN_PASSWORD,
+        &config.data_dir,
+        "admin_password",
+        || config::random_hex(12),
+    )?;
 
     let db = Database::open(&config).await?;
     let store = db.store();
@@ -188,7 +200,11 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?
     {
-        tracing::info!(events = report.events, seconds = report.seconds, "read models rebuilt");
+        tracing::info!(
+            events = report.events,
+            seconds = report.seconds,
+            "read models rebuilt"
+        );
     }
 
     let commands = Commands::new(
@@ -222,8 +238,9 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let state = gateways::AppState::new(commands, config.login_max_failures);
-    let (server, handle) = gateways::server(state, (config.bind.as_str(), config.port), config.workers)
-        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let (server, handle) =
+        gateways::server(state, (config.bind.as_str(), config.port), config.workers)
+            .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
     println!("paca listening on http://{}:{}", config.bind, config.port);
 
     let server = tokio::spawn(server);

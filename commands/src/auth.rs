@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
 use domain::ErrorCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -39,7 +39,10 @@ impl std::fmt::Debug for AuthConfig {
             .field("refresh_ttl", &self.refresh_ttl)
             .field("refresh_session_ttl", &self.refresh_session_ttl)
             .field("cookie_secure", &self.cookie_secure)
-            .field("agent_api_key", &self.agent_api_key.as_ref().map(|_| "<set>"))
+            .field(
+                "agent_api_key",
+                &self.agent_api_key.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -188,7 +191,10 @@ pub async fn check_password_login(
     .await?;
     let (user, hash) = match row {
         Some(row) => (
-            Some((row.get::<Uuid, _>("id"), row.get::<bool, _>("must_change_password"))),
+            Some((
+                row.get::<Uuid, _>("id"),
+                row.get::<bool, _>("must_change_password"),
+            )),
             row.get::<String, _>("password_hash"),
         ),
         None => (None, dummy_hash().await),
@@ -299,7 +305,9 @@ pub async fn rotate_session(
         .await?;
         tx.commit().await?;
         tracing::warn!(%user_id, %family, "refresh token reuse detected; session family revoked");
-        return Err(invalid_token("refresh token reuse detected; session revoked"));
+        return Err(invalid_token(
+            "refresh token reuse detected; session revoked",
+        ));
     }
     if row.get::<DateTime<Utc>, _>("expires_at") <= Utc::now()
         || row.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some()
@@ -308,14 +316,24 @@ pub async fn rotate_session(
         return Err(invalid_token("refresh token expired"));
     }
     let remember_me: bool = row.get("remember_me");
-    let must_change: bool = row.get::<Option<bool>, _>("must_change_password").unwrap_or(false);
+    let must_change: bool = row
+        .get::<Option<bool>, _>("must_change_password")
+        .unwrap_or(false);
     sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
         .bind(sha256_hex(raw))
         .execute(&mut *tx)
         .await?;
     let refresh = random_token(32);
     let refresh_ttl = config.refresh_lifetime(remember_me);
-    insert_refresh(&mut *tx, &refresh, family, user_id, remember_me, refresh_ttl).await?;
+    insert_refresh(
+        &mut *tx,
+        &refresh,
+        family,
+        user_id,
+        remember_me,
+        refresh_ttl,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Credentials {
         user_id,
@@ -409,5 +427,8 @@ pub async fn authenticate_api_key(pool: &PgPool, raw: &str) -> CommandResult<(Uu
 /// Constant-time comparison for pre-shared keys.
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }

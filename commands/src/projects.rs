@@ -41,9 +41,13 @@ impl Commands {
         command: ProjectCommand,
     ) -> CommandResult<Project> {
         let (project, _) = self
-            .execute(project_id, Some(project_id), Project::evolve, meta, |p: &Project| {
-                Ok((p.decide(command.clone())?, vec![]))
-            })
+            .execute(
+                project_id,
+                Some(project_id),
+                Project::evolve,
+                meta,
+                |p: &Project| Ok((p.decide(command.clone())?, vec![])),
+            )
             .await?;
         Ok(project)
     }

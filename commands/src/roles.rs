@@ -35,24 +35,30 @@ impl Commands {
         for (name, permissions) in global_role::seeded() {
             let role_id = seeded_role_id(name);
             let result = self
-                .execute(role_id, None, GlobalRole::evolve, &meta, |role: &GlobalRole| {
-                    if role.exists {
-                        return Ok((vec![], vec![]));
-                    }
-                    let events = role.decide(GlobalRoleCommand::Create {
-                        name: name.into(),
-                        permissions: permissions.clone(),
-                    })?;
-                    Ok((
-                        events,
-                        vec![WriteSide::Reserve {
-                            scope: ROLE_SCOPE,
-                            key: name.to_lowercase(),
-                            owner: role_id,
-                            taken: name_taken(name),
-                        }],
-                    ))
-                })
+                .execute(
+                    role_id,
+                    None,
+                    GlobalRole::evolve,
+                    &meta,
+                    |role: &GlobalRole| {
+                        if role.exists {
+                            return Ok((vec![], vec![]));
+                        }
+                        let events = role.decide(GlobalRoleCommand::Create {
+                            name: name.into(),
+                            permissions: permissions.clone(),
+                        })?;
+                        Ok((
+                            events,
+                            vec![WriteSide::Reserve {
+                                scope: ROLE_SCOPE,
+                                key: name.to_lowercase(),
+                                owner: role_id,
+                                taken: name_taken(name),
+                            }],
+                        ))
+                    },
+                )
                 .await;
             match result {
                 Ok(_) => {}
@@ -68,13 +74,12 @@ impl Commands {
     /// no user holds that username; an existing account is left unchanged.
     /// Returns whether it was created.
     pub async fn seed_admin(&self, username: &str, password: &str) -> CommandResult<bool> {
-        let taken: Option<Uuid> = sqlx::query_scalar(
-            "SELECT owner_id FROM reservations WHERE scope = $1 AND key = $2",
-        )
-        .bind(USERNAME_SCOPE)
-        .bind(username.to_lowercase())
-        .fetch_optional(self.store.pool())
-        .await?;
+        let taken: Option<Uuid> =
+            sqlx::query_scalar("SELECT owner_id FROM reservations WHERE scope = $1 AND key = $2")
+                .bind(USERNAME_SCOPE)
+                .bind(username.to_lowercase())
+                .fetch_optional(self.store.pool())
+                .await?;
         if taken.is_some() {
             return Ok(false);
         }
@@ -105,25 +110,31 @@ impl Commands {
         permissions: Vec<String>,
     ) -> CommandResult<Uuid> {
         let role_id = Uuid::now_v7();
-        self.execute(role_id, None, GlobalRole::evolve, meta, |role: &GlobalRole| {
-            let events = role.decide(GlobalRoleCommand::Create {
-                name: name.clone(),
-                permissions: permissions.clone(),
-            })?;
-            let key = match &events[..] {
-                [GlobalRoleEvent::Created { name, .. }] => name.to_lowercase(),
-                _ => name.to_lowercase(),
-            };
-            Ok((
-                events,
-                vec![WriteSide::Reserve {
-                    scope: ROLE_SCOPE,
-                    key,
-                    owner: role_id,
-                    taken: name_taken(&name),
-                }],
-            ))
-        })
+        self.execute(
+            role_id,
+            None,
+            GlobalRole::evolve,
+            meta,
+            |role: &GlobalRole| {
+                let events = role.decide(GlobalRoleCommand::Create {
+                    name: name.clone(),
+                    permissions: permissions.clone(),
+                })?;
+                let key = match &events[..] {
+                    [GlobalRoleEvent::Created { name, .. }] => name.to_lowercase(),
+                    _ => name.to_lowercase(),
+                };
+                Ok((
+                    events,
+                    vec![WriteSide::Reserve {
+                        scope: ROLE_SCOPE,
+                        key,
+                        owner: role_id,
+                        taken: name_taken(&name),
+                    }],
+                ))
+            },
+        )
         .await?;
         Ok(role_id)
     }
@@ -135,31 +146,37 @@ impl Commands {
         name: Option<String>,
         permissions: Option<Vec<String>>,
     ) -> CommandResult<()> {
-        self.execute(role_id, None, GlobalRole::evolve, meta, |role: &GlobalRole| {
-            let events = role.decide(GlobalRoleCommand::Update {
-                name: name.clone(),
-                permissions: permissions.clone(),
-            })?;
-            let mut effects = vec![];
-            if let Some(GlobalRoleEvent::Updated {
-                name: Some(new_name),
-                ..
-            }) = events.first()
-            {
-                effects.push(WriteSide::Release {
-                    scope: ROLE_SCOPE,
-                    key: role.name.to_lowercase(),
-                    owner: role_id,
-                });
-                effects.push(WriteSide::Reserve {
-                    scope: ROLE_SCOPE,
-                    key: new_name.to_lowercase(),
-                    owner: role_id,
-                    taken: name_taken(new_name),
-                });
-            }
-            Ok((events, effects))
-        })
+        self.execute(
+            role_id,
+            None,
+            GlobalRole::evolve,
+            meta,
+            |role: &GlobalRole| {
+                let events = role.decide(GlobalRoleCommand::Update {
+                    name: name.clone(),
+                    permissions: permissions.clone(),
+                })?;
+                let mut effects = vec![];
+                if let Some(GlobalRoleEvent::Updated {
+                    name: Some(new_name),
+                    ..
+                }) = events.first()
+                {
+                    effects.push(WriteSide::Release {
+                        scope: ROLE_SCOPE,
+                        key: role.name.to_lowercase(),
+                        owner: role_id,
+                    });
+                    effects.push(WriteSide::Reserve {
+                        scope: ROLE_SCOPE,
+                        key: new_name.to_lowercase(),
+                        owner: role_id,
+                        taken: name_taken(new_name),
+                    });
+                }
+                Ok((events, effects))
+            },
+        )
         .await?;
         Ok(())
     }
@@ -177,16 +194,22 @@ impl Commands {
                 format!("the role is assigned to {assigned} user(s)"),
             ));
         }
-        self.execute(role_id, None, GlobalRole::evolve, meta, |role: &GlobalRole| {
-            Ok((
-                role.decide(GlobalRoleCommand::Delete)?,
-                vec![WriteSide::Release {
-                    scope: ROLE_SCOPE,
-                    key: role.name.to_lowercase(),
-                    owner: role_id,
-                }],
-            ))
-        })
+        self.execute(
+            role_id,
+            None,
+            GlobalRole::evolve,
+            meta,
+            |role: &GlobalRole| {
+                Ok((
+                    role.decide(GlobalRoleCommand::Delete)?,
+                    vec![WriteSide::Release {
+                        scope: ROLE_SCOPE,
+                        key: role.name.to_lowercase(),
+                        owner: role_id,
+                    }],
+                ))
+            },
+        )
         .await?;
         Ok(())
     }

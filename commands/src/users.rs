@@ -37,7 +37,10 @@ pub struct NewUser {
 
 impl Commands {
     pub async fn load_user(&self, user_id: Uuid) -> CommandResult<User> {
-        Ok(self.load::<UserEvent, User>(user_id, User::evolve).await?.state)
+        Ok(self
+            .load::<UserEvent, User>(user_id, User::evolve)
+            .await?
+            .state)
     }
 
     async fn live_role(&self, role_id: Uuid) -> CommandResult<GlobalRole> {

@@ -26,8 +26,12 @@ use crate::error::{ApiError, ApiResult, request_id};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// An access JWT (cookie or Bearer) of the given session family.
-    Session { family: Uuid },
-    ApiKey { key_id: Uuid },
+    Session {
+        family: Uuid,
+    },
+    ApiKey {
+        key_id: Uuid,
+    },
 }
 
 /// An authenticated caller.

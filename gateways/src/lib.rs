@@ -47,7 +47,7 @@ fn valid_request_id(id: &str) -> bool {
 
 /// Gives every request an id (the client's `X-Request-ID` when sane),
 /// makes it available to envelope builders, echoes it, and logs the request.
-async fn request_id(
+pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {

@@ -48,7 +48,12 @@ pub struct CreateUserBody {
 async fn role_id_by_name(state: &AppState, name: &str) -> ApiResult<Uuid> {
     Ok(queries::global_role_by_name(&state.pool, name)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::ROLE_NOT_FOUND, format!("no global role {name:?}")))?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ROLE_NOT_FOUND,
+                format!("no global role {name:?}"),
+            )
+        })?
         .id)
 }
 
@@ -136,7 +141,11 @@ pub async fn reset_password(
     principal.require_global(global::USERS_WRITE)?;
     state
         .commands
-        .reset_password(&principal.metadata(), id.into_inner(), body.into_inner().new_password)
+        .reset_password(
+            &principal.metadata(),
+            id.into_inner(),
+            body.into_inner().new_password,
+        )
         .await?;
     no_content()
 }
@@ -151,7 +160,10 @@ pub async fn delete_user(
     if id == principal.id() {
         return Err(ApiError::bad_request("you cannot delete your own account"));
     }
-    state.commands.delete_user(&principal.metadata(), id).await?;
+    state
+        .commands
+        .delete_user(&principal.metadata(), id)
+        .await?;
     no_content()
 }
 
@@ -175,10 +187,15 @@ pub async fn assign_roles(
         (Some([one]), _) => *one,
         (None, Some(one)) => one,
         (Some([]), _) | (None, None) => {
-            return Err(ApiError::new(ErrorCode::ROLE_REQUIRED, "exactly one role id is required"));
+            return Err(ApiError::new(
+                ErrorCode::ROLE_REQUIRED,
+                "exactly one role id is required",
+            ));
         }
         (Some(_), _) => {
-            return Err(ApiError::bad_request("a user holds exactly one global role"));
+            return Err(ApiError::bad_request(
+                "a user holds exactly one global role",
+            ));
         }
     };
     let id = id.into_inner();
@@ -189,16 +206,27 @@ pub async fn assign_roles(
     user_response(&state, id).await
 }
 
-pub async fn list_roles(state: web::Data<AppState>, Auth(principal): Auth) -> ApiResult<HttpResponse> {
+pub async fn list_roles(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+) -> ApiResult<HttpResponse> {
     principal.require_global(global::GLOBAL_ROLES_READ)?;
     ok(queries::global_roles(&state.pool).await?)
 }
 
-async fn role_response(state: &AppState, id: Uuid, status_created: bool) -> ApiResult<HttpResponse> {
+async fn role_response(
+    state: &AppState,
+    id: Uuid,
+    status_created: bool,
+) -> ApiResult<HttpResponse> {
     let role = queries::global_role(&state.pool, id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::ROLE_NOT_FOUND, "global role not found"))?;
-    if status_created { created(role) } else { ok(role) }
+    if status_created {
+        created(role)
+    } else {
+        ok(role)
+    }
 }
 
 pub async fn get_role(
@@ -226,7 +254,11 @@ pub async fn create_role(
     let permissions = parse_permissions(body.permissions.unwrap_or(Value::Array(vec![])))?;
     let id = state
         .commands
-        .create_global_role(&principal.metadata(), body.name.unwrap_or_default(), permissions)
+        .create_global_role(
+            &principal.metadata(),
+            body.name.unwrap_or_default(),
+            permissions,
+        )
         .await?;
     role_response(&state, id, true).await
 }

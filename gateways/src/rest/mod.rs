@@ -23,24 +23,51 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Users (self-service)
             .route("/users/me", web::get().to(users::me))
             .route("/users/me", web::patch().to(users::update_me))
-            .route("/users/me/password", web::patch().to(users::change_password))
-            .route("/users/me/global-permissions", web::get().to(users::global_permissions))
+            .route(
+                "/users/me/password",
+                web::patch().to(users::change_password),
+            )
+            .route(
+                "/users/me/global-permissions",
+                web::get().to(users::global_permissions),
+            )
             .route("/users/me/api-keys", web::get().to(users::list_api_keys))
             .route("/users/me/api-keys", web::post().to(users::create_api_key))
-            .route("/users/me/api-keys/{key_id}", web::delete().to(users::revoke_api_key))
+            .route(
+                "/users/me/api-keys/{key_id}",
+                web::delete().to(users::revoke_api_key),
+            )
             // Admin: users and global roles
             .route("/admin/users", web::get().to(admin::list_users))
             .route("/admin/users", web::post().to(admin::create_user))
             .route("/admin/users/{user_id}", web::get().to(admin::get_user))
             .route("/admin/users/{user_id}", web::patch().to(admin::patch_user))
-            .route("/admin/users/{user_id}", web::delete().to(admin::delete_user))
-            .route("/admin/users/{user_id}/password", web::patch().to(admin::reset_password))
-            .route("/admin/users/{user_id}/global-roles", web::put().to(admin::assign_roles))
+            .route(
+                "/admin/users/{user_id}",
+                web::delete().to(admin::delete_user),
+            )
+            .route(
+                "/admin/users/{user_id}/password",
+                web::patch().to(admin::reset_password),
+            )
+            .route(
+                "/admin/users/{user_id}/global-roles",
+                web::put().to(admin::assign_roles),
+            )
             .route("/admin/global-roles", web::get().to(admin::list_roles))
             .route("/admin/global-roles", web::post().to(admin::create_role))
-            .route("/admin/global-roles/{role_id}", web::get().to(admin::get_role))
-            .route("/admin/global-roles/{role_id}", web::patch().to(admin::patch_role))
-            .route("/admin/global-roles/{role_id}", web::delete().to(admin::delete_role))
+            .route(
+                "/admin/global-roles/{role_id}",
+                web::get().to(admin::get_role),
+            )
+            .route(
+                "/admin/global-roles/{role_id}",
+                web::patch().to(admin::patch_role),
+            )
+            .route(
+                "/admin/global-roles/{role_id}",
+                web::delete().to(admin::delete_role),
+            )
             // Projects
             .route("/projects", web::get().to(projects::list))
             .route("/projects", web::post().to(projects::create))
@@ -48,8 +75,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/projects/{project_id}", web::patch().to(projects::patch))
             .route("/projects/{project_id}", web::delete().to(projects::delete))
             // Project members and roles
-            .route("/projects/{project_id}/members", web::get().to(projects::members))
-            .route("/projects/{project_id}/members", web::post().to(projects::add_member))
+            .route(
+                "/projects/{project_id}/members",
+                web::get().to(projects::members),
+            )
+            .route(
+                "/projects/{project_id}/members",
+                web::post().to(projects::add_member),
+            )
             .route(
                 "/projects/{project_id}/members/me/permissions",
                 web::get().to(projects::my_permissions),
@@ -62,10 +95,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/projects/{project_id}/members/{member_id}",
                 web::delete().to(projects::remove_member),
             )
-            .route("/projects/{project_id}/roles", web::get().to(projects::roles))
-            .route("/projects/{project_id}/roles", web::post().to(projects::create_role))
-            .route("/projects/{project_id}/roles/{role_id}", web::patch().to(projects::patch_role))
-            .route("/projects/{project_id}/roles/{role_id}", web::delete().to(projects::delete_role)),
+            .route(
+                "/projects/{project_id}/roles",
+                web::get().to(projects::roles),
+            )
+            .route(
+                "/projects/{project_id}/roles",
+                web::post().to(projects::create_role),
+            )
+            .route(
+                "/projects/{project_id}/roles/{role_id}",
+                web::patch().to(projects::patch_role),
+            )
+            .route(
+                "/projects/{project_id}/roles/{role_id}",
+                web::delete().to(projects::delete_role),
+            ),
     );
 }
 
@@ -80,7 +125,10 @@ pub struct Paging {
 impl Paging {
     pub fn resolve(&self) -> (i64, i64) {
         let page = self.page.filter(|p| *p >= 1).unwrap_or(1);
-        let page_size = self.page_size.filter(|s| (1..=100).contains(s)).unwrap_or(20);
+        let page_size = self
+            .page_size
+            .filter(|s| (1..=100).contains(s))
+            .unwrap_or(20);
         (page, page_size)
     }
 }

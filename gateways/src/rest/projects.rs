@@ -69,7 +69,13 @@ pub async fn get(
     MaybeAuth(caller): MaybeAuth,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    ok(project_access(&state, caller.as_ref(), id.into_inner(), global::PROJECTS_READ).await?)
+    ok(project_access(
+        &state,
+        caller.as_ref(),
+        id.into_inner(),
+        global::PROJECTS_READ,
+    )
+    .await?)
 }
 
 #[derive(Deserialize)]
@@ -116,7 +122,10 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     project_access(&state, Some(&principal), id, global::PROJECTS_DELETE).await?;
-    state.commands.delete_project(&principal.metadata(), id).await?;
+    state
+        .commands
+        .delete_project(&principal.metadata(), id)
+        .await?;
     ok(json!({"message": "project deleted"}))
 }
 
@@ -145,7 +154,9 @@ pub async fn add_member(
     let id = id.into_inner();
     project_access(&state, Some(&principal), id, perm::MEMBERS_WRITE).await?;
     let body = body.into_inner();
-    let user_id = body.user_id.ok_or_else(|| ApiError::bad_request("user_id is required"))?;
+    let user_id = body
+        .user_id
+        .ok_or_else(|| ApiError::bad_request("user_id is required"))?;
     let role_id = body
         .project_role_id
         .ok_or_else(|| ApiError::new(ErrorCode::ROLE_REQUIRED, "project_role_id is required"))?;
@@ -229,7 +240,11 @@ pub struct RoleBody {
     permissions: Option<Value>,
 }
 
-async fn role_in_project(state: &AppState, project_id: Uuid, role_id: Uuid) -> ApiResult<queries::ProjectRoleView> {
+async fn role_in_project(
+    state: &AppState,
+    project_id: Uuid,
+    role_id: Uuid,
+) -> ApiResult<queries::ProjectRoleView> {
     queries::project_role(&state.pool, role_id)
         .await?
         .filter(|r| r.project_id == project_id)
@@ -248,7 +263,12 @@ pub async fn create_role(
     let permissions = parse_permissions(body.permissions.unwrap_or(Value::Array(vec![])))?;
     let role_id = state
         .commands
-        .create_project_role(&principal.metadata(), id, body.role_name.unwrap_or_default(), permissions)
+        .create_project_role(
+            &principal.metadata(),
+            id,
+            body.role_name.unwrap_or_default(),
+            permissions,
+        )
         .await?;
     created(role_in_project(&state, id, role_id).await?)
 }
@@ -265,7 +285,13 @@ pub async fn patch_role(
     let permissions = body.permissions.map(parse_permissions).transpose()?;
     state
         .commands
-        .update_project_role(&principal.metadata(), id, role_id, body.role_name, permissions)
+        .update_project_role(
+            &principal.metadata(),
+            id,
+            role_id,
+            body.role_name,
+            permissions,
+        )
         .await?;
     ok(role_in_project(&state, id, role_id).await?)
 }

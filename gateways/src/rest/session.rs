@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::auth::{AuthStale, Via};
-use crate::error::{ApiError, ApiResult, request_id};
+use crate::error::{ApiError, ApiResult, ok};
 
 pub const ACCESS_COOKIE: &str = "access_token";
 pub const REFRESH_COOKIE: &str = "refresh_token";
@@ -25,34 +25,56 @@ pub struct LoginBody {
     remember_me: bool,
 }
 
-fn cookie(name: &'static str, value: String, path: &'static str, secure: bool, max_age: i64) -> Cookie<'static> {
+fn cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    secure: bool,
+    max_age: i64,
+) -> Cookie<'static> {
     Cookie::build(name, value)
         .path(path)
         .http_only(true)
         .secure(secure)
-        .same_site(if name == REFRESH_COOKIE { SameSite::Strict } else { SameSite::Lax })
+        .same_site(if name == REFRESH_COOKIE {
+            SameSite::Strict
+        } else {
+            SameSite::Lax
+        })
         .max_age(time::Duration::seconds(max_age))
         .finish()
 }
 
-fn with_credentials(state: &AppState, message: &str, credentials: Credentials) -> HttpResponse {
+fn message(text: &str) -> ApiResult<HttpResponse> {
+    ok(json!({ "message": text }))
+}
+
+fn with_credentials(
+    state: &AppState,
+    text: &str,
+    credentials: Credentials,
+) -> ApiResult<HttpResponse> {
     let secure = state.commands.auth.cookie_secure;
-    HttpResponse::Ok()
-        .cookie(cookie(
+    let mut response = message(text)?;
+    for cookie in [
+        cookie(
             ACCESS_COOKIE,
             credentials.access_token,
             "/",
             secure,
             credentials.access_ttl.as_secs() as i64,
-        ))
-        .cookie(cookie(
+        ),
+        cookie(
             REFRESH_COOKIE,
             credentials.refresh_token,
             REFRESH_PATH,
             secure,
             credentials.refresh_ttl.as_secs() as i64,
-        ))
-        .json(json!({"success": true, "data": {"message": message}, "request_id": request_id()}))
+        ),
+    ] {
+        response.add_cookie(&cookie).map_err(ApiError::internal)?;
+    }
+    Ok(response)
 }
 
 fn client_ip(req: &HttpRequest) -> String {
@@ -71,7 +93,9 @@ pub async fn login(
         return Err(ApiError::bad_request("username is required"));
     }
     if body.password.chars().count() < domain::user::PASSWORD_MIN {
-        return Err(ApiError::bad_request("password must be at least 8 characters"));
+        return Err(ApiError::bad_request(
+            "password must be at least 8 characters",
+        ));
     }
     let ip = client_ip(&req);
     state.login_limiter.check(&ip, &body.username)?;
@@ -91,15 +115,22 @@ pub async fn login(
         body.remember_me,
     )
     .await?;
-    Ok(with_credentials(&state, "logged in", credentials))
+    with_credentials(&state, "logged in", credentials)
 }
 
 pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let Some(raw) = req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()).filter(|v| !v.is_empty()) else {
-        return Err(ApiError::new(ErrorCode::AUTH_MISSING_TOKEN, "refresh token cookie missing"));
+    let Some(raw) = req
+        .cookie(REFRESH_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Err(ApiError::new(
+            ErrorCode::AUTH_MISSING_TOKEN,
+            "refresh token cookie missing",
+        ));
     };
     let credentials = auth::rotate_session(&state.pool, &state.commands.auth, &raw).await?;
-    Ok(with_credentials(&state, "token refreshed", credentials))
+    with_credentials(&state, "token refreshed", credentials)
 }
 
 pub async fn logout(
@@ -114,8 +145,12 @@ pub async fn logout(
         auth::revoke_by_refresh(&state.pool, raw.value()).await?;
     }
     let secure = state.commands.auth.cookie_secure;
-    Ok(HttpResponse::Ok()
-        .cookie(cookie(ACCESS_COOKIE, String::new(), "/", secure, 0))
-        .cookie(cookie(REFRESH_COOKIE, String::new(), REFRESH_PATH, secure, 0))
-        .json(json!({"success": true, "data": {"message": "logged out"}, "request_id": request_id()})))
+    let mut response = message("logged out")?;
+    for cookie in [
+        cookie(ACCESS_COOKIE, String::new(), "/", secure, 0),
+        cookie(REFRESH_COOKIE, String::new(), REFRESH_PATH, secure, 0),
+    ] {
+        response.add_cookie(&cookie).map_err(ApiError::internal)?;
+    }
+    Ok(response)
 }

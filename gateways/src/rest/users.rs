@@ -107,7 +107,12 @@ pub async fn create_api_key(
     let body = body.into_inner();
     let minted = state
         .commands
-        .create_api_key(&principal.metadata(), principal.id(), body.name, body.expires_at)
+        .create_api_key(
+            &principal.metadata(),
+            principal.id(),
+            body.name,
+            body.expires_at,
+        )
         .await?;
     let view = queries::api_key(&state.pool, minted.key_id)
         .await?
