@@ -16,7 +16,11 @@ pub fn seeded() -> [(&'static str, Vec<String>); 3] {
         (SUPER_ADMIN, vec!["*".into()]),
         (
             ADMIN,
-            vec!["users.*".into(), "global_roles.*".into(), "projects.*".into()],
+            vec![
+                "users.*".into(),
+                "global_roles.*".into(),
+                "projects.*".into(),
+            ],
         ),
         (USER, vec!["users.read".into()]),
     ]
@@ -137,7 +141,10 @@ impl GlobalRole {
             }
             GlobalRoleCommand::Update { name, permissions } => {
                 if !self.is_live() {
-                    return Err(DomainError::new(ErrorCode::ROLE_NOT_FOUND, "role not found"));
+                    return Err(DomainError::new(
+                        ErrorCode::ROLE_NOT_FOUND,
+                        "role not found",
+                    ));
                 }
                 let name = name.map(|n| normalize_name(&n)).transpose()?;
                 let name = name.filter(|n| *n != self.name);
@@ -165,7 +172,10 @@ impl GlobalRole {
             }
             GlobalRoleCommand::Delete => {
                 if !self.is_live() {
-                    return Err(DomainError::new(ErrorCode::ROLE_NOT_FOUND, "role not found"));
+                    return Err(DomainError::new(
+                        ErrorCode::ROLE_NOT_FOUND,
+                        "role not found",
+                    ));
                 }
                 if is_system(&self.name) {
                     return Err(DomainError::new(
@@ -184,7 +194,9 @@ mod tests {
     use super::*;
 
     fn given(events: &[GlobalRoleEvent]) -> GlobalRole {
-        events.iter().fold(GlobalRole::default(), GlobalRole::evolve)
+        events
+            .iter()
+            .fold(GlobalRole::default(), GlobalRole::evolve)
     }
 
     #[test]

@@ -235,7 +235,11 @@ fn derive_prefix(name: &str) -> String {
     let prefix: String = match words.as_slice() {
         [] => "PROJ".into(),
         [one] => one.chars().take(4).collect(),
-        many => many.iter().take(4).filter_map(|w| w.chars().next()).collect(),
+        many => many
+            .iter()
+            .take(4)
+            .filter_map(|w| w.chars().next())
+            .collect(),
     };
     prefix.to_uppercase()
 }
@@ -439,7 +443,10 @@ impl Project {
                 ids,
             } => {
                 if self.exists {
-                    return Err(DomainError::new(ErrorCode::CONFLICT, "project already exists"));
+                    return Err(DomainError::new(
+                        ErrorCode::CONFLICT,
+                        "project already exists",
+                    ));
                 }
                 let name = normalize_project_name(&name)?;
                 check_description(&description)?;

@@ -181,7 +181,10 @@ impl User {
 
     fn live(&self) -> Result<(), DomainError> {
         if !self.exists || self.deleted {
-            return Err(DomainError::new(ErrorCode::USER_NOT_FOUND, "user not found"));
+            return Err(DomainError::new(
+                ErrorCode::USER_NOT_FOUND,
+                "user not found",
+            ));
         }
         Ok(())
     }

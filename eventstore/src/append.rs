@@ -234,9 +234,7 @@ impl AppendTx {
             ));
         }
         Ok(Some(AppendResult {
-            stream_version: current_version(&mut self.tx, stream_id)
-                .await?
-                .unwrap_or(0),
+            stream_version: current_version(&mut self.tx, stream_id).await?.unwrap_or(0),
             events: Vec::new(),
             idempotent: true,
         }))

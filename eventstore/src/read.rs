@@ -70,7 +70,10 @@ impl EventStore {
             .bind(after_version)
             .fetch_all(conn)
             .await?;
-        Ok(rows.iter().map(|r| self.upcasters().upcast(from_row(r))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| self.upcasters().upcast(from_row(r)))
+            .collect())
     }
 
     /// Up to `limit` events after `after` in global order, gap-safe: only
@@ -110,7 +113,10 @@ impl EventStore {
             .bind(stream_types)
             .fetch_all(conn)
             .await?;
-        Ok(rows.iter().map(|r| self.upcasters().upcast(from_row(r))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| self.upcasters().upcast(from_row(r)))
+            .collect())
     }
 
     /// Every committed event after `after`, without the in-flight horizon.
@@ -133,7 +139,10 @@ impl EventStore {
             .bind(limit)
             .fetch_all(conn)
             .await?;
-        Ok(rows.iter().map(|r| self.upcasters().upcast(from_row(r))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| self.upcasters().upcast(from_row(r)))
+            .collect())
     }
 
     /// One event by its global position or its id.

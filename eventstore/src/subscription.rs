@@ -141,8 +141,9 @@ impl<H: SubscriptionHandler> Subscription<H> {
                 Ok(_) => failures = 0,
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    let backoff = Duration::from_millis(50u64.saturating_mul(1 << failures.min(16)))
-                        .min(self.max_backoff);
+                    let backoff =
+                        Duration::from_millis(50u64.saturating_mul(1 << failures.min(16)))
+                            .min(self.max_backoff);
                     tracing::warn!(subscription = %self.name, %error, ?backoff, "handler failed; retrying");
                     self.record_failure(&error.to_string()).await;
                     tokio::select! {
@@ -152,10 +153,12 @@ impl<H: SubscriptionHandler> Subscription<H> {
                 }
             }
         }
-        sqlx::query("UPDATE checkpoints SET status = 'stopped', updated_at = now() WHERE name = $1")
-            .bind(&self.name)
-            .execute(self.store.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE checkpoints SET status = 'stopped', updated_at = now() WHERE name = $1",
+        )
+        .bind(&self.name)
+        .execute(self.store.pool())
+        .await?;
         // Dropping `lock` closes the session and releases the advisory lock.
         Ok(())
     }
@@ -198,7 +201,12 @@ impl<H: SubscriptionHandler> Subscription<H> {
         let mut conn = pool.acquire().await?;
         let events = self
             .store
-            .read_all_in(&mut conn, after, self.batch_size, self.stream_types.as_deref())
+            .read_all_in(
+                &mut conn,
+                after,
+                self.batch_size,
+                self.stream_types.as_deref(),
+            )
             .await?;
         drop(conn);
         let Some(last) = events.last() else {
@@ -247,10 +255,12 @@ impl<H: SubscriptionHandler> Subscription<H> {
 }
 
 async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('paca.subscription.' || $1, 0))")
-        .bind(name)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT pg_try_advisory_lock(hashtextextended('paca.subscription.' || $1, 0))",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await
 }
 
 impl EventStore {

@@ -24,7 +24,11 @@ impl InlineProjector for ReadModelProjector {
         NAME
     }
 
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), BoxError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), BoxError> {
         for event in events {
             apply_one(conn, event).await?;
         }
@@ -35,7 +39,12 @@ impl InlineProjector for ReadModelProjector {
 pub async fn apply_one(conn: &mut PgConnection, event: &RecordedEvent) -> Result<(), BoxError> {
     match event.stream_type.as_str() {
         UserEvent::STREAM_TYPE => {
-            user(conn, event, UserEvent::from_stored(&event.event_type, &event.payload)?).await
+            user(
+                conn,
+                event,
+                UserEvent::from_stored(&event.event_type, &event.payload)?,
+            )
+            .await
         }
         GlobalRoleEvent::STREAM_TYPE => {
             global_role(
@@ -58,7 +67,11 @@ pub async fn apply_one(conn: &mut PgConnection, event: &RecordedEvent) -> Result
     }
 }
 
-async fn user(conn: &mut PgConnection, e: &RecordedEvent, event: UserEvent) -> Result<(), BoxError> {
+async fn user(
+    conn: &mut PgConnection,
+    e: &RecordedEvent,
+    event: UserEvent,
+) -> Result<(), BoxError> {
     let at = e.recorded_at;
     let id = e.stream_id;
     match event {

@@ -123,7 +123,9 @@ pub struct GlobalRoleView {
 }
 
 pub fn permission_map(list: &[String]) -> serde_json::Map<String, Value> {
-    list.iter().map(|p| (p.clone(), Value::Bool(true))).collect()
+    list.iter()
+        .map(|p| (p.clone(), Value::Bool(true)))
+        .collect()
 }
 
 fn role_from_row(row: &PgRow) -> GlobalRoleView {
@@ -236,8 +238,7 @@ pub struct ProjectView {
     pub created_at: DateTime<Utc>,
 }
 
-const PROJECT_COLUMNS: &str =
-    "p.id, p.name, p.description, p.task_id_prefix, p.is_public, p.settings, p.created_by, p.created_at";
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.task_id_prefix, p.is_public, p.settings, p.created_by, p.created_at";
 
 fn project_from_row(row: &PgRow) -> ProjectView {
     ProjectView {
@@ -253,7 +254,9 @@ fn project_from_row(row: &PgRow) -> ProjectView {
 }
 
 pub async fn project(pool: &PgPool, id: Uuid) -> Result<Option<ProjectView>, sqlx::Error> {
-    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1 AND p.deleted_at IS NULL");
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1 AND p.deleted_at IS NULL"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(pool)

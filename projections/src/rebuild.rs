@@ -148,7 +148,10 @@ async fn replay(
 }
 
 /// Rebuilds the read models from the log and switches reads to them.
-pub async fn rebuild(store: &EventStore, progress: &dyn Progress) -> Result<RebuildReport, BoxError> {
+pub async fn rebuild(
+    store: &EventStore,
+    progress: &dyn Progress,
+) -> Result<RebuildReport, BoxError> {
     let started = Instant::now();
     let pool = store.pool();
     let build = format!("rm_build_{}", std::process::id());
@@ -228,14 +231,19 @@ async fn record_state(
 /// Rebuilds into a scratch schema and compares it, table by table, with the
 /// live read models while appends are held back. Returns the differences
 /// (empty when the live tables equal a replay of the log).
-pub async fn verify(store: &EventStore, progress: &dyn Progress) -> Result<Vec<TableDiff>, BoxError> {
+pub async fn verify(
+    store: &EventStore,
+    progress: &dyn Progress,
+) -> Result<Vec<TableDiff>, BoxError> {
     let pool = store.pool();
     let scratch = format!("rm_verify_{}", std::process::id());
     let mut conn = pool.acquire().await?;
     if schema_exists(&mut conn, &scratch).await? {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {scratch} CASCADE")))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {scratch} CASCADE"
+        )))
+        .execute(&mut *conn)
+        .await?;
     }
     create_tables(&mut conn, &scratch).await?;
     drop(conn);
@@ -252,12 +260,13 @@ pub async fn verify(store: &EventStore, progress: &dyn Progress) -> Result<Vec<T
                      ORDER BY 1 LIMIT 50"
                 )
             };
-            let only_live: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(only(LIVE_SCHEMA, &scratch)))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.get("row"))
-                .collect();
+            let only_live: Vec<String> =
+                sqlx::query(sqlx::AssertSqlSafe(only(LIVE_SCHEMA, &scratch)))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.get("row"))
+                    .collect();
             let only_rebuilt: Vec<String> =
                 sqlx::query(sqlx::AssertSqlSafe(only(&scratch, LIVE_SCHEMA)))
                     .fetch_all(&mut *tx)
@@ -306,9 +315,10 @@ pub async fn ensure_ready(store: &EventStore) -> Result<Option<RebuildReport>, B
         if live && version == Some(READ_MODEL_VERSION) {
             return Ok(None);
         }
-        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1) e")
-            .fetch_one(&mut *conn)
-            .await?;
+        let events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1) e")
+                .fetch_one(&mut *conn)
+                .await?;
         if !live && events == 0 {
             let mut tx = pool.begin().await?;
             create_tables(&mut tx, LIVE_SCHEMA).await?;
