@@ -196,6 +196,10 @@ async fn serve(config: Config) -> Result<()> {
 
     let db = Database::open(&config).await?;
     let store = db.store();
+    store
+        .check_xid_horizon()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     if let Some(report) = projections::ensure_ready(&store)
         .await
         .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?

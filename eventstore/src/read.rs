@@ -199,3 +199,33 @@ pub enum EventKey {
     Position(i64),
     Id(Uuid),
 }
+
+impl EventStore {
+    /// Refuses to run when the cluster's transaction-id counter is behind
+    /// the newest `tx_id` in the log (a logical restore into a new cluster):
+    /// new events would sort before old ones and gap-safe readers would
+    /// stall or misorder. See docs/operations.md, "Backup and restore".
+    pub async fn check_xid_horizon(&self) -> Result<(), String> {
+        let row = sqlx::query(
+            "SELECT (SELECT MAX(tx_id) FROM events)::text AS newest,
+                    pg_current_xact_id()::text AS current",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+        let newest: Option<String> = row.get("newest");
+        let current: String = row.get("current");
+        let (Some(newest), Ok(current)) = (newest, current.parse::<u64>()) else {
+            return Ok(());
+        };
+        match newest.parse::<u64>() {
+            Ok(newest) if newest >= current => Err(format!(
+                "the event log's newest tx_id ({newest}) is ahead of this cluster's transaction \
+                 counter ({current}); this happens after a logical restore into a new cluster. \
+                 Advance the counter past {newest} before starting (docs/operations.md, \
+                 \"Backup and restore\")"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
