@@ -182,6 +182,13 @@ impl Commands {
     }
 
     pub async fn delete_global_role(&self, meta: &Metadata, role_id: Uuid) -> CommandResult<()> {
+        // Decide on the role first, so that a system role answers
+        // ROLE_IS_SYSTEM whether or not anyone holds it.
+        let role = self
+            .load::<GlobalRoleEvent, GlobalRole>(role_id, GlobalRole::evolve)
+            .await?
+            .state;
+        role.decide(GlobalRoleCommand::Delete)?;
         let assigned: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM users WHERE role_id = $1 AND deleted_at IS NULL",
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -41,6 +42,8 @@ ADMIN_DB_URL = (
 HTTP_TIMEOUT = 30
 START_TIMEOUT = 60
 STOP_TIMEOUT = 10
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # Servers whose logs are attached to failing test reports.
 _ACTIVE_SERVERS: list["PacaServer"] = []
@@ -191,7 +194,9 @@ class PacaServer:
             ADMIN_USERNAME=self.admin_username,
             ADMIN_PASSWORD=self.admin_password,
             PACA_DATA_DIR=self.data_dir,
+            PACA_BIND="127.0.0.1",  # loopback only (the server's bind-address setting)
             RUST_LOG="info",
+            NO_COLOR="1",
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
@@ -284,7 +289,7 @@ class PacaServer:
     def log_tail(self, lines: int = 80) -> str:
         try:
             with open(self.log_path, "rb") as f:
-                data = f.read().decode("utf-8", "replace").splitlines()
+                data = _ANSI.sub("", f.read().decode("utf-8", "replace")).splitlines()
             return "\n".join(data[-lines:])
         except OSError:
             return "<no log>"

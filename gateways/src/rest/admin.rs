@@ -21,15 +21,17 @@ pub async fn list_users(
     query: web::Query<UserListQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::USERS_READ)?;
-    let (page, page_size) = query.paging.resolve();
+    let (page, page_size) = Paging::new(query.page, query.page_size).resolve();
     let result = queries::users(&state.pool, page, page_size, query.search.as_deref()).await?;
     ok(json!({"items": result.items, "total": result.total, "page": page, "page_size": page_size}))
 }
 
+/// Not `#[serde(flatten)]` over `Paging`: flattening makes the query
+/// deserializer hand numbers over as strings, which then fail to parse.
 #[derive(Deserialize)]
 pub struct UserListQuery {
-    #[serde(flatten)]
-    paging: Paging,
+    page: Option<i64>,
+    page_size: Option<i64>,
     search: Option<String>,
 }
 

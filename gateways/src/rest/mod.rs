@@ -123,6 +123,10 @@ pub struct Paging {
 }
 
 impl Paging {
+    pub fn new(page: Option<i64>, page_size: Option<i64>) -> Self {
+        Self { page, page_size }
+    }
+
     pub fn resolve(&self) -> (i64, i64) {
         let page = self.page.filter(|p| *p >= 1).unwrap_or(1);
         let page_size = self
