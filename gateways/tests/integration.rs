@@ -67,6 +67,28 @@ async fn rejected_commands_append_nothing(_: PgPoolOptions, options: PgConnectOp
         .as_str()
         .unwrap()
         .to_owned();
+    let pm = t
+        .call(
+            "POST",
+            "/api/v1/admin/global-roles",
+            Some(&admin),
+            Some(json!({"name": "PM", "permissions": ["projects.create"]})),
+        )
+        .await
+        .data()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (holder, _) = t.user(&admin, "holder").await;
+    let assigned = t
+        .call(
+            "PUT",
+            &format!("/api/v1/admin/users/{holder}/global-roles"),
+            Some(&admin),
+            Some(json!({"role_ids": [pm]})),
+        )
+        .await;
+    assert_eq!(assigned.data()["role"], "PM");
     let before = t.event_count().await;
     let cases = [
         (
@@ -128,6 +150,14 @@ async fn rejected_commands_append_nothing(_: PgPoolOptions, options: PgConnectOp
         (
             "DELETE",
             "/api/v1/admin/global-roles/70616361-0000-0000-0000-000000000003".to_string(),
+            Some(admin.clone()),
+            json!({}),
+            409,
+            "ROLE_IS_SYSTEM",
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/admin/global-roles/{pm}"),
             Some(admin.clone()),
             json!({}),
             409,
