@@ -22,6 +22,10 @@ impl GlobalPosition {
     }
 }
 
+/// Note: `tx_id` is selected as a bigint under its own name, so an
+/// `ORDER BY tx_id` would sort by that output expression (a full sort of the
+/// remaining log, measured 100 ms per 5k batch) instead of walking the
+/// index; order by `events.tx_id` explicitly.
 const COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, stream_type, stream_id, \
      version, event_id, event_type, schema_version, project_id, payload, metadata, recorded_at";
 
@@ -103,10 +107,14 @@ impl EventStore {
              WHERE (tx_id, global_position) > ($1::text::xid8, $2)
                AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
                AND ($4::text[] IS NULL OR stream_type = ANY($4))
-             ORDER BY tx_id, global_position
+             ORDER BY events.tx_id, events.global_position
              LIMIT $3"
         );
+        // Not a cached prepared statement: a generic plan cannot see where
+        // the cursor is and may estimate a large share of the log, choosing
+        // a bitmap scan + sort; the custom plan walks (tx_id, global_position).
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .bind(after.tx_id.to_string())
             .bind(after.position)
             .bind(limit)
@@ -131,9 +139,10 @@ impl EventStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM events
              WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-             ORDER BY tx_id, global_position LIMIT $3"
+             ORDER BY events.tx_id, events.global_position LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .bind(after.tx_id.to_string())
             .bind(after.position)
             .bind(limit)

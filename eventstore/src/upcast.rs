@@ -9,6 +9,7 @@ use crate::RecordedEvent;
 /// version. Stored events are never rewritten; upcasting happens on read.
 pub trait Upcaster: Send + Sync {
     fn event_type(&self) -> &str;
+    #[allow(clippy::wrong_self_convention)] // "the version it upcasts from"
     fn from_version(&self) -> i16;
     /// Returns the payload in schema version `from_version() + 1`.
     fn upcast(&self, payload: Value) -> Value;

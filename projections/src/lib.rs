@@ -5,6 +5,7 @@
 pub mod projector;
 pub mod queries;
 pub mod rebuild;
+pub mod stmt;
 
 pub use projector::ReadModelProjector;
 pub use rebuild::{READ_MODEL_VERSION, RebuildReport, TableDiff, ensure_ready, rebuild, verify};

@@ -8,11 +8,11 @@
 
 use std::time::Instant;
 
-use eventstore::{EventStore, GlobalPosition, InlineProjector, RecordedEvent};
+use eventstore::{EventStore, GlobalPosition, RecordedEvent};
 use serde::Serialize;
 use sqlx::{PgConnection, Row};
 
-use crate::projector::{NAME, ReadModelProjector};
+use crate::projector::{self, NAME};
 
 /// Bump when the read-model DDL or the projector's output changes; the
 /// server rebuilds into the new shape on its next start.
@@ -94,12 +94,13 @@ async fn apply_batch(
 ) -> Result<(), BoxError> {
     // SET LOCAL: the projector's unqualified table names resolve to the
     // schema being built, for this transaction only.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL search_path TO {schema}, public"
+    // standard_conforming_strings: the rendered literals rely on it.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {schema}, public; SET LOCAL standard_conforming_strings = on"
     )))
     .execute(&mut *conn)
     .await?;
-    ReadModelProjector.apply(conn, events).await
+    projector::apply_rendered(conn, events).await
 }
 
 /// Replays the log into `schema` until caught up, then takes the appenders'
@@ -112,6 +113,10 @@ async fn replay(
     progress: &dyn Progress,
 ) -> Result<(u64, GlobalPosition), BoxError> {
     let pool = store.pool();
+    // Fresh statistics: with stale ones (e.g. right after a bulk import) the
+    // planner reads each batch with a bitmap scan + sort of the whole log
+    // instead of walking (tx_id, global_position): 140 ms vs 2 ms a batch.
+    sqlx::query("ANALYZE events").execute(pool).await?;
     let (_, total) = store.head().await?;
     let total = total as u64;
     let mut done = 0u64;
