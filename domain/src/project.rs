@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::global_role::{normalize_name, normalize_permissions};
+use crate::task_config::{self, ConfigSeedIds, CustomField, TaskConfig, TaskStatus, TaskType};
 use crate::{Decision, DomainError, DomainEvent, ErrorCode, permissions};
 
 pub const NAME_MAX: usize = 200;
@@ -72,6 +73,59 @@ pub enum ProjectEvent {
     },
     #[serde(rename = "project.member_removed")]
     MemberRemoved { member_id: Uuid, user_id: Uuid },
+    #[serde(rename = "project.task_type_created")]
+    TaskTypeCreated {
+        type_id: Uuid,
+        #[serde(flatten)]
+        task_type: TaskType,
+        is_default: bool,
+    },
+    #[serde(rename = "project.task_type_updated")]
+    TaskTypeUpdated {
+        type_id: Uuid,
+        changes: Vec<FieldChange>,
+    },
+    #[serde(rename = "project.task_type_deleted")]
+    TaskTypeDeleted { type_id: Uuid, name: String },
+    #[serde(rename = "project.default_task_type_set")]
+    DefaultTaskTypeSet {
+        type_id: Uuid,
+        old_type_id: Option<Uuid>,
+    },
+    #[serde(rename = "project.task_status_created")]
+    TaskStatusCreated {
+        status_id: Uuid,
+        #[serde(flatten)]
+        status: TaskStatus,
+        is_default: bool,
+    },
+    #[serde(rename = "project.task_status_updated")]
+    TaskStatusUpdated {
+        status_id: Uuid,
+        changes: Vec<FieldChange>,
+    },
+    #[serde(rename = "project.task_status_deleted")]
+    TaskStatusDeleted { status_id: Uuid, name: String },
+    #[serde(rename = "project.default_task_status_set")]
+    DefaultTaskStatusSet {
+        status_id: Uuid,
+        old_status_id: Option<Uuid>,
+    },
+    #[serde(rename = "project.task_statuses_reordered")]
+    TaskStatusesReordered { status_ids: Vec<Uuid> },
+    #[serde(rename = "project.custom_field_created")]
+    CustomFieldCreated {
+        field_id: Uuid,
+        #[serde(flatten)]
+        field: CustomField,
+    },
+    #[serde(rename = "project.custom_field_updated")]
+    CustomFieldUpdated {
+        field_id: Uuid,
+        changes: Vec<FieldChange>,
+    },
+    #[serde(rename = "project.custom_field_deleted")]
+    CustomFieldDeleted { field_id: Uuid, field_key: String },
 }
 
 impl DomainEvent for ProjectEvent {
@@ -101,6 +155,7 @@ pub struct Project {
     pub settings: Value,
     pub roles: BTreeMap<Uuid, Role>,
     pub members: BTreeMap<Uuid, Member>,
+    pub config: TaskConfig,
 }
 
 /// Ids the command handler allocates for a new project's seeded entities.
@@ -110,6 +165,7 @@ pub struct SeedIds {
     pub editor_role: Uuid,
     pub viewer_role: Uuid,
     pub creator_member: Uuid,
+    pub config: ConfigSeedIds,
 }
 
 #[derive(Debug, Clone)]
@@ -366,6 +422,7 @@ impl Project {
             ProjectEvent::MemberRemoved { member_id, .. } => {
                 self.members.remove(member_id);
             }
+            config_event => self.evolve_config(config_event),
         }
         self
     }
@@ -476,6 +533,7 @@ impl Project {
                     role_name: "Admin".into(),
                     member_type: "human".into(),
                 });
+                events.extend(task_config::seed_events(&ids.config));
                 Ok(events)
             }
             ProjectCommand::Update {
@@ -676,6 +734,10 @@ mod tests {
             editor_role: Uuid::from_u128(2),
             viewer_role: Uuid::from_u128(3),
             creator_member: Uuid::from_u128(10),
+            config: ConfigSeedIds {
+                types: [20, 21, 22, 23, 24].map(Uuid::from_u128),
+                statuses: [30, 31, 32, 33].map(Uuid::from_u128),
+            },
         }
     }
 
