@@ -2,6 +2,7 @@
 
 use domain::ErrorCode;
 use domain::project::{Project, ProjectCommand, ProjectEvent, SeedIds};
+use domain::task_config::ConfigSeedIds;
 use domain::user::{User, UserEvent};
 use eventstore::Metadata;
 use serde_json::Value;
@@ -64,6 +65,10 @@ impl Commands {
             editor_role: Uuid::now_v7(),
             viewer_role: Uuid::now_v7(),
             creator_member: Uuid::now_v7(),
+            config: ConfigSeedIds {
+                types: [(); 5].map(|_| Uuid::now_v7()),
+                statuses: [(); 4].map(|_| Uuid::now_v7()),
+            },
         };
         self.project_command(
             meta,
@@ -242,5 +247,26 @@ impl Commands {
         self.project_command(meta, project_id, ProjectCommand::RemoveMember { member_id })
             .await?;
         Ok(())
+    }
+}
+
+impl Commands {
+    /// Task configuration commands (types, statuses, custom fields).
+    pub async fn configure_tasks(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        command: domain::task_config::ConfigCommand,
+    ) -> CommandResult<Project> {
+        let (project, _) = self
+            .execute(
+                project_id,
+                Some(project_id),
+                Project::evolve,
+                meta,
+                |p: &Project| Ok((p.decide_config(command.clone())?, vec![])),
+            )
+            .await?;
+        Ok(project)
     }
 }

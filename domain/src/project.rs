@@ -169,6 +169,7 @@ pub struct SeedIds {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per command, never stored
 pub enum ProjectCommand {
     Create {
         name: String,

@@ -12,8 +12,14 @@ use uuid::Uuid;
 use crate::project::{FieldChange, Project, ProjectEvent};
 use crate::{DomainError, ErrorCode};
 
-pub const STATUS_CATEGORIES: &[&str] =
-    &["backlog", "refinement", "ready", "todo", "inprogress", "done"];
+pub const STATUS_CATEGORIES: &[&str] = &[
+    "backlog",
+    "refinement",
+    "ready",
+    "todo",
+    "inprogress",
+    "done",
+];
 pub const FIELD_TYPES: &[&str] = &[
     "text",
     "number",
@@ -281,7 +287,9 @@ impl Project {
             ProjectEvent::TaskTypeDeleted { type_id, .. } => {
                 config.types.remove(type_id);
             }
-            ProjectEvent::DefaultTaskTypeSet { type_id, .. } => config.default_type = Some(*type_id),
+            ProjectEvent::DefaultTaskTypeSet { type_id, .. } => {
+                config.default_type = Some(*type_id)
+            }
             ProjectEvent::TaskStatusCreated {
                 status_id,
                 status,
@@ -328,9 +336,12 @@ impl Project {
                             "display_name" => {
                                 f.display_name = c.new.as_str().unwrap_or_default().into()
                             }
-                            "field_type" => f.field_type = c.new.as_str().unwrap_or_default().into(),
+                            "field_type" => {
+                                f.field_type = c.new.as_str().unwrap_or_default().into()
+                            }
                             "options" => {
-                                f.options = serde_json::from_value(c.new.clone()).unwrap_or_default()
+                                f.options =
+                                    serde_json::from_value(c.new.clone()).unwrap_or_default()
                             }
                             "is_required" => f.is_required = c.new.as_bool().unwrap_or_default(),
                             _ => {}
@@ -591,7 +602,9 @@ impl Project {
             ConfigCommand::CreateField { field_id, field } => {
                 let key_ok = !field.field_key.is_empty()
                     && field.field_key.len() <= 64
-                    && field.field_key.starts_with(|c: char| c.is_ascii_lowercase())
+                    && field
+                        .field_key
+                        .starts_with(|c: char| c.is_ascii_lowercase())
                     && field
                         .field_key
                         .chars()
@@ -608,8 +621,11 @@ impl Project {
                         format!("field_key {:?} is already used", field.field_key),
                     ));
                 }
-                let display_name =
-                    name_ok(&field.display_name, ErrorCode::CUSTOM_FIELD_NAME_INVALID, "display_name")?;
+                let display_name = name_ok(
+                    &field.display_name,
+                    ErrorCode::CUSTOM_FIELD_NAME_INVALID,
+                    "display_name",
+                )?;
                 check_field_type(&field.field_type)?;
                 check_options(&field.options)?;
                 Ok(vec![ProjectEvent::CustomFieldCreated {
@@ -632,7 +648,8 @@ impl Project {
                 })?;
                 let mut changes = Vec::new();
                 if let Some(name) = display_name.filter(|n| !n.trim().is_empty()) {
-                    let name = name_ok(&name, ErrorCode::CUSTOM_FIELD_NAME_INVALID, "display_name")?;
+                    let name =
+                        name_ok(&name, ErrorCode::CUSTOM_FIELD_NAME_INVALID, "display_name")?;
                     change(&mut changes, "display_name", &f.display_name, &name);
                 }
                 if let Some(field_type) = field_type {
@@ -683,10 +700,16 @@ pub fn validate_field_value(field: &CustomField, value: &Value) -> Result<(), Do
         ("date", Value::String(s)) => {
             let ok = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
                 || chrono::DateTime::parse_from_rfc3339(s).is_ok();
-            if ok { Ok(()) } else { bad("expected a date (YYYY-MM-DD or RFC 3339)") }
+            if ok {
+                Ok(())
+            } else {
+                bad("expected a date (YYYY-MM-DD or RFC 3339)")
+            }
         }
         ("url", Value::String(s)) => {
-            if (s.starts_with("http://") || s.starts_with("https://")) && !s.contains(char::is_whitespace) {
+            if (s.starts_with("http://") || s.starts_with("https://"))
+                && !s.contains(char::is_whitespace)
+            {
                 Ok(())
             } else {
                 bad("expected an http(s) URL")
@@ -818,9 +841,17 @@ mod tests {
         let partial = ConfigCommand::ReorderStatuses {
             status_ids: vec![Uuid::from_u128(30)],
         };
-        assert_eq!(then(&p, partial), Err(ErrorCode::TASK_STATUS_REORDER_INVALID));
         assert_eq!(
-            then(&p, ConfigCommand::DeleteStatus { status_id: Uuid::from_u128(30) }),
+            then(&p, partial),
+            Err(ErrorCode::TASK_STATUS_REORDER_INVALID)
+        );
+        assert_eq!(
+            then(
+                &p,
+                ConfigCommand::DeleteStatus {
+                    status_id: Uuid::from_u128(30)
+                }
+            ),
             Err(ErrorCode::TASK_STATUS_IS_DEFAULT)
         );
     }
@@ -833,8 +864,14 @@ mod tests {
             display_name: "Severity".into(),
             field_type: "select".into(),
             options: vec![
-                FieldOption { value: "low".into(), color: None },
-                FieldOption { value: "high".into(), color: Some("#f00".into()) },
+                FieldOption {
+                    value: "low".into(),
+                    color: None,
+                },
+                FieldOption {
+                    value: "high".into(),
+                    color: Some("#f00".into()),
+                },
             ],
             is_required: false,
         };

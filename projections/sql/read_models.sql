@@ -70,3 +70,43 @@ CREATE TABLE {schema}.project_members (
     UNIQUE (project_id, user_id)
 );
 CREATE INDEX project_members_user_idx ON {schema}.project_members (user_id);
+
+CREATE TABLE {schema}.task_types (
+    id          UUID PRIMARY KEY,
+    project_id  UUID NOT NULL,
+    name        TEXT NOT NULL,
+    icon        TEXT NULL,
+    color       TEXT NULL,
+    description TEXT NULL,
+    is_default  BOOLEAN NOT NULL,
+    is_system   BOOLEAN NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX task_types_project_idx ON {schema}.task_types (project_id);
+
+CREATE TABLE {schema}.task_statuses (
+    id         UUID PRIMARY KEY,
+    project_id UUID NOT NULL,
+    name       TEXT NOT NULL,
+    color      TEXT NULL,
+    position   BIGINT NOT NULL,
+    category   TEXT NOT NULL,
+    is_default BOOLEAN NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX task_statuses_project_idx ON {schema}.task_statuses (project_id);
+
+CREATE TABLE {schema}.custom_fields (
+    id           UUID PRIMARY KEY,
+    project_id   UUID NOT NULL,
+    field_key    TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    field_type   TEXT NOT NULL,
+    options      JSONB NOT NULL,
+    is_required  BOOLEAN NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX custom_fields_project_idx ON {schema}.custom_fields (project_id);

@@ -358,5 +358,174 @@ fn project(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ProjectEvent) {
                     .key(format!("member_of:{project_id}:{user_id}")),
             );
         }
+        ProjectEvent::TaskTypeCreated {
+            type_id,
+            task_type: t,
+            is_default,
+        } => stmts.push(
+            Stmt::new(
+                "INSERT INTO task_types (id, project_id, name, icon, color, description, is_default,
+                                         is_system, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
+            .arg(type_id)
+            .arg(project_id)
+            .arg(t.name)
+            .arg(t.icon)
+            .arg(t.color)
+            .arg(t.description)
+            .arg(is_default)
+            .arg(t.is_system)
+            .arg(at),
+        ),
+        ProjectEvent::TaskTypeUpdated { type_id, changes } => stmts.extend(changes_update(
+            "task_types",
+            type_id,
+            at,
+            &changes,
+            &[("name", Kind::Text), ("icon", Kind::Text), ("color", Kind::Text), ("description", Kind::Text)],
+        )),
+        ProjectEvent::TaskTypeDeleted { type_id, .. } => {
+            stmts.push(Stmt::new("DELETE FROM task_types WHERE id = $1").arg(type_id))
+        }
+        ProjectEvent::DefaultTaskTypeSet { type_id, old_type_id } => {
+            for (id, flag) in [(old_type_id, false), (Some(type_id), true)] {
+                if let Some(id) = id {
+                    stmts.push(
+                        Stmt::new("UPDATE task_types SET is_default = $2, updated_at = $3 WHERE id = $1")
+                            .arg(id)
+                            .arg(flag)
+                            .arg(at),
+                    );
+                }
+            }
+        }
+        ProjectEvent::TaskStatusCreated {
+            status_id,
+            status,
+            is_default,
+        } => stmts.push(
+            Stmt::new(
+                "INSERT INTO task_statuses (id, project_id, name, color, position, category,
+                                            is_default, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .arg(status_id)
+            .arg(project_id)
+            .arg(status.name)
+            .arg(status.color)
+            .arg(status.position)
+            .arg(status.category)
+            .arg(is_default)
+            .arg(at),
+        ),
+        ProjectEvent::TaskStatusUpdated { status_id, changes } => stmts.extend(changes_update(
+            "task_statuses",
+            status_id,
+            at,
+            &changes,
+            &[("name", Kind::Text), ("color", Kind::Text), ("position", Kind::Int), ("category", Kind::Text)],
+        )),
+        ProjectEvent::TaskStatusDeleted { status_id, .. } => {
+            stmts.push(Stmt::new("DELETE FROM task_statuses WHERE id = $1").arg(status_id))
+        }
+        ProjectEvent::DefaultTaskStatusSet {
+            status_id,
+            old_status_id,
+        } => {
+            for (id, flag) in [(old_status_id, false), (Some(status_id), true)] {
+                if let Some(id) = id {
+                    stmts.push(
+                        Stmt::new("UPDATE task_statuses SET is_default = $2, updated_at = $3 WHERE id = $1")
+                            .arg(id)
+                            .arg(flag)
+                            .arg(at),
+                    );
+                }
+            }
+        }
+        ProjectEvent::TaskStatusesReordered { status_ids } => {
+            for (i, id) in status_ids.into_iter().enumerate() {
+                stmts.push(
+                    Stmt::new("UPDATE task_statuses SET position = $2, updated_at = $3 WHERE id = $1")
+                        .arg(id)
+                        .arg(i as i64)
+                        .arg(at),
+                );
+            }
+        }
+        ProjectEvent::CustomFieldCreated { field_id, field } => stmts.push(
+            Stmt::new(
+                "INSERT INTO custom_fields (id, project_id, field_key, display_name, field_type,
+                                            options, is_required, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .arg(field_id)
+            .arg(project_id)
+            .arg(field.field_key)
+            .arg(field.display_name)
+            .arg(field.field_type)
+            .arg(serde_json::to_value(&field.options).unwrap_or_default())
+            .arg(field.is_required)
+            .arg(at),
+        ),
+        ProjectEvent::CustomFieldUpdated { field_id, changes } => stmts.extend(changes_update(
+            "custom_fields",
+            field_id,
+            at,
+            &changes,
+            &[
+                ("display_name", Kind::Text),
+                ("field_type", Kind::Text),
+                ("options", Kind::Json),
+                ("is_required", Kind::Bool),
+            ],
+        )),
+        ProjectEvent::CustomFieldDeleted { field_id, .. } => {
+            stmts.push(Stmt::new("DELETE FROM custom_fields WHERE id = $1").arg(field_id))
+        }
     }
+}
+
+/// How a changed field's JSON value maps to its column.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Text,
+    Int,
+    Bool,
+    Json,
+}
+
+/// One UPDATE applying a list of `{field, new}` changes to the columns
+/// allowed in `columns` (column names never come from the event).
+pub(crate) fn changes_update(
+    table: &str,
+    id: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+    changes: &[domain::project::FieldChange],
+    columns: &[(&'static str, Kind)],
+) -> Option<Stmt> {
+    let mut sets = Vec::new();
+    let mut args: Vec<Arg> = vec![id.into(), at.into()];
+    for change in changes {
+        let Some((column, kind)) = columns.iter().find(|(c, _)| *c == change.field) else {
+            continue;
+        };
+        args.push(match kind {
+            Kind::Text => Arg::Text(change.new.as_str().map(str::to_owned)),
+            Kind::Int => Arg::Int(change.new.as_i64()),
+            Kind::Bool => Arg::Bool(change.new.as_bool()),
+            Kind::Json => Arg::Json(Some(change.new.clone())),
+        });
+        sets.push(format!("{column} = ${}", args.len()));
+    }
+    if sets.is_empty() {
+        return None;
+    }
+    let mut stmt = Stmt::new(format!(
+        "UPDATE {table} SET {}, updated_at = $2 WHERE id = $1",
+        sets.join(", ")
+    ));
+    stmt.args = args;
+    Some(stmt)
 }

@@ -420,3 +420,125 @@ pub async fn project_role(
     .await?;
     Ok(row.as_ref().map(project_role_from_row))
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskTypeView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub icon: Option<String>,
+    pub color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub is_default: bool,
+    pub is_system: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn task_types(pool: &PgPool, project_id: Uuid) -> Result<Vec<TaskTypeView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, project_id, name, icon, color, description, is_default, is_system, created_at,
+                updated_at
+         FROM task_types WHERE project_id = $1 ORDER BY created_at, id",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TaskTypeView {
+            id: r.get("id"),
+            project_id: r.get("project_id"),
+            name: r.get("name"),
+            icon: r.get("icon"),
+            color: r.get("color"),
+            description: r.get("description"),
+            is_default: r.get("is_default"),
+            is_system: r.get("is_system"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStatusView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub color: Option<String>,
+    pub position: i64,
+    pub category: String,
+    pub is_default: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn task_statuses(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Vec<TaskStatusView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, project_id, name, color, position, category, is_default, created_at, updated_at
+         FROM task_statuses WHERE project_id = $1 ORDER BY position, created_at, id",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TaskStatusView {
+            id: r.get("id"),
+            project_id: r.get("project_id"),
+            name: r.get("name"),
+            color: r.get("color"),
+            position: r.get("position"),
+            category: r.get("category"),
+            is_default: r.get("is_default"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomFieldView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub field_key: String,
+    pub display_name: String,
+    pub field_type: String,
+    pub options: Value,
+    pub is_required: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn custom_fields(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Vec<CustomFieldView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, project_id, field_key, display_name, field_type, options, is_required,
+                created_at, updated_at
+         FROM custom_fields WHERE project_id = $1 ORDER BY created_at, id",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| CustomFieldView {
+            id: r.get("id"),
+            project_id: r.get("project_id"),
+            field_key: r.get("field_key"),
+            display_name: r.get("display_name"),
+            field_type: r.get("field_type"),
+            options: r.get("options"),
+            is_required: r.get("is_required"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        })
+        .collect())
+}

@@ -16,7 +16,7 @@ use crate::projector::{self, NAME};
 
 /// Bump when the read-model DDL or the projector's output changes; the
 /// server rebuilds into the new shape on its next start.
-pub const READ_MODEL_VERSION: i32 = 1;
+pub const READ_MODEL_VERSION: i32 = 2;
 pub const LIVE_SCHEMA: &str = "rm";
 pub const TABLES: &[&str] = &[
     "users",
@@ -25,6 +25,9 @@ pub const TABLES: &[&str] = &[
     "projects",
     "project_roles",
     "project_members",
+    "task_types",
+    "task_statuses",
+    "custom_fields",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 const BATCH: i64 = 5_000;

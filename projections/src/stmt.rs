@@ -24,6 +24,8 @@ pub enum Arg {
     Uuid(Option<Uuid>),
     Text(Option<String>),
     Bool(Option<bool>),
+    Int(Option<i64>),
+    Float(Option<f64>),
     Ts(Option<DateTime<Utc>>),
     Json(Option<Value>),
 }
@@ -51,6 +53,21 @@ impl From<Option<String>> for Arg {
 impl From<bool> for Arg {
     fn from(v: bool) -> Self {
         Arg::Bool(Some(v))
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Float(Some(v))
     }
 }
 impl From<DateTime<Utc>> for Arg {
@@ -131,6 +148,8 @@ impl Stmt {
                 Arg::Uuid(v) => query.bind(*v),
                 Arg::Text(v) => query.bind(v.clone()),
                 Arg::Bool(v) => query.bind(*v),
+                Arg::Int(v) => query.bind(*v),
+                Arg::Float(v) => query.bind(*v),
                 Arg::Ts(v) => query.bind(*v),
                 Arg::Json(v) => query.bind(v.clone()),
             };
@@ -351,6 +370,16 @@ fn literal(arg: &Arg, out: &mut String) {
         Arg::Text(None) => out.push_str("NULL::text"),
         Arg::Bool(Some(v)) => out.push_str(if *v { "true" } else { "false" }),
         Arg::Bool(None) => out.push_str("NULL::boolean"),
+        Arg::Int(Some(v)) => {
+            let _ = write!(out, "{v}::bigint");
+        }
+        Arg::Int(None) => out.push_str("NULL::bigint"),
+        // `{:?}` keeps full precision and always has a decimal point or
+        // exponent; non-finite values cannot come from JSON.
+        Arg::Float(Some(v)) if v.is_finite() => {
+            let _ = write!(out, "{v:?}::float8");
+        }
+        Arg::Float(_) => out.push_str("NULL::float8"),
         Arg::Ts(Some(v)) => {
             let _ = write!(out, "'{}'::timestamptz", v.to_rfc3339());
         }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod projects;
 pub mod session;
+pub mod task_config;
 pub mod users;
 
 use actix_web::web;
