@@ -64,8 +64,10 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
 
     for run in 1..=settings.runs {
         println!("rebuild: run {run}/{}", settings.runs);
-        pool.execute("TRUNCATE bench_task_list; DELETE FROM checkpoints WHERE name = 'bench-rebuild'")
-            .await?;
+        pool.execute(
+            "TRUNCATE bench_task_list; DELETE FROM checkpoints WHERE name = 'bench-rebuild'",
+        )
+        .await?;
         let t = Instant::now();
         let applied = replay(&store, &TaskList, events).await?;
         let ours = applied as f64 / t.elapsed().as_secs_f64();

@@ -65,8 +65,8 @@ impl Report {
         println!();
         println!("== {} (median of {runs} run(s)) ==", self.title);
         println!(
-            "{:<40} {:>12} {:>12} {:>7}   {}",
-            "figure", "ours", "baseline", "ratio", "target"
+            "{:<40} {:>12} {:>12} {:>7}   target",
+            "figure", "ours", "baseline", "ratio"
         );
         for f in &self.figures {
             let ours = median(&f.ours);
@@ -101,7 +101,11 @@ impl Report {
                 println!(
                     "{:<40} {:>12} {:>12}",
                     "  runs",
-                    f.ours.iter().map(|v| number(*v)).collect::<Vec<_>>().join("/"),
+                    f.ours
+                        .iter()
+                        .map(|v| number(*v))
+                        .collect::<Vec<_>>()
+                        .join("/"),
                     f.baseline
                         .iter()
                         .map(|v| number(*v))

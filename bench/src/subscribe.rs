@@ -175,10 +175,15 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
             Some(Target::AtMost(0.0)),
         );
         report.note(format!(
-            "run {run}: {} events committed at {:.0}/s; subscription missed {ours_lost}, \
+            "run {run}: {} events committed at {:.0}/s{}; subscription missed {ours_lost}, \
              naive cursor missed {base_lost} ({:.3}%)",
             commits.len(),
             achieved,
+            if achieved < 0.9 * settings.rate as f64 {
+                " (writers saturated below --rate: latency measured at overload)"
+            } else {
+                ""
+            },
             100.0 * base_lost as f64 / commits.len().max(1) as f64
         ));
     }
