@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod projects;
 pub mod roles;
+pub mod tasks;
 pub mod users;
 
 use domain::{DomainError, DomainEvent, ErrorCode};
@@ -147,7 +148,15 @@ impl Commands {
         for _ in 0..MAX_ATTEMPTS {
             let mut tx = self.store.begin().await?;
             match self
-                .execute_in(&mut tx, stream_id, project_id, evolve, metadata, &mut decide, if_version)
+                .execute_in(
+                    &mut tx,
+                    stream_id,
+                    project_id,
+                    evolve,
+                    metadata,
+                    &mut decide,
+                    if_version,
+                )
                 .await
             {
                 Ok(done) => {

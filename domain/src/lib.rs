@@ -10,6 +10,7 @@ pub mod event;
 pub mod global_role;
 pub mod permissions;
 pub mod project;
+pub mod task;
 pub mod task_config;
 pub mod user;
 

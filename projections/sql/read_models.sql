@@ -110,3 +110,93 @@ CREATE TABLE {schema}.custom_fields (
     updated_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX custom_fields_project_idx ON {schema}.custom_fields (project_id);
+
+CREATE TABLE {schema}.tasks (
+    id             UUID PRIMARY KEY,
+    project_id     UUID NOT NULL,
+    task_number    BIGINT NOT NULL,
+    title          TEXT NOT NULL,
+    task_type_id   UUID NULL,
+    status_id      UUID NULL,
+    sprint_id      UUID NULL,
+    parent_task_id UUID NULL,
+    description    JSONB NULL,
+    importance     BIGINT NOT NULL,
+    story_points   BIGINT NULL,
+    assignee_ids   JSONB NOT NULL,
+    reporter_id    UUID NULL,
+    custom_fields  JSONB NOT NULL,
+    start_date     DATE NULL,
+    due_date       DATE NULL,
+    tags           JSONB NOT NULL,
+    version        BIGINT NOT NULL,
+    created_at     TIMESTAMPTZ NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL,
+    deleted_at     TIMESTAMPTZ NULL
+);
+-- The list's keyset order, and the common filters.
+CREATE INDEX tasks_list_idx ON {schema}.tasks (project_id, created_at, id) WHERE deleted_at IS NULL;
+CREATE UNIQUE INDEX tasks_number_idx ON {schema}.tasks (project_id, task_number);
+CREATE INDEX tasks_sprint_idx ON {schema}.tasks (project_id, sprint_id) WHERE deleted_at IS NULL;
+CREATE INDEX tasks_status_idx ON {schema}.tasks (project_id, status_id) WHERE deleted_at IS NULL;
+CREATE INDEX tasks_parent_idx ON {schema}.tasks (parent_task_id) WHERE parent_task_id IS NOT NULL;
+CREATE INDEX tasks_assignees_idx ON {schema}.tasks USING gin (assignee_ids);
+
+-- The activity feed: one row per task event, comments included.
+CREATE TABLE {schema}.task_activities (
+    id            UUID PRIMARY KEY,
+    task_id       UUID NOT NULL,
+    project_id    UUID NOT NULL,
+    actor_user_id UUID NULL,
+    activity_type TEXT NOT NULL,
+    content       JSONB NOT NULL,
+    -- The event that recorded this entry (for diffs, reverts, history).
+    event_id      UUID NOT NULL,
+    version       BIGINT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    deleted_at    TIMESTAMPTZ NULL
+);
+CREATE INDEX task_activities_task_idx ON {schema}.task_activities (task_id, created_at, id);
+
+-- Sprints (soft-deleted: the task side lists live ones by deleted_at).
+CREATE TABLE {schema}.sprints (
+    id         UUID PRIMARY KEY,
+    project_id UUID NOT NULL,
+    name       TEXT NOT NULL,
+    start_date TIMESTAMPTZ NULL,
+    end_date   TIMESTAMPTZ NULL,
+    goal       TEXT NULL,
+    status     TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ NULL
+);
+CREATE INDEX sprints_project_idx ON {schema}.sprints (project_id, created_at, id) WHERE deleted_at IS NULL;
+
+-- Saved interaction views (seed page 05): sprint tabs, backlog, timeline.
+CREATE TABLE {schema}.sprint_views (
+    id           UUID PRIMARY KEY,
+    project_id   UUID NOT NULL,
+    view_context TEXT NOT NULL,
+    sprint_id    UUID NULL,
+    name         TEXT NOT NULL,
+    view_type    TEXT NOT NULL,
+    config       JSONB NOT NULL,
+    position     FLOAT8 NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX sprint_views_context_idx ON {schema}.sprint_views (project_id, view_context, sprint_id, position);
+
+-- Manual task order per view. `id` is the uuid v5 of (view_id, task_id), so
+-- every statement on a row is keyed by a single uuid (replay batching).
+CREATE TABLE {schema}.view_task_positions (
+    id         UUID PRIMARY KEY,
+    view_id    UUID NOT NULL,
+    task_id    UUID NOT NULL,
+    position   FLOAT8 NOT NULL,
+    group_key  TEXT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (view_id, task_id)
+);

@@ -7,6 +7,7 @@
 use domain::DomainEvent;
 use domain::global_role::GlobalRoleEvent;
 use domain::project::ProjectEvent;
+use domain::task::TaskEvent;
 use domain::user::UserEvent;
 use eventstore::{InlineProjector, RecordedEvent};
 use serde_json::Value;
@@ -58,6 +59,11 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             &mut stmts,
             event,
             ProjectEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        TaskEvent::STREAM_TYPE => crate::projector_tasks::statements(
+            &mut stmts,
+            event,
+            TaskEvent::from_stored(&event.event_type, &event.payload)?,
         ),
         // Streams owned by other projections.
         _ => {}

@@ -16,7 +16,7 @@ use crate::projector::{self, NAME};
 
 /// Bump when the read-model DDL or the projector's output changes; the
 /// server rebuilds into the new shape on its next start.
-pub const READ_MODEL_VERSION: i32 = 2;
+pub const READ_MODEL_VERSION: i32 = 3;
 pub const LIVE_SCHEMA: &str = "rm";
 pub const TABLES: &[&str] = &[
     "users",
@@ -28,6 +28,11 @@ pub const TABLES: &[&str] = &[
     "task_types",
     "task_statuses",
     "custom_fields",
+    "sprints",
+    "sprint_views",
+    "view_task_positions",
+    "tasks",
+    "task_activities",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 const BATCH: i64 = 5_000;

@@ -306,7 +306,8 @@ pub fn render_batch(stmts: Vec<Stmt>) -> String {
                     out.push_str(";\n");
                 }
                 (_, Some(Shape::Update { table, sets })) => {
-                    let _ = write!(out, "UPDATE {table} AS t SET ");
+                    // No alias: SET expressions may name the table itself.
+                    let _ = write!(out, "UPDATE {table} SET ");
                     substitute(sets, &mut out, |n, out| {
                         let _ = write!(out, "v.c{n}");
                         true
@@ -315,7 +316,11 @@ pub fn render_batch(stmts: Vec<Stmt>) -> String {
                     values_rows(group, &mut out);
                     let arity = group[0].args.len();
                     let columns: Vec<String> = (1..=arity).map(|n| format!("c{n}")).collect();
-                    let _ = writeln!(out, ") AS v({}) WHERE t.id = v.c1;", columns.join(", "));
+                    let _ = writeln!(
+                        out,
+                        ") AS v({}) WHERE {table}.id = v.c1;",
+                        columns.join(", ")
+                    );
                 }
                 (_, Some(Shape::Delete { table })) => {
                     let _ = write!(out, "DELETE FROM {table} WHERE id IN (");

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod projects;
 pub mod session;
 pub mod task_config;
+pub mod tasks;
 pub mod users;
 
 use actix_web::web;
@@ -111,6 +112,122 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/projects/{project_id}/roles/{role_id}",
                 web::delete().to(projects::delete_role),
+            )
+            // Task configuration
+            .route(
+                "/projects/{project_id}/task-types",
+                web::get().to(task_config::list_types),
+            )
+            .route(
+                "/projects/{project_id}/task-types",
+                web::post().to(task_config::create_type),
+            )
+            .route(
+                "/projects/{project_id}/task-types/{type_id}",
+                web::patch().to(task_config::patch_type),
+            )
+            .route(
+                "/projects/{project_id}/task-types/{type_id}",
+                web::delete().to(task_config::delete_type),
+            )
+            .route(
+                "/projects/{project_id}/task-types/{type_id}/set-default",
+                web::put().to(task_config::default_type),
+            )
+            .route(
+                "/projects/{project_id}/task-statuses",
+                web::get().to(task_config::list_statuses),
+            )
+            .route(
+                "/projects/{project_id}/task-statuses",
+                web::post().to(task_config::create_status),
+            )
+            .route(
+                "/projects/{project_id}/task-statuses/positions",
+                web::put().to(task_config::reorder_statuses),
+            )
+            .route(
+                "/projects/{project_id}/task-statuses/{status_id}",
+                web::patch().to(task_config::patch_status),
+            )
+            .route(
+                "/projects/{project_id}/task-statuses/{status_id}",
+                web::delete().to(task_config::delete_status),
+            )
+            .route(
+                "/projects/{project_id}/task-statuses/{status_id}/set-default",
+                web::put().to(task_config::default_status),
+            )
+            .route(
+                "/projects/{project_id}/custom-fields",
+                web::get().to(task_config::list_fields),
+            )
+            .route(
+                "/projects/{project_id}/custom-fields",
+                web::post().to(task_config::create_field),
+            )
+            .route(
+                "/projects/{project_id}/custom-fields/{field_id}",
+                web::get().to(task_config::get_field),
+            )
+            .route(
+                "/projects/{project_id}/custom-fields/{field_id}",
+                web::patch().to(task_config::patch_field),
+            )
+            .route(
+                "/projects/{project_id}/custom-fields/{field_id}",
+                web::delete().to(task_config::delete_field),
+            )
+            // Tasks
+            .route("/projects/{project_id}/tasks", web::get().to(tasks::list))
+            .route(
+                "/projects/{project_id}/tasks",
+                web::post().to(tasks::create),
+            )
+            .route(
+                "/projects/{project_id}/tasks/by-number/{number}",
+                web::get().to(tasks::by_number),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}",
+                web::get().to(tasks::get),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}",
+                web::patch().to(tasks::patch),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}",
+                web::delete().to(tasks::delete),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/history",
+                web::get().to(tasks::history),
+            )
+            // Task activities and comments
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/activities",
+                web::get().to(tasks::activities),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/activities/comments",
+                web::post().to(tasks::add_comment),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/activities/comments/{comment_id}",
+                web::patch().to(tasks::edit_comment),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/activities/comments/{comment_id}",
+                web::delete().to(tasks::delete_comment),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/diff",
+                web::get().to(tasks::diff),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/revert",
+                web::post().to(tasks::revert),
             ),
     );
 }

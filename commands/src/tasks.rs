@@ -1,0 +1,418 @@
+//! Task commands: create (with the per-project number), three-state
+//! update, delete, comments, revert of a recorded change, and moving tasks
+//! between sprints inside a caller's transaction.
+
+use domain::project::{Project, ProjectEvent};
+use domain::task::{ParentInfo, Task, TaskCommand, TaskContext, TaskEvent, TaskFields, TaskPatch};
+use domain::task_config::EPIC;
+use domain::{DomainEvent, ErrorCode};
+use eventstore::{AppendTx, EventKey, ExpectedVersion, Metadata, NewEvent, StreamRef};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{CommandError, CommandResult, Commands};
+
+/// A task write's outcome: the task id and its stream version after it.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskWritten {
+    pub task_id: Uuid,
+    pub version: i64,
+}
+
+impl Commands {
+    /// The outside facts a task decision needs: the project's task
+    /// configuration and members, its sprints, and the proposed parent's
+    /// ancestry.
+    pub async fn task_context(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        project_id: Uuid,
+        self_id: Option<Uuid>,
+        parent: Option<Uuid>,
+    ) -> CommandResult<TaskContext> {
+        let project = self
+            .load_in::<ProjectEvent, Project>(conn, project_id, Project::evolve)
+            .await?
+            .state;
+        if !project.is_live() {
+            return Err(CommandError::domain(
+                ErrorCode::PROJECT_NOT_FOUND,
+                "project not found",
+            ));
+        }
+        let config = &project.config;
+        // The sprints read model arrives with the sprints work; until its
+        // table exists no sprint can be referenced. (A failing statement
+        // would abort the surrounding transaction, so ask first.)
+        let has_sprints: bool = sqlx::query_scalar("SELECT to_regclass('sprints') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+        let sprints: Vec<Uuid> = if has_sprints {
+            sqlx::query_scalar(
+                "SELECT id FROM sprints WHERE project_id = $1 AND deleted_at IS NULL",
+            )
+            .bind(project_id)
+            .fetch_all(&mut *conn)
+            .await?
+        } else {
+            Vec::new()
+        };
+        let parent = match parent {
+            None => None,
+            Some(parent_id) => {
+                // The parent and its ancestors, nearest first.
+                let chain: Vec<Uuid> = sqlx::query_scalar(
+                    "WITH RECURSIVE up(id, parent, depth) AS (
+                         SELECT id, parent_task_id, 0 FROM tasks
+                         WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL
+                         UNION ALL
+                         SELECT t.id, t.parent_task_id, up.depth + 1 FROM tasks t
+                         JOIN up ON t.id = up.parent WHERE up.depth < 1000)
+                     SELECT id FROM up ORDER BY depth",
+                )
+                .bind(parent_id)
+                .bind(project_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                (!chain.is_empty()).then(|| ParentInfo {
+                    id: parent_id,
+                    ancestors: chain,
+                })
+            }
+        };
+        Ok(TaskContext {
+            types: config
+                .types
+                .iter()
+                .map(|(id, t)| (*id, (t.name.clone(), t.is_system && t.name == EPIC)))
+                .collect(),
+            default_type: config.default_type,
+            statuses: config
+                .statuses
+                .iter()
+                .map(|(id, s)| (*id, s.name.clone()))
+                .collect(),
+            default_status: config.default_status,
+            fields: config.fields.values().cloned().collect(),
+            members: project.members.keys().copied().collect(),
+            sprints,
+            parent,
+            self_id,
+        })
+    }
+
+    /// The project a task belongs to, from its stream (`None` if unknown).
+    pub async fn task_project(&self, task_id: Uuid) -> CommandResult<Option<Uuid>> {
+        Ok(sqlx::query_scalar::<_, Option<Uuid>>(
+            "SELECT project_id FROM events WHERE stream_id = $1 AND version = 1 AND stream_type = 'task'",
+        )
+        .bind(task_id)
+        .fetch_optional(self.store.pool())
+        .await?
+        .flatten())
+    }
+
+    async fn check_task_in(&self, project_id: Uuid, task_id: Uuid) -> CommandResult<()> {
+        if self.task_project(task_id).await? != Some(project_id) {
+            return Err(CommandError::domain(
+                ErrorCode::TASK_NOT_FOUND,
+                "task not found",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn create_task(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        fields: TaskFields,
+    ) -> CommandResult<TaskWritten> {
+        let task_id = Uuid::now_v7();
+        let mut tx = self.store.begin().await?;
+        let ctx = self
+            .task_context(tx.conn(), project_id, None, fields.parent_task_id)
+            .await?;
+        // Validate before taking a number, so that bad input never holds the
+        // project's counter row.
+        Task::default().decide(
+            TaskCommand::Create {
+                task_number: 0,
+                fields: fields.clone(),
+            },
+            &ctx,
+        )?;
+        let number: i64 = sqlx::query_scalar(
+            "INSERT INTO task_counters (project_id, last_number) VALUES ($1, 1)
+             ON CONFLICT (project_id) DO UPDATE SET last_number = task_counters.last_number + 1
+             RETURNING last_number",
+        )
+        .bind(project_id)
+        .fetch_one(tx.conn())
+        .await?;
+        let events = Task::default().decide(
+            TaskCommand::Create {
+                task_number: number,
+                fields,
+            },
+            &ctx,
+        )?;
+        let result = tx
+            .append(
+                StreamRef {
+                    stream_type: TaskEvent::STREAM_TYPE,
+                    stream_id: task_id,
+                    project_id: Some(project_id),
+                },
+                ExpectedVersion::NoStream,
+                events
+                    .iter()
+                    .map(|e| NewEvent::new(e.event_type(), e.to_payload(), meta.clone()))
+                    .collect(),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(TaskWritten {
+            task_id,
+            version: result.stream_version,
+        })
+    }
+
+    /// Runs one task command; the decision context is rebuilt on every
+    /// attempt inside the transaction.
+    async fn task_command(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        command: TaskCommand,
+        if_version: Option<i64>,
+    ) -> CommandResult<TaskWritten> {
+        self.check_task_in(project_id, task_id).await?;
+        let parent = match &command {
+            TaskCommand::Update(TaskPatch {
+                parent_task_id: Some(Some(p)),
+                ..
+            }) => Some(*p),
+            TaskCommand::Revert { changes } => changes
+                .iter()
+                .find(|c| c.field == "parent_task")
+                .and_then(|c| c.old.as_str().and_then(|s| s.parse().ok())),
+            _ => None,
+        };
+        for _ in 0..8 {
+            let mut tx = self.store.begin().await?;
+            let ctx = self
+                .task_context(tx.conn(), project_id, Some(task_id), parent)
+                .await?;
+            let mut decide = |task: &Task| Ok((task.decide(command.clone(), &ctx)?, vec![]));
+            match self
+                .execute_in(
+                    &mut tx,
+                    task_id,
+                    Some(project_id),
+                    Task::evolve,
+                    meta,
+                    &mut decide,
+                    if_version,
+                )
+                .await
+            {
+                Ok((_, version)) => {
+                    tx.commit().await?;
+                    return Ok(TaskWritten { task_id, version });
+                }
+                Err(CommandError::Conflict(_)) if if_version.is_none() => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(CommandError::Conflict(task_id))
+    }
+
+    pub async fn update_task(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        patch: TaskPatch,
+        if_version: Option<i64>,
+    ) -> CommandResult<TaskWritten> {
+        self.task_command(
+            meta,
+            project_id,
+            task_id,
+            TaskCommand::Update(patch),
+            if_version,
+        )
+        .await
+    }
+
+    pub async fn delete_task(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+    ) -> CommandResult<TaskWritten> {
+        self.task_command(meta, project_id, task_id, TaskCommand::Delete, None)
+            .await
+    }
+
+    pub async fn add_comment(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        author_user_id: Uuid,
+        content: Value,
+    ) -> CommandResult<Uuid> {
+        let comment_id = Uuid::now_v7();
+        self.task_command(
+            meta,
+            project_id,
+            task_id,
+            TaskCommand::AddComment {
+                comment_id,
+                author_user_id,
+                content,
+            },
+            None,
+        )
+        .await?;
+        Ok(comment_id)
+    }
+
+    pub async fn edit_comment(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        comment_id: Uuid,
+        actor_user_id: Uuid,
+        content: Value,
+    ) -> CommandResult<()> {
+        self.task_command(
+            meta,
+            project_id,
+            task_id,
+            TaskCommand::EditComment {
+                comment_id,
+                actor_user_id,
+                content,
+            },
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_comment(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        comment_id: Uuid,
+        actor_user_id: Uuid,
+    ) -> CommandResult<()> {
+        self.task_command(
+            meta,
+            project_id,
+            task_id,
+            TaskCommand::DeleteComment {
+                comment_id,
+                actor_user_id,
+            },
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Restores the `old` side of a recorded `task.updated` event for every
+    /// field it names, as a new `task.updated` whose metadata names the
+    /// reverted event (`causation_id`, `extra.reverts`).
+    pub async fn revert_task_change(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        event_id: Uuid,
+    ) -> CommandResult<TaskWritten> {
+        let not_found =
+            || CommandError::domain(ErrorCode::ACTIVITY_NOT_FOUND, "activity not found");
+        let event = self
+            .store
+            .read_event(EventKey::Id(event_id))
+            .await?
+            .filter(|e| e.stream_id == task_id)
+            .ok_or_else(not_found)?;
+        let changes = match TaskEvent::from_stored(&event.event_type, &event.payload) {
+            Ok(TaskEvent::Updated { changes }) => changes,
+            _ => {
+                return Err(CommandError::domain(
+                    ErrorCode::BAD_REQUEST,
+                    format!(
+                        "only task.updated entries can be reverted, not {}",
+                        event.event_type
+                    ),
+                ));
+            }
+        };
+        let mut meta = meta.clone();
+        meta.causation_id = Some(event_id);
+        meta.extra
+            .insert("reverts".into(), Value::String(event_id.to_string()));
+        self.task_command(
+            &meta,
+            project_id,
+            task_id,
+            TaskCommand::Revert { changes },
+            None,
+        )
+        .await
+    }
+
+    /// Moves tasks to another sprint (or the backlog) inside the caller's
+    /// transaction, one `task.updated` per task that actually moves. Used
+    /// by sprint completion and deletion so that the sprint event and the
+    /// task moves commit together.
+    pub async fn move_tasks_in_tx(
+        &self,
+        tx: &mut AppendTx,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_ids: &[Uuid],
+        to_sprint: Option<Uuid>,
+    ) -> CommandResult<()> {
+        let mut ctx = self.task_context(tx.conn(), project_id, None, None).await?;
+        if let Some(sprint) = to_sprint
+            && !ctx.sprints.contains(&sprint)
+        {
+            // The target may be created in this same transaction.
+            ctx.sprints.push(sprint);
+        }
+        for task_id in task_ids {
+            let ctx = TaskContext {
+                self_id: Some(*task_id),
+                ..ctx.clone()
+            };
+            let mut decide = |task: &Task| {
+                let patch = TaskPatch {
+                    sprint_id: Some(to_sprint),
+                    ..TaskPatch::default()
+                };
+                Ok((task.decide(TaskCommand::Update(patch), &ctx)?, vec![]))
+            };
+            self.execute_in(
+                tx,
+                *task_id,
+                Some(project_id),
+                Task::evolve,
+                meta,
+                &mut decide,
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,813 @@
+//! The task aggregate: fields with three-state updates, comments, and the
+//! change records that make the activity feed, diffs and reverts possible.
+//!
+//! Events are self-contained: a status or type change carries the names as
+//! they were at that moment (for the feed) and the ids (for the read model
+//! and for reverts), so nothing has to be looked up on replay.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::task_config::{CustomField, EPIC, validate_field_value};
+use crate::{Decision, DomainError, DomainEvent, ErrorCode};
+
+pub const TITLE_MAX: usize = 500;
+
+/// Every field a task has, as stored in `task.created` and folded from
+/// `task.updated`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskFields {
+    pub title: String,
+    pub task_type_id: Option<Uuid>,
+    pub status_id: Option<Uuid>,
+    pub sprint_id: Option<Uuid>,
+    pub parent_task_id: Option<Uuid>,
+    pub description: Option<Value>,
+    pub importance: i64,
+    pub story_points: Option<i64>,
+    pub assignee_ids: Vec<Uuid>,
+    pub reporter_id: Option<Uuid>,
+    pub custom_fields: Map<String, Value>,
+    pub start_date: Option<NaiveDate>,
+    pub due_date: Option<NaiveDate>,
+    pub tags: Vec<String>,
+}
+
+/// One tracked field's change (seed page 16 names and shapes), plus the
+/// ids behind names for `status` and `task_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskChange {
+    pub field: String,
+    pub old: Value,
+    pub new: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type")]
+pub enum TaskEvent {
+    #[serde(rename = "task.created")]
+    Created {
+        task_number: i64,
+        #[serde(flatten)]
+        fields: TaskFields,
+        #[serde(default)]
+        status_name: Option<String>,
+        #[serde(default)]
+        task_type_name: Option<String>,
+    },
+    #[serde(rename = "task.updated")]
+    Updated { changes: Vec<TaskChange> },
+    #[serde(rename = "task.deleted")]
+    Deleted {},
+    #[serde(rename = "task.comment_added")]
+    CommentAdded {
+        comment_id: Uuid,
+        content: Value,
+        author_user_id: Uuid,
+    },
+    #[serde(rename = "task.comment_edited")]
+    CommentEdited {
+        comment_id: Uuid,
+        content: Value,
+        old_content: Value,
+    },
+    #[serde(rename = "task.comment_deleted")]
+    CommentDeleted { comment_id: Uuid },
+}
+
+impl DomainEvent for TaskEvent {
+    const STREAM_TYPE: &'static str = "task";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    pub author_user_id: Uuid,
+    pub content: Value,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub exists: bool,
+    pub deleted: bool,
+    pub task_number: i64,
+    pub fields: TaskFields,
+    pub comments: BTreeMap<Uuid, Comment>,
+}
+
+/// What a decision needs to know about the world outside this stream. The
+/// command handler fills it from the project aggregate and read models.
+#[derive(Debug, Clone, Default)]
+pub struct TaskContext {
+    /// type id -> (name, is Epic)
+    pub types: BTreeMap<Uuid, (String, bool)>,
+    pub default_type: Option<Uuid>,
+    /// status id -> name
+    pub statuses: BTreeMap<Uuid, String>,
+    pub default_status: Option<Uuid>,
+    pub fields: Vec<CustomField>,
+    /// Project member ids (assignees and reporters are members).
+    pub members: Vec<Uuid>,
+    /// Sprints of the project that exist.
+    pub sprints: Vec<Uuid>,
+    /// For a proposed parent: `None` if it does not exist in this project,
+    /// else its ancestors (parent first).
+    pub parent: Option<ParentInfo>,
+    /// The task being changed (absent on create), for parent-cycle checks.
+    pub self_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ParentInfo {
+    pub id: Uuid,
+    pub ancestors: Vec<Uuid>,
+}
+
+/// A three-state field: absent (`None`), cleared (`Some(None)`), set.
+pub type Patch<T> = Option<Option<T>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub task_type_id: Patch<Uuid>,
+    pub status_id: Patch<Uuid>,
+    pub sprint_id: Patch<Uuid>,
+    pub parent_task_id: Patch<Uuid>,
+    pub description: Patch<Value>,
+    pub importance: Option<i64>,
+    pub story_points: Patch<i64>,
+    /// `Some(vec![])` clears.
+    pub assignee_ids: Option<Vec<Uuid>>,
+    pub reporter_id: Patch<Uuid>,
+    /// Merged key by key; a `null` value removes the key.
+    pub custom_fields: Option<Map<String, Value>>,
+    pub start_date: Patch<NaiveDate>,
+    pub due_date: Patch<NaiveDate>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskCommand {
+    Create {
+        task_number: i64,
+        fields: TaskFields,
+    },
+    Update(TaskPatch),
+    Delete,
+    /// Restore the `old` side of earlier changes, field by field.
+    Revert {
+        changes: Vec<TaskChange>,
+    },
+    AddComment {
+        comment_id: Uuid,
+        author_user_id: Uuid,
+        content: Value,
+    },
+    EditComment {
+        comment_id: Uuid,
+        actor_user_id: Uuid,
+        content: Value,
+    },
+    DeleteComment {
+        comment_id: Uuid,
+        actor_user_id: Uuid,
+    },
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> DomainError {
+    DomainError::new(code, message)
+}
+
+fn bad(message: impl Into<String>) -> DomainError {
+    err(ErrorCode::BAD_REQUEST, message)
+}
+
+/// BlockNote content: an array of block objects, each with a string `type`.
+pub fn validate_blocks(value: &Value, what: &str) -> Result<(), DomainError> {
+    let Value::Array(blocks) = value else {
+        return Err(bad(format!("{what}: must be an array of BlockNote blocks")));
+    };
+    for block in blocks {
+        let ok = block
+            .as_object()
+            .and_then(|b| b.get("type"))
+            .is_some_and(Value::is_string);
+        if !ok {
+            return Err(bad(format!(
+                "{what}: every block must be an object with a string \"type\""
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Comment content: a non-empty BlockNote array, or the legacy `{text}`.
+pub fn validate_comment(content: &Value) -> Result<(), DomainError> {
+    let invalid = || {
+        err(
+            ErrorCode::ACTIVITY_COMMENT_CONTENT_INVALID,
+            "comment content must be a non-empty BlockNote array or {\"text\": \"...\"}",
+        )
+    };
+    match content {
+        Value::Array(blocks) if !blocks.is_empty() => {
+            validate_blocks(content, "content").map_err(|_| invalid())
+        }
+        Value::Object(map)
+            if map
+                .get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.trim().is_empty()) =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid()),
+    }
+}
+
+fn id_string(id: Option<Uuid>) -> Value {
+    Value::String(id.map(|i| i.to_string()).unwrap_or_default())
+}
+
+fn ids_string(ids: &[Uuid]) -> Value {
+    Value::String(
+        ids.iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn date_string(date: Option<NaiveDate>) -> Value {
+    Value::String(
+        date.map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn parse_id(value: &Value) -> Result<Option<Uuid>, DomainError> {
+    match value.as_str() {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(format!("invalid id {s:?}"))),
+    }
+}
+
+fn parse_ids(value: &Value) -> Result<Vec<Uuid>, DomainError> {
+    match value.as_str() {
+        None | Some("") => Ok(vec![]),
+        Some(s) => s
+            .split(',')
+            .map(|p| p.parse().map_err(|_| bad(format!("invalid id {p:?}"))))
+            .collect(),
+    }
+}
+
+fn parse_date(value: &Value) -> Result<Option<NaiveDate>, DomainError> {
+    match value.as_str() {
+        None | Some("") => Ok(None),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| bad(format!("invalid date {s:?}"))),
+    }
+}
+
+impl Task {
+    pub fn evolve(mut self, event: &TaskEvent) -> Self {
+        match event {
+            TaskEvent::Created {
+                task_number,
+                fields,
+                ..
+            } => {
+                self.exists = true;
+                self.task_number = *task_number;
+                self.fields = fields.clone();
+            }
+            TaskEvent::Updated { changes } => {
+                for change in changes {
+                    // Changes were validated when decided; a malformed one
+                    // (impossible in a log we wrote) leaves the field as is.
+                    let _ = apply_change(&mut self.fields, change);
+                }
+            }
+            TaskEvent::Deleted {} => self.deleted = true,
+            TaskEvent::CommentAdded {
+                comment_id,
+                content,
+                author_user_id,
+            } => {
+                self.comments.insert(
+                    *comment_id,
+                    Comment {
+                        author_user_id: *author_user_id,
+                        content: content.clone(),
+                        deleted: false,
+                    },
+                );
+            }
+            TaskEvent::CommentEdited {
+                comment_id,
+                content,
+                ..
+            } => {
+                if let Some(c) = self.comments.get_mut(comment_id) {
+                    c.content = content.clone();
+                }
+            }
+            TaskEvent::CommentDeleted { comment_id } => {
+                if let Some(c) = self.comments.get_mut(comment_id) {
+                    c.deleted = true;
+                }
+            }
+        }
+        self
+    }
+
+    fn live(&self) -> Result<(), DomainError> {
+        if !self.exists || self.deleted {
+            return Err(err(ErrorCode::TASK_NOT_FOUND, "task not found"));
+        }
+        Ok(())
+    }
+
+    pub fn decide(&self, command: TaskCommand, ctx: &TaskContext) -> Decision<TaskEvent> {
+        match command {
+            TaskCommand::Create {
+                task_number,
+                mut fields,
+            } => {
+                if self.exists {
+                    return Err(err(ErrorCode::CONFLICT, "task already exists"));
+                }
+                fields.title = check_title(&fields.title)?;
+                if fields.task_type_id.is_none() {
+                    fields.task_type_id = ctx.default_type;
+                }
+                if fields.status_id.is_none() {
+                    fields.status_id = ctx.default_status;
+                }
+                check_fields(&fields, ctx, None)?;
+                Ok(vec![TaskEvent::Created {
+                    task_number,
+                    status_name: fields
+                        .status_id
+                        .and_then(|id| ctx.statuses.get(&id).cloned()),
+                    task_type_name: fields
+                        .task_type_id
+                        .and_then(|id| ctx.types.get(&id).map(|t| t.0.clone())),
+                    fields,
+                }])
+            }
+            TaskCommand::Update(patch) => {
+                self.live()?;
+                let mut next = self.fields.clone();
+                apply_patch(&mut next, patch)?;
+                next.title = check_title(&next.title)?;
+                check_fields(&next, ctx, Some(self))?;
+                let changes = diff(&self.fields, &next, ctx);
+                if changes.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TaskEvent::Updated { changes }])
+            }
+            TaskCommand::Revert { changes } => {
+                self.live()?;
+                let mut next = self.fields.clone();
+                for change in &changes {
+                    let restore = TaskChange {
+                        field: change.field.clone(),
+                        old: change.new.clone(),
+                        new: change.old.clone(),
+                        old_id: change.new_id,
+                        new_id: change.old_id,
+                    };
+                    apply_change(&mut next, &restore)?;
+                }
+                check_fields(&next, ctx, Some(self))?;
+                let changes = diff(&self.fields, &next, ctx);
+                if changes.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TaskEvent::Updated { changes }])
+            }
+            TaskCommand::Delete => {
+                self.live()?;
+                Ok(vec![TaskEvent::Deleted {}])
+            }
+            TaskCommand::AddComment {
+                comment_id,
+                author_user_id,
+                content,
+            } => {
+                self.live()?;
+                validate_comment(&content)?;
+                Ok(vec![TaskEvent::CommentAdded {
+                    comment_id,
+                    content,
+                    author_user_id,
+                }])
+            }
+            TaskCommand::EditComment {
+                comment_id,
+                actor_user_id,
+                content,
+            } => {
+                self.live()?;
+                let comment = self.comment(comment_id, actor_user_id)?;
+                validate_comment(&content)?;
+                if comment.content == content {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TaskEvent::CommentEdited {
+                    comment_id,
+                    old_content: comment.content.clone(),
+                    content,
+                }])
+            }
+            TaskCommand::DeleteComment {
+                comment_id,
+                actor_user_id,
+            } => {
+                self.live()?;
+                self.comment(comment_id, actor_user_id)?;
+                Ok(vec![TaskEvent::CommentDeleted { comment_id }])
+            }
+        }
+    }
+
+    fn comment(&self, comment_id: Uuid, actor: Uuid) -> Result<&Comment, DomainError> {
+        let comment = self
+            .comments
+            .get(&comment_id)
+            .filter(|c| !c.deleted)
+            .ok_or_else(|| err(ErrorCode::ACTIVITY_NOT_FOUND, "comment not found"))?;
+        if comment.author_user_id != actor {
+            return Err(err(
+                ErrorCode::ACTIVITY_FORBIDDEN,
+                "only the author can change a comment",
+            ));
+        }
+        Ok(comment)
+    }
+}
+
+fn check_title(title: &str) -> Result<String, DomainError> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > TITLE_MAX {
+        return Err(err(
+            ErrorCode::TASK_TITLE_INVALID,
+            format!("title must be 1-{TITLE_MAX} characters"),
+        ));
+    }
+    Ok(title.to_owned())
+}
+
+/// Referential and shape checks of a complete set of fields.
+fn check_fields(
+    fields: &TaskFields,
+    ctx: &TaskContext,
+    current: Option<&Task>,
+) -> Result<(), DomainError> {
+    if let Some(id) = fields.task_type_id
+        && !ctx.types.contains_key(&id)
+        && current.is_none_or(|t| t.fields.task_type_id != Some(id))
+    {
+        return Err(err(ErrorCode::TASK_TYPE_NOT_FOUND, "task type not found"));
+    }
+    if let Some(id) = fields.status_id
+        && !ctx.statuses.contains_key(&id)
+        && current.is_none_or(|t| t.fields.status_id != Some(id))
+    {
+        return Err(err(
+            ErrorCode::TASK_STATUS_NOT_FOUND,
+            "task status not found",
+        ));
+    }
+    if let Some(id) = fields.sprint_id
+        && !ctx.sprints.contains(&id)
+        && current.is_none_or(|t| t.fields.sprint_id != Some(id))
+    {
+        return Err(err(ErrorCode::SPRINT_NOT_FOUND, "sprint not found"));
+    }
+    for id in fields.assignee_ids.iter().chain(fields.reporter_id.iter()) {
+        if !ctx.members.contains(id) {
+            let known = current.is_some_and(|t| {
+                t.fields.assignee_ids.contains(id) || t.fields.reporter_id == Some(*id)
+            });
+            if !known {
+                return Err(err(
+                    ErrorCode::PROJECT_MEMBER_NOT_FOUND,
+                    format!("{id} is not a member of this project"),
+                ));
+            }
+        }
+    }
+    if let Some(description) = &fields.description {
+        validate_blocks(description, "description")?;
+    }
+    if fields.story_points.is_some_and(|p| p < 0) || fields.importance < 0 {
+        return Err(bad("importance and story_points must not be negative"));
+    }
+    if let (Some(start), Some(due)) = (fields.start_date, fields.due_date)
+        && due < start
+    {
+        return Err(bad("due_date must not be before start_date"));
+    }
+    if fields
+        .tags
+        .iter()
+        .any(|t| t.trim().is_empty() || t.chars().count() > 64)
+    {
+        return Err(bad("tags must be 1-64 characters"));
+    }
+    for (key, value) in &fields.custom_fields {
+        let field = ctx
+            .fields
+            .iter()
+            .find(|f| &f.field_key == key)
+            .ok_or_else(|| bad(format!("custom_fields.{key}: no such custom field")))?;
+        validate_field_value(field, value)?;
+    }
+    for field in ctx.fields.iter().filter(|f| f.is_required) {
+        let key = &field.field_key;
+        let present = fields.custom_fields.get(key).is_some_and(|v| !v.is_null());
+        // A field made required after the task existed is not forced on it.
+        let had = current.is_some_and(|t| t.fields.custom_fields.contains_key(key));
+        if !present && (current.is_none() || had) {
+            return Err(bad(format!("custom_fields.{key}: is required")));
+        }
+    }
+    // Parent rules.
+    if let Some(parent) = fields.parent_task_id {
+        let is_epic = fields
+            .task_type_id
+            .and_then(|id| ctx.types.get(&id))
+            .is_some_and(|t| t.1);
+        if is_epic {
+            return Err(err(
+                ErrorCode::TASK_EPIC_CANNOT_HAVE_PARENT,
+                format!("an {EPIC} cannot have a parent"),
+            ));
+        }
+        if current.is_none_or(|t| t.fields.parent_task_id != Some(parent)) {
+            let info = ctx
+                .parent
+                .as_ref()
+                .filter(|p| p.id == parent)
+                .ok_or_else(|| err(ErrorCode::TASK_NOT_FOUND, "parent task not found"))?;
+            if let Some(task_id) = ctx.self_id {
+                if parent == task_id {
+                    return Err(err(
+                        ErrorCode::TASK_CANNOT_BE_OWN_PARENT,
+                        "a task cannot be its own parent",
+                    ));
+                }
+                if info.ancestors.contains(&task_id) {
+                    return Err(err(
+                        ErrorCode::TASK_PARENT_CYCLE_DETECTED,
+                        "the parent is a descendant of this task",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_patch(fields: &mut TaskFields, patch: TaskPatch) -> Result<(), DomainError> {
+    if let Some(title) = patch.title.filter(|t| !t.trim().is_empty()) {
+        fields.title = title;
+    }
+    if let Some(v) = patch.task_type_id {
+        fields.task_type_id = v;
+    }
+    if let Some(v) = patch.status_id {
+        fields.status_id = v;
+    }
+    if let Some(v) = patch.sprint_id {
+        fields.sprint_id = v;
+    }
+    if let Some(v) = patch.parent_task_id {
+        fields.parent_task_id = v;
+    }
+    if let Some(v) = patch.description {
+        fields.description = v;
+    }
+    if let Some(v) = patch.importance {
+        fields.importance = v;
+    }
+    if let Some(v) = patch.story_points {
+        fields.story_points = v;
+    }
+    if let Some(v) = patch.assignee_ids {
+        let mut unique = Vec::new();
+        for id in v {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        fields.assignee_ids = unique;
+    }
+    if let Some(v) = patch.reporter_id {
+        fields.reporter_id = v;
+    }
+    if let Some(values) = patch.custom_fields {
+        for (key, value) in values {
+            if value.is_null() {
+                fields.custom_fields.remove(&key);
+            } else {
+                fields.custom_fields.insert(key, value);
+            }
+        }
+    }
+    if let Some(v) = patch.start_date {
+        fields.start_date = v;
+    }
+    if let Some(v) = patch.due_date {
+        fields.due_date = v;
+    }
+    if let Some(v) = patch.tags {
+        fields.tags = v;
+    }
+    Ok(())
+}
+
+/// The tracked changes from `old` to `new`, in the seeds' shapes.
+pub fn diff(old: &TaskFields, new: &TaskFields, ctx: &TaskContext) -> Vec<TaskChange> {
+    let mut out = Vec::new();
+    let mut push = |field: &str, o: Value, n: Value, ids: Option<(Option<Uuid>, Option<Uuid>)>| {
+        if o != n || ids.is_some_and(|(a, b)| a != b) {
+            let (old_id, new_id) = ids.unwrap_or_default();
+            out.push(TaskChange {
+                field: field.into(),
+                old: o,
+                new: n,
+                old_id,
+                new_id,
+            });
+        }
+    };
+    push(
+        "title",
+        old.title.clone().into(),
+        new.title.clone().into(),
+        None,
+    );
+    let status_name = |id: Option<Uuid>| {
+        Value::String(
+            id.and_then(|i| ctx.statuses.get(&i).cloned())
+                .unwrap_or_default(),
+        )
+    };
+    if old.status_id != new.status_id {
+        push(
+            "status",
+            status_name(old.status_id),
+            status_name(new.status_id),
+            Some((old.status_id, new.status_id)),
+        );
+    }
+    let type_name = |id: Option<Uuid>| {
+        Value::String(
+            id.and_then(|i| ctx.types.get(&i).map(|t| t.0.clone()))
+                .unwrap_or_default(),
+        )
+    };
+    if old.task_type_id != new.task_type_id {
+        push(
+            "task_type",
+            type_name(old.task_type_id),
+            type_name(new.task_type_id),
+            Some((old.task_type_id, new.task_type_id)),
+        );
+    }
+    push(
+        "importance",
+        old.importance.into(),
+        new.importance.into(),
+        None,
+    );
+    push(
+        "story_points",
+        old.story_points.into(),
+        new.story_points.into(),
+        None,
+    );
+    push(
+        "assignee",
+        ids_string(&old.assignee_ids),
+        ids_string(&new.assignee_ids),
+        None,
+    );
+    push(
+        "reporter",
+        id_string(old.reporter_id),
+        id_string(new.reporter_id),
+        None,
+    );
+    push(
+        "sprint",
+        id_string(old.sprint_id),
+        id_string(new.sprint_id),
+        None,
+    );
+    push(
+        "parent_task",
+        id_string(old.parent_task_id),
+        id_string(new.parent_task_id),
+        None,
+    );
+    push(
+        "start_date",
+        date_string(old.start_date),
+        date_string(new.start_date),
+        None,
+    );
+    push(
+        "due_date",
+        date_string(old.due_date),
+        date_string(new.due_date),
+        None,
+    );
+    push(
+        "description",
+        old.description.clone().unwrap_or(Value::Null),
+        new.description.clone().unwrap_or(Value::Null),
+        None,
+    );
+    push(
+        "tags",
+        serde_json::to_value(&old.tags).unwrap_or_default(),
+        serde_json::to_value(&new.tags).unwrap_or_default(),
+        None,
+    );
+    // Custom fields: only the keys that changed, old and new side by side
+    // (Paca records "changed" without values; we keep them for diff/revert).
+    let mut old_cf = Map::new();
+    let mut new_cf = Map::new();
+    let keys: std::collections::BTreeSet<&String> = old
+        .custom_fields
+        .keys()
+        .chain(new.custom_fields.keys())
+        .collect();
+    for key in keys {
+        let (o, n) = (old.custom_fields.get(key), new.custom_fields.get(key));
+        if o != n {
+            old_cf.insert(key.clone(), o.cloned().unwrap_or(Value::Null));
+            new_cf.insert(key.clone(), n.cloned().unwrap_or(Value::Null));
+        }
+    }
+    if !old_cf.is_empty() {
+        push(
+            "custom_fields",
+            Value::Object(old_cf),
+            Value::Object(new_cf),
+            None,
+        );
+    }
+    out
+}
+
+/// Applies one change (its `new` side) to a set of fields.
+pub fn apply_change(fields: &mut TaskFields, change: &TaskChange) -> Result<(), DomainError> {
+    let n = &change.new;
+    match change.field.as_str() {
+        "title" => fields.title = n.as_str().unwrap_or_default().to_owned(),
+        "status" => fields.status_id = change.new_id,
+        "task_type" => fields.task_type_id = change.new_id,
+        "importance" => fields.importance = n.as_i64().unwrap_or_default(),
+        "story_points" => fields.story_points = n.as_i64(),
+        "assignee" => fields.assignee_ids = parse_ids(n)?,
+        "reporter" => fields.reporter_id = parse_id(n)?,
+        "sprint" => fields.sprint_id = parse_id(n)?,
+        "parent_task" => fields.parent_task_id = parse_id(n)?,
+        "start_date" => fields.start_date = parse_date(n)?,
+        "due_date" => fields.due_date = parse_date(n)?,
+        "description" => fields.description = (!n.is_null()).then(|| n.clone()),
+        "tags" => fields.tags = serde_json::from_value(n.clone()).unwrap_or_default(),
+        "custom_fields" => {
+            if let Value::Object(map) = n {
+                for (key, value) in map {
+                    if value.is_null() {
+                        fields.custom_fields.remove(key);
+                    } else {
+                        fields.custom_fields.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        other => return Err(bad(format!("unknown field {other:?}"))),
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Task events -> `tasks` and `task_activities`.
+
+use domain::task::{TaskChange, TaskEvent};
+use eventstore::RecordedEvent;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::stmt::{Arg, Stmt};
+
+fn actor(e: &RecordedEvent) -> Option<Uuid> {
+    e.metadata
+        .pointer("/actor/user_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+fn activity(e: &RecordedEvent, id: Uuid, activity_type: &str, content: Value) -> Stmt {
+    Stmt::new(
+        "INSERT INTO task_activities (id, task_id, project_id, actor_user_id, activity_type,
+                                      content, event_id, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .arg(id)
+    .arg(e.stream_id)
+    .arg(e.project_id)
+    .arg(actor(e))
+    .arg(activity_type.to_owned())
+    .arg(content)
+    .arg(e.event_id)
+    .arg(e.version)
+    .arg(e.recorded_at)
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn id(v: &Value) -> Arg {
+    Arg::Uuid(v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// `SET` fragments for the tracked fields of a change list.
+fn sets(changes: &[TaskChange], args: &mut Vec<Arg>) -> Vec<String> {
+    let mut sets = Vec::new();
+    for c in changes {
+        let (column, arg, cast) = match c.field.as_str() {
+            "title" => ("title", Arg::Text(c.new.as_str().map(str::to_owned)), ""),
+            "status" => ("status_id", Arg::Uuid(c.new_id), ""),
+            "task_type" => ("task_type_id", Arg::Uuid(c.new_id), ""),
+            "importance" => ("importance", Arg::Int(Some(c.new.as_i64().unwrap_or_default())), ""),
+            "story_points" => ("story_points", Arg::Int(c.new.as_i64()), ""),
+            "assignee" => {
+                let ids: Vec<Value> = text(&c.new)
+                    .map(|s| s.split(',').map(|p| Value::String(p.to_owned())).collect())
+                    .unwrap_or_default();
+                ("assignee_ids", Arg::Json(Some(Value::Array(ids))), "")
+            }
+            "reporter" => ("reporter_id", id(&c.new), ""),
+            "sprint" => ("sprint_id", id(&c.new), ""),
+            "parent_task" => ("parent_task_id", id(&c.new), ""),
+            "start_date" => ("start_date", Arg::Text(text(&c.new)), "::date"),
+            "due_date" => ("due_date", Arg::Text(text(&c.new)), "::date"),
+            "description" => (
+                "description",
+                Arg::Json((!c.new.is_null()).then(|| c.new.clone())),
+                "",
+            ),
+            "tags" => ("tags", Arg::Json(Some(c.new.clone())), ""),
+            "custom_fields" => {
+                // Merge the changed keys; a null value removes the key.
+                args.push(Arg::Json(Some(c.new.clone())));
+                let n = args.len();
+                sets.push(format!(
+                    "custom_fields = (SELECT COALESCE(jsonb_object_agg(key, value), '{{}}'::jsonb)
+                       FROM jsonb_each(tasks.custom_fields || ${n}) WHERE value <> 'null'::jsonb)"
+                ));
+                continue;
+            }
+            _ => continue,
+        };
+        args.push(arg);
+        sets.push(format!("{column} = ${}{cast}", args.len()));
+    }
+    sets
+}
+
+pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
+    let task_id = e.stream_id;
+    let at = e.recorded_at;
+    match event {
+        TaskEvent::Created {
+            task_number,
+            fields: f,
+            ..
+        } => {
+            stmts.push(
+                Stmt::new(
+                    "INSERT INTO tasks (id, project_id, task_number, title, task_type_id, status_id,
+                         sprint_id, parent_task_id, description, importance, story_points,
+                         assignee_ids, reporter_id, custom_fields, start_date, due_date, tags,
+                         version, created_at, updated_at)
+                     VALUES ($1, $2, $3::bigint, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                             $15::date, $16::date, $17, $18, $19, $19)",
+                )
+                .arg(task_id)
+                .arg(e.project_id)
+                .arg(task_number)
+                .arg(f.title.clone())
+                .arg(f.task_type_id)
+                .arg(f.status_id)
+                .arg(f.sprint_id)
+                .arg(f.parent_task_id)
+                .arg(f.description)
+                .arg(f.importance)
+                .arg(f.story_points)
+                .arg(serde_json::to_value(&f.assignee_ids).unwrap_or_default())
+                .arg(f.reporter_id)
+                .arg(Value::Object(f.custom_fields))
+                .arg(f.start_date.map(|d| d.to_string()))
+                .arg(f.due_date.map(|d| d.to_string()))
+                .arg(serde_json::to_value(&f.tags).unwrap_or_default())
+                .arg(e.version)
+                .arg(at),
+            );
+            stmts.push(activity(e, e.event_id, "task.created", json!({ "title": f.title })));
+        }
+        TaskEvent::Updated { changes } => {
+            let mut args: Vec<Arg> = vec![task_id.into(), e.version.into(), at.into()];
+            let sets = sets(&changes, &mut args);
+            let mut stmt = Stmt::new(format!(
+                "UPDATE tasks SET {}version = $2, updated_at = $3 WHERE id = $1",
+                sets.iter().map(|s| format!("{s}, ")).collect::<String>()
+            ));
+            stmt.args = args;
+            stmts.push(stmt);
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.updated",
+                json!({ "changes": changes }),
+            ));
+        }
+        TaskEvent::Deleted {} => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET deleted_at = $3, version = $2, updated_at = $3 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version)
+                    .arg(at),
+            );
+            stmts.push(activity(e, e.event_id, "task.deleted", json!({})));
+        }
+        TaskEvent::CommentAdded {
+            comment_id,
+            content,
+            ..
+        } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(activity(e, comment_id, "comment", content));
+        }
+        TaskEvent::CommentEdited {
+            comment_id,
+            content,
+            ..
+        } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(
+                Stmt::new("UPDATE task_activities SET content = $2, updated_at = $3 WHERE id = $1")
+                    .arg(comment_id)
+                    .arg(content)
+                    .arg(at),
+            );
+        }
+        TaskEvent::CommentDeleted { comment_id } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(
+                Stmt::new("UPDATE task_activities SET deleted_at = $2, updated_at = $2 WHERE id = $1")
+                    .arg(comment_id)
+                    .arg(at),
+            );
+        }
+    }
+}

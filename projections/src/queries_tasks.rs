@@ -1,0 +1,416 @@
+//! Task and activity-feed queries.
+
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+/// A task as the API returns it. Optional fields are omitted when null.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub task_number: i64,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_type_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sprint_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_task_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Value>,
+    pub importance: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub story_points: Option<i64>,
+    pub assignee_ids: Vec<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporter_id: Option<Uuid>,
+    pub custom_fields: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "date_rfc3339")]
+    pub start_date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "date_rfc3339")]
+    pub due_date: Option<NaiveDate>,
+    pub tags: Vec<String>,
+    /// The task stream's version (also the `ETag`).
+    pub version: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_position: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_group_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub deleted: bool,
+}
+
+/// Dates are RFC 3339 on the wire (midnight UTC), as Paca's DTOs are.
+fn date_rfc3339<S: serde::Serializer>(date: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+    match date {
+        Some(d) => s.serialize_str(&format!("{}T00:00:00Z", d.format("%Y-%m-%d"))),
+        None => s.serialize_none(),
+    }
+}
+
+const TASK_COLUMNS: &str = "id, project_id, task_number, title, task_type_id, status_id, sprint_id, \
+    parent_task_id, description, importance, story_points, assignee_ids, reporter_id, \
+    custom_fields, start_date, due_date, tags, version, created_at, updated_at, deleted_at";
+
+fn task_from_row(r: &PgRow) -> TaskView {
+    TaskView {
+        id: r.get("id"),
+        project_id: r.get("project_id"),
+        task_number: r.get("task_number"),
+        title: r.get("title"),
+        task_type_id: r.get("task_type_id"),
+        status_id: r.get("status_id"),
+        sprint_id: r.get("sprint_id"),
+        parent_task_id: r.get("parent_task_id"),
+        description: r.get("description"),
+        importance: r.get("importance"),
+        story_points: r.get("story_points"),
+        assignee_ids: serde_json::from_value(r.get("assignee_ids")).unwrap_or_default(),
+        reporter_id: r.get("reporter_id"),
+        custom_fields: match r.get::<Value, _>("custom_fields") {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+        start_date: r.get("start_date"),
+        due_date: r.get("due_date"),
+        tags: serde_json::from_value(r.get("tags")).unwrap_or_default(),
+        version: r.get("version"),
+        view_position: None,
+        view_group_key: None,
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        deleted: r.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some(),
+    }
+}
+
+pub async fn task(pool: &PgPool, project_id: Uuid, id: Uuid) -> Result<Option<TaskView>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(project_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(task_from_row))
+}
+
+pub async fn task_by_number(
+    pool: &PgPool,
+    project_id: Uuid,
+    number: i64,
+) -> Result<Option<TaskView>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks
+         WHERE project_id = $1 AND task_number = $2 AND deleted_at IS NULL"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(number)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(task_from_row))
+}
+
+/// A filter that may be "is null" (the literal `null` in the query string).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum IdFilter {
+    Null,
+    Is(Uuid),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub sprint: Option<IdFilter>,
+    pub sprint_ids: Vec<Uuid>,
+    pub status_ids: Vec<Uuid>,
+    pub assignee: Option<IdFilter>,
+    pub assignee_ids: Vec<Uuid>,
+    pub task_type: Option<IdFilter>,
+    pub task_type_ids: Vec<Uuid>,
+    pub parent_task_id: Option<Uuid>,
+}
+
+/// The opaque keyset cursor: the last row's `(created_at, id)`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cursor {
+    ca: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+pub struct TaskPage {
+    pub items: Vec<TaskView>,
+    pub next_cursor: Option<String>,
+}
+
+fn push_id_filter(q: &mut QueryBuilder<Postgres>, column: &str, filter: Option<IdFilter>) {
+    match filter {
+        Some(IdFilter::Null) => {
+            q.push(format!(" AND {column} IS NULL"));
+        }
+        Some(IdFilter::Is(id)) => {
+            q.push(format!(" AND {column} = ")).push_bind(id);
+        }
+        None => {}
+    }
+}
+
+fn push_in(q: &mut QueryBuilder<Postgres>, column: &str, ids: &[Uuid]) {
+    if !ids.is_empty() {
+        q.push(format!(" AND {column} = ANY(")).push_bind(ids.to_vec()).push(")");
+    }
+}
+
+/// One page of a project's live tasks in `(created_at, id)` order.
+pub async fn tasks(
+    pool: &PgPool,
+    project_id: Uuid,
+    filter: &TaskFilter,
+    cursor: Option<&Cursor>,
+    page_size: i64,
+) -> Result<TaskPage, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE deleted_at IS NULL AND project_id = "
+    ));
+    q.push_bind(project_id);
+    push_id_filter(&mut q, "sprint_id", filter.sprint);
+    push_in(&mut q, "sprint_id", &filter.sprint_ids);
+    push_in(&mut q, "status_id", &filter.status_ids);
+    match filter.assignee {
+        Some(IdFilter::Null) => {
+            q.push(" AND assignee_ids = '[]'::jsonb");
+        }
+        Some(IdFilter::Is(id)) => {
+            q.push(" AND assignee_ids @> ")
+                .push_bind(Value::Array(vec![Value::String(id.to_string())]));
+        }
+        None => {}
+    }
+    if !filter.assignee_ids.is_empty() {
+        let ids: Vec<String> = filter.assignee_ids.iter().map(Uuid::to_string).collect();
+        q.push(" AND assignee_ids ?| ").push_bind(ids);
+    }
+    push_id_filter(&mut q, "task_type_id", filter.task_type);
+    push_in(&mut q, "task_type_id", &filter.task_type_ids);
+    if let Some(parent) = filter.parent_task_id {
+        q.push(" AND parent_task_id = ").push_bind(parent);
+    }
+    if let Some(cursor) = cursor {
+        q.push(" AND (created_at, id) > (")
+            .push_bind(cursor.ca)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    q.push(" ORDER BY created_at, id LIMIT ").push_bind(page_size + 1);
+    let rows = q.build().fetch_all(pool).await?;
+    let mut items: Vec<TaskView> = rows.iter().map(task_from_row).collect();
+    let next_cursor = if items.len() as i64 > page_size {
+        items.truncate(page_size as usize);
+        items.last().map(|t| {
+            Cursor {
+                ca: t.created_at,
+                id: t.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(TaskPage { items, next_cursor })
+}
+
+/// Live tasks of a sprint (sprint completion and deletion move them).
+pub async fn task_ids_in_sprint(pool: &PgPool, sprint_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM tasks WHERE sprint_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
+    )
+    .bind(sprint_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Live tasks of a sprint whose status category is not `done` (a task with
+/// no status, or a deleted status, counts as open).
+pub async fn open_task_ids_in_sprint(pool: &PgPool, sprint_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT t.id FROM tasks t LEFT JOIN task_statuses s ON s.id = t.status_id
+         WHERE t.sprint_id = $1 AND t.deleted_at IS NULL AND s.category IS DISTINCT FROM 'done'
+         ORDER BY t.created_at, t.id",
+    )
+    .bind(sprint_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Whether any live task uses a type or status (deleting them is refused).
+pub async fn tasks_using(pool: &PgPool, column: TaskRef, id: Uuid) -> Result<i64, sqlx::Error> {
+    let sql = match column {
+        TaskRef::Type => "SELECT COUNT(*) FROM tasks WHERE task_type_id = $1 AND deleted_at IS NULL",
+        TaskRef::Status => "SELECT COUNT(*) FROM tasks WHERE status_id = $1 AND deleted_at IS NULL",
+    };
+    sqlx::query_scalar(sql).bind(id).fetch_one(pool).await
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum TaskRef {
+    Type,
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityView {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    /// The actor's project membership (null if they are no longer a member).
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub actor_username: String,
+    pub activity_type: String,
+    pub content: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub actor_user_id: Option<Uuid>,
+    #[serde(skip)]
+    pub event_id: Uuid,
+}
+
+const ACTIVITY_SELECT: &str = "SELECT a.id, a.task_id, m.id AS actor_id, a.actor_user_id,
+        COALESCE(u.full_name, '') AS actor_name, COALESCE(u.username, '') AS actor_username,
+        a.activity_type, a.content, a.event_id, a.created_at, a.updated_at
+     FROM task_activities a
+     LEFT JOIN users u ON u.id = a.actor_user_id
+     LEFT JOIN project_members m ON m.project_id = a.project_id AND m.user_id = a.actor_user_id";
+
+fn activity_from_row(r: &PgRow) -> ActivityView {
+    ActivityView {
+        id: r.get("id"),
+        task_id: r.get("task_id"),
+        actor_id: r.get("actor_id"),
+        actor_user_id: r.get("actor_user_id"),
+        actor_name: r.get("actor_name"),
+        actor_username: r.get("actor_username"),
+        activity_type: r.get("activity_type"),
+        content: r.get("content"),
+        event_id: r.get("event_id"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+pub async fn activities(pool: &PgPool, task_id: Uuid) -> Result<Vec<ActivityView>, sqlx::Error> {
+    let sql = format!(
+        "{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.deleted_at IS NULL
+         ORDER BY a.created_at, a.version, a.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(task_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(activity_from_row).collect())
+}
+
+pub async fn activity(
+    pool: &PgPool,
+    task_id: Uuid,
+    activity_id: Uuid,
+) -> Result<Option<ActivityView>, sqlx::Error> {
+    let sql = format!("{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.id = $2 AND a.deleted_at IS NULL");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(task_id)
+        .bind(activity_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(activity_from_row))
+}
+
+/// Builds the API view of a task from its events (for `as_of` reads), the
+/// same shape the read model serves.
+pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView> {
+    use domain::DomainEvent;
+    use domain::task::{Task, TaskEvent};
+    let first = events.first()?;
+    let mut task = Task::default();
+    let mut updated_at = first.recorded_at;
+    for e in events {
+        let event = TaskEvent::from_stored(&e.event_type, &e.payload).ok()?;
+        if !matches!(
+            event,
+            TaskEvent::CommentAdded { .. } | TaskEvent::CommentEdited { .. } | TaskEvent::CommentDeleted { .. }
+        ) {
+            updated_at = e.recorded_at;
+        }
+        task = task.evolve(&event);
+    }
+    let last = events.last()?;
+    let f = task.fields;
+    Some(TaskView {
+        id: first.stream_id,
+        project_id: first.project_id?,
+        task_number: task.task_number,
+        title: f.title,
+        task_type_id: f.task_type_id,
+        status_id: f.status_id,
+        sprint_id: f.sprint_id,
+        parent_task_id: f.parent_task_id,
+        description: f.description,
+        importance: f.importance,
+        story_points: f.story_points,
+        assignee_ids: f.assignee_ids,
+        reporter_id: f.reporter_id,
+        custom_fields: f.custom_fields,
+        start_date: f.start_date,
+        due_date: f.due_date,
+        tags: f.tags,
+        version: last.version,
+        view_position: None,
+        view_group_key: None,
+        created_at: first.recorded_at,
+        updated_at,
+        deleted: task.deleted,
+    })
+}
+
+/// Manual positions of tasks in a view (`GET /tasks?view_id=`): task id ->
+/// (position, group key). Empty until the views read model exists.
+pub async fn view_positions(
+    pool: &PgPool,
+    view_id: Uuid,
+) -> Result<std::collections::HashMap<Uuid, (f64, Option<String>)>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('view_task_positions') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(Default::default());
+    }
+    let rows = sqlx::query("SELECT task_id, position, group_key FROM view_task_positions WHERE view_id = $1")
+        .bind(view_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get("task_id"), (r.get("position"), r.get("group_key"))))
+        .collect())
+}
