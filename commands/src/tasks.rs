@@ -74,7 +74,7 @@ impl Commands {
                 .bind(project_id)
                 .fetch_all(&mut *conn)
                 .await?;
-                (!chain.is_empty()).then(|| ParentInfo {
+                (!chain.is_empty()).then_some(ParentInfo {
                     id: parent_id,
                     ancestors: chain,
                 })

@@ -52,6 +52,7 @@ pub struct TaskChange {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type")]
+#[allow(clippy::large_enum_variant)] // decoded one at a time, never stored in bulk
 pub enum TaskEvent {
     #[serde(rename = "task.created")]
     Created {
@@ -810,4 +811,524 @@ pub fn apply_change(fields: &mut TaskFields, change: &TaskChange) -> Result<(), 
         other => return Err(bad(format!("unknown field {other:?}"))),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task_config::FieldOption;
+
+    const TASK_TYPE: Uuid = Uuid::from_u128(1);
+    const EPIC_TYPE: Uuid = Uuid::from_u128(2);
+    const BACKLOG: Uuid = Uuid::from_u128(10);
+    const DOING: Uuid = Uuid::from_u128(11);
+    const ALICE: Uuid = Uuid::from_u128(20);
+    const BOB: Uuid = Uuid::from_u128(21);
+    const SPRINT: Uuid = Uuid::from_u128(30);
+    const SPRINT2: Uuid = Uuid::from_u128(31);
+    const ME: Uuid = Uuid::from_u128(100);
+    const PARENT: Uuid = Uuid::from_u128(101);
+
+    fn ctx() -> TaskContext {
+        TaskContext {
+            types: [
+                (TASK_TYPE, ("Task".into(), false)),
+                (EPIC_TYPE, ("Epic".into(), true)),
+            ]
+            .into(),
+            default_type: Some(TASK_TYPE),
+            statuses: [(BACKLOG, "Backlog".into()), (DOING, "In Progress".into())].into(),
+            default_status: Some(BACKLOG),
+            fields: vec![CustomField {
+                field_key: "severity".into(),
+                display_name: "Severity".into(),
+                field_type: "select".into(),
+                options: vec![
+                    FieldOption {
+                        value: "low".into(),
+                        color: None,
+                    },
+                    FieldOption {
+                        value: "high".into(),
+                        color: None,
+                    },
+                ],
+                is_required: false,
+            }],
+            members: vec![ALICE, BOB],
+            sprints: vec![SPRINT, SPRINT2],
+            parent: Some(ParentInfo {
+                id: PARENT,
+                ancestors: vec![PARENT],
+            }),
+            self_id: Some(ME),
+        }
+    }
+
+    fn created(title: &str) -> Task {
+        let events = Task::default()
+            .decide(
+                TaskCommand::Create {
+                    task_number: 7,
+                    fields: TaskFields {
+                        title: title.into(),
+                        ..TaskFields::default()
+                    },
+                },
+                &ctx(),
+            )
+            .unwrap();
+        events.iter().fold(Task::default(), Task::evolve)
+    }
+
+    fn when(task: &Task, command: TaskCommand) -> Result<(Task, Vec<TaskEvent>), ErrorCode> {
+        task.decide(command, &ctx())
+            .map(|events| (events.iter().fold(task.clone(), Task::evolve), events))
+            .map_err(|e| e.code)
+    }
+
+    #[test]
+    fn create_fills_defaults_and_validates() {
+        let task = created("  Login  ");
+        assert_eq!(task.fields.title, "Login");
+        assert_eq!(task.fields.task_type_id, Some(TASK_TYPE));
+        assert_eq!(task.fields.status_id, Some(BACKLOG));
+        assert_eq!(task.task_number, 7);
+        let bad = Task::default().decide(
+            TaskCommand::Create {
+                task_number: 1,
+                fields: TaskFields::default(),
+            },
+            &ctx(),
+        );
+        assert_eq!(bad.unwrap_err().code, ErrorCode::TASK_TITLE_INVALID);
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_records_nothing() {
+        let task = created("Login");
+        let patch = TaskPatch {
+            title: Some("Login".into()),
+            status_id: Some(Some(BACKLOG)),
+            ..TaskPatch::default()
+        };
+        assert_eq!(when(&task, TaskCommand::Update(patch)).unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn three_state_patch_and_names_at_record_time() {
+        let task = created("Login");
+        let set = TaskPatch {
+            status_id: Some(Some(DOING)),
+            story_points: Some(Some(5)),
+            assignee_ids: Some(vec![ALICE, BOB, ALICE]),
+            custom_fields: Some(
+                [("severity".to_owned(), Value::from("high"))]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..TaskPatch::default()
+        };
+        let (task, events) = when(&task, TaskCommand::Update(set)).unwrap();
+        let TaskEvent::Updated { changes } = &events[0] else {
+            panic!()
+        };
+        let status = changes.iter().find(|c| c.field == "status").unwrap();
+        assert_eq!(
+            (status.old.as_str(), status.new.as_str()),
+            (Some("Backlog"), Some("In Progress"))
+        );
+        assert_eq!(task.fields.assignee_ids, vec![ALICE, BOB]);
+        let clear = TaskPatch {
+            story_points: Some(None),
+            custom_fields: Some([("severity".to_owned(), Value::Null)].into_iter().collect()),
+            ..TaskPatch::default()
+        };
+        let (task, _) = when(&task, TaskCommand::Update(clear)).unwrap();
+        assert_eq!(task.fields.story_points, None);
+        assert!(task.fields.custom_fields.is_empty());
+        assert_eq!(task.fields.status_id, Some(DOING), "absent fields are kept");
+    }
+
+    #[test]
+    fn referential_rules() {
+        let task = created("Login");
+        let cases = [
+            (
+                TaskPatch {
+                    status_id: Some(Some(Uuid::from_u128(99))),
+                    ..Default::default()
+                },
+                ErrorCode::TASK_STATUS_NOT_FOUND,
+            ),
+            (
+                TaskPatch {
+                    sprint_id: Some(Some(Uuid::from_u128(99))),
+                    ..Default::default()
+                },
+                ErrorCode::SPRINT_NOT_FOUND,
+            ),
+            (
+                TaskPatch {
+                    assignee_ids: Some(vec![Uuid::from_u128(99)]),
+                    ..Default::default()
+                },
+                ErrorCode::PROJECT_MEMBER_NOT_FOUND,
+            ),
+            (
+                TaskPatch {
+                    description: Some(Some(Value::from("text"))),
+                    ..Default::default()
+                },
+                ErrorCode::BAD_REQUEST,
+            ),
+            (
+                TaskPatch {
+                    custom_fields: Some(
+                        [("severity".to_owned(), Value::from("urgent"))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+                ErrorCode::BAD_REQUEST,
+            ),
+            (
+                TaskPatch {
+                    parent_task_id: Some(Some(ME)),
+                    ..Default::default()
+                },
+                ErrorCode::TASK_NOT_FOUND,
+            ),
+            (
+                TaskPatch {
+                    task_type_id: Some(Some(EPIC_TYPE)),
+                    parent_task_id: Some(Some(PARENT)),
+                    ..Default::default()
+                },
+                ErrorCode::TASK_EPIC_CANNOT_HAVE_PARENT,
+            ),
+        ];
+        for (patch, code) in cases {
+            assert_eq!(
+                when(&task, TaskCommand::Update(patch.clone())).unwrap_err(),
+                code,
+                "{patch:?}"
+            );
+        }
+        // Own parent and cycles, with the context describing the parent.
+        let mut own = ctx();
+        own.parent = Some(ParentInfo {
+            id: ME,
+            ancestors: vec![ME],
+        });
+        let patch = TaskPatch {
+            parent_task_id: Some(Some(ME)),
+            ..Default::default()
+        };
+        assert_eq!(
+            task.decide(TaskCommand::Update(patch), &own)
+                .unwrap_err()
+                .code,
+            ErrorCode::TASK_CANNOT_BE_OWN_PARENT
+        );
+        let mut cycle = ctx();
+        cycle.parent = Some(ParentInfo {
+            id: PARENT,
+            ancestors: vec![PARENT, ME],
+        });
+        let patch = TaskPatch {
+            parent_task_id: Some(Some(PARENT)),
+            ..Default::default()
+        };
+        assert_eq!(
+            task.decide(TaskCommand::Update(patch), &cycle)
+                .unwrap_err()
+                .code,
+            ErrorCode::TASK_PARENT_CYCLE_DETECTED
+        );
+    }
+
+    /// Every tracked field: change it, change it again, revert the second
+    /// change: the field is back to the first change's value exactly.
+    #[test]
+    fn revert_restores_every_tracked_field_exactly() {
+        let date = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let blocks = |t: &str| serde_json::json!([{"type": "paragraph", "content": [{"type": "text", "text": t}]}]);
+        let patches: Vec<(&str, TaskPatch, TaskPatch)> = vec![
+            (
+                "title",
+                TaskPatch {
+                    title: Some("B".into()),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    title: Some("C".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "status",
+                TaskPatch {
+                    status_id: Some(Some(DOING)),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    status_id: Some(None),
+                    ..Default::default()
+                },
+            ),
+            (
+                "task_type",
+                TaskPatch {
+                    task_type_id: Some(None),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    task_type_id: Some(Some(EPIC_TYPE)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "importance",
+                TaskPatch {
+                    importance: Some(3),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    importance: Some(9),
+                    ..Default::default()
+                },
+            ),
+            (
+                "story_points",
+                TaskPatch {
+                    story_points: Some(Some(2)),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    story_points: Some(Some(8)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "assignee",
+                TaskPatch {
+                    assignee_ids: Some(vec![ALICE, BOB]),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    assignee_ids: Some(vec![BOB]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "reporter",
+                TaskPatch {
+                    reporter_id: Some(Some(ALICE)),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    reporter_id: Some(Some(BOB)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "sprint",
+                TaskPatch {
+                    sprint_id: Some(Some(SPRINT)),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    sprint_id: Some(Some(SPRINT2)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "parent_task",
+                TaskPatch {
+                    parent_task_id: Some(Some(PARENT)),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    parent_task_id: Some(None),
+                    ..Default::default()
+                },
+            ),
+            (
+                "start_date",
+                TaskPatch {
+                    start_date: Some(Some(date(1))),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    start_date: Some(Some(date(2))),
+                    ..Default::default()
+                },
+            ),
+            (
+                "due_date",
+                TaskPatch {
+                    due_date: Some(Some(date(20))),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    due_date: Some(Some(date(25))),
+                    ..Default::default()
+                },
+            ),
+            (
+                "description",
+                TaskPatch {
+                    description: Some(Some(blocks("one"))),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    description: Some(Some(blocks("two"))),
+                    ..Default::default()
+                },
+            ),
+            (
+                "tags",
+                TaskPatch {
+                    tags: Some(vec!["a".into()]),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    tags: Some(vec!["b".into(), "c".into()]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "custom_fields",
+                TaskPatch {
+                    custom_fields: Some(
+                        [("severity".to_owned(), Value::from("low"))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+                TaskPatch {
+                    custom_fields: Some(
+                        [("severity".to_owned(), Value::from("high"))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, first, second) in patches {
+            let original = created("A");
+            let (after_first, _) = when(&original, TaskCommand::Update(first)).unwrap();
+            let (after_second, events) = when(&after_first, TaskCommand::Update(second)).unwrap();
+            let TaskEvent::Updated { changes } = events[0].clone() else { panic!() };
+            assert!(changes.iter().any(|c| c.field == field), "{field}: {changes:?}");
+            let (reverted, events) = when(&after_second, TaskCommand::Revert { changes }).unwrap();
+            assert_eq!(events.len(), 1, "{field}");
+            assert_eq!(reverted.fields, after_first.fields, "{field}");
+        }
+    }
+
+    #[test]
+    fn revert_only_touches_the_fields_it_names() {
+        let task = created("A");
+        let (task, events) = when(
+            &task,
+            TaskCommand::Update(TaskPatch {
+                title: Some("B".into()),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let TaskEvent::Updated { changes } = events[0].clone() else {
+            panic!()
+        };
+        let (task, _) = when(
+            &task,
+            TaskCommand::Update(TaskPatch {
+                importance: Some(4),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let (task, _) = when(&task, TaskCommand::Revert { changes }).unwrap();
+        assert_eq!(task.fields.title, "A");
+        assert_eq!(task.fields.importance, 4);
+    }
+
+    #[test]
+    fn comments_belong_to_their_author() {
+        let task = created("A");
+        let comment_id = Uuid::from_u128(500);
+        let add = TaskCommand::AddComment {
+            comment_id,
+            author_user_id: ALICE,
+            content: serde_json::json!({"text": "hi"}),
+        };
+        let (task, _) = when(&task, add).unwrap();
+        let edit = |by| TaskCommand::EditComment {
+            comment_id,
+            actor_user_id: by,
+            content: serde_json::json!({"text": "edited"}),
+        };
+        assert_eq!(
+            when(&task, edit(BOB)).unwrap_err(),
+            ErrorCode::ACTIVITY_FORBIDDEN
+        );
+        assert!(when(&task, edit(ALICE)).is_ok());
+        let empty = TaskCommand::AddComment {
+            comment_id: Uuid::from_u128(501),
+            author_user_id: ALICE,
+            content: serde_json::json!([]),
+        };
+        assert_eq!(
+            when(&task, empty).unwrap_err(),
+            ErrorCode::ACTIVITY_COMMENT_CONTENT_INVALID
+        );
+        let (task, _) = when(
+            &task,
+            TaskCommand::DeleteComment {
+                comment_id,
+                actor_user_id: ALICE,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            when(&task, edit(ALICE)).unwrap_err(),
+            ErrorCode::ACTIVITY_NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let task = created("A");
+        let (_, events) = when(
+            &task,
+            TaskCommand::Update(TaskPatch {
+                status_id: Some(Some(DOING)),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let created_event = Task::default()
+            .decide(
+                TaskCommand::Create {
+                    task_number: 1,
+                    fields: TaskFields {
+                        title: "x".into(),
+                        ..Default::default()
+                    },
+                },
+                &ctx(),
+            )
+            .unwrap();
+        for event in events.iter().chain(created_event.iter()) {
+            assert_eq!(
+                &TaskEvent::from_stored(&event.event_type(), &event.to_payload()).unwrap(),
+                event
+            );
+        }
+    }
 }
