@@ -66,6 +66,14 @@ fn task_response(status: actix_web::http::StatusCode, task: TaskView) -> ApiResu
         .json(json!({"success": true, "data": task, "request_id": request_id()})))
 }
 
+/// The task exists (possibly soft-deleted) and belongs to the project.
+async fn task_of_project(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResult<()> {
+    if state.commands.task_project(task_id).await? != Some(project_id) {
+        return Err(ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"));
+    }
+    Ok(())
+}
+
 async fn live_task(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResult<TaskView> {
     q::task(&state.pool, project_id, task_id)
         .await?
@@ -377,7 +385,8 @@ pub async fn activities(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
-    live_task(&state, project_id, task_id).await?;
+    // The feed outlives a soft delete: it is where `task.deleted` shows.
+    task_of_project(&state, project_id, task_id).await?;
     crate::error::ok(json!({ "items": q::activities(&state.pool, task_id).await? }))
 }
 
@@ -518,7 +527,7 @@ pub async fn diff(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id, activity_id) = path.into_inner();
     project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
-    live_task(&state, project_id, task_id).await?;
+    task_of_project(&state, project_id, task_id).await?;
     let entry = activity_or_404(&state, task_id, activity_id).await?;
     let event = state
         .commands
