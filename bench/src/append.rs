@@ -98,7 +98,10 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
             Some(Target::AtLeast(60_000.0)),
         );
     }
-    report.note("ours: EventStore::append (streams-row version check, UNNEST insert, RETURNING)");
+    report.note(
+        "ours: EventStore::append without inline projectors: one statement in autocommit \
+         (streams-row version check + UNNEST insert in a data-modifying CTE, RETURNING)",
+    );
     report.note(
         "baseline: BEGIN; INSERT into a copy of `events` (same indexes); COMMIT - no streams row, \
          no version check; same writers",

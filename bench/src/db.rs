@@ -34,15 +34,20 @@ impl ScratchDb {
         conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await?;
         conn.close().await?;
-        let db = Self {
-            options: admin.clone().database(&name),
+        let options = admin.clone().database(&name);
+        // As the server does (src/main.rs `Database::open`): migrations land
+        // in `public` only; everything else runs with the read-model schema
+        // `rm` (created by `projections::ensure_ready`) first on the path.
+        let mut migrate =
+            PgConnection::connect_with(&options.clone().options([("search_path", "public")]))
+                .await?;
+        sqlx::migrate!("../migrations").run(&mut migrate).await?;
+        migrate.close().await?;
+        Ok(Self {
+            options: options.options([("search_path", "rm,public")]),
             admin,
             name,
-        };
-        let pool = db.pool(2).await?;
-        sqlx::migrate!("../migrations").run(&pool).await?;
-        pool.close().await;
-        Ok(db)
+        })
     }
 
     /// A pool on the scratch database with every connection opened up
@@ -88,10 +93,10 @@ impl ScratchDb {
 pub async fn reset_log(pool: &PgPool) -> Result<()> {
     pool.execute(
         "TRUNCATE events, streams, checkpoints;
-         DROP TABLE IF EXISTS bench_raw_events;
+         DROP TABLE IF EXISTS public.bench_raw_events;
          -- Same columns, defaults, identity, constraints and indexes as the
          -- log, so the baseline pays for the same row shape.
-         CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL);",
+         CREATE TABLE public.bench_raw_events (LIKE events INCLUDING ALL);",
     )
     .await?;
     Ok(())

@@ -5,6 +5,7 @@
 //! cargo run --release -p bench -- append    [--seconds 10] [--runs 3]
 //! cargo run --release -p bench -- subscribe [--seconds 10] [--rate 10000] [--via-notify]
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
+//! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
@@ -12,6 +13,7 @@
 
 mod append;
 mod db;
+mod http;
 mod rebuild;
 mod report;
 mod subscribe;
@@ -39,13 +41,19 @@ struct Cli {
     #[arg(long, default_value_t = 3, global = true)]
     runs: usize,
 
-    /// Duration of each timed phase (append, subscribe).
+    /// Duration of each timed phase (append, subscribe, http).
     #[arg(long, default_value_t = 10, global = true)]
     seconds: u64,
 
-    /// subscribe: total appends per second, spread over 8 writers.
+    /// subscribe: total appends per second, spread over 8 writers
+    /// (default 10,000); http: requests per second per endpoint (default
+    /// 1,000).
+    #[arg(long, global = true)]
+    rate: Option<u64>,
+
+    /// http: tasks seeded through the API before measuring.
     #[arg(long, default_value_t = 10_000, global = true)]
-    rate: u64,
+    tasks: u64,
 
     /// subscribe: wake the subscriber only through LISTEN/NOTIFY (as a
     /// subscriber in another process would be) instead of the in-process
@@ -71,10 +79,13 @@ enum Scenario {
     Append,
     /// Commit-to-subscriber latency at a fixed append rate.
     Subscribe,
-    /// Replaying the whole log into a read model.
+    /// Replaying a log of real domain events with `projections::rebuild`.
     Rebuild,
     /// All three, one after another.
     All,
+    /// Latency of the release server over HTTP (PATCH a task, a filtered
+    /// task list) against GET /api/healthz; not part of `all`.
+    Http,
 }
 
 pub struct Settings {
@@ -83,6 +94,8 @@ pub struct Settings {
     pub rate: u64,
     pub via_notify: bool,
     pub events: u64,
+    pub tasks: u64,
+    pub database_url: String,
 }
 
 #[tokio::main]
@@ -93,9 +106,18 @@ async fn main() -> Result<()> {
     let settings = Settings {
         runs: cli.runs,
         phase: Duration::from_secs(cli.seconds),
-        rate: cli.rate.max(1),
+        rate: cli
+            .rate
+            .unwrap_or(if cli.scenario == Scenario::Http {
+                1_000
+            } else {
+                10_000
+            })
+            .max(1),
         via_notify: cli.via_notify,
         events: cli.events.max(10),
+        tasks: cli.tasks,
+        database_url: cli.database_url.clone(),
     };
 
     let scratch = ScratchDb::create(&cli.database_url).await?;
@@ -126,6 +148,9 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     }
     if all || scenario == Scenario::Rebuild {
         rebuild::run(db, settings).await?.print();
+    }
+    if scenario == Scenario::Http {
+        http::run(db, settings).await?.print();
     }
     Ok(())
 }

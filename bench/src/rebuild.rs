@@ -1,28 +1,38 @@
-//! `rebuild`: replaying the whole log into a read model.
+//! `rebuild`: replaying the whole log into the real read models.
 //!
-//! The log is generated with set-based SQL (fast, and generation is not
-//! what is measured): `--events` events over `events / 10` task streams of
-//! 10 events each, interleaved so consecutive events belong to different
-//! tasks (the worst case for batching: every event of a 5k batch is its own
-//! read-model row), written in 50k-event transactions.
+//! The log holds real domain events, built with the domain's own types
+//! (`DomainEvent::event_type` / `to_payload`, so the payloads are exactly
+//! what the commands store) and bulk-inserted (generation is not what is
+//! measured): the seeded global roles, one user per 100 projects, and per
+//! project `project.created` + 3 `project.role_created` +
+//! `project.member_added` (one append, as `create_project` writes them,
+//! minus its task-configuration seeds) followed by 5 `project.updated`
+//! written in rounds over all projects, so consecutive updates hit
+//! different projects.
 //!
-//! Ours: `EventStore::read_all` in 5,000-event batches, each applied by a
-//! representative projector (fold the batch per task, one set-based upsert
-//! into an UNLOGGED table) in a transaction that also moves a checkpoint.
-//! [`replay`] is the one place to swap for `projections::rebuild` once it
-//! exists. A second figure shows `read_all` alone, to split read and apply.
+//! Ours: `projections::rebuild` as `paca projections rebuild` runs it
+//! (gap-safe `read_all` batches replayed into a fresh schema, final
+//! catch-up under the appenders' lock, schema swap), after
+//! `projections::ensure_ready` created the live read models. The read
+//! models are then checked row by row against the generated history.
+//! `projections::verify` (a second replay into a scratch schema, then a
+//! table-by-table comparison with the live tables) and `read_all` alone
+//! are timed for information.
 //!
 //! Baseline: a raw keyset scan of the same columns
 //! (`WHERE global_position > $1 ORDER BY global_position LIMIT 5000`),
 //! rows fetched but not decoded: the read ceiling.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use eventstore::subscription::HandlerError;
-use eventstore::{EventStore, GlobalPosition, RecordedEvent, SubscriptionHandler};
-use sqlx::{Executor, PgConnection, PgPool, Row};
+use domain::DomainEvent;
+use domain::global_role::GlobalRoleEvent;
+use domain::project::{FieldChange, ProjectEvent};
+use domain::user::UserEvent;
+use eventstore::{Actor, EventStore, GlobalPosition, Metadata};
+use serde_json::{Value, json};
+use sqlx::{Executor, PgPool, Row};
 use uuid::Uuid;
 
 use crate::Settings;
@@ -30,48 +40,71 @@ use crate::db::{ScratchDb, reset_log};
 use crate::report::{Report, Target};
 
 const BATCH: i64 = 5_000;
-const EVENTS_PER_STREAM: u64 = 10;
-const GENERATE_CHUNK: u64 = 50_000;
+/// Events per generated project: created, 3 roles, member, 5 updates.
+const EVENTS_PER_PROJECT: u64 = 10;
+const UPDATES: u64 = 5;
+const PROJECTS_PER_USER: u64 = 100;
+/// Events per bulk-insert statement (each its own transaction).
+const GENERATE_CHUNK: usize = 10_000;
+
+/// What was generated, to check the rebuilt read models against.
+struct History {
+    events: u64,
+    projects: u64,
+    users: u64,
+    roles: u64,
+}
 
 pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
     let pool = db.pool(4).await?;
     let store = EventStore::builder(pool.clone()).build();
-    let events = settings.events / EVENTS_PER_STREAM * EVENTS_PER_STREAM;
-    let streams = events / EVENTS_PER_STREAM;
-    let mut report = Report::new(format!(
-        "rebuild ({events} events, {streams} streams, {BATCH}-event batches)"
-    ));
-
     reset_log(&pool).await?;
+    // As on a server's first start: the live read models, empty.
+    projections::ensure_ready(&store)
+        .await
+        .map_err(|e| anyhow!("ensure_ready: {e}"))?;
+
     let started = Instant::now();
-    generate(&pool, events).await?;
-    report.note(format!(
-        "generated {events} events in {:.1} s (set-based SQL, not measured)",
-        started.elapsed().as_secs_f64()
+    let history = generate(&pool, settings.events).await?;
+    let generated_in = started.elapsed();
+    let events = history.events;
+    let mut report = Report::new(format!(
+        "rebuild ({events} domain events: {} projects, {} users, {} global roles; \
+         projections::rebuild)",
+        history.projects, history.users, history.roles
     ));
-    pool.execute(
-        "CREATE UNLOGGED TABLE bench_task_list (
-             task_id       UUID   PRIMARY KEY,
-             title         TEXT   NOT NULL,
-             status        TEXT   NOT NULL,
-             events        BIGINT NOT NULL,
-             last_version  BIGINT NOT NULL,
-             last_position BIGINT NOT NULL)",
-    )
-    .await?;
+    report.note(format!(
+        "generated {events} events in {:.1} s (bulk insert, not measured)",
+        generated_in.as_secs_f64()
+    ));
     // One untimed pass so every measured pass reads a warm cache.
     keyset_scan(&pool).await?;
 
+    let no_progress = |_: u64, _: u64| {};
     for run in 1..=settings.runs {
         println!("rebuild: run {run}/{}", settings.runs);
-        pool.execute(
-            "TRUNCATE bench_task_list; DELETE FROM checkpoints WHERE name = 'bench-rebuild'",
-        )
-        .await?;
         let t = Instant::now();
-        let applied = replay(&store, &TaskList, events).await?;
-        let ours = applied as f64 / t.elapsed().as_secs_f64();
-        check_read_model(&pool, streams, events).await?;
+        let rebuilt = projections::rebuild(&store, &no_progress)
+            .await
+            .map_err(|e| anyhow!("projections::rebuild: {e}"))?;
+        let ours = rebuilt.events as f64 / t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            rebuilt.events == events,
+            "rebuild replayed {} of {events} events",
+            rebuilt.events
+        );
+        check_read_models(&pool, &history).await?;
+
+        let t = Instant::now();
+        let diffs = projections::verify(&store, &no_progress)
+            .await
+            .map_err(|e| anyhow!("projections::verify: {e}"))?;
+        let verify_rate = events as f64 / t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            diffs.is_empty(),
+            "verify found differences after a rebuild: {:?}",
+            diffs.iter().map(|d| &d.table).collect::<Vec<_>>()
+        );
 
         let t = Instant::now();
         let read = read_only(&store, events).await?;
@@ -83,73 +116,45 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         anyhow::ensure!(scanned == events, "keyset scan saw {scanned} of {events}");
 
         report.add(
-            "read_all + project (rebuild)",
+            "projections::rebuild",
             "events/s",
             ours,
             base,
             Some(Target::AtLeast(25_000.0)),
         );
-        report.add("read_all only", "events/s", read_rate, base, None);
+        report.add(
+            "projections::verify (info)",
+            "events/s",
+            verify_rate,
+            base,
+            None,
+        );
+        report.add("read_all only (info)", "events/s", read_rate, base, None);
     }
-    report.note("ours: read_all (xid8 horizon, upcast, decode) + per-batch fold + UNNEST upsert + checkpoint, one tx per batch");
+    report.note(
+        "ours: projections::rebuild - read_all (xid8 horizon, decode) + ReadModelProjector \
+         replay in 5k batches into a fresh schema, catch-up under lock, schema swap; read \
+         models checked against the generated history after every run",
+    );
+    report.note("verify: a second replay into a scratch schema + EXCEPT ALL per table (0 diffs)");
     report.note("baseline: raw keyset scan of the same columns, rows not decoded");
     pool.close().await;
     Ok(report)
 }
 
-/// Replays the whole log through `projector` and returns how many events it
-/// applied. Stands in for `projections::rebuild` (same contract: every event
-/// once, in global order, batch and checkpoint in one transaction).
-async fn replay(
-    store: &EventStore,
-    projector: &impl SubscriptionHandler,
-    expected: u64,
-) -> Result<u64> {
+async fn read_only(store: &EventStore, expected: u64) -> Result<u64> {
     let mut after = GlobalPosition::default();
-    let mut applied = 0u64;
+    let mut read = 0u64;
     let give_up = Instant::now() + Duration::from_secs(60);
-    loop {
+    while read < expected {
         let events = store.read_all(after, BATCH).await?;
         let Some(last) = events.last() else {
-            if applied >= expected {
-                return Ok(applied);
-            }
             // The horizon is cluster-wide: a transaction open anywhere on
             // the server can hide the tail of the log for a while.
             anyhow::ensure!(
                 Instant::now() < give_up,
-                "replay stalled at {applied} of {expected} events (long transaction on the server?)"
+                "read_all stalled at {read} of {expected} events (long transaction on the server?)"
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        after = GlobalPosition::of(last);
-        let mut tx = store.pool().begin().await?;
-        projector
-            .handle(&mut tx, &events)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        sqlx::query(
-            "INSERT INTO checkpoints (name, last_tx, last_pos, status)
-             VALUES ('bench-rebuild', $1, $2, 'rebuilding')
-             ON CONFLICT (name) DO UPDATE
-             SET last_tx = EXCLUDED.last_tx, last_pos = EXCLUDED.last_pos, updated_at = now()",
-        )
-        .bind(after.tx_id)
-        .bind(after.position)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        applied += events.len() as u64;
-    }
-}
-
-async fn read_only(store: &EventStore, expected: u64) -> Result<u64> {
-    let mut after = GlobalPosition::default();
-    let mut read = 0u64;
-    while read < expected {
-        let events = store.read_all(after, BATCH).await?;
-        let Some(last) = events.last() else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
@@ -182,146 +187,275 @@ async fn keyset_scan(pool: &PgPool) -> Result<u64> {
     }
 }
 
-/// A "task list" read model: one row per task with its latest title and
-/// status and how many events it has seen.
-struct TaskList;
-
-struct TaskRow {
-    title: String,
-    status: String,
-    events: i64,
-    last_version: i64,
-    last_position: i64,
+/// A rebuild that silently dropped, doubled or misapplied events would
+/// look fast: compare the live read models with the generated history.
+async fn check_read_models(pool: &PgPool, h: &History) -> Result<()> {
+    let row = sqlx::query(
+        "SELECT (SELECT count(*) FROM rm.global_roles) AS roles,
+                (SELECT count(*) FROM rm.users) AS users,
+                (SELECT count(*) FROM rm.projects) AS projects,
+                (SELECT count(*) FROM rm.projects
+                  WHERE name = 'Project ' || (settings->>'n') || ' rev ' || $1
+                    AND description = 'Description rev ' || $2
+                    AND is_public = ($3 % 2 = 0)) AS final_state,
+                (SELECT count(*) FROM rm.project_roles) AS project_roles,
+                (SELECT count(*) FROM rm.project_members) AS members",
+    )
+    .bind(last_revision("name").to_string())
+    .bind(last_revision("description").to_string())
+    .bind(last_revision("is_public") as i64)
+    .fetch_one(pool)
+    .await?;
+    let got: [i64; 6] = [
+        row.get("roles"),
+        row.get("users"),
+        row.get("projects"),
+        row.get("final_state"),
+        row.get("project_roles"),
+        row.get("members"),
+    ];
+    let p = h.projects as i64;
+    let want = [h.roles as i64, h.users as i64, p, p, 3 * p, p];
+    anyhow::ensure!(
+        got == want,
+        "read models hold [global_roles, users, projects, projects in their final state, \
+         project_roles, members] = {got:?}, expected {want:?}"
+    );
+    Ok(())
 }
 
-#[async_trait::async_trait]
-impl SubscriptionHandler for TaskList {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        events: &[RecordedEvent],
-    ) -> Result<(), HandlerError> {
-        // Fold per task first: ON CONFLICT DO UPDATE may touch a row only
-        // once per statement, and one statement per batch is the point.
-        let mut order: Vec<Uuid> = Vec::new();
-        let mut rows: HashMap<Uuid, TaskRow> = HashMap::with_capacity(events.len());
-        for e in events {
-            let title = e.payload["title"].as_str().unwrap_or_default();
-            let status = e.payload["status"].as_str().unwrap_or("open");
-            let row = rows.entry(e.stream_id).or_insert_with(|| {
-                order.push(e.stream_id);
-                TaskRow {
-                    title: String::new(),
-                    status: String::new(),
-                    events: 0,
-                    last_version: 0,
-                    last_position: 0,
-                }
-            });
-            title.clone_into(&mut row.title);
-            status.clone_into(&mut row.status);
-            row.events += 1;
-            row.last_version = e.version;
-            row.last_position = e.global_position;
+/// Update round `k` (1-based) changes the fields `round_fields(k)`.
+fn round_fields(k: u64) -> &'static [&'static str] {
+    match k % 3 {
+        0 => &["name"],
+        1 => &["description"],
+        _ => &["name", "is_public"],
+    }
+}
+
+/// The last update round that changed `field` (0: never changed).
+fn last_revision(field: &str) -> u64 {
+    (1..=UPDATES)
+        .rev()
+        .find(|k| round_fields(*k).contains(&field))
+        .unwrap_or(0)
+}
+
+fn field_value(field: &str, n: u64, rev: u64) -> Value {
+    match field {
+        "name" => json!(format!("Project {n} rev {rev}")),
+        "description" => json!(format!("Description rev {rev}")),
+        "is_public" => json!(rev.is_multiple_of(2)),
+        _ => Value::Null,
+    }
+}
+
+/// Columns of the events being generated, for one `UNNEST` insert.
+#[derive(Default)]
+struct Rows {
+    stream_types: Vec<&'static str>,
+    stream_ids: Vec<Uuid>,
+    project_ids: Vec<Option<Uuid>>,
+    versions: Vec<i64>,
+    event_types: Vec<String>,
+    payloads: Vec<Value>,
+    metadata: Vec<Value>,
+}
+
+impl Rows {
+    fn push<E: DomainEvent>(
+        &mut self,
+        stream_id: Uuid,
+        project_id: Option<Uuid>,
+        version: i64,
+        event: &E,
+        metadata: &Value,
+    ) {
+        self.stream_types.push(E::STREAM_TYPE);
+        self.stream_ids.push(stream_id);
+        self.project_ids.push(project_id);
+        self.versions.push(version);
+        self.event_types.push(event.event_type());
+        self.payloads.push(event.to_payload());
+        self.metadata.push(metadata.clone());
+    }
+
+    async fn flush_if_full(&mut self, pool: &PgPool) -> Result<()> {
+        if self.versions.len() >= GENERATE_CHUNK {
+            self.flush(pool).await?;
         }
-        let mut titles = Vec::with_capacity(order.len());
-        let mut statuses = Vec::with_capacity(order.len());
-        let mut counts = Vec::with_capacity(order.len());
-        let mut versions = Vec::with_capacity(order.len());
-        let mut positions = Vec::with_capacity(order.len());
-        for id in &order {
-            let row = rows.remove(id).expect("folded row");
-            titles.push(row.title);
-            statuses.push(row.status);
-            counts.push(row.events);
-            versions.push(row.last_version);
-            positions.push(row.last_position);
+        Ok(())
+    }
+
+    async fn flush(&mut self, pool: &PgPool) -> Result<()> {
+        if self.versions.is_empty() {
+            return Ok(());
         }
+        let rows = std::mem::take(self);
+        let ids: Vec<Uuid> = (0..rows.versions.len()).map(|_| Uuid::now_v7()).collect();
         sqlx::query(
-            "INSERT INTO bench_task_list (task_id, title, status, events, last_version, last_position)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])
-             ON CONFLICT (task_id) DO UPDATE
-             SET title = EXCLUDED.title, status = EXCLUDED.status,
-                 events = bench_task_list.events + EXCLUDED.events,
-                 last_version = EXCLUDED.last_version, last_position = EXCLUDED.last_position",
+            "INSERT INTO events (stream_type, stream_id, project_id, version, event_id,
+                                 event_type, schema_version, payload, metadata)
+             SELECT u.stream_type, u.stream_id, u.project_id, u.version, u.event_id,
+                    u.event_type, 1, u.payload, u.metadata
+             FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::int8[], $5::uuid[],
+                         $6::text[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY
+                  AS u(stream_type, stream_id, project_id, version, event_id, event_type,
+                       payload, metadata, ord)
+             ORDER BY u.ord",
         )
-        .bind(&order)
-        .bind(&titles)
-        .bind(&statuses)
-        .bind(&counts)
-        .bind(&versions)
-        .bind(&positions)
-        .execute(&mut *tx)
+        .bind(&rows.stream_types)
+        .bind(&rows.stream_ids)
+        .bind(&rows.project_ids)
+        .bind(&rows.versions)
+        .bind(&ids)
+        .bind(&rows.event_types)
+        .bind(&rows.payloads)
+        .bind(&rows.metadata)
+        .execute(pool)
         .await?;
         Ok(())
     }
 }
 
-/// A rebuild that silently dropped or doubled events would look fast.
-async fn check_read_model(pool: &PgPool, streams: u64, events: u64) -> Result<()> {
-    let (rows, total, done): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), COALESCE(sum(events), 0)::bigint,
-                count(*) FILTER (WHERE status = 'done' AND last_version = $1)
-         FROM bench_task_list",
-    )
-    .bind(EVENTS_PER_STREAM as i64)
-    .fetch_one(pool)
-    .await?;
-    anyhow::ensure!(
-        (rows as u64, total as u64, done as u64) == (streams, events, streams),
-        "read model has {rows} rows / {total} events / {done} done, expected {streams} / {events} / {streams}"
-    );
-    Ok(())
+fn metadata(kind: &str, user_id: Option<Uuid>) -> Value {
+    let metadata = Metadata {
+        actor: Actor {
+            kind: kind.into(),
+            user_id,
+            ..Actor::default()
+        },
+        source: "rest".into(),
+        request_id: Some(Uuid::now_v7().to_string()),
+        ..Metadata::system("bench")
+    };
+    serde_json::to_value(&metadata).unwrap_or_default()
 }
 
-/// Writes `events` events (a multiple of 10) with set-based SQL: all stream
-/// rows first, then the events in chunks of 50k per transaction, so the log
-/// spans many transaction ids like a real one.
-async fn generate(pool: &PgPool, events: u64) -> Result<()> {
-    let streams = (events / EVENTS_PER_STREAM) as i64;
-    sqlx::query(
-        "INSERT INTO streams (stream_id, stream_type, version)
-         SELECT md5('bench-stream-' || k)::uuid, 'task', $2
-         FROM generate_series(0, $1 - 1) AS k",
-    )
-    .bind(streams)
-    .bind(EVENTS_PER_STREAM as i64)
-    .execute(pool)
-    .await?;
-    // Event i belongs to stream i % streams and is its version
-    // i / streams + 1: consecutive events hit different streams.
-    let mut from = 0u64;
-    while from < events {
-        let to = (from + GENERATE_CHUNK).min(events) - 1;
-        sqlx::query(
-            "INSERT INTO events (stream_type, stream_id, project_id, version, event_id,
-                                 event_type, schema_version, payload, metadata)
-             SELECT 'task',
-                    md5('bench-stream-' || (i % $3))::uuid,
-                    md5('bench-project-' || (i % $3 % 100))::uuid,
-                    i / $3 + 1,
-                    gen_random_uuid(),
-                    CASE WHEN i / $3 = 0 THEN 'task.created' ELSE 'task.updated' END,
-                    1,
-                    jsonb_build_object(
-                        'title', 'benchmark task ' || (i % $3),
-                        'status', CASE WHEN i / $3 = $4 - 1 THEN 'done' ELSE 'open' END,
-                        'n', i),
-                    jsonb_build_object(
-                        'actor', jsonb_build_object('kind', 'system'),
-                        'source', 'bench',
-                        'occurred_at', now())
-             FROM generate_series($1::bigint, $2::bigint) AS i
-             ORDER BY i",
-        )
-        .bind(from as i64)
-        .bind(to as i64)
-        .bind(streams)
-        .bind(EVENTS_PER_STREAM as i64)
-        .execute(pool)
-        .await?;
-        from = to + 1;
+/// Writes about `events` real domain events (see the module docs) and the
+/// matching `streams` rows.
+async fn generate(pool: &PgPool, events: u64) -> Result<History> {
+    let projects = (events / EVENTS_PER_PROJECT).max(1);
+    let users = projects.div_ceil(PROJECTS_PER_USER);
+    let mut rows = Rows::default();
+
+    let system = metadata("system", None);
+    let mut user_role = (Uuid::nil(), String::new());
+    let seeded = domain::global_role::seeded();
+    let roles = seeded.len() as u64;
+    for (name, permissions) in seeded {
+        let id = Uuid::now_v7();
+        if name == domain::global_role::USER {
+            user_role = (id, name.to_owned());
+        }
+        let event = GlobalRoleEvent::Created {
+            name: name.to_owned(),
+            permissions,
+        };
+        rows.push(id, None, 1, &event, &system);
     }
-    pool.execute("ANALYZE events; ANALYZE streams").await?;
-    Ok(())
+
+    let user_ids: Vec<Uuid> = (0..users).map(|_| Uuid::now_v7()).collect();
+    for (i, &id) in user_ids.iter().enumerate() {
+        let event = UserEvent::Created {
+            username: format!("user{i}"),
+            full_name: format!("Bench User {i}"),
+            email: Some(format!("user{i}@example.com")),
+            role_id: user_role.0,
+            role_name: user_role.1.clone(),
+            must_change_password: false,
+        };
+        rows.push(id, None, 1, &event, &system);
+        rows.flush_if_full(pool).await?;
+    }
+
+    // Creation: one append of 5 events per project.
+    let project_ids: Vec<Uuid> = (0..projects).map(|_| Uuid::now_v7()).collect();
+    let creators: Vec<Uuid> = (0..projects)
+        .map(|n| user_ids[(n / PROJECTS_PER_USER) as usize])
+        .collect();
+    for (n, (&id, &creator)) in project_ids.iter().zip(&creators).enumerate() {
+        let meta = metadata("user", Some(creator));
+        let project = Some(id);
+        let created = ProjectEvent::Created {
+            name: field_value("name", n as u64, 0)
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            description: "Description rev 0".into(),
+            task_id_prefix: format!("P{n}"),
+            is_public: true,
+            settings: json!({ "n": n.to_string() }),
+            created_by: creator,
+        };
+        rows.push(id, project, 1, &created, &meta);
+        let mut admin_role = Uuid::nil();
+        for (version, (role_name, permissions)) in (2..).zip(domain::project::seeded_roles()) {
+            let role_id = Uuid::now_v7();
+            if version == 2 {
+                admin_role = role_id;
+            }
+            let event = ProjectEvent::RoleCreated {
+                role_id,
+                role_name: role_name.into(),
+                permissions: permissions.into_iter().map(String::from).collect(),
+            };
+            rows.push(id, project, version, &event, &meta);
+        }
+        let member = ProjectEvent::MemberAdded {
+            member_id: Uuid::now_v7(),
+            user_id: creator,
+            project_role_id: admin_role,
+            role_name: "Admin".into(),
+            member_type: "human".into(),
+        };
+        rows.push(id, project, 5, &member, &meta);
+        rows.flush_if_full(pool).await?;
+    }
+
+    // Updates: rounds over all projects.
+    for k in 1..=UPDATES {
+        for (n, (&id, &creator)) in project_ids.iter().zip(&creators).enumerate() {
+            let meta = metadata("user", Some(creator));
+            let changes = round_fields(k)
+                .iter()
+                .map(|field| FieldChange {
+                    field: (*field).into(),
+                    old: field_value(field, n as u64, last_before(field, k)),
+                    new: field_value(field, n as u64, k),
+                })
+                .collect();
+            let event = ProjectEvent::Updated { changes };
+            rows.push(id, Some(id), 5 + k as i64, &event, &meta);
+            rows.flush_if_full(pool).await?;
+        }
+    }
+    rows.flush(pool).await?;
+
+    pool.execute(
+        "INSERT INTO streams (stream_id, stream_type, version)
+         SELECT stream_id, min(stream_type), max(version) FROM events GROUP BY stream_id",
+    )
+    .await?;
+    // Not in one multi-statement string: VACUUM refuses the implicit
+    // transaction block those run in.
+    pool.execute("VACUUM ANALYZE events").await?;
+    pool.execute("ANALYZE streams").await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(History {
+        events: total as u64,
+        projects,
+        users,
+        roles,
+    })
+}
+
+/// The round before `k` that last changed `field` (0: the created value).
+fn last_before(field: &str, k: u64) -> u64 {
+    (1..k)
+        .rev()
+        .find(|r| round_fields(*r).contains(&field))
+        .unwrap_or(0)
 }

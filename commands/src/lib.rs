@@ -5,8 +5,10 @@
 pub mod auth;
 pub mod projects;
 pub mod roles;
+pub mod sprints;
 pub mod tasks;
 pub mod users;
+pub mod views;
 
 use domain::{DomainError, DomainEvent, ErrorCode};
 use eventstore::{

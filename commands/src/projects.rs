@@ -8,6 +8,7 @@ use eventstore::Metadata;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::sprints::transact;
 use crate::{CommandError, CommandResult, Commands};
 
 pub struct NewProject {
@@ -70,20 +71,27 @@ impl Commands {
                 statuses: [(); 4].map(|_| Uuid::now_v7()),
             },
         };
-        self.project_command(
-            meta,
-            project_id,
-            ProjectCommand::Create {
-                name: new.name,
-                description: new.description,
-                task_id_prefix: new.task_id_prefix,
-                is_public: new.is_public,
-                settings: new.settings,
-                created_by,
-                ids,
-            },
-        )
-        .await?;
+        // Seeded views (seed page 05): the timeline roadmap shows Epics.
+        let epic_type_id = ids.config.types[3];
+        let command = ProjectCommand::Create {
+            name: new.name,
+            description: new.description,
+            task_id_prefix: new.task_id_prefix,
+            is_public: new.is_public,
+            settings: new.settings,
+            created_by,
+            ids,
+        };
+        // The project and its default views commit together.
+        transact!(self, tx => async {
+            let mut decide = |p: &Project| Ok((p.decide(command.clone())?, vec![]));
+            let project = Some(project_id);
+            self.execute_in(tx, project_id, project, Project::evolve, meta, &mut decide, None)
+                .await?;
+            self.seed_project_views(tx, meta, project_id, epic_type_id)
+                .await
+        }
+        .await)?;
         Ok(project_id)
     }
 

@@ -130,6 +130,12 @@ impl Commands {
     ) -> CommandResult<TaskWritten> {
         let task_id = Uuid::now_v7();
         let mut tx = self.store.begin().await?;
+        // Sprint before task, the order sprint commands lock in: a task
+        // cannot land in a sprint that is being completed or deleted.
+        if let Some(sprint_id) = fields.sprint_id {
+            self.lock_sprint_for_task(&mut tx, project_id, sprint_id)
+                .await?;
+        }
         let ctx = self
             .task_context(tx.conn(), project_id, None, fields.parent_task_id)
             .await?;
@@ -200,8 +206,23 @@ impl Commands {
                 .and_then(|c| c.old.as_str().and_then(|s| s.parse().ok())),
             _ => None,
         };
+        let sprint = match &command {
+            TaskCommand::Update(TaskPatch {
+                sprint_id: Some(Some(s)),
+                ..
+            }) => Some(*s),
+            TaskCommand::Revert { changes } => changes
+                .iter()
+                .find(|c| c.field == "sprint")
+                .and_then(|c| c.old.as_str().and_then(|s| s.parse().ok())),
+            _ => None,
+        };
         for _ in 0..8 {
             let mut tx = self.store.begin().await?;
+            if let Some(sprint_id) = sprint {
+                self.lock_sprint_for_task(&mut tx, project_id, sprint_id)
+                    .await?;
+            }
             let ctx = self
                 .task_context(tx.conn(), project_id, Some(task_id), parent)
                 .await?;

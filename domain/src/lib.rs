@@ -10,9 +10,11 @@ pub mod event;
 pub mod global_role;
 pub mod permissions;
 pub mod project;
+pub mod sprint;
 pub mod task;
 pub mod task_config;
 pub mod user;
+pub mod view;
 
 pub use error::{Decision, DomainError, ErrorCode};
 pub use event::DomainEvent;

@@ -1223,8 +1223,13 @@ mod tests {
             let original = created("A");
             let (after_first, _) = when(&original, TaskCommand::Update(first)).unwrap();
             let (after_second, events) = when(&after_first, TaskCommand::Update(second)).unwrap();
-            let TaskEvent::Updated { changes } = events[0].clone() else { panic!() };
-            assert!(changes.iter().any(|c| c.field == field), "{field}: {changes:?}");
+            let TaskEvent::Updated { changes } = events[0].clone() else {
+                panic!()
+            };
+            assert!(
+                changes.iter().any(|c| c.field == field),
+                "{field}: {changes:?}"
+            );
             let (reverted, events) = when(&after_second, TaskCommand::Revert { changes }).unwrap();
             assert_eq!(events.len(), 1, "{field}");
             assert_eq!(reverted.fields, after_first.fields, "{field}");

@@ -34,12 +34,25 @@ impl EventStore {
     }
 
     /// Appends `events` to one stream atomically.
+    ///
+    /// Without inline projectors the append is one statement in autocommit
+    /// (version check and insert in a single data-modifying CTE): one round
+    /// trip, no `BEGIN`/`COMMIT`. With projectors it runs in a transaction
+    /// so they commit or fail together with the events.
     pub async fn append(
         &self,
         stream: StreamRef<'_>,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
+        if self.projectors().is_empty() {
+            let mut conn = self.pool().acquire().await?;
+            let result = append_on(&mut conn, stream, expected, events).await?;
+            if !result.events.is_empty() {
+                self.after_commit();
+            }
+            return Ok(result);
+        }
         let mut tx = self.begin().await?;
         let result = tx.append(stream, expected, events).await?;
         tx.commit().await?;
@@ -69,106 +82,115 @@ impl AppendTx {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        let count = events.len() as i64;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-        if count == 0 {
-            let version = current_version(&mut self.tx, stream.stream_id).await?;
-            return Ok(AppendResult {
-                stream_version: version.unwrap_or(0),
-                events: Vec::new(),
-                idempotent: false,
-            });
-        }
-
-        // With `Any` there is no version check to trip over a retry, so look
-        // for the ids first; with an explicit version a retry of a committed
-        // append always fails the check, and only then do we look.
-        if expected == ExpectedVersion::Any
-            && let Some(result) = self.already_appended(stream.stream_id, &ids).await?
-        {
+        let result = append_on(&mut self.tx, stream, expected, events).await?;
+        if result.events.is_empty() {
             return Ok(result);
         }
-
-        let new_version = match expected {
-            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO streams (stream_id, stream_type, version) VALUES ($1, $2, $3)
-                     ON CONFLICT (stream_id) DO NOTHING RETURNING version",
-                )
-                .bind(stream.stream_id)
-                .bind(stream.stream_type)
-                .bind(count)
-                .fetch_optional(&mut *self.tx)
-                .await?
-            }
-            ExpectedVersion::Exact(version) => {
-                sqlx::query_scalar::<_, i64>(
-                    "UPDATE streams SET version = version + $3
-                     WHERE stream_id = $1 AND version = $2 RETURNING version",
-                )
-                .bind(stream.stream_id)
-                .bind(version)
-                .bind(count)
-                .fetch_optional(&mut *self.tx)
-                .await?
-            }
-            ExpectedVersion::Any => Some(
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO streams (stream_id, stream_type, version) VALUES ($1, $2, $3)
-                     ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + $3
-                     RETURNING version",
-                )
-                .bind(stream.stream_id)
-                .bind(stream.stream_type)
-                .bind(count)
-                .fetch_one(&mut *self.tx)
-                .await?,
-            ),
-        };
-        let Some(new_version) = new_version else {
-            if let Some(result) = self.already_appended(stream.stream_id, &ids).await? {
-                return Ok(result);
-            }
-            return Err(AppendError::VersionConflict {
-                stream_id: stream.stream_id,
-                expected,
-                actual: current_version(&mut self.tx, stream.stream_id).await?,
-            });
-        };
-        let first_version = new_version - count + 1;
-
-        let mut versions = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut schema_versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        for (i, event) in events.into_iter().enumerate() {
-            versions.push(first_version + i as i64);
-            types.push(event.event_type);
-            schema_versions.push(event.schema_version);
-            payloads.push(event.payload);
-            metadata.push(serde_json::to_value(&event.metadata).unwrap_or_default());
+        for projector in self.store.projectors() {
+            projector
+                .apply(&mut self.tx, &result.events)
+                .await
+                .map_err(|source| AppendError::Projector {
+                    projector: projector.name().to_owned(),
+                    source,
+                })?;
         }
-        let rows = sqlx::query(
-            "INSERT INTO events (stream_type, stream_id, project_id, version, event_id,
+        self.wrote = true;
+        Ok(result)
+    }
+}
+
+/// The version check and the insert, as one statement: `s` is the stream
+/// row after the check (no row: the check failed) and the events join it,
+/// so when the check fails no event row is produced and no identity value
+/// is drawn. The `streams` row is written before any event, so an appender
+/// holds `ROW EXCLUSIVE` on `streams` while its events are in flight (the
+/// projection rebuild's final catch-up relies on that).
+///
+/// `$1` stream_type, `$2` stream_id, `$3` project_id, `$4`..`$8` the event
+/// columns, `$9` the number of events, `$10` the expected version.
+macro_rules! append_sql {
+    ($check:literal) => {
+        concat!(
+            "WITH s AS (",
+            $check,
+            " RETURNING version)
+             INSERT INTO events (stream_type, stream_id, project_id, version, event_id,
                                  event_type, schema_version, payload, metadata)
-             SELECT $1, $2, $3, u.version, u.event_id, u.event_type, u.schema_version,
-                    u.payload, u.metadata
-             FROM UNNEST($4::bigint[], $5::uuid[], $6::text[], $7::int2[], $8::jsonb[], $9::jsonb[])
-                  AS u(version, event_id, event_type, schema_version, payload, metadata)
+             SELECT $1, $2, $3, s.version - $9 + u.ord, u.event_id, u.event_type,
+                    u.schema_version, u.payload, u.metadata
+             FROM s, UNNEST($4::uuid[], $5::text[], $6::int2[], $7::jsonb[], $8::jsonb[])
+                     WITH ORDINALITY AS u(event_id, event_type, schema_version, payload,
+                                          metadata, ord)
+             ORDER BY u.ord
              RETURNING global_position, tx_id::text::bigint AS tx_id, version, event_id,
-                       event_type, schema_version, payload, metadata, recorded_at",
+                       event_type, schema_version, payload, metadata, recorded_at"
         )
+    };
+}
+
+const APPEND_EXACT: &str =
+    append_sql!("UPDATE streams SET version = version + $9 WHERE stream_id = $2 AND version = $10");
+const APPEND_NO_STREAM: &str = append_sql!(
+    "INSERT INTO streams (stream_id, stream_type, version) VALUES ($2, $1, $9)
+     ON CONFLICT (stream_id) DO NOTHING"
+);
+/// No version check, but no write either when any of the ids is stored
+/// already: a retry (or a duplicate), sorted out after.
+const APPEND_ANY: &str = append_sql!(
+    "INSERT INTO streams (stream_id, stream_type, version)
+     SELECT $2, $1, $9 WHERE NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($4))
+     ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version"
+);
+
+/// The append proper, on a connection in autocommit or in a transaction.
+async fn append_on(
+    conn: &mut PgConnection,
+    stream: StreamRef<'_>,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<AppendResult, AppendError> {
+    let count = events.len() as i64;
+    if count == 0 {
+        let version = current_version(conn, stream.stream_id).await?;
+        return Ok(AppendResult {
+            stream_version: version.unwrap_or(0),
+            events: Vec::new(),
+            idempotent: false,
+        });
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut schema_versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut metadata = Vec::with_capacity(events.len());
+    for event in events {
+        ids.push(event.event_id);
+        types.push(event.event_type);
+        schema_versions.push(event.schema_version);
+        payloads.push(event.payload);
+        metadata.push(serde_json::to_value(&event.metadata).unwrap_or_default());
+    }
+    let (sql, exact) = match expected {
+        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (APPEND_NO_STREAM, None),
+        ExpectedVersion::Exact(version) => (APPEND_EXACT, Some(version)),
+        ExpectedVersion::Any => (APPEND_ANY, None),
+    };
+    let mut query = sqlx::query(sql)
         .bind(stream.stream_type)
         .bind(stream.stream_id)
         .bind(stream.project_id)
-        .bind(&versions)
         .bind(&ids)
         .bind(&types)
         .bind(&schema_versions)
         .bind(&payloads)
         .bind(&metadata)
-        .fetch_all(&mut *self.tx)
+        .bind(count);
+    if let Some(version) = exact {
+        query = query.bind(version);
+    }
+    let rows = query
+        .fetch_all(&mut *conn)
         .await
         .map_err(|error| match &error {
             sqlx::Error::Database(db) if db.constraint() == Some("events_event_id_key") => {
@@ -177,68 +199,71 @@ impl AppendTx {
             _ => AppendError::Database(error),
         })?;
 
-        let mut recorded: Vec<RecordedEvent> = rows
-            .into_iter()
-            .map(|row| RecordedEvent {
-                global_position: row.get("global_position"),
-                tx_id: row.get("tx_id"),
-                stream_type: stream.stream_type.to_owned(),
-                stream_id: stream.stream_id,
-                version: row.get("version"),
-                event_id: row.get("event_id"),
-                event_type: row.get("event_type"),
-                schema_version: row.get("schema_version"),
-                project_id: stream.project_id,
-                payload: row.get("payload"),
-                metadata: row.get("metadata"),
-                recorded_at: row.get("recorded_at"),
-            })
-            .collect();
-        recorded.sort_by_key(|e| e.version);
-
-        for projector in self.store.projectors() {
-            projector
-                .apply(&mut self.tx, &recorded)
-                .await
-                .map_err(|source| AppendError::Projector {
-                    projector: projector.name().to_owned(),
-                    source,
-                })?;
+    if rows.is_empty() {
+        // The check failed (or, with `Any`, some id is stored already): a
+        // retry of a committed append, a duplicate id, or a conflict. (With
+        // `Any` the ids are found: the log is append-only and this statement
+        // sees at least what the append's statement saw.)
+        if let Some(result) = already_appended(conn, stream.stream_id, &ids).await? {
+            return Ok(result);
         }
-        self.wrote = true;
-        Ok(AppendResult {
-            stream_version: new_version,
-            events: recorded,
-            idempotent: false,
+        return Err(AppendError::VersionConflict {
+            stream_id: stream.stream_id,
+            expected,
+            actual: current_version(conn, stream.stream_id).await?,
+        });
+    }
+
+    let mut recorded: Vec<RecordedEvent> = rows
+        .into_iter()
+        .map(|row| RecordedEvent {
+            global_position: row.get("global_position"),
+            tx_id: row.get("tx_id"),
+            stream_type: stream.stream_type.to_owned(),
+            stream_id: stream.stream_id,
+            version: row.get("version"),
+            event_id: row.get("event_id"),
+            event_type: row.get("event_type"),
+            schema_version: row.get("schema_version"),
+            project_id: stream.project_id,
+            payload: row.get("payload"),
+            metadata: row.get("metadata"),
+            recorded_at: row.get("recorded_at"),
         })
-    }
+        .collect();
+    recorded.sort_by_key(|e| e.version);
+    Ok(AppendResult {
+        stream_version: recorded.last().map_or(0, |e| e.version),
+        events: recorded,
+        idempotent: false,
+    })
+}
 
-    /// `Some` when all `ids` are already stored in this stream (a retried
-    /// append); an error when only some are, or they are in another stream.
-    async fn already_appended(
-        &mut self,
-        stream_id: Uuid,
-        ids: &[Uuid],
-    ) -> Result<Option<AppendResult>, AppendError> {
-        let found: Vec<(Uuid, Uuid)> =
-            sqlx::query_as("SELECT event_id, stream_id FROM events WHERE event_id = ANY($1)")
-                .bind(ids)
-                .fetch_all(&mut *self.tx)
-                .await?;
-        if found.is_empty() {
-            return Ok(None);
-        }
-        if found.len() != ids.len() || found.iter().any(|(_, s)| *s != stream_id) {
-            return Err(AppendError::DuplicateEventIds(
-                found.into_iter().map(|(id, _)| id).collect(),
-            ));
-        }
-        Ok(Some(AppendResult {
-            stream_version: current_version(&mut self.tx, stream_id).await?.unwrap_or(0),
-            events: Vec::new(),
-            idempotent: true,
-        }))
+/// `Some` when all `ids` are already stored in this stream (a retried
+/// append); an error when only some are, or they are in another stream.
+async fn already_appended(
+    conn: &mut PgConnection,
+    stream_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Option<AppendResult>, AppendError> {
+    let found: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT event_id, stream_id FROM events WHERE event_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    if found.is_empty() {
+        return Ok(None);
     }
+    if found.len() != ids.len() || found.iter().any(|(_, s)| *s != stream_id) {
+        return Err(AppendError::DuplicateEventIds(
+            found.into_iter().map(|(id, _)| id).collect(),
+        ));
+    }
+    Ok(Some(AppendResult {
+        stream_version: current_version(conn, stream_id).await?.unwrap_or(0),
+        events: Vec::new(),
+        idempotent: true,
+    }))
 }
 
 async fn current_version(

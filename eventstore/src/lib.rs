@@ -14,12 +14,15 @@ pub mod subscription;
 mod upcast;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgPool;
-use tokio::sync::{Notify, watch};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use append::{AppendResult, AppendTx};
@@ -185,7 +188,6 @@ struct Inner {
     /// Wakes in-process subscribers immediately after a commit, and the
     /// notifier task that sends one coalesced `pg_notify` for other processes.
     committed: watch::Sender<u64>,
-    notifier: Arc<Notify>,
 }
 
 pub struct EventStoreBuilder {
@@ -206,37 +208,90 @@ impl EventStoreBuilder {
     }
 
     pub fn build(self) -> EventStore {
-        let notifier = Arc::new(Notify::new());
+        let committed = watch::Sender::new(0);
         // NOTIFY inside the append transaction would take PostgreSQL's global
         // notify-queue lock at commit and serialise every writer's commit
         // (group commit is lost). Instead one task sends a coalesced
-        // pg_notify right after commits; subscribers also poll as a fallback.
+        // pg_notify after commits; subscribers also poll as a fallback.
         if tokio::runtime::Handle::try_current().is_ok() {
-            let pool = self.pool.clone();
-            let wake = notifier.clone();
-            tokio::spawn(async move {
-                loop {
-                    wake.notified().await;
-                    if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
-                        .bind(NOTIFY_CHANNEL)
-                        .execute(&pool)
-                        .await
-                    {
-                        tracing::debug!(%error, "pg_notify failed; subscribers will poll");
-                    }
-                }
-            });
+            tokio::spawn(notifier(self.pool.clone(), committed.subscribe()));
         }
         EventStore {
             inner: Arc::new(Inner {
                 pool: self.pool,
                 projectors: self.projectors,
                 upcasters: self.upcasters,
-                committed: watch::Sender::new(0),
-                notifier,
+                committed,
             }),
         }
     }
+}
+
+/// How long the notifier lets a burst of commits gather after the first
+/// one wakes it; a commit landing meanwhile rides on the same NOTIFY.
+const NOTIFY_GATHER: Duration = Duration::from_millis(1);
+/// At most one NOTIFY per window, however many commits there are.
+const NOTIFY_WINDOW: Duration = Duration::from_millis(2);
+/// After a failed NOTIFY (server down, connection lost) retry no sooner.
+const NOTIFY_RETRY: Duration = Duration::from_secs(1);
+
+/// Sends one `pg_notify` per burst of commits for subscribers in other
+/// processes, on its own connection (outside the pool, opened on the first
+/// commit) with `synchronous_commit = off`: a NOTIFY transaction takes an
+/// xid and writes a commit record, and waiting for its WAL flush buys
+/// nothing, since a lost notification only delays subscribers until their
+/// next poll. Ends, closing its connection, when the pool closes or the
+/// last handle to the store is dropped.
+async fn notifier(pool: PgPool, mut commits: watch::Receiver<u64>) {
+    let options = pool.connect_options();
+    let closed = pool.close_event();
+    drop(pool);
+    tokio::pin!(closed);
+    let mut conn: Option<PgConnection> = None;
+    let mut not_before = Instant::now();
+    loop {
+        tokio::select! {
+            changed = commits.changed() => if changed.is_err() { break },
+            _ = &mut closed => break,
+        }
+        let at = (Instant::now() + NOTIFY_GATHER).max(not_before);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = &mut closed => break,
+        }
+        // Everything committed up to now is covered by this one NOTIFY.
+        commits.borrow_and_update();
+        not_before = Instant::now() + NOTIFY_WINDOW;
+        let sent = async {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(notify_connection(&options).await?),
+            };
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(NOTIFY_CHANNEL)
+                .execute(c)
+                .await
+        }
+        .await;
+        if let Err(error) = sent {
+            tracing::debug!(%error, "pg_notify failed; subscribers will poll");
+            not_before = Instant::now() + NOTIFY_RETRY;
+            if let Some(broken) = conn.take() {
+                let _ = broken.close().await;
+            }
+        }
+    }
+    if let Some(conn) = conn {
+        let _ = conn.close().await;
+    }
+}
+
+async fn notify_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 impl EventStore {
@@ -266,8 +321,8 @@ impl EventStore {
         self.inner.committed.subscribe()
     }
 
+    /// Wakes in-process subscribers at once, and the notifier task.
     fn after_commit(&self) {
         self.inner.committed.send_modify(|n| *n = n.wrapping_add(1));
-        self.inner.notifier.notify_one();
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
 use crate::{EventStore, GlobalPosition, NOTIFY_CHANNEL, RecordedEvent};
@@ -56,12 +56,24 @@ pub struct SubscriptionStatus {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Why [`Subscription::run`] or [`Subscription::drain`] stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriptionError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    /// Another runner (or drain) holds the subscription's lock.
     #[error("another runner holds subscription {0}")]
     Busy(String),
+    /// The handler failed on a batch; the batch and its checkpoint were
+    /// rolled back and the failure recorded in `checkpoints`.
+    #[error(transparent)]
+    Handler(HandlerError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl SubscriptionError {
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_))
+    }
 }
 
 impl<H: SubscriptionHandler> Subscription<H> {
@@ -104,13 +116,23 @@ impl<H: SubscriptionHandler> Subscription<H> {
 
     /// Runs until `shutdown` turns true. Waits as a standby while another
     /// runner holds the subscription.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), SubscriptionError> {
-        let mut lock = self.store.pool().acquire().await?.detach();
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) -> Result<(), SubscriptionError> {
+        let mut lock = LockSession::open(self.store.pool(), &self.name).await?;
+        let result = self.run_locked(&mut lock, shutdown).await;
+        lock.release().await;
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        lock: &mut LockSession,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), SubscriptionError> {
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            if try_lock(&mut lock, &self.name).await? {
+            if lock.try_lock().await? {
                 break;
             }
             tokio::select! {
@@ -144,7 +166,7 @@ impl<H: SubscriptionHandler> Subscription<H> {
                     let backoff =
                         Duration::from_millis(50u64.saturating_mul(1 << failures.min(16)))
                             .min(self.max_backoff);
-                    tracing::warn!(subscription = %self.name, %error, ?backoff, "handler failed; retrying");
+                    tracing::warn!(subscription = %self.name, %error, ?backoff, "batch failed; retrying");
                     self.record_failure(&error.to_string()).await;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -159,17 +181,23 @@ impl<H: SubscriptionHandler> Subscription<H> {
         .bind(&self.name)
         .execute(self.store.pool())
         .await?;
-        // Dropping `lock` closes the session and releases the advisory lock.
         Ok(())
     }
 
     /// Processes everything currently available, batch by batch, holding
     /// the subscription's lock meanwhile. A deterministic hook for tests and
-    /// for `paca` commands that drain a subscription once.
-    pub async fn drain(&self) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-        let mut lock = self.store.pool().acquire().await?.detach();
-        if !try_lock(&mut lock, &self.name).await? {
-            return Err(Box::new(SubscriptionError::Busy(self.name.clone())));
+    /// for `paca` commands that drain a subscription once. Fails with
+    /// [`SubscriptionError::Busy`] while a runner holds the subscription.
+    pub async fn drain(&self) -> Result<usize, SubscriptionError> {
+        let mut lock = LockSession::open(self.store.pool(), &self.name).await?;
+        let result = self.drain_locked(&mut lock).await;
+        lock.release().await;
+        result
+    }
+
+    async fn drain_locked(&self, lock: &mut LockSession) -> Result<usize, SubscriptionError> {
+        if !lock.try_lock().await? {
+            return Err(SubscriptionError::Busy(self.name.clone()));
         }
         self.ensure_row().await?;
         let mut total = 0;
@@ -186,7 +214,7 @@ impl<H: SubscriptionHandler> Subscription<H> {
     }
 
     /// One batch: read after the checkpoint, handle, checkpoint, commit.
-    async fn step(&self) -> Result<usize, HandlerError> {
+    async fn step(&self) -> Result<usize, SubscriptionError> {
         let pool = self.store.pool();
         let row = sqlx::query("SELECT last_tx, last_pos FROM checkpoints WHERE name = $1")
             .bind(&self.name)
@@ -215,7 +243,10 @@ impl<H: SubscriptionHandler> Subscription<H> {
         let last = GlobalPosition::of(last);
 
         let mut tx = pool.begin().await?;
-        self.handler.handle(&mut tx, &events).await?;
+        self.handler
+            .handle(&mut tx, &events)
+            .await
+            .map_err(SubscriptionError::Handler)?;
         sqlx::query(
             "UPDATE checkpoints SET last_tx = $2, last_pos = $3, status = 'running',
                     last_error = NULL, failures = 0, updated_at = now()
@@ -254,13 +285,80 @@ impl<H: SubscriptionHandler> Subscription<H> {
     }
 }
 
-async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT pg_try_advisory_lock(hashtextextended('paca.subscription.' || $1, 0))",
-    )
-    .bind(name)
-    .fetch_one(conn)
-    .await
+/// The session holding a subscription's advisory lock: a dedicated
+/// connection outside the pool, so the lock lives exactly as long as this.
+///
+/// [`LockSession::release`] unlocks and closes the session explicitly:
+/// merely dropping a sqlx connection does not end the server session at
+/// once, and a `drain()` right after `run()` returned would still find the
+/// lock held. If the owning future is dropped instead (cancelled, panicked),
+/// `Drop` finishes the release on a spawned task.
+struct LockSession {
+    conn: Option<PgConnection>,
+    name: String,
+    held: bool,
+}
+
+impl LockSession {
+    async fn open(pool: &PgPool, name: &str) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            conn: Some(pool.acquire().await?.detach()),
+            name: name.to_owned(),
+            held: false,
+        })
+    }
+
+    async fn try_lock(&mut self) -> Result<bool, sqlx::Error> {
+        if self.held {
+            return Ok(true);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        self.held = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('paca.subscription.' || $1, 0))",
+        )
+        .bind(&self.name)
+        .fetch_one(conn)
+        .await?;
+        Ok(self.held)
+    }
+
+    async fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            release(conn, &self.name, self.held).await;
+        }
+    }
+}
+
+impl Drop for LockSession {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let name = std::mem::take(&mut self.name);
+            let held = self.held;
+            runtime.spawn(async move { release(conn, &name, held).await });
+        }
+    }
+}
+
+async fn release(mut conn: PgConnection, name: &str, held: bool) {
+    if held {
+        let unlocked = sqlx::query(
+            "SELECT pg_advisory_unlock(hashtextextended('paca.subscription.' || $1, 0))",
+        )
+        .bind(name)
+        .execute(&mut conn)
+        .await;
+        if let Err(error) = unlocked {
+            // Closing the session below releases it too, a moment later.
+            tracing::warn!(subscription = %name, %error, "could not release the subscription lock");
+        }
+    }
+    if let Err(error) = conn.close().await {
+        tracing::debug!(subscription = %name, %error, "closing the lock session failed");
+    }
 }
 
 impl EventStore {

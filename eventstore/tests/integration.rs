@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventstore::subscription::HandlerError;
+use eventstore::subscription::{HandlerError, SubscriptionError};
 use eventstore::{
     AppendError, EventKey, EventStore, ExpectedVersion, GlobalPosition, InlineProjector,
     RecordedEvent, StreamRef, Subscription, SubscriptionHandler, Upcaster,
@@ -237,7 +237,9 @@ async fn concurrent_slow_and_rolled_back_writers_lose_nothing(
         "every committed event delivered",
         Duration::from_secs(15),
         || async {
-            common::drain_when_free(&sub).await;
+            // Straight after `run()` returned: it released its lock, so
+            // this is never `Busy`.
+            sub.drain().await.expect("drain after run() returned");
             let n: i64 = sqlx::query_scalar("SELECT count(*) FROM it_received")
                 .fetch_one(&pool)
                 .await
@@ -1048,7 +1050,7 @@ async fn failing_handler_is_retried_and_one_runner_holds_a_subscription(
     // refused and does not call its handler.
     let intruder = make(0);
     let error = intruder.drain().await.unwrap_err();
-    assert!(common::is_busy(error.as_ref()), "{error}");
+    assert!(error.is_busy(), "{error}");
     assert_eq!(intruder.handler().calls.load(Ordering::SeqCst), 0);
 
     eventually("all events delivered", Duration::from_secs(15), || async {
@@ -1108,8 +1110,79 @@ async fn failing_handler_is_retried_and_one_runner_holds_a_subscription(
     let status = status_of(&store, name).await.unwrap();
     assert_eq!(status.status, "stopped");
 
-    // With no runner, drain works and finds nothing new.
-    assert_eq!(common::drain_when_free(&intruder).await, 0);
+    // With no runner, drain works at once (the runner released its lock
+    // when `run()` returned) and finds nothing new.
+    assert_eq!(
+        intruder
+            .drain()
+            .await
+            .expect("drain right after run() returned"),
+        0
+    );
+    pool.close().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn drain_errors_are_typed_and_every_exit_releases_the_lock(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = common::pool(connect, 8).await;
+    let store = EventStore::builder(pool.clone()).build();
+    let streams: Vec<Uuid> = (0..2).map(|_| Uuid::now_v7()).collect();
+    let expected = append_round(&store, &streams, 3).await;
+    read_all_until(&store, expected.len()).await;
+    let name = "it-drain";
+    let sub = Arc::new(
+        Subscription::new(name, store.clone(), Flaky::new(1))
+            .batch_size(100)
+            .poll_interval(Duration::from_millis(20)),
+    );
+
+    // A handler failure is its own variant, recorded in the checkpoint row.
+    match sub.drain().await {
+        Err(SubscriptionError::Handler(error)) => {
+            assert!(error.to_string().contains("injected failure 1"), "{error}")
+        }
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    let status = status_of(&store, name).await.unwrap();
+    assert_eq!(status.status, "retrying");
+    assert_eq!(status.checkpoint, GlobalPosition::default());
+
+    // The failed drain released its lock: the next drain is not `Busy`.
+    let drained = sub.drain().await.expect("drain after a failed drain");
+    assert_eq!(drained, expected.len());
+    assert_eq!(sub.handler().delivered(), expected);
+
+    // A runner holds the lock while it runs...
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn({
+        let sub = sub.clone();
+        async move { sub.run(stopped).await }
+    });
+    eventually(
+        "the runner to hold the lock",
+        Duration::from_secs(10),
+        || async {
+            match sub.drain().await {
+                Err(error) if error.is_busy() => Some(()),
+                Ok(_) => None,
+                Err(error) => panic!("drain failed: {error}"),
+            }
+        },
+    )
+    .await;
+    // ...and hands it over the moment `run()` returns.
+    stop.send(true).unwrap();
+    runner.await.unwrap().expect("subscription run failed");
+    assert_eq!(sub.drain().await.expect("drain right after run()"), 0);
+    let round = append_round(&store, &streams[..1], 2).await;
+    eventually("the new round drained", Duration::from_secs(10), || async {
+        sub.drain().await.expect("drain");
+        (sub.handler().delivered().len() == expected.len() + round.len()).then_some(())
+    })
+    .await;
     pool.close().await;
 }
 
@@ -1172,4 +1245,121 @@ async fn read_all_batch_reads_only_its_batch(_: PgPoolOptions, connect: PgConnec
         tx.rollback().await.unwrap();
     }
     pool.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// 8. Subscribers in other processes hear a coalesced NOTIFY; the store's own
+//    sessions end with its pool.
+// ---------------------------------------------------------------------------
+
+#[sqlx::test(migrations = "../migrations")]
+async fn other_process_subscribers_wake_on_coalesced_notify(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = common::pool(connect.clone(), 16).await;
+    let writer = EventStore::builder(pool.clone()).build();
+    // Another store instance stands for another process: the writer's
+    // in-process commit signal never reaches it, only LISTEN/NOTIFY (or a
+    // poll, which is set far beyond this test's deadlines).
+    let reader = EventStore::builder(pool.clone()).build();
+    let sub = Arc::new(
+        Subscription::new("it-notify", reader, Flaky::new(0))
+            .poll_interval(Duration::from_secs(60)),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn({
+        let sub = sub.clone();
+        async move { sub.run(stopped).await }
+    });
+    eventually("the runner to be idle", Duration::from_secs(10), || async {
+        status_of(&writer, "it-notify").await.map(|_| ())
+    })
+    .await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen(eventstore::NOTIFY_CHANNEL).await.unwrap();
+
+    // A burst from concurrent writers...
+    let started = std::time::Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let id = Uuid::now_v7();
+                let mut appended = Vec::new();
+                for i in 0..25 {
+                    let e = event("it.burst", json!({ "i": i }));
+                    appended.push(e.event_id);
+                    let expected = if i == 0 {
+                        ExpectedVersion::NoStream
+                    } else {
+                        ExpectedVersion::Exact(i)
+                    };
+                    writer.append(stream(id), expected, vec![e]).await.unwrap();
+                }
+                appended
+            })
+        })
+        .collect();
+    let mut appended = Vec::new();
+    for w in writers {
+        appended.extend(w.await.unwrap());
+    }
+    let burst = started.elapsed();
+    // ...reaches the other "process" long before its poll would.
+    eventually("delivery via NOTIFY", Duration::from_secs(10), || async {
+        (sub.handler().delivered().len() >= appended.len()).then_some(())
+    })
+    .await;
+    let mut delivered = sub.handler().delivered();
+    delivered.sort();
+    appended.sort();
+    assert_eq!(delivered, appended);
+
+    // At most one NOTIFY per 2 ms window (plus the one in flight at each
+    // end), not one per commit.
+    let mut notifications = 0u32;
+    while let Ok(received) =
+        tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
+    {
+        received.unwrap();
+        notifications += 1;
+    }
+    let bound = burst.as_millis() as u32 / 2 + 2;
+    assert!(
+        (1..=bound).contains(&notifications),
+        "{notifications} notifications for 200 commits in {burst:?} (bound {bound})"
+    );
+    assert!(notifications < 200, "one NOTIFY per commit");
+    drop(listener);
+
+    stop.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    pool.close().await;
+    // The notifier's connection and the lock session are not in the pool;
+    // they must end with it, or the test database could not be dropped.
+    let mut observer = <PgConnection as sqlx::Connection>::connect_with(&connect)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .unwrap();
+        if others == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{others} sessions outlived the pool"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::Connection::close(observer).await.unwrap();
 }

@@ -3,8 +3,10 @@
 //! blue/green rebuild and verification of those tables.
 
 pub mod projector;
+pub mod projector_sprints;
 pub mod projector_tasks;
 pub mod queries;
+pub mod queries_sprints;
 pub mod queries_tasks;
 pub mod rebuild;
 pub mod stmt;

@@ -7,8 +7,10 @@
 use domain::DomainEvent;
 use domain::global_role::GlobalRoleEvent;
 use domain::project::ProjectEvent;
+use domain::sprint::SprintEvent;
 use domain::task::TaskEvent;
 use domain::user::UserEvent;
+use domain::view::ViewEvent;
 use eventstore::{InlineProjector, RecordedEvent};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -64,6 +66,16 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             &mut stmts,
             event,
             TaskEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        SprintEvent::STREAM_TYPE => crate::projector_sprints::sprint(
+            &mut stmts,
+            event,
+            SprintEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        ViewEvent::STREAM_TYPE => crate::projector_sprints::view(
+            &mut stmts,
+            event,
+            ViewEvent::from_stored(&event.event_type, &event.payload)?,
         ),
         // Streams owned by other projections.
         _ => {}

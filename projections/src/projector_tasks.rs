@@ -47,7 +47,11 @@ fn sets(changes: &[TaskChange], args: &mut Vec<Arg>) -> Vec<String> {
             "title" => ("title", Arg::Text(c.new.as_str().map(str::to_owned)), ""),
             "status" => ("status_id", Arg::Uuid(c.new_id), ""),
             "task_type" => ("task_type_id", Arg::Uuid(c.new_id), ""),
-            "importance" => ("importance", Arg::Int(Some(c.new.as_i64().unwrap_or_default())), ""),
+            "importance" => (
+                "importance",
+                Arg::Int(Some(c.new.as_i64().unwrap_or_default())),
+                "",
+            ),
             "story_points" => ("story_points", Arg::Int(c.new.as_i64()), ""),
             "assignee" => {
                 let ids: Vec<Value> = text(&c.new)
@@ -122,7 +126,12 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                 .arg(e.version)
                 .arg(at),
             );
-            stmts.push(activity(e, e.event_id, "task.created", json!({ "title": f.title })));
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.created",
+                json!({ "title": f.title }),
+            ));
         }
         TaskEvent::Updated { changes } => {
             let mut args: Vec<Arg> = vec![task_id.into(), e.version.into(), at.into()];
@@ -142,10 +151,12 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
         }
         TaskEvent::Deleted {} => {
             stmts.push(
-                Stmt::new("UPDATE tasks SET deleted_at = $3, version = $2, updated_at = $3 WHERE id = $1")
-                    .arg(task_id)
-                    .arg(e.version)
-                    .arg(at),
+                Stmt::new(
+                    "UPDATE tasks SET deleted_at = $3, version = $2, updated_at = $3 WHERE id = $1",
+                )
+                .arg(task_id)
+                .arg(e.version)
+                .arg(at),
             );
             stmts.push(activity(e, e.event_id, "task.deleted", json!({})));
         }
@@ -185,9 +196,11 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                     .arg(e.version),
             );
             stmts.push(
-                Stmt::new("UPDATE task_activities SET deleted_at = $2, updated_at = $2 WHERE id = $1")
-                    .arg(comment_id)
-                    .arg(at),
+                Stmt::new(
+                    "UPDATE task_activities SET deleted_at = $2, updated_at = $2 WHERE id = $1",
+                )
+                .arg(comment_id)
+                .arg(at),
             );
         }
     }

@@ -32,9 +32,15 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reporter_id: Option<Uuid>,
     pub custom_fields: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "date_rfc3339")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "date_rfc3339"
+    )]
     pub start_date: Option<NaiveDate>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "date_rfc3339")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "date_rfc3339"
+    )]
     pub due_date: Option<NaiveDate>,
     pub tags: Vec<String>,
     /// The task stream's version (also the `ETag`).
@@ -92,7 +98,11 @@ fn task_from_row(r: &PgRow) -> TaskView {
     }
 }
 
-pub async fn task(pool: &PgPool, project_id: Uuid, id: Uuid) -> Result<Option<TaskView>, sqlx::Error> {
+pub async fn task(
+    pool: &PgPool,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<TaskView>, sqlx::Error> {
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
     );
@@ -154,7 +164,9 @@ impl Cursor {
     }
 
     pub fn decode(raw: &str) -> Option<Self> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 }
@@ -178,7 +190,9 @@ fn push_id_filter(q: &mut QueryBuilder<Postgres>, column: &str, filter: Option<I
 
 fn push_in(q: &mut QueryBuilder<Postgres>, column: &str, ids: &[Uuid]) {
     if !ids.is_empty() {
-        q.push(format!(" AND {column} = ANY(")).push_bind(ids.to_vec()).push(")");
+        q.push(format!(" AND {column} = ANY("))
+            .push_bind(ids.to_vec())
+            .push(")");
     }
 }
 
@@ -223,7 +237,8 @@ pub async fn tasks(
             .push_bind(cursor.id)
             .push(")");
     }
-    q.push(" ORDER BY created_at, id LIMIT ").push_bind(page_size + 1);
+    q.push(" ORDER BY created_at, id LIMIT ")
+        .push_bind(page_size + 1);
     let rows = q.build().fetch_all(pool).await?;
     let mut items: Vec<TaskView> = rows.iter().map(task_from_row).collect();
     let next_cursor = if items.len() as i64 > page_size {
@@ -253,7 +268,10 @@ pub async fn task_ids_in_sprint(pool: &PgPool, sprint_id: Uuid) -> Result<Vec<Uu
 
 /// Live tasks of a sprint whose status category is not `done` (a task with
 /// no status, or a deleted status, counts as open).
-pub async fn open_task_ids_in_sprint(pool: &PgPool, sprint_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn open_task_ids_in_sprint(
+    pool: &PgPool,
+    sprint_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT t.id FROM tasks t LEFT JOIN task_statuses s ON s.id = t.status_id
          WHERE t.sprint_id = $1 AND t.deleted_at IS NULL AND s.category IS DISTINCT FROM 'done'
@@ -267,7 +285,9 @@ pub async fn open_task_ids_in_sprint(pool: &PgPool, sprint_id: Uuid) -> Result<V
 /// Whether any live task uses a type or status (deleting them is refused).
 pub async fn tasks_using(pool: &PgPool, column: TaskRef, id: Uuid) -> Result<i64, sqlx::Error> {
     let sql = match column {
-        TaskRef::Type => "SELECT COUNT(*) FROM tasks WHERE task_type_id = $1 AND deleted_at IS NULL",
+        TaskRef::Type => {
+            "SELECT COUNT(*) FROM tasks WHERE task_type_id = $1 AND deleted_at IS NULL"
+        }
         TaskRef::Status => "SELECT COUNT(*) FROM tasks WHERE status_id = $1 AND deleted_at IS NULL",
     };
     sqlx::query_scalar(sql).bind(id).fetch_one(pool).await
@@ -337,7 +357,8 @@ pub async fn activity(
     task_id: Uuid,
     activity_id: Uuid,
 ) -> Result<Option<ActivityView>, sqlx::Error> {
-    let sql = format!("{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.id = $2 AND a.deleted_at IS NULL");
+    let sql =
+        format!("{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.id = $2 AND a.deleted_at IS NULL");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(task_id)
         .bind(activity_id)
@@ -358,7 +379,9 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
         let event = TaskEvent::from_stored(&e.event_type, &e.payload).ok()?;
         if !matches!(
             event,
-            TaskEvent::CommentAdded { .. } | TaskEvent::CommentEdited { .. } | TaskEvent::CommentDeleted { .. }
+            TaskEvent::CommentAdded { .. }
+                | TaskEvent::CommentEdited { .. }
+                | TaskEvent::CommentDeleted { .. }
         ) {
             updated_at = e.recorded_at;
         }
@@ -405,10 +428,12 @@ pub async fn view_positions(
     if !exists {
         return Ok(Default::default());
     }
-    let rows = sqlx::query("SELECT task_id, position, group_key FROM view_task_positions WHERE view_id = $1")
-        .bind(view_id)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT task_id, position, group_key FROM view_task_positions WHERE view_id = $1",
+    )
+    .bind(view_id)
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .iter()
         .map(|r| (r.get("task_id"), (r.get("position"), r.get("group_key"))))

@@ -3,10 +3,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use eventstore::subscription::SubscriptionError;
 use eventstore::{
-    EventStore, GlobalPosition, Metadata, NewEvent, RecordedEvent, Subscription,
-    SubscriptionHandler, SubscriptionStatus,
+    EventStore, GlobalPosition, Metadata, NewEvent, RecordedEvent, SubscriptionStatus,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -86,31 +84,6 @@ pub async fn read_all_until(store: &EventStore, n: usize) -> Vec<RecordedEvent> 
         },
     )
     .await
-}
-
-pub fn is_busy(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    matches!(
-        error.downcast_ref::<SubscriptionError>(),
-        Some(SubscriptionError::Busy(_))
-    )
-}
-
-/// `drain()`, retried while the subscription is reported busy.
-///
-/// A runner releases its advisory lock by dropping its session, and the
-/// server notices the closed socket a moment later, so a `drain()` right
-/// after `run()` returned can briefly still see the lock held.
-pub async fn drain_when_free<H: SubscriptionHandler>(sub: &Subscription<H>) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match sub.drain().await {
-            Ok(n) => return n,
-            Err(error) if is_busy(error.as_ref()) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(error) => panic!("drain failed: {error}"),
-        }
-    }
 }
 
 pub async fn status_of(store: &EventStore, name: &str) -> Option<SubscriptionStatus> {

@@ -4,9 +4,11 @@
 pub mod admin;
 pub mod projects;
 pub mod session;
+pub mod sprints;
 pub mod task_config;
 pub mod tasks;
 pub mod users;
+pub mod views;
 
 use actix_web::web;
 use serde::Deserialize;
@@ -177,6 +179,69 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/projects/{project_id}/custom-fields/{field_id}",
                 web::delete().to(task_config::delete_field),
+            )
+            // Sprints
+            .route(
+                "/projects/{project_id}/sprints",
+                web::get().to(sprints::list),
+            )
+            .route(
+                "/projects/{project_id}/sprints",
+                web::post().to(sprints::create),
+            )
+            .route(
+                "/projects/{project_id}/sprints/{sprint_id}",
+                web::get().to(sprints::get),
+            )
+            .route(
+                "/projects/{project_id}/sprints/{sprint_id}",
+                web::patch().to(sprints::patch),
+            )
+            .route(
+                "/projects/{project_id}/sprints/{sprint_id}",
+                web::delete().to(sprints::delete),
+            )
+            .route(
+                "/projects/{project_id}/sprints/{sprint_id}/complete",
+                web::post().to(sprints::complete),
+            )
+            .route(
+                "/projects/{project_id}/sprints/{sprint_id}/history",
+                web::get().to(sprints::history),
+            )
+            // Interaction views (`?context=sprint|backlog|timeline`)
+            .route("/projects/{project_id}/views", web::get().to(views::list))
+            .route(
+                "/projects/{project_id}/views",
+                web::post().to(views::create),
+            )
+            .route(
+                "/projects/{project_id}/views/positions",
+                web::put().to(views::reorder),
+            )
+            .route(
+                "/projects/{project_id}/views/{view_id}",
+                web::get().to(views::get),
+            )
+            .route(
+                "/projects/{project_id}/views/{view_id}",
+                web::patch().to(views::patch),
+            )
+            .route(
+                "/projects/{project_id}/views/{view_id}",
+                web::delete().to(views::delete),
+            )
+            .route(
+                "/projects/{project_id}/views/{view_id}/task-positions",
+                web::get().to(views::task_positions),
+            )
+            .route(
+                "/projects/{project_id}/views/{view_id}/task-positions",
+                web::put().to(views::put_task_positions),
+            )
+            .route(
+                "/projects/{project_id}/views/{view_id}/task-positions/{task_id}",
+                web::put().to(views::put_task_position),
             )
             // Tasks
             .route("/projects/{project_id}/tasks", web::get().to(tasks::list))

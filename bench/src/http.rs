@@ -1,0 +1,819 @@
+//! `http`: latency of the real server, end to end over loopback HTTP, for a
+//! write (`PATCH` a task: one appended event) and a read (a filtered page
+//! of the task list), against `GET /api/healthz` at the same rate in the
+//! same run as the baseline.
+//!
+//! The server is the release binary `paca serve` (built first with `cargo
+//! build --release --bin paca`, or taken from `PACA_BIN`), started as a
+//! child process on the scratch database and a free loopback port, and
+//! stopped (SIGTERM) at the end, also on error and on Ctrl-C.
+//!
+//! Load is open loop at a fixed rate: request `i` is scheduled at
+//! `t0 + i / rate` and sent then whatever the earlier ones are doing, and
+//! its latency is measured from that scheduled instant, so a stalled server
+//! is charged for the requests that queue behind the stall (no coordinated
+//! omission). Service time, from the actual send to the last byte of the
+//! response, is reported alongside. The client is `awc` with keep-alive
+//! connections, on its own thread (a current-thread runtime and a
+//! `LocalSet`, as awc is not `Send`), so it does not compete with the
+//! database driver's runtime. Each phase starts with one unrecorded second
+//! at the same rate (connections opened, caches warm).
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use awc::Client;
+use awc::http::{Method, StatusCode, header};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::Settings;
+use crate::db::ScratchDb;
+use crate::report::{Report, Target, histogram, ms, number};
+
+/// Concurrent requests while seeding.
+const SEED_CONCURRENCY: usize = 8;
+/// Unrecorded lead-in of every phase, at the phase's rate.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// The goal for both measured endpoints, at 1,000 req/s.
+const P99_TARGET_MS: f64 = 10.0;
+const PAGE_SIZE: usize = 50;
+/// Per-request limit; a request that takes longer counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests on the wire at once (one keep-alive connection each). Later
+/// ones wait for a slot; their latency counts from their scheduled instant
+/// all the same, their service time from when they got the slot.
+const CONNECTIONS: usize = 256;
+
+pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
+    anyhow::ensure!(settings.tasks >= 1, "--tasks must be at least 1");
+    let binary = server_binary().await?;
+    let database_url = PgConnectOptions::from_str(&settings.database_url)
+        .context("parse --database-url")?
+        .database(&db.name)
+        .to_url_lossy()
+        .to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("find a free loopback port")?
+        .port();
+    let mut server = Server::start(&binary, &database_url, port)?;
+    println!(
+        "paca {} on 127.0.0.1:{port} (pid {})",
+        binary.display(),
+        server.pid
+    );
+
+    let (tx, rx) = oneshot::channel();
+    let client = ClientSide {
+        base: format!("http://127.0.0.1:{port}"),
+        password: server.password.clone(),
+        tasks: settings.tasks as usize,
+        rate: settings.rate,
+        phase: settings.phase,
+        runs: settings.runs,
+    };
+    std::thread::Builder::new()
+        .name("bench-http-client".into())
+        .spawn(move || {
+            let outcome = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                tokio::task::LocalSet::new().block_on(&rt, client.run())
+            })();
+            let _ = tx.send(outcome);
+        })
+        .context("spawn the client thread")?;
+
+    let outcome = tokio::select! {
+        outcome = rx => outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("client thread died"))),
+        status = server.child.wait() => Err(anyhow::anyhow!("paca exited during the bench: {status:?}")),
+    };
+    server.stop().await;
+    outcome
+}
+
+/// `PACA_BIN`, or the release binary as `cargo build` reports it (a no-op
+/// when it is up to date, and never a stale binary).
+async fn server_binary() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("PACA_BIN") {
+        let path = PathBuf::from(path);
+        anyhow::ensure!(path.is_file(), "PACA_BIN={} is not a file", path.display());
+        return Ok(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    println!("building the server: cargo build --release --bin paca");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "paca",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .context("run cargo build --release --bin paca")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo build --release --bin paca failed"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "paca")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo build did not report the paca executable")
+}
+
+/// The `paca serve` child. `stop` ends it with SIGTERM; dropping it without
+/// `stop` (error, Ctrl-C) does the same, synchronously.
+struct Server {
+    child: Child,
+    pid: u32,
+    password: String,
+    data_dir: PathBuf,
+    /// The server's stderr (its warnings), kept if not empty.
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Server {
+    fn start(binary: &Path, database_url: &str, port: u16) -> Result<Self> {
+        let data_dir = std::env::temp_dir().join(format!("paca-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("create {}", data_dir.display()))?;
+        let log = std::env::temp_dir().join(format!("paca-bench-{}.log", std::process::id()));
+        let stderr =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let child = Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .env("PACA_BIND", "127.0.0.1")
+            .env("ADMIN_USERNAME", "admin")
+            .env("ADMIN_PASSWORD", &password)
+            .env("JWT_SECRET", uuid::Uuid::new_v4().simple().to_string())
+            .env("JWT_ACCESS_TTL", "2h")
+            .env("PACA_DATA_DIR", &data_dir)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("start {} serve", binary.display()))?;
+        let pid = child.id().context("paca exited at once")?;
+        Ok(Self {
+            child,
+            pid,
+            password,
+            data_dir,
+            log,
+            stopped: false,
+        })
+    }
+
+    async fn stop(&mut self) {
+        self.stopped = true;
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status()
+                .await;
+            let exited = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+            if exited.is_err() {
+                eprintln!("paca did not stop within 10 s of SIGTERM; killing it");
+                let _ = self.child.kill().await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.summarize_log();
+    }
+
+    /// Says how much the server logged (at `warn`), and where.
+    fn summarize_log(&self) {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            let _ = std::fs::remove_file(&self.log);
+            return;
+        }
+        println!(
+            "paca logged {} line(s) at warn or above, kept in {}; first: {}",
+            lines.len(),
+            self.log.display(),
+            lines[0]
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        self.summarize_log();
+    }
+}
+
+/// Everything the client thread needs (all `Send`).
+struct ClientSide {
+    base: String,
+    password: String,
+    tasks: usize,
+    rate: u64,
+    phase: Duration,
+    runs: usize,
+}
+
+/// A JSON API session on the client thread.
+#[derive(Clone)]
+struct Api {
+    client: Client,
+    base: Rc<str>,
+    /// `Bearer <access token>`.
+    auth: Rc<str>,
+}
+
+impl Api {
+    /// One request; fails unless the status is 2xx. Returns the body.
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .insert_header((header::AUTHORIZATION, &*self.auth));
+        let sent = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))?;
+        let bytes = response
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|e| anyhow::anyhow!("{method} {path}: reading the body: {e}"))?;
+        if !response.status().is_success() {
+            bail!(
+                "{method} {path}: {} {}",
+                response.status(),
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: body not JSON"))
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .connector(
+            awc::Connector::new()
+                // Above CONNECTIONS: requests never wait inside awc.
+                .limit(2 * CONNECTIONS)
+                .conn_keep_alive(Duration::from_secs(60)),
+        )
+        .timeout(REQUEST_TIMEOUT)
+        .disable_redirects()
+        .finish()
+}
+
+/// One request of a load phase.
+enum Request {
+    Get { url: String, auth: bool },
+    Patch { url: String, body: Value },
+}
+
+/// What a load phase measured.
+struct Phase {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// From the scheduled send instant to the end of the response, µs.
+    latency: Histogram<u64>,
+    /// From the actual send to the end of the response, µs.
+    service: Histogram<u64>,
+    /// Successful responses per second over the recorded window (until the
+    /// last recorded response if that came later).
+    achieved: f64,
+}
+
+struct Recorder {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+    last_done: Instant,
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().try_into().unwrap_or(u64::MAX).max(1)
+}
+
+/// Sends `make(i)` at `start + i / rate` for the warm-up and then
+/// `measured`, recording only the requests scheduled after the warm-up.
+async fn open_loop(
+    client: &Client,
+    auth: &Rc<str>,
+    rate: u64,
+    measured: Duration,
+    mut make: impl FnMut(u64) -> Request,
+) -> Phase {
+    let warm_up = (WARM_UP.as_nanos() as u64 * rate).div_ceil(1_000_000_000);
+    let total = warm_up + (measured.as_nanos() as u64 * rate).div_ceil(1_000_000_000);
+    let start = Instant::now() + Duration::from_millis(5);
+    let recorded_from = start + Duration::from_nanos(warm_up * 1_000_000_000 / rate);
+    let recorder = Rc::new(RefCell::new(Recorder {
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        latency: histogram(),
+        service: histogram(),
+        last_done: recorded_from,
+    }));
+    let slots = Rc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    let mut inflight = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        if scheduled > Instant::now() {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let request = make(i);
+        let client = client.clone();
+        let auth = auth.clone();
+        let recorder = recorder.clone();
+        let slots = slots.clone();
+        let record = i >= warm_up;
+        inflight.push(tokio::task::spawn_local(async move {
+            let _slot = slots.acquire().await;
+            let sent = Instant::now();
+            let outcome = send(&client, &auth, request).await;
+            let done = Instant::now();
+            if !record {
+                return;
+            }
+            let mut r = recorder.borrow_mut();
+            match outcome {
+                Ok(()) => {
+                    r.ok += 1;
+                    r.latency.saturating_record(micros(done - scheduled));
+                    r.service.saturating_record(micros(done - sent));
+                    r.last_done = r.last_done.max(done);
+                }
+                Err(e) => {
+                    r.errors += 1;
+                    r.first_error.get_or_insert(e);
+                }
+            }
+        }));
+    }
+    for request in inflight {
+        let _ = request.await;
+    }
+    let r = Rc::try_unwrap(recorder)
+        .ok()
+        .expect("all requests finished")
+        .into_inner();
+    let window = (r.last_done - recorded_from).max(measured).as_secs_f64();
+    Phase {
+        achieved: r.ok as f64 / window,
+        ok: r.ok,
+        errors: r.errors,
+        first_error: r.first_error,
+        latency: r.latency,
+        service: r.service,
+    }
+}
+
+/// One request, its response read to the end; anything but 200 is an error.
+async fn send(client: &Client, auth: &str, request: Request) -> Result<(), String> {
+    let sent = match request {
+        Request::Get { url, auth: false } => client.get(url).send().await,
+        Request::Get { url, auth: true } => {
+            client
+                .get(url)
+                .insert_header((header::AUTHORIZATION, auth))
+                .send()
+                .await
+        }
+        Request::Patch { url, body } => {
+            client
+                .patch(url)
+                .insert_header((header::AUTHORIZATION, auth))
+                .send_json(&body)
+                .await
+        }
+    };
+    let mut response = sent.map_err(|e| e.to_string())?;
+    let body = response
+        .body()
+        .limit(64 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() != StatusCode::OK {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!(
+            "{} {}",
+            response.status(),
+            text.chars().take(300).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `work(0..n)` on `workers` concurrent local tasks.
+async fn in_parallel<F, Fut>(n: usize, workers: usize, work: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + 'static,
+    Fut: Future<Output = Result<()>> + 'static,
+{
+    let next = Rc::new(Cell::new(0usize));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let next = next.clone();
+        let work = work.clone();
+        handles.push(tokio::task::spawn_local(async move {
+            loop {
+                let i = next.get();
+                if i >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                next.set(i + 1);
+                work(i).await?;
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await??;
+    }
+    Ok(())
+}
+
+/// splitmix64: enough to pick tasks, with no dependency.
+fn next_random(state: &Cell<u64>) -> u64 {
+    let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    state.set(s);
+    let mut z = s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn describe(name: &str, p: &Phase) -> String {
+    let mut line = format!(
+        "{name:<18} {:>7.0} req/s  p50 {:>7.3}  p99 {:>7.3}  p99.9 {:>7.3} ms  (service p99 {:.3} ms)  ok {}  errors {}",
+        p.achieved,
+        ms(&p.latency, 0.5),
+        ms(&p.latency, 0.99),
+        ms(&p.latency, 0.999),
+        ms(&p.service, 0.99),
+        p.ok,
+        p.errors
+    );
+    if let Some(e) = &p.first_error {
+        line.push_str(&format!("  first error: {e}"));
+    }
+    line
+}
+
+impl ClientSide {
+    async fn run(self) -> Result<Report> {
+        let client = client();
+        let base: Rc<str> = self.base.clone().into();
+        wait_healthy(&client, &base).await?;
+        let auth: Rc<str> = login(&client, &base, &self.password).await?.into();
+        let api = Api {
+            client: client.clone(),
+            base: base.clone(),
+            auth: auth.clone(),
+        };
+        let seeded = self.seed(&api).await?;
+
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let load_before = load_average();
+        let mut report = Report::new(format!(
+            "http ({} req/s per endpoint, open loop, {} s each after a {} s warm-up, {} tasks)",
+            number(self.rate as f64),
+            self.phase.as_secs(),
+            WARM_UP.as_secs(),
+            number(self.tasks as f64),
+        ));
+        let random = Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()),
+        );
+        let counter = Cell::new(0u64);
+        let healthz_url = format!("{base}/api/healthz");
+        let tasks_url = format!("{base}/api/v1/projects/{}/tasks", seeded.project_id);
+        let list_url = format!(
+            "{tasks_url}?status_id={}&page_size={PAGE_SIZE}",
+            seeded.status_id
+        );
+        let mut saturated = Vec::new();
+        for run in 1..=self.runs {
+            println!("run {run}/{}:", self.runs);
+            let healthz = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
+                url: healthz_url.clone(),
+                auth: false,
+            })
+            .await;
+            println!("  {}", describe("GET /api/healthz", &healthz));
+            let patch = open_loop(&client, &auth, self.rate, self.phase, |_| {
+                let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
+                let n = counter.get();
+                counter.set(n + 1);
+                Request::Patch {
+                    url: format!("{tasks_url}/{task}"),
+                    body: json!({ "title": format!("t-{n}") }),
+                }
+            })
+            .await;
+            println!("  {}", describe("PATCH task", &patch));
+            let list = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
+                url: list_url.clone(),
+                auth: true,
+            })
+            .await;
+            println!("  {}", describe("GET filtered list", &list));
+            for (name, ours) in [("PATCH task", &patch), ("GET filtered list", &list)] {
+                add_figures(&mut report, name, ours, &healthz);
+            }
+            for (name, phase) in [
+                ("GET /api/healthz", &healthz),
+                ("PATCH task", &patch),
+                ("GET filtered list", &list),
+            ] {
+                if phase.achieved < 0.95 * self.rate as f64 || phase.errors > 0 {
+                    saturated.push(format!(
+                        "run {run}: {name} did not keep up: {} of {} req/s answered 200, {} error(s); \
+                         its latencies are mostly queueing",
+                        number(phase.achieved),
+                        number(self.rate as f64),
+                        phase.errors
+                    ));
+                }
+            }
+        }
+        report.note(
+            "baseline: GET /api/healthz (no auth, no database) at the same rate, in the same run, just before; \
+             the ratio column of p99 is p99(ours) / p99(healthz)",
+        );
+        report.note(format!(
+            "latency from each request's scheduled send instant (open loop, no coordinated omission); \
+             service time from the actual send (after waiting, if need be, for one of the client's {CONNECTIONS} connections); \
+             both to the last byte of the response"
+        ));
+        report.note(format!(
+            "PATCH /api/v1/projects/:id/tasks/:taskId {{\"title\": \"t-<n>\"}} on a random one of {} tasks (one event each); \
+             GET /api/v1/projects/:id/tasks?status_id=<2nd status>&page_size={PAGE_SIZE} ({} of the tasks match)",
+            number(self.tasks as f64),
+            number(seeded.in_status as f64),
+        ));
+        report.note(format!(
+            "targets: p99 <= {P99_TARGET_MS} ms for both at 1,000 req/s; client, server (paca, default workers) and PostgreSQL share this machine's {cpus} CPU(s); load average before {load_before}, after {}",
+            load_average()
+        ));
+        for note in saturated {
+            report.note(note);
+        }
+        Ok(report)
+    }
+
+    async fn seed(&self, api: &Api) -> Result<Seeded> {
+        let project = api
+            .call(
+                Method::POST,
+                "/api/v1/projects",
+                Some(&json!({ "name": "Bench" })),
+            )
+            .await?;
+        let project_id = project["data"]["id"]
+            .as_str()
+            .context("project id in the response")?
+            .to_owned();
+        let statuses = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/projects/{project_id}/task-statuses"),
+                None,
+            )
+            .await?;
+        let status_id = statuses["data"]["items"]
+            .get(1)
+            .and_then(|s| s["id"].as_str())
+            .context("the project has fewer than two task statuses")?
+            .to_owned();
+
+        let started = Instant::now();
+        let ids = Rc::new(RefCell::new(vec![String::new(); self.tasks]));
+        in_parallel(self.tasks, SEED_CONCURRENCY, {
+            let api = api.clone();
+            let ids = ids.clone();
+            let path = format!("/api/v1/projects/{project_id}/tasks");
+            move |i| {
+                let api = api.clone();
+                let ids = ids.clone();
+                let path = path.clone();
+                async move {
+                    let body = json!({ "title": format!("task {i}"), "importance": i % 5 });
+                    let task = api.call(Method::POST, &path, Some(&body)).await?;
+                    ids.borrow_mut()[i] = task["data"]["id"]
+                        .as_str()
+                        .context("task id in the response")?
+                        .to_owned();
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "seeded {} tasks in {took:.1} s ({} tasks/s, {SEED_CONCURRENCY} concurrent requests)",
+            number(self.tasks as f64),
+            number(self.tasks as f64 / took),
+        );
+        let task_ids: Vec<String> = Rc::try_unwrap(ids)
+            .map_err(|_| anyhow::anyhow!("seeding still running"))?
+            .into_inner();
+
+        let moved: Vec<String> = task_ids.iter().step_by(3).cloned().collect();
+        let started = Instant::now();
+        in_parallel(moved.len(), SEED_CONCURRENCY, {
+            let api = api.clone();
+            let moved = Rc::new(moved.clone());
+            let project_id = project_id.clone();
+            let body = json!({ "status_id": status_id });
+            move |i| {
+                let api = api.clone();
+                let path = format!("/api/v1/projects/{project_id}/tasks/{}", moved[i]);
+                let body = body.clone();
+                async move {
+                    api.call(Method::PATCH, &path, Some(&body)).await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "moved {} tasks (every 3rd) to the second status in {took:.1} s ({} req/s)",
+            number(moved.len() as f64),
+            number(moved.len() as f64 / took),
+        );
+
+        // The filtered page the load phase asks for: full, and filtered.
+        let page = api
+            .call(
+                Method::GET,
+                &format!(
+                    "/api/v1/projects/{project_id}/tasks?status_id={status_id}&page_size={PAGE_SIZE}"
+                ),
+                None,
+            )
+            .await?;
+        let items = page["data"]["items"]
+            .as_array()
+            .context("items in the task list")?;
+        anyhow::ensure!(
+            items.len() == PAGE_SIZE.min(moved.len()),
+            "the filtered page has {} items, expected {}",
+            items.len(),
+            PAGE_SIZE.min(moved.len())
+        );
+        anyhow::ensure!(
+            items.iter().all(|t| t["status_id"] == status_id.as_str()),
+            "the filtered page has tasks of another status"
+        );
+        Ok(Seeded {
+            project_id,
+            status_id,
+            in_status: moved.len(),
+            task_ids,
+        })
+    }
+}
+
+struct Seeded {
+    project_id: String,
+    status_id: String,
+    in_status: usize,
+    task_ids: Vec<String>,
+}
+
+fn add_figures(report: &mut Report, name: &str, ours: &Phase, base: &Phase) {
+    report.add(
+        &format!("{name} achieved"),
+        "req/s",
+        ours.achieved,
+        base.achieved,
+        None,
+    );
+    for (label, q, target) in [
+        ("p50", 0.5, None),
+        ("p99", 0.99, Some(Target::AtMost(P99_TARGET_MS))),
+        ("p99.9", 0.999, None),
+    ] {
+        report.add(
+            &format!("{name} {label}"),
+            "ms",
+            ms(&ours.latency, q),
+            ms(&base.latency, q),
+            target,
+        );
+    }
+    report.add(
+        &format!("{name} service p99"),
+        "ms",
+        ms(&ours.service, 0.99),
+        ms(&base.service, 0.99),
+        None,
+    );
+    report.add(
+        &format!("{name} errors"),
+        "count",
+        ours.errors as f64,
+        base.errors as f64,
+        None,
+    );
+}
+
+async fn wait_healthy(client: &Client, base: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let url = format!("{base}/api/healthz");
+    loop {
+        if let Ok(mut response) = client.get(&url).send().await
+            && response.status() == StatusCode::OK
+            && let Ok(body) = response.body().await
+            && serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["status"] == "ok")
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("paca did not answer {url} with {{\"status\":\"ok\"}} within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Logs in as the admin; returns `Bearer <access token>` (the token comes
+/// as the `access_token` cookie).
+async fn login(client: &Client, base: &str, password: &str) -> Result<String> {
+    let mut response = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .send_json(&json!({ "username": "admin", "password": password }))
+        .await
+        .map_err(|e| anyhow::anyhow!("login: {e}"))?;
+    let body = response.body().await.unwrap_or_default();
+    anyhow::ensure!(
+        response.status() == StatusCode::OK,
+        "login: {} {}",
+        response.status(),
+        String::from_utf8_lossy(&body)
+    );
+    let token = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("access_token="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+        .filter(|t| !t.is_empty())
+        .context("login: no access_token cookie")?;
+    Ok(format!("Bearer {token}"))
+}

@@ -1,0 +1,286 @@
+//! `/projects/:id/views`: saved interaction views of a context
+//! (`?context=sprint|backlog|timeline[&sprint_id=]`) and their manual task
+//! positions.
+
+use actix_web::{HttpResponse, web};
+use commands::views::{NewView, ViewPatch};
+use domain::ErrorCode;
+use domain::permissions::project::{SPRINTS_READ, SPRINTS_WRITE, TASKS_READ, TASKS_WRITE};
+use domain::view::{TaskPosition, ViewContext, ViewScope};
+use projections::queries_sprints as queries;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{Auth, MaybeAuth, project_access};
+use crate::error::{ApiError, ApiResult, created, no_content, ok};
+
+#[derive(Deserialize)]
+pub struct ScopeQuery {
+    context: Option<String>,
+    sprint_id: Option<String>,
+}
+
+impl ScopeQuery {
+    /// The context (default `sprint`) and, for sprint context, the sprint.
+    fn scope(&self, project_id: Uuid) -> ApiResult<ViewScope> {
+        let context = match self.context.as_deref().filter(|c| !c.is_empty()) {
+            None => ViewContext::Sprint,
+            Some(text) => {
+                ViewContext::parse(text).ok_or_else(|| ApiError::bad_request("invalid context"))?
+            }
+        };
+        let sprint_id = match context {
+            ViewContext::Sprint => {
+                let raw = self
+                    .sprint_id
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| ApiError::bad_request("sprint_id is required"))?;
+                Some(
+                    raw.parse()
+                        .map_err(|_| ApiError::bad_request("sprint_id must be a uuid"))?,
+                )
+            }
+            // Ignored for project-level contexts.
+            ViewContext::Backlog | ViewContext::Timeline => None,
+        };
+        Ok(ViewScope {
+            project_id,
+            context,
+            sprint_id,
+        })
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::VIEW_NOT_FOUND, "view not found")
+}
+
+async fn view(state: &AppState, project_id: Uuid, view_id: Uuid) -> ApiResult<queries::ViewView> {
+    queries::view(&state.pool, project_id, view_id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    project_id: web::Path<Uuid>,
+    query: web::Query<ScopeQuery>,
+) -> ApiResult<HttpResponse> {
+    let project_id = project_id.into_inner();
+    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
+    let scope = query.scope(project_id)?;
+    if let Some(sprint_id) = scope.sprint_id
+        && queries::sprint(&state.pool, project_id, sprint_id)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::new(
+            ErrorCode::SPRINT_NOT_FOUND,
+            "sprint not found",
+        ));
+    }
+    let items = queries::views(&state.pool, project_id, scope.context, scope.sprint_id).await?;
+    ok(json!({ "items": items }))
+}
+
+#[derive(Deserialize)]
+pub struct ViewBody {
+    name: Option<String>,
+    view_type: Option<String>,
+    config: Option<Value>,
+    position: Option<f64>,
+}
+
+impl ViewBody {
+    /// An empty `view_type` means "unchanged" (the default on create).
+    fn view_type(&self) -> Option<String> {
+        self.view_type.clone().filter(|t| !t.is_empty())
+    }
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    project_id: web::Path<Uuid>,
+    query: web::Query<ScopeQuery>,
+    body: web::Json<ViewBody>,
+) -> ApiResult<HttpResponse> {
+    let project_id = project_id.into_inner();
+    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
+    let scope = query.scope(project_id)?;
+    let body = body.into_inner();
+    let view_type = body.view_type();
+    let name = body
+        .name
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let view_id = state
+        .commands
+        .create_view(
+            &principal.metadata(),
+            scope,
+            NewView {
+                name,
+                view_type,
+                config: body.config,
+                position: body.position,
+            },
+        )
+        .await?;
+    created(view(&state, project_id, view_id).await?)
+}
+
+#[derive(Deserialize)]
+pub struct ReorderBody {
+    #[serde(default)]
+    view_ids: Vec<Uuid>,
+}
+
+pub async fn reorder(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    project_id: web::Path<Uuid>,
+    query: web::Query<ScopeQuery>,
+    body: web::Json<ReorderBody>,
+) -> ApiResult<HttpResponse> {
+    let project_id = project_id.into_inner();
+    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
+    let scope = query.scope(project_id)?;
+    state
+        .commands
+        .reorder_views(&principal.metadata(), scope, body.into_inner().view_ids)
+        .await?;
+    no_content()
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, view_id) = path.into_inner();
+    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
+    ok(view(&state, project_id, view_id).await?)
+}
+
+pub async fn patch(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<ViewBody>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, view_id) = path.into_inner();
+    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
+    let body = body.into_inner();
+    let patch = ViewPatch {
+        view_type: body.view_type(),
+        name: body.name,
+        config: body.config.filter(|c| !c.is_null()),
+        position: body.position,
+    };
+    state
+        .commands
+        .update_view(&principal.metadata(), project_id, view_id, patch)
+        .await?;
+    ok(view(&state, project_id, view_id).await?)
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, view_id) = path.into_inner();
+    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
+    state
+        .commands
+        .delete_view(&principal.metadata(), project_id, view_id)
+        .await?;
+    no_content()
+}
+
+pub async fn task_positions(
+    state: web::Data<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, view_id) = path.into_inner();
+    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
+    view(&state, project_id, view_id).await?;
+    ok(json!({ "items": queries::task_positions(&state.pool, view_id).await? }))
+}
+
+#[derive(Deserialize)]
+pub struct PositionBody {
+    task_id: Option<Uuid>,
+    position: Option<f64>,
+    group_key: Option<String>,
+}
+
+impl PositionBody {
+    fn into_position(self, task_id: Option<Uuid>) -> ApiResult<TaskPosition> {
+        Ok(TaskPosition {
+            task_id: task_id
+                .or(self.task_id)
+                .ok_or_else(|| ApiError::bad_request("task_id is required"))?,
+            position: self
+                .position
+                .ok_or_else(|| ApiError::bad_request("position is required"))?,
+            group_key: self.group_key,
+        })
+    }
+}
+
+async fn set_positions(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    project_id: Uuid,
+    view_id: Uuid,
+    items: Vec<TaskPosition>,
+) -> ApiResult<HttpResponse> {
+    state
+        .commands
+        .position_tasks(&principal.metadata(), project_id, view_id, items)
+        .await?;
+    no_content()
+}
+
+#[derive(Deserialize)]
+pub struct BulkPositions {
+    #[serde(default)]
+    items: Vec<PositionBody>,
+}
+
+pub async fn put_task_positions(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<BulkPositions>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, view_id) = path.into_inner();
+    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
+    view(&state, project_id, view_id).await?;
+    let items = body
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|item| item.into_position(None))
+        .collect::<ApiResult<Vec<_>>>()?;
+    set_positions(&state, &principal, project_id, view_id, items).await
+}
+
+pub async fn put_task_position(
+    state: web::Data<AppState>,
+    Auth(principal): Auth,
+    path: web::Path<(Uuid, Uuid, Uuid)>,
+    body: web::Json<PositionBody>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, view_id, task_id) = path.into_inner();
+    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
+    view(&state, project_id, view_id).await?;
+    let item = body.into_inner().into_position(Some(task_id))?;
+    set_positions(&state, &principal, project_id, view_id, vec![item]).await
+}

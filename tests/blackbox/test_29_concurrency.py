@@ -1,0 +1,115 @@
+"""Races on one aggregate: invariants must hold when requests arrive together."""
+
+import pytest
+
+from conftest import describe, err, ok
+from test_2_support import (P, activities, blocks, clone, create_sprint, create_task, get_task, items, list_all,
+                            parallel, statuses_of, types_of, views_of)
+
+
+@pytest.fixture
+def project(make_project):
+    return make_project(is_public=False)
+
+
+def statuses(resps):
+    return sorted(r.status_code for r in resps)
+
+
+def test_concurrent_if_match_only_one_wins(admin, project):
+    pid = project["id"]
+    t = create_task(admin, pid, "contended")
+    v = t["version"]
+    cs = [clone(admin) for _ in range(10)]
+    resps = parallel([(lambda i=i: cs[i].patch(P(pid, f"/tasks/{t['id']}"), json={"title": f"writer {i}"},
+                                               headers={"If-Match": f'"{v}"'})) for i in range(10)])
+    assert statuses(resps) == [200] + [409] * 9, [(r.status_code, r.text[:120]) for r in resps]
+    for r in resps:
+        if r.status_code == 409:
+            err(r, 409, "CONFLICT")
+    winner = next(ok(r) for r in resps if r.status_code == 200)
+    final = get_task(admin, pid, t["id"])
+    assert final["title"] == winner["title"] and final["version"] == v + 1
+    assert len([a for a in activities(admin, pid, t["id"]) if a["activity_type"] == "task.updated"]) == 1
+
+
+def test_concurrent_sprint_completion_happens_once(admin, project):
+    pid = project["id"]
+    sts = statuses_of(admin, pid)
+    s, nxt = create_sprint(admin, pid, "Race"), create_sprint(admin, pid, "Next")
+    open_tasks = [create_task(admin, pid, f"open {i}", sprint_id=s["id"], status_id=sts["Todo"]["id"])
+                  for i in range(3)]
+    cs = [clone(admin) for _ in range(6)]
+    resps = parallel([(lambda i=i: cs[i].post(P(pid, f"/sprints/{s['id']}/complete"),
+                                              json={"move_to_sprint_id": nxt["id"]})) for i in range(6)])
+    assert statuses(resps) == [200] + [409] * 5, [(r.status_code, r.text[:120]) for r in resps]
+    for r in resps:
+        if r.status_code == 409:
+            err(r, 409, "SPRINT_ALREADY_COMPLETE")
+    for t in open_tasks:
+        assert get_task(admin, pid, t["id"])["sprint_id"] == nxt["id"]
+        sprint_changes = [c for a in activities(admin, pid, t["id"]) if a["activity_type"] == "task.updated"
+                          for c in a["content"]["changes"] if c["field"] == "sprint"]
+        assert len(sprint_changes) == 1, f"task moved {len(sprint_changes)} times: {sprint_changes}"
+
+
+def test_concurrent_parent_links_cannot_form_a_cycle(admin, project):
+    pid = project["id"]
+    for round_ in range(5):
+        a = create_task(admin, pid, f"A{round_}")
+        b = create_task(admin, pid, f"B{round_}")
+        c1, c2 = clone(admin), clone(admin)
+        r1, r2 = parallel([lambda: c1.patch(P(pid, f"/tasks/{a['id']}"), json={"parent_task_id": b["id"]}),
+                           lambda: c2.patch(P(pid, f"/tasks/{b['id']}"), json={"parent_task_id": a["id"]})])
+        pa = get_task(admin, pid, a["id"]).get("parent_task_id")
+        pb = get_task(admin, pid, b["id"]).get("parent_task_id")
+        assert not (pa == b["id"] and pb == a["id"]), (
+            f"round {round_}: concurrent PATCHes created a parent cycle A<->B "
+            f"({r1.status_code} {r1.text[:100]} / {r2.status_code} {r2.text[:100]})")
+        assert sorted([r1.status_code, r2.status_code]) == [200, 400], (r1.text[:200], r2.text[:200])
+
+
+def test_concurrent_unique_names(admin, project):
+    pid = project["id"]
+    cs = [clone(admin) for _ in range(8)]
+    resps = parallel([(lambda i=i: cs[i].post(P(pid, "/custom-fields"),
+                                              json={"field_key": "dup", "display_name": f"Dup {i}",
+                                                    "field_type": "text"})) for i in range(8)])
+    assert statuses(resps) == [201] + [409] * 7, [(r.status_code, r.text[:120]) for r in resps]
+    assert len([f for f in items(admin.get(P(pid, "/custom-fields"))) if f["field_key"] == "dup"]) == 1
+    resps = parallel([(lambda i=i: cs[i].post(P(pid, "/task-types"), json={"name": "Chore"})) for i in range(8)])
+    assert statuses(resps) == [201] + [409] * 7, [(r.status_code, r.text[:120]) for r in resps]
+    assert list(types_of(admin, pid)).count("Chore") == 1
+    assert len([t for t in items(admin.get(P(pid, "/task-types"))) if t["name"] == "Chore"]) == 1
+
+
+def test_concurrent_position_upserts_and_comments(admin, project):
+    pid = project["id"]
+    view = views_of(admin, pid, "backlog")[0]
+    tasks = [create_task(admin, pid, f"p{i}") for i in range(12)]
+    cs = [clone(admin) for _ in tasks]
+    resps = parallel([(lambda i=i: cs[i].put(P(pid, f"/views/{view['id']}/task-positions/{tasks[i]['id']}"),
+                                             json={"position": float(i + 1), "group_key": f"g{i % 2}"}))
+                      for i in range(len(tasks))])
+    assert statuses(resps) == [204] * len(tasks), [(r.status_code, r.text[:120]) for r in resps]
+    pos = {p["task_id"]: p for p in items(admin.get(P(pid, f"/views/{view['id']}/task-positions")))}
+    assert {t["id"]: pos[t["id"]]["position"] for t in tasks} == {t["id"]: float(i + 1) for i, t in
+                                                                  enumerate(tasks)}
+    target = tasks[0]
+    resps = parallel([(lambda i=i: cs[i].post(P(pid, f"/tasks/{target['id']}/activities/comments"),
+                                              json={"content": blocks(f"comment {i}")})) for i in range(12)])
+    assert statuses(resps) == [201] * 12
+    comments = [a for a in activities(admin, pid, target["id"]) if a["activity_type"] == "comment"]
+    assert len(comments) == 12 and len({c["id"] for c in comments}) == 12
+
+
+def test_concurrent_creation_in_two_projects(admin, make_project):
+    p1, p2 = make_project(), make_project()
+    cs = [clone(admin) for _ in range(20)]
+    resps = parallel([(lambda i=i: cs[i].post(P((p1 if i % 2 else p2)["id"], "/tasks"), json={"title": f"t{i}"}))
+                      for i in range(20)])
+    for r in resps:
+        ok(r, 201)
+    for p in (p1, p2):
+        nums = sorted(t["task_number"] for t in list_all(admin, p["id"], page_size=200))
+        assert nums == list(range(1, 11)), nums
