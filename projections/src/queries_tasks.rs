@@ -415,27 +415,3 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
         deleted: task.deleted,
     })
 }
-
-/// Manual positions of tasks in a view (`GET /tasks?view_id=`): task id ->
-/// (position, group key). Empty until the views read model exists.
-pub async fn view_positions(
-    pool: &PgPool,
-    view_id: Uuid,
-) -> Result<std::collections::HashMap<Uuid, (f64, Option<String>)>, sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('view_task_positions') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
-    if !exists {
-        return Ok(Default::default());
-    }
-    let rows = sqlx::query(
-        "SELECT task_id, position, group_key FROM view_task_positions WHERE view_id = $1",
-    )
-    .bind(view_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get("task_id"), (r.get("position"), r.get("group_key"))))
-        .collect())
-}

@@ -363,7 +363,7 @@ pub async fn list(
     let mut page = q::tasks(&state.pool, project_id, &filter, cursor.as_ref(), page_size).await?;
     if let Some(view) = p.get("view_id").filter(|s| !s.is_empty()) {
         let view_id = uuid_param("view_id", view)?;
-        let positions = q::view_positions(&state.pool, view_id).await?;
+        let positions = projections::queries_sprints::view_positions(&state.pool, view_id).await?;
         for task in &mut page.items {
             if let Some((position, group)) = positions.get(&task.id) {
                 task.view_position = Some(*position);
