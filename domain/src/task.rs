@@ -533,6 +533,12 @@ fn check_fields(
         return Err(bad("tags must be 1-64 characters"));
     }
     for (key, value) in &fields.custom_fields {
+        // Only values this command sets are checked: a value kept from
+        // before may belong to a field deleted since, and must not block
+        // unrelated edits.
+        if current.is_some_and(|t| t.fields.custom_fields.get(key) == Some(value)) {
+            continue;
+        }
         let field = ctx
             .fields
             .iter()

@@ -9,6 +9,8 @@ use domain::DomainEvent;
 use domain::sprint::{Sprint, SprintEvent};
 use domain::view::ViewContext;
 use eventstore::{EventStore, RecordedEvent};
+
+pub use crate::history::{AsOf, HistoryEntry};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -78,87 +80,13 @@ pub async fn sprint(
     Ok(row.as_ref().map(sprint_from_row))
 }
 
-/// One recorded change of a stream, as history endpoints show it (the
-/// same shape as a task's history): `changes` for update events, the whole
-/// `payload` for the others.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryEntry {
-    pub version: i64,
-    pub event_id: Uuid,
-    pub event_type: String,
-    /// The acting user (`null` for system or non-user actors).
-    pub actor_id: Option<Uuid>,
-    pub source: Option<String>,
-    pub request_id: Option<String>,
-    pub recorded_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub changes: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
-}
-
-impl HistoryEntry {
-    pub fn of(event: &RecordedEvent) -> Self {
-        let text = |pointer: &str| {
-            event
-                .metadata
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let changes = event.payload.get("changes").cloned();
-        Self {
-            version: event.version,
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-            actor_id: text("/actor/user_id").and_then(|id| id.parse().ok()),
-            source: text("/source"),
-            request_id: text("/request_id"),
-            recorded_at: event.recorded_at,
-            payload: changes.is_none().then(|| event.payload.clone()),
-            changes,
-        }
-    }
-}
-
-/// A point in a stream's life: a version (events `1..=v`) or a time
-/// (events recorded at or before it).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AsOf {
-    Version(i64),
-    Time(DateTime<Utc>),
-}
-
-impl AsOf {
-    /// `as_of=<version>` or `as_of=<RFC 3339 timestamp>`.
-    pub fn parse(text: &str) -> Option<Self> {
-        if let Ok(version) = text.parse::<i64>() {
-            return (version >= 0).then_some(Self::Version(version));
-        }
-        DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|t| Self::Time(t.with_timezone(&Utc)))
-    }
-
-    fn includes(&self, event: &RecordedEvent) -> bool {
-        match self {
-            Self::Version(v) => event.version <= *v,
-            Self::Time(t) => event.recorded_at <= *t,
-        }
-    }
-}
-
 /// A sprint stream's events, when it is a sprint of `project_id`.
 async fn sprint_events(
     store: &EventStore,
     project_id: Uuid,
     sprint_id: Uuid,
 ) -> Result<Option<Vec<RecordedEvent>>, sqlx::Error> {
-    let events = store.read_stream(sprint_id, 0).await?;
-    let ours = events.first().is_some_and(|e| {
-        e.stream_type == SprintEvent::STREAM_TYPE && e.project_id == Some(project_id)
-    });
-    Ok(ours.then_some(events))
+    crate::history::project_stream(store, SprintEvent::STREAM_TYPE, project_id, sprint_id).await
 }
 
 /// Every recorded version of a sprint, oldest first (also for a deleted

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::permissions::project::{TASKS_READ, TASKS_WRITE};
 use domain::task::{TaskChange, TaskEvent, TaskFields, TaskPatch};
 use domain::{DomainEvent, ErrorCode};
+use projections::history::{self, AsOf, HistoryEntry};
 use projections::queries_tasks::{self as q, Cursor, IdFilter, TaskFilter, TaskView};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
@@ -134,23 +135,16 @@ pub async fn get(
             live_task(&state, project_id, task_id).await?,
         );
     };
-    // A version number, or a point in time.
-    let events = task_events(&state, project_id, task_id).await?;
-    let upto: Vec<_> = match as_of.parse::<i64>() {
-        Ok(version) if version >= 1 => events
-            .into_iter()
-            .filter(|e| e.version <= version)
-            .collect(),
-        Ok(_) => return Err(ApiError::bad_request("as_of version must be 1 or more")),
-        Err(_) => {
-            let at = DateTime::parse_from_rfc3339(&as_of)
-                .map_err(|_| {
-                    ApiError::bad_request("as_of must be a version number or an RFC 3339 time")
-                })?
-                .with_timezone(&Utc);
-            events.into_iter().filter(|e| e.recorded_at <= at).collect()
-        }
-    };
+    let as_of = AsOf::parse(&as_of)
+        .filter(|a| *a != AsOf::Version(0))
+        .ok_or_else(|| {
+            ApiError::bad_request("as_of must be a version (1 or more) or an RFC 3339 time")
+        })?;
+    let upto: Vec<_> = task_events(&state, project_id, task_id)
+        .await?
+        .into_iter()
+        .filter(|e| as_of.includes(e))
+        .collect();
     let task = q::task_from_events(&upto).ok_or_else(|| {
         ApiError::new(
             ErrorCode::TASK_NOT_FOUND,
@@ -166,16 +160,14 @@ async fn task_events(
     project_id: Uuid,
     task_id: Uuid,
 ) -> ApiResult<Vec<eventstore::RecordedEvent>> {
-    let events = state.commands.store.read_stream(task_id, 0).await?;
-    match events.first() {
-        Some(first)
-            if first.stream_type == TaskEvent::STREAM_TYPE
-                && first.project_id == Some(project_id) =>
-        {
-            Ok(events)
-        }
-        _ => Err(ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found")),
-    }
+    history::project_stream(
+        &state.commands.store,
+        TaskEvent::STREAM_TYPE,
+        project_id,
+        task_id,
+    )
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"))
 }
 
 pub async fn by_number(
@@ -612,28 +604,10 @@ pub async fn history(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
-    let events = task_events(&state, project_id, task_id).await?;
-    let items: Vec<Value> = events
+    let items: Vec<HistoryEntry> = task_events(&state, project_id, task_id)
+        .await?
         .iter()
-        .map(|e| {
-            let mut item = json!({
-                "version": e.version,
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "actor_id": e.metadata.pointer("/actor/user_id"),
-                "source": e.metadata.get("source"),
-                "request_id": e.metadata.get("request_id"),
-                "recorded_at": e.recorded_at,
-            });
-            match e.payload.get("changes") {
-                Some(changes) => item["changes"] = changes.clone(),
-                None => item["payload"] = e.payload.clone(),
-            }
-            if let Some(reverts) = e.metadata.pointer("/extra/reverts") {
-                item["reverts"] = reverts.clone();
-            }
-            item
-        })
+        .map(HistoryEntry::of)
         .collect();
     crate::error::ok(json!({ "items": items }))
 }
