@@ -261,6 +261,21 @@ pub enum WriteSide {
     RevokeSessions {
         user_id: Uuid,
     },
+    /// Fails with `in_use` when a live task still references `id` in
+    /// `column`. Runs after the project row is locked, and task writes that
+    /// set a type or status hold that row `FOR SHARE`, so the check cannot
+    /// race a task creation.
+    RequireNoTaskUses {
+        column: TaskColumn,
+        id: Uuid,
+        in_use: DomainError,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum TaskColumn {
+    TaskType,
+    Status,
 }
 
 impl WriteSide {
@@ -320,6 +335,27 @@ impl WriteSide {
                 .bind(&hash)
                 .execute(tx.conn())
                 .await?;
+            }
+            WriteSide::RequireNoTaskUses { column, id, in_use } => {
+                let sql = match column {
+                    TaskColumn::TaskType => {
+                        "SELECT COUNT(*) FROM tasks WHERE task_type_id = $1 AND deleted_at IS NULL"
+                    }
+                    TaskColumn::Status => {
+                        "SELECT COUNT(*) FROM tasks WHERE status_id = $1 AND deleted_at IS NULL"
+                    }
+                };
+                let count: i64 = sqlx::query_scalar(sql)
+                    .bind(id)
+                    .fetch_one(tx.conn())
+                    .await?;
+                if count > 0 {
+                    return Err(DomainError::new(
+                        in_use.code,
+                        format!("{} ({count} task(s))", in_use.message),
+                    )
+                    .into());
+                }
             }
             WriteSide::RevokeSessions { user_id } => {
                 sqlx::query(

@@ -9,7 +9,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::sprints::transact;
-use crate::{CommandError, CommandResult, Commands};
+use crate::{CommandError, CommandResult, Commands, TaskColumn, WriteSide};
+use domain::DomainError;
 
 pub struct NewProject {
     pub name: String,
@@ -272,7 +273,33 @@ impl Commands {
                 Some(project_id),
                 Project::evolve,
                 meta,
-                |p: &Project| Ok((p.decide_config(command.clone())?, vec![])),
+                |p: &Project| {
+                    use domain::task_config::ConfigCommand;
+                    let effects = match &command {
+                        ConfigCommand::DeleteType { type_id } => {
+                            vec![WriteSide::RequireNoTaskUses {
+                                column: TaskColumn::TaskType,
+                                id: *type_id,
+                                in_use: DomainError::new(
+                                    ErrorCode::TASK_TYPE_IN_USE,
+                                    "tasks use this task type; move them first",
+                                ),
+                            }]
+                        }
+                        ConfigCommand::DeleteStatus { status_id } => {
+                            vec![WriteSide::RequireNoTaskUses {
+                                column: TaskColumn::Status,
+                                id: *status_id,
+                                in_use: DomainError::new(
+                                    ErrorCode::TASK_STATUS_IN_USE,
+                                    "tasks use this status; move them first",
+                                ),
+                            }]
+                        }
+                        _ => vec![],
+                    };
+                    Ok((p.decide_config(command.clone())?, effects))
+                },
             )
             .await?;
         Ok(project)

@@ -19,6 +19,30 @@ pub struct TaskWritten {
     pub version: i64,
 }
 
+/// Task writes that reference the project's configuration hold its stream
+/// row `FOR SHARE`: configuration changes (which lock it `FOR UPDATE`)
+/// then wait for them and see their tasks, and vice versa. Without it a
+/// status could be deleted while a task was being created with it.
+async fn share_project_config(tx: &mut AppendTx, project_id: Uuid) -> CommandResult<()> {
+    sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR SHARE")
+        .bind(project_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Parent changes in a project are serialised: two concurrent re-parentings
+/// (A under B, B under A) would each pass a cycle check that cannot see
+/// the other. The ancestry is read after this lock, so the second one sees
+/// the first and is refused.
+async fn lock_task_tree(tx: &mut AppendTx, project_id: Uuid) -> CommandResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('paca.task_tree.' || $1::text, 0))")
+        .bind(project_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
 impl Commands {
     /// The outside facts a task decision needs: the project's task
     /// configuration and members, its sprints, and the proposed parent's
@@ -130,12 +154,16 @@ impl Commands {
     ) -> CommandResult<TaskWritten> {
         let task_id = Uuid::now_v7();
         let mut tx = self.store.begin().await?;
+        if fields.parent_task_id.is_some() {
+            lock_task_tree(&mut tx, project_id).await?;
+        }
         // Sprint before task, the order sprint commands lock in: a task
         // cannot land in a sprint that is being completed or deleted.
         if let Some(sprint_id) = fields.sprint_id {
             self.lock_sprint_for_task(&mut tx, project_id, sprint_id)
                 .await?;
         }
+        share_project_config(&mut tx, project_id).await?;
         let ctx = self
             .task_context(tx.conn(), project_id, None, fields.parent_task_id)
             .await?;
@@ -217,11 +245,26 @@ impl Commands {
                 .and_then(|c| c.old.as_str().and_then(|s| s.parse().ok())),
             _ => None,
         };
+        // Which shared state this command's checks read.
+        let (reparents, uses_config) = match &command {
+            TaskCommand::Update(p) => (
+                p.parent_task_id.is_some(),
+                p.status_id.is_some() || p.task_type_id.is_some() || p.custom_fields.is_some(),
+            ),
+            TaskCommand::Revert { .. } => (true, true),
+            _ => (false, false),
+        };
         for _ in 0..8 {
             let mut tx = self.store.begin().await?;
+            if reparents {
+                lock_task_tree(&mut tx, project_id).await?;
+            }
             if let Some(sprint_id) = sprint {
                 self.lock_sprint_for_task(&mut tx, project_id, sprint_id)
                     .await?;
+            }
+            if uses_config {
+                share_project_config(&mut tx, project_id).await?;
             }
             let ctx = self
                 .task_context(tx.conn(), project_id, Some(task_id), parent)

@@ -282,23 +282,6 @@ pub async fn open_task_ids_in_sprint(
     .await
 }
 
-/// Whether any live task uses a type or status (deleting them is refused).
-pub async fn tasks_using(pool: &PgPool, column: TaskRef, id: Uuid) -> Result<i64, sqlx::Error> {
-    let sql = match column {
-        TaskRef::Type => {
-            "SELECT COUNT(*) FROM tasks WHERE task_type_id = $1 AND deleted_at IS NULL"
-        }
-        TaskRef::Status => "SELECT COUNT(*) FROM tasks WHERE status_id = $1 AND deleted_at IS NULL",
-    };
-    sqlx::query_scalar(sql).bind(id).fetch_one(pool).await
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum TaskRef {
-    Type,
-    Status,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ActivityView {
     pub id: Uuid,

@@ -167,3 +167,34 @@ def test_changes_are_visible_to_filters(admin, ds):
     assert t["id"] in ids(list_all(admin, pid, sprint_id=ds["s2"]["id"], assignee_id=ds["m_u"]))
     ok(admin.delete(P(pid, f"/tasks/{t['id']}")))
     assert t["id"] not in ids(list_all(admin, pid, sprint_id=ds["s2"]["id"]))
+
+
+def test_cursor_is_stable_under_concurrent_writes(admin, make_project):
+    """Keyset pagination: tasks created, updated or deleted while a client walks the pages never make
+    the walk repeat a task or skip one that existed (and was not deleted) throughout."""
+    pid = make_project()["id"]
+    original = [create_task(admin, pid, f"walk {i:02d}", importance=i % 3) for i in range(15)]
+    seen, cursor, pages = [], None, 0
+    deleted = set()
+    while True:
+        q = {"page_size": 4}
+        if cursor:
+            q["cursor"] = cursor
+        data = list_page(admin, pid, **q)
+        seen += [t["id"] for t in data["items"]]
+        pages += 1
+        if pages == 1:
+            create_task(admin, pid, "born mid-walk")
+            not_seen = [t for t in original if t["id"] not in seen]
+            ok(admin.delete(P(pid, f"/tasks/{not_seen[-1]['id']}")))
+            deleted.add(not_seen[-1]["id"])
+            for t in original[:6]:
+                patch_task(admin, pid, t["id"], {"title": t["title"] + " (edited)", "importance": 9})
+        cursor = data["next_cursor"]
+        if not cursor:
+            break
+        assert pages < 20
+    assert len(seen) == len(set(seen)), "a task was returned twice during the walk"
+    missing = {t["id"] for t in original} - deleted - set(seen)
+    assert not missing, f"{len(missing)} task(s) skipped by the walk"
+    assert not (deleted & set(seen[4:])), "a task deleted before its page was fetched was still returned"

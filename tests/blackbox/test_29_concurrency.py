@@ -113,3 +113,35 @@ def test_concurrent_creation_in_two_projects(admin, make_project):
     for p in (p1, p2):
         nums = sorted(t["task_number"] for t in list_all(admin, p["id"], page_size=200))
         assert nums == list(range(1, 11)), nums
+
+
+def test_deleting_a_status_races_with_its_first_use(admin, project):
+    """Either the status is deleted and nothing uses it, or the delete is refused (TASK_STATUS_IN_USE):
+    a live task must never point at a deleted status."""
+    pid = project["id"]
+    for round_ in range(6):
+        st = ok(admin.post(P(pid, "/task-statuses"), json={"name": f"Temp {round_}", "category": "todo"}), 201)
+        c1, c2 = clone(admin), clone(admin)
+        rd, rc = parallel([lambda: c1.delete(P(pid, f"/task-statuses/{st['id']}")),
+                           lambda: c2.post(P(pid, "/tasks"), json={"title": f"uses temp {round_}",
+                                                                   "status_id": st["id"]})])
+        live = {s["id"] for s in items(admin.get(P(pid, "/task-statuses")))}
+        users = [t for t in list_all(admin, pid, page_size=200) if t["status_id"] == st["id"]]
+        if st["id"] not in live:
+            assert not users, (f"round {round_}: status deleted ({rd.status_code}) but task created with it "
+                               f"({rc.status_code}): {[t['id'] for t in users]}")
+
+
+def test_deleting_a_sprint_races_with_moving_a_task_into_it(admin, project):
+    """DELETE sprint sets its tasks' sprint_id to null; a concurrent move into it must not leave a task
+    pointing at a deleted sprint."""
+    pid = project["id"]
+    for round_ in range(6):
+        s = create_sprint(admin, pid, f"Doomed {round_}")
+        t = create_task(admin, pid, f"mover {round_}")
+        c1, c2 = clone(admin), clone(admin)
+        rd, rp = parallel([lambda: c1.delete(P(pid, f"/sprints/{s['id']}")),
+                           lambda: c2.patch(P(pid, f"/tasks/{t['id']}"), json={"sprint_id": s["id"]})])
+        ok(rd)
+        assert get_task(admin, pid, t["id"]).get("sprint_id") is None, (
+            f"round {round_}: task points at deleted sprint (PATCH {rp.status_code} {rp.text[:150]})")

@@ -5,7 +5,6 @@ use domain::ErrorCode;
 use domain::permissions::project::{TASKS_READ, TASKS_WRITE};
 use domain::task_config::{ConfigCommand, CustomField, FieldOption};
 use projections::queries;
-use projections::queries_tasks::{self, TaskRef};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use uuid::Uuid;
@@ -34,25 +33,6 @@ async fn configure(
         .commands
         .configure_tasks(&principal.metadata(), project_id, command)
         .await?;
-    Ok(())
-}
-
-/// Types and statuses that live tasks use cannot be deleted (the tasks
-/// would point at nothing). The check reads the task read model: a task
-/// created concurrently with the deletion can slip through; it then shows
-/// the id of a deleted type/status until it is edited.
-async fn in_use(state: &AppState, what: TaskRef, id: Uuid) -> ApiResult<()> {
-    let count = queries_tasks::tasks_using(&state.pool, what, id).await?;
-    if count > 0 {
-        let (code, noun) = match what {
-            TaskRef::Type => (ErrorCode::TASK_TYPE_IN_USE, "task type"),
-            TaskRef::Status => (ErrorCode::TASK_STATUS_IN_USE, "status"),
-        };
-        return Err(ApiError::new(
-            code,
-            format!("{count} task(s) use this {noun}; move them first"),
-        ));
-    }
     Ok(())
 }
 
@@ -134,7 +114,6 @@ pub async fn delete_type(
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, type_id) = path.into_inner();
-    in_use(&state, TaskRef::Type, type_id).await?;
     configure(
         &state,
         &principal,
@@ -237,7 +216,6 @@ pub async fn delete_status(
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, status_id) = path.into_inner();
-    in_use(&state, TaskRef::Status, status_id).await?;
     configure(
         &state,
         &principal,
