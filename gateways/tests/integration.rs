@@ -2,6 +2,7 @@
 //! concurrency, rejected commands leaving no trace, authorization, secrets.
 
 mod common;
+mod sprints_views;
 mod tasks;
 
 use serde_json::json;

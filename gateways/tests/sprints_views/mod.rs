@@ -3,12 +3,10 @@
 //! code, task moves on completion and deletion, rejected commands leaving
 //! no trace, the per-context view lock, history/as_of, and rebuild+verify.
 
-mod common;
-
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use common::app;
+use crate::common::{self, app};
 
 fn id(reply: &common::Reply) -> String {
     reply.data()["id"]
