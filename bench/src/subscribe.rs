@@ -62,7 +62,8 @@ impl SubscriptionHandler for Recorder {
 
 pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
     // Writers + subscription (lock session, listener, batch reads and
-    // transaction) + naive reader + the store's notifier.
+    // transaction) + naive reader (the store's notifier has its own
+    // connection outside the pool).
     let pool = db.pool(WRITERS as u32 + 8).await?;
     let writer_store = EventStore::builder(pool.clone()).build();
     // A second store instance has its own in-process commit signal, which
