@@ -97,7 +97,10 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
 
     let outcome = tokio::select! {
         outcome = rx => outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("client thread died"))),
-        status = server.child.wait() => Err(anyhow::anyhow!("paca exited during the bench: {status:?}")),
+        status = server.child.wait() => Err(match status {
+            Ok(status) => anyhow::anyhow!("paca exited during the bench ({status})"),
+            Err(e) => anyhow::anyhow!("waiting for paca: {e}"),
+        }),
     };
     server.stop().await;
     outcome
