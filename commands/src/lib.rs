@@ -62,6 +62,14 @@ pub type CommandResult<T> = Result<T, CommandError>;
 pub struct Commands {
     pub store: EventStore,
     pub auth: AuthConfig,
+    /// Project aggregates folded so far, by id, with their version. Every
+    /// task command needs its project's configuration; re-folding the whole
+    /// project stream each time made task writes O(project history). A
+    /// cached state is only ever extended with the events after its version
+    /// (events are immutable), so it cannot be stale.
+    projects: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<Uuid, (i64, domain::project::Project)>>,
+    >,
 }
 
 /// An aggregate's state loaded from its stream, and the version it is at.
@@ -72,7 +80,53 @@ pub struct Loaded<S> {
 
 impl Commands {
     pub fn new(store: EventStore, auth: AuthConfig) -> Self {
-        Self { store, auth }
+        Self {
+            store,
+            auth,
+            projects: Default::default(),
+        }
+    }
+
+    /// The project aggregate as of the latest committed event visible on
+    /// `conn`, from the cache plus whatever was appended since.
+    pub async fn project_state(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        project_id: Uuid,
+    ) -> CommandResult<domain::project::Project> {
+        use domain::project::{Project, ProjectEvent};
+        const MAX_CACHED: usize = 4096;
+        let cached = self
+            .projects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&project_id)
+            .cloned();
+        let (mut version, mut state) = cached.unwrap_or_default();
+        let newer = self.store.read_stream_in(conn, project_id, version).await?;
+        if newer.is_empty() {
+            return Ok(state);
+        }
+        for event in &newer {
+            let typed =
+                ProjectEvent::from_stored(&event.event_type, &event.payload).map_err(|e| {
+                    CommandError::Infra(format!(
+                        "cannot decode {} of {project_id}: {e}",
+                        event.event_type
+                    ))
+                })?;
+            state = Project::evolve(state, &typed);
+            version = event.version;
+        }
+        let mut cache = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        // Another request may have cached a newer version meanwhile.
+        if cache.get(&project_id).is_none_or(|(v, _)| *v < version) {
+            cache.insert(project_id, (version, state.clone()));
+        }
+        Ok(state)
     }
 
     /// Folds a stream into its aggregate state, on the given connection.

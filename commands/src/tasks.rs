@@ -2,7 +2,6 @@
 //! update, delete, comments, revert of a recorded change, and moving tasks
 //! between sprints inside a caller's transaction.
 
-use domain::project::{Project, ProjectEvent};
 use domain::task::{ParentInfo, Task, TaskCommand, TaskContext, TaskEvent, TaskFields, TaskPatch};
 use domain::task_config::EPIC;
 use domain::{DomainEvent, ErrorCode};
@@ -54,10 +53,7 @@ impl Commands {
         self_id: Option<Uuid>,
         parent: Option<Uuid>,
     ) -> CommandResult<TaskContext> {
-        let project = self
-            .load_in::<ProjectEvent, Project>(conn, project_id, Project::evolve)
-            .await?
-            .state;
+        let project = self.project_state(conn, project_id).await?;
         if !project.is_live() {
             return Err(CommandError::domain(
                 ErrorCode::PROJECT_NOT_FOUND,
@@ -65,22 +61,12 @@ impl Commands {
             ));
         }
         let config = &project.config;
-        // The sprints read model arrives with the sprints work; until its
-        // table exists no sprint can be referenced. (A failing statement
-        // would abort the surrounding transaction, so ask first.)
-        let has_sprints: bool = sqlx::query_scalar("SELECT to_regclass('sprints') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
-        let sprints: Vec<Uuid> = if has_sprints {
-            sqlx::query_scalar(
-                "SELECT id FROM sprints WHERE project_id = $1 AND deleted_at IS NULL",
-            )
-            .bind(project_id)
-            .fetch_all(&mut *conn)
-            .await?
-        } else {
-            Vec::new()
-        };
+        let sprints: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sprints WHERE project_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(project_id)
+        .fetch_all(&mut *conn)
+        .await?;
         let parent = match parent {
             None => None,
             Some(parent_id) => {
