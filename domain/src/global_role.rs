@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Decision, DomainError, DomainEvent, ErrorCode, permissions};
+use crate::{Decision, DomainError, DomainEvent, ErrorCode, permissions, validate};
 
 pub const SUPER_ADMIN: &str = "SUPER_ADMIN";
 pub const ADMIN: &str = "ADMIN";
@@ -75,14 +75,12 @@ pub enum GlobalRoleCommand {
 }
 
 pub fn normalize_name(name: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > ROLE_NAME_MAX {
-        return Err(DomainError::new(
-            ErrorCode::ROLE_NAME_INVALID,
-            format!("role name must be 1-{ROLE_NAME_MAX} characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    validate::bounded_name(
+        name,
+        ROLE_NAME_MAX,
+        ErrorCode::ROLE_NAME_INVALID,
+        "role name",
+    )
 }
 
 /// Validates and de-duplicates a permission list, keeping its order.

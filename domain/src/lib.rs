@@ -14,6 +14,7 @@ pub mod sprint;
 pub mod task;
 pub mod task_config;
 pub mod user;
+pub mod validate;
 pub mod view;
 
 pub use error::{Decision, DomainError, ErrorCode};

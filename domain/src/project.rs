@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::global_role::{normalize_name, normalize_permissions};
 use crate::task_config::{self, ConfigSeedIds, CustomField, TaskConfig, TaskStatus, TaskType};
-use crate::{Decision, DomainError, DomainEvent, ErrorCode, permissions};
+use crate::{Decision, DomainError, DomainEvent, ErrorCode, permissions, validate};
 
 pub const NAME_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 10_000;
@@ -302,14 +302,7 @@ fn derive_prefix(name: &str) -> String {
 }
 
 fn normalize_project_name(name: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
-        return Err(DomainError::new(
-            ErrorCode::PROJECT_NAME_INVALID,
-            format!("name must be 1-{NAME_MAX} characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    validate::bounded_name(name, NAME_MAX, ErrorCode::PROJECT_NAME_INVALID, "name")
 }
 
 fn check_description(description: &str) -> Result<(), DomainError> {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::project::FieldChange;
-use crate::{Decision, DomainError, DomainEvent, ErrorCode};
+use crate::{Decision, DomainError, DomainEvent, ErrorCode, validate};
 
 pub const NAME_MAX: usize = 200;
 pub const GOAL_MAX: usize = 10_000;
@@ -111,24 +111,11 @@ fn err(code: ErrorCode, message: impl Into<String>) -> DomainError {
 }
 
 fn normalize_name(name: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
-        return Err(err(
-            ErrorCode::SPRINT_NAME_INVALID,
-            format!("name must be 1-{NAME_MAX} characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    validate::bounded_name(name, NAME_MAX, ErrorCode::SPRINT_NAME_INVALID, "name")
 }
 
 fn check_status(status: &str) -> Result<(), DomainError> {
-    if !STATUSES.contains(&status) {
-        return Err(err(
-            ErrorCode::SPRINT_STATUS_INVALID,
-            format!("status must be one of {}", STATUSES.join(", ")),
-        ));
-    }
-    Ok(())
+    validate::one_of(status, STATUSES, ErrorCode::SPRINT_STATUS_INVALID, "status")
 }
 
 fn check_goal(goal: &Option<String>) -> Result<(), DomainError> {

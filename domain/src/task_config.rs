@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::project::{FieldChange, Project, ProjectEvent};
-use crate::{DomainError, ErrorCode};
+use crate::{DomainError, ErrorCode, validate};
 
 pub const STATUS_CATEGORIES: &[&str] = &[
     "backlog",
@@ -212,11 +212,7 @@ fn err(code: ErrorCode, message: impl Into<String>) -> DomainError {
 }
 
 fn name_ok(name: &str, code: ErrorCode, what: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(err(code, format!("{what} must be 1-100 characters")));
-    }
-    Ok(name.to_owned())
+    validate::bounded_name(name, 100, code, what)
 }
 
 fn json<T: Serialize>(value: &T) -> Value {
@@ -234,13 +230,21 @@ fn change<T: Serialize + PartialEq>(changes: &mut Vec<FieldChange>, field: &str,
 }
 
 fn check_field_type(field_type: &str) -> Result<(), DomainError> {
-    if !FIELD_TYPES.contains(&field_type) {
-        return Err(err(
-            ErrorCode::CUSTOM_FIELD_TYPE_INVALID,
-            format!("field_type must be one of {}", FIELD_TYPES.join(", ")),
-        ));
-    }
-    Ok(())
+    validate::one_of(
+        field_type,
+        FIELD_TYPES,
+        ErrorCode::CUSTOM_FIELD_TYPE_INVALID,
+        "field_type",
+    )
+}
+
+fn check_category(category: &str) -> Result<(), DomainError> {
+    validate::one_of(
+        category,
+        STATUS_CATEGORIES,
+        ErrorCode::TASK_STATUS_CATEGORY_INVALID,
+        "category",
+    )
 }
 
 fn check_options(options: &[FieldOption]) -> Result<(), DomainError> {
@@ -505,12 +509,7 @@ impl Project {
             } => {
                 let name = name_ok(&name, ErrorCode::TASK_STATUS_NAME_INVALID, "name")?;
                 self.status_name_free(&name, None)?;
-                if !STATUS_CATEGORIES.contains(&category.as_str()) {
-                    return Err(err(
-                        ErrorCode::TASK_STATUS_CATEGORY_INVALID,
-                        format!("category must be one of {}", STATUS_CATEGORIES.join(", ")),
-                    ));
-                }
+                check_category(&category)?;
                 let position = position.unwrap_or_else(|| {
                     self.config
                         .statuses
@@ -551,12 +550,7 @@ impl Project {
                     change(&mut changes, "position", &s.position, &position);
                 }
                 if let Some(category) = category {
-                    if !STATUS_CATEGORIES.contains(&category.as_str()) {
-                        return Err(err(
-                            ErrorCode::TASK_STATUS_CATEGORY_INVALID,
-                            format!("category must be one of {}", STATUS_CATEGORIES.join(", ")),
-                        ));
-                    }
+                    check_category(&category)?;
                     change(&mut changes, "category", &s.category, &category);
                 }
                 if changes.is_empty() {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::project::FieldChange;
-use crate::{Decision, DomainError, DomainEvent, ErrorCode};
+use crate::{Decision, DomainError, DomainEvent, ErrorCode, validate};
 
 pub const NAME_MAX: usize = 100;
 pub const VIEW_TYPES: &[&str] = &["table", "board", "roadmap", "plugin"];
@@ -164,24 +164,16 @@ fn err(code: ErrorCode, message: impl Into<String>) -> DomainError {
 }
 
 fn normalize_name(name: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
-        return Err(err(
-            ErrorCode::VIEW_NAME_INVALID,
-            format!("name must be 1-{NAME_MAX} characters"),
-        ));
-    }
-    Ok(name.to_owned())
+    validate::bounded_name(name, NAME_MAX, ErrorCode::VIEW_NAME_INVALID, "name")
 }
 
 fn check_view_type(view_type: &str) -> Result<(), DomainError> {
-    if !VIEW_TYPES.contains(&view_type) {
-        return Err(err(
-            ErrorCode::VIEW_TYPE_INVALID,
-            format!("view_type must be one of {}", VIEW_TYPES.join(", ")),
-        ));
-    }
-    Ok(())
+    validate::one_of(
+        view_type,
+        VIEW_TYPES,
+        ErrorCode::VIEW_TYPE_INVALID,
+        "view_type",
+    )
 }
 
 fn check_config(config: &Value) -> Result<(), DomainError> {
