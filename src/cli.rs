@@ -207,7 +207,7 @@ pub async fn projections(store: &EventStore, command: ProjectionsCommand) -> Res
                 "name", "kind", "state", "checkpoint", "lag"
             );
             for p in projections::rebuild::state(store).await? {
-                let stale = p.version != p.code_version;
+                let stale = !p.current;
                 println!(
                     "{:<24} {:<8} {:<10} {:>12} {:>8}  version {} (code {}), schema {}, rebuilt {}",
                     p.name,

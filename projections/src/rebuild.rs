@@ -35,6 +35,20 @@ pub const TABLES: &[&str] = &[
     "task_activities",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
+
+/// Identifies the read-model shape this code builds: the DDL text and the
+/// projector version. Any difference from the live projection's fingerprint
+/// makes `ensure_ready` rebuild, so a table added to the DDL without a
+/// version bump still appears on upgrade. (FNV-1a: stable across builds and
+/// platforms, unlike `std`'s hasher.)
+pub fn fingerprint() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in DDL.bytes().chain(READ_MODEL_VERSION.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{READ_MODEL_VERSION}-{hash:016x}")
+}
 const BATCH: i64 = 5_000;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -75,6 +89,8 @@ pub struct ProjectionState {
     pub schema: String,
     pub checkpoint: GlobalPosition,
     pub rebuilt_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// False when the live tables were built by other code (a rebuild is due).
+    pub current: bool,
 }
 
 async fn create_tables(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
@@ -237,10 +253,12 @@ async fn record_state(
     rebuilt: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO projection_state (name, version, schema, last_tx, last_pos, rebuilt_at)
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END)
+        "INSERT INTO projection_state (name, version, schema, last_tx, last_pos, rebuilt_at,
+                                       fingerprint)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END, $7)
          ON CONFLICT (name) DO UPDATE SET version = $2, schema = $3, last_tx = $4, last_pos = $5,
-             rebuilt_at = CASE WHEN $6 THEN now() ELSE projection_state.rebuilt_at END",
+             rebuilt_at = CASE WHEN $6 THEN now() ELSE projection_state.rebuilt_at END,
+             fingerprint = $7",
     )
     .bind(NAME)
     .bind(READ_MODEL_VERSION)
@@ -248,6 +266,7 @@ async fn record_state(
     .bind(last.tx_id)
     .bind(last.position)
     .bind(rebuilt)
+    .bind(fingerprint())
     .execute(conn)
     .await?;
     Ok(())
@@ -331,13 +350,14 @@ pub async fn ensure_ready(store: &EventStore) -> Result<Option<RebuildReport>, B
         .execute(&mut *conn)
         .await?;
     let result = async {
-        let version: Option<i32> =
-            sqlx::query_scalar("SELECT version FROM projection_state WHERE name = $1")
+        let state: Option<(i32, Option<String>)> =
+            sqlx::query_as("SELECT version, fingerprint FROM projection_state WHERE name = $1")
                 .bind(NAME)
                 .fetch_optional(&mut *conn)
                 .await?;
+        let version = state.as_ref().map(|s| s.0);
         let live = schema_exists(&mut conn, LIVE_SCHEMA).await?;
-        if live && version == Some(READ_MODEL_VERSION) {
+        if live && state.is_some_and(|(_, f)| f.as_deref() == Some(fingerprint().as_str())) {
             return Ok(None);
         }
         let events: i64 =
@@ -363,7 +383,7 @@ pub async fn ensure_ready(store: &EventStore) -> Result<Option<RebuildReport>, B
 
 pub async fn state(store: &EventStore) -> Result<Vec<ProjectionState>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT name, version, schema, last_tx, last_pos, rebuilt_at FROM projection_state
+        "SELECT name, version, schema, last_tx, last_pos, rebuilt_at, fingerprint FROM projection_state
          ORDER BY name",
     )
     .fetch_all(store.pool())
@@ -380,6 +400,8 @@ pub async fn state(store: &EventStore) -> Result<Vec<ProjectionState>, sqlx::Err
                 position: r.get("last_pos"),
             },
             rebuilt_at: r.get("rebuilt_at"),
+            current: r.get::<Option<String>, _>("fingerprint").as_deref()
+                == Some(fingerprint().as_str()),
         })
         .collect())
 }
