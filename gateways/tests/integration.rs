@@ -537,7 +537,12 @@ async fn outdated_read_models_are_rebuilt_on_start(_: PgPoolOptions, options: Pg
     let t = app(options).await;
     let admin = t.admin().await;
     let created = t
-        .call("POST", "/api/v1/projects", Some(&admin), Some(json!({"name": "Old"})))
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "Old"})),
+        )
         .await;
     assert_eq!(created.status, 201);
     sqlx::query("DROP TABLE rm.sprint_views")
@@ -553,14 +558,22 @@ async fn outdated_read_models_are_rebuilt_on_start(_: PgPoolOptions, options: Pg
         .build();
     let report = projections::ensure_ready(&store).await.unwrap();
     assert!(report.is_some(), "a rebuild should have run");
-    assert!(projections::ensure_ready(&store).await.unwrap().is_none(), "and only once");
+    assert!(
+        projections::ensure_ready(&store).await.unwrap().is_none(),
+        "and only once"
+    );
     let views: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rm.sprint_views")
         .fetch_one(&t.pool)
         .await
         .unwrap();
     assert_eq!(views, 2, "the project's seeded views are back");
     let again = t
-        .call("POST", "/api/v1/projects", Some(&admin), Some(json!({"name": "New"})))
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "New"})),
+        )
         .await;
     assert_eq!(again.status, 201, "{}", again.body);
 }
