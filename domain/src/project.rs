@@ -449,17 +449,14 @@ impl Project {
     }
 
     fn role_name_free(&self, name: &str, except: Option<Uuid>) -> Result<(), DomainError> {
-        let taken = self
-            .roles
-            .iter()
-            .any(|(id, r)| Some(*id) != except && r.name.eq_ignore_ascii_case(name));
-        if taken {
-            return Err(DomainError::new(
-                ErrorCode::ROLE_NAME_TAKEN,
-                format!("a project role named {name:?} already exists"),
-            ));
-        }
-        Ok(())
+        let names = self.roles.iter().map(|(id, r)| (id, r.name.as_str()));
+        validate::name_free(
+            names,
+            name,
+            except.as_ref(),
+            ErrorCode::ROLE_NAME_TAKEN,
+            "project role",
+        )
     }
 
     /// Members whose role lets them manage members; the project must keep

@@ -375,33 +375,33 @@ impl Project {
     }
 
     fn type_name_free(&self, name: &str, except: Option<Uuid>) -> Result<(), DomainError> {
-        if self
+        let names = self
             .config
             .types
             .iter()
-            .any(|(id, t)| Some(*id) != except && t.name.eq_ignore_ascii_case(name))
-        {
-            return Err(err(
-                ErrorCode::TASK_TYPE_NAME_RESERVED,
-                format!("a task type named {name:?} already exists"),
-            ));
-        }
-        Ok(())
+            .map(|(id, t)| (id, t.name.as_str()));
+        validate::name_free(
+            names,
+            name,
+            except.as_ref(),
+            ErrorCode::TASK_TYPE_NAME_RESERVED,
+            "task type",
+        )
     }
 
     fn status_name_free(&self, name: &str, except: Option<Uuid>) -> Result<(), DomainError> {
-        if self
+        let names = self
             .config
             .statuses
             .iter()
-            .any(|(id, s)| Some(*id) != except && s.name.eq_ignore_ascii_case(name))
-        {
-            return Err(err(
-                ErrorCode::TASK_STATUS_NAME_TAKEN,
-                format!("a status named {name:?} already exists"),
-            ));
-        }
-        Ok(())
+            .map(|(id, s)| (id, s.name.as_str()));
+        validate::name_free(
+            names,
+            name,
+            except.as_ref(),
+            ErrorCode::TASK_STATUS_NAME_TAKEN,
+            "status",
+        )
     }
 
     pub fn decide_config(&self, command: ConfigCommand) -> Result<Vec<ProjectEvent>, DomainError> {

@@ -35,3 +35,23 @@ pub fn one_of(
     }
     Ok(())
 }
+
+/// `name` (case-insensitively) is not used by any entry but `except`.
+pub fn name_free<'a, K: PartialEq + 'a>(
+    existing: impl IntoIterator<Item = (&'a K, &'a str)>,
+    name: &str,
+    except: Option<&K>,
+    code: ErrorCode,
+    what: &str,
+) -> Result<(), DomainError> {
+    let taken = existing
+        .into_iter()
+        .any(|(id, other)| Some(id) != except && other.eq_ignore_ascii_case(name));
+    if taken {
+        return Err(DomainError::new(
+            code,
+            format!("a {what} named {name:?} already exists"),
+        ));
+    }
+    Ok(())
+}
