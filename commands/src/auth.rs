@@ -89,14 +89,14 @@ pub async fn hash_password(password: String) -> CommandResult<String> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt[..]);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| CommandError::Infra(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| CommandError::crypto("password salt", e.to_string()))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| CommandError::Infra(e.to_string()))
+            .map_err(|e| CommandError::crypto("password hashing", e.to_string()))
     })
     .await
-    .map_err(|e| CommandError::Infra(e.to_string()))?
+    .map_err(|e| CommandError::crypto("password hashing task", e))?
 }
 
 pub async fn verify_password(hash: String, password: String) -> bool {
@@ -154,7 +154,7 @@ impl AuthConfig {
             &claims,
             &EncodingKey::from_secret(self.jwt_secret.as_bytes()),
         )
-        .map_err(|e| CommandError::Infra(e.to_string()))
+        .map_err(|e| CommandError::crypto("access token signing", e))
     }
 
     pub fn verify_access(&self, token: &str) -> CommandResult<AccessClaims> {

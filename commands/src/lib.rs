@@ -2,6 +2,11 @@
 //! reservations for set-wide uniqueness, and the credential services whose
 //! secrets never enter the log.
 
+// First: `transact!` is textually scoped to the modules after it.
+#[macro_use]
+pub mod transact;
+pub mod error;
+
 pub mod auth;
 pub mod projects;
 pub mod roles;
@@ -10,52 +15,12 @@ pub mod tasks;
 pub mod users;
 pub mod views;
 
-use domain::{DomainError, DomainEvent, ErrorCode};
-use eventstore::{
-    AppendError, AppendTx, EventStore, ExpectedVersion, Metadata, NewEvent, StreamRef,
-};
+use domain::{DomainError, DomainEvent};
+use eventstore::{AppendTx, EventStore, ExpectedVersion, Metadata, NewEvent, StreamRef};
 use uuid::Uuid;
 
 pub use auth::{AuthConfig, Credentials};
-
-/// How many times a command is re-decided on fresh state after losing an
-/// optimistic-concurrency race before the caller gets `409 CONFLICT`.
-const MAX_ATTEMPTS: usize = 8;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// Lost the race more than [`MAX_ATTEMPTS`] times, or the caller asked
-    /// for a specific version (`If-Match`) and the stream has moved on.
-    #[error("concurrent modification of {0}; retry")]
-    Conflict(Uuid),
-    #[error("infrastructure failure: {0}")]
-    Infra(String),
-}
-
-impl CommandError {
-    pub fn domain(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Domain(DomainError::new(code, message))
-    }
-}
-
-impl From<sqlx::Error> for CommandError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Infra(error.to_string())
-    }
-}
-
-impl From<AppendError> for CommandError {
-    fn from(error: AppendError) -> Self {
-        match error {
-            AppendError::VersionConflict { stream_id, .. } => Self::Conflict(stream_id),
-            other => Self::Infra(other.to_string()),
-        }
-    }
-}
-
-pub type CommandResult<T> = Result<T, CommandError>;
+pub use error::{CommandError, CommandResult, InfraError};
 
 /// The write side's entry point: every mutation goes through here.
 #[derive(Clone)]
@@ -108,13 +73,8 @@ impl Commands {
             return Ok(state);
         }
         for event in &newer {
-            let typed =
-                ProjectEvent::from_stored(&event.event_type, &event.payload).map_err(|e| {
-                    CommandError::Infra(format!(
-                        "cannot decode {} of {project_id}: {e}",
-                        event.event_type
-                    ))
-                })?;
+            let typed = ProjectEvent::from_stored(&event.event_type, &event.payload)
+                .map_err(|source| decode_error(event, source))?;
             state = Project::evolve(state, &typed);
             version = event.version;
         }
@@ -140,12 +100,8 @@ impl Commands {
         let mut state = S::default();
         let mut version = 0;
         for event in &events {
-            let typed = E::from_stored(&event.event_type, &event.payload).map_err(|e| {
-                CommandError::Infra(format!(
-                    "cannot decode {} v{} of {stream_id}: {e}",
-                    event.event_type, event.version
-                ))
-            })?;
+            let typed = E::from_stored(&event.event_type, &event.payload)
+                .map_err(|source| decode_error(event, source))?;
             state = evolve(state, &typed);
             version = event.version;
         }
@@ -201,29 +157,18 @@ impl Commands {
         S: Default,
         F: FnMut(&S) -> Result<(Vec<E>, Vec<WriteSide>), DomainError>,
     {
-        for _ in 0..MAX_ATTEMPTS {
-            let mut tx = self.store.begin().await?;
-            match self
-                .execute_in(
-                    &mut tx,
-                    stream_id,
-                    project_id,
-                    evolve,
-                    metadata,
-                    &mut decide,
-                    if_version,
-                )
-                .await
-            {
-                Ok(done) => {
-                    tx.commit().await?;
-                    return Ok(done);
-                }
-                Err(CommandError::Conflict(_)) if if_version.is_none() => continue,
-                Err(other) => return Err(other),
-            }
-        }
-        Err(CommandError::Conflict(stream_id))
+        transact!(self, tx => {
+            self.execute_in(
+                tx,
+                stream_id,
+                project_id,
+                evolve,
+                metadata,
+                &mut decide,
+                if_version,
+            )
+            .await
+        })
     }
 
     /// One load -> decide -> append inside a caller's transaction, so that
@@ -255,8 +200,12 @@ impl Commands {
             .execute(tx.conn())
             .await?;
         let Loaded { state, version } = self.load_in(tx.conn(), stream_id, evolve).await?;
-        if if_version.is_some_and(|v| v != version) {
-            return Err(CommandError::Conflict(stream_id));
+        if let Some(expected) = if_version.filter(|v| *v != version) {
+            return Err(CommandError::Stale {
+                stream_id,
+                expected,
+                actual: version,
+            });
         }
         let (events, effects) = decide(&state)?;
         if events.is_empty() {
@@ -283,6 +232,15 @@ impl Commands {
         let state = events.iter().fold(state, evolve);
         Ok((state, result.stream_version))
     }
+}
+
+fn decode_error(event: &eventstore::RecordedEvent, source: serde_json::Error) -> CommandError {
+    CommandError::Infra(InfraError::Decode {
+        stream_id: event.stream_id,
+        version: event.version,
+        event_type: event.event_type.clone(),
+        source,
+    })
 }
 
 /// Write-side state changed together with a command's events.

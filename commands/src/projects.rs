@@ -8,7 +8,6 @@ use eventstore::Metadata;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::sprints::transact;
 use crate::{CommandError, CommandResult, Commands, TaskColumn, WriteSide};
 use domain::DomainError;
 

@@ -18,10 +18,6 @@ use uuid::Uuid;
 
 use crate::{CommandError, CommandResult, Commands};
 
-/// How many times a multi-stream command is retried after losing a race
-/// (or being chosen as a deadlock victim) before the caller gets 409.
-pub(crate) const ATTEMPTS: usize = 8;
-
 pub struct NewSprint {
     pub name: String,
     pub start_date: Option<DateTime<Utc>>,
@@ -42,79 +38,6 @@ pub struct SprintPatch {
 fn not_found() -> DomainError {
     DomainError::new(ErrorCode::SPRINT_NOT_FOUND, "sprint not found")
 }
-
-/// PostgreSQL's deadlock error (SQLSTATE 40P01) as it reaches us through
-/// `CommandError::Infra`: the victim's transaction is rolled back, so the
-/// whole command can simply run again.
-fn is_deadlock(error: &CommandError) -> bool {
-    matches!(error, CommandError::Infra(message) if message.contains("deadlock detected"))
-}
-
-/// What became of one attempt of a multi-stream command.
-#[doc(hidden)]
-pub enum Settled<T> {
-    Committed(T),
-    /// Lost a race or was a deadlock victim: run it again.
-    Retry(CommandError),
-    Failed(CommandError),
-}
-
-/// Commits the attempt's transaction when it succeeded; otherwise drops
-/// (rolls back) it and says whether to run the command again.
-#[doc(hidden)]
-pub async fn settle<T>(tx: AppendTx, result: CommandResult<T>) -> Settled<T> {
-    match result {
-        Ok(value) => match tx.commit().await {
-            Ok(()) => Settled::Committed(value),
-            Err(error) => Settled::Failed(error.into()),
-        },
-        Err(error @ CommandError::Conflict(_)) => Settled::Retry(error),
-        Err(error) if is_deadlock(&error) => Settled::Retry(error),
-        Err(error) => Settled::Failed(error),
-    }
-}
-
-/// `transact!(commands, tx => body)`: runs `body` (an expression using
-/// `tx: &mut AppendTx`, e.g. `self.x_in(tx, ..).await`) in one append
-/// transaction and commits it, running it again on a fresh transaction
-/// when it lost a race or a deadlock. The body must only write through
-/// `tx` (it does: a failed attempt rolls everything back).
-///
-/// A macro rather than a function taking an async closure: the futures of
-/// async closures called through `AsyncFnMut` bounds are not provably
-/// `Send`, and command futures must be.
-macro_rules! transact {
-    ($commands:expr, $tx:ident => $body:expr) => {{
-        let mut outcome = None;
-        let mut last = $crate::CommandError::Conflict(::uuid::Uuid::nil());
-        for _ in 0..$crate::sprints::ATTEMPTS {
-            let mut owned = match $commands.store.begin().await {
-                Ok(tx) => tx,
-                Err(error) => {
-                    outcome = Some(Err(error.into()));
-                    break;
-                }
-            };
-            let result = {
-                let $tx = &mut owned;
-                $body
-            };
-            match $crate::sprints::settle(owned, result).await {
-                $crate::sprints::Settled::Committed(value) => {
-                    outcome = Some(Ok(value));
-                    break;
-                }
-                $crate::sprints::Settled::Retry(error) => last = error,
-                $crate::sprints::Settled::Failed(error) => {
-                    outcome = Some(Err(error));
-                    break;
-                }
-            }
-        }
-        outcome.unwrap_or(Err(last))
-    }};
-}
-pub(crate) use transact;
 
 impl Commands {
     /// Locks stream rows in ascending id order (missing streams are

@@ -240,43 +240,32 @@ impl Commands {
             TaskCommand::Revert { .. } => (true, true),
             _ => (false, false),
         };
-        for _ in 0..8 {
-            let mut tx = self.store.begin().await?;
+        transact!(self, tx => {
             if reparents {
-                lock_task_tree(&mut tx, project_id).await?;
+                lock_task_tree(tx, project_id).await?;
             }
             if let Some(sprint_id) = sprint {
-                self.lock_sprint_for_task(&mut tx, project_id, sprint_id)
-                    .await?;
+                self.lock_sprint_for_task(tx, project_id, sprint_id).await?;
             }
             if uses_config {
-                share_project_config(&mut tx, project_id).await?;
+                share_project_config(tx, project_id).await?;
             }
             let ctx = self
                 .task_context(tx.conn(), project_id, Some(task_id), parent)
                 .await?;
             let mut decide = |task: &Task| Ok((task.decide(command.clone(), &ctx)?, vec![]));
-            match self
-                .execute_in(
-                    &mut tx,
-                    task_id,
-                    Some(project_id),
-                    Task::evolve,
-                    meta,
-                    &mut decide,
-                    if_version,
-                )
-                .await
-            {
-                Ok((_, version)) => {
-                    tx.commit().await?;
-                    return Ok(TaskWritten { task_id, version });
-                }
-                Err(CommandError::Conflict(_)) if if_version.is_none() => continue,
-                Err(other) => return Err(other),
-            }
-        }
-        Err(CommandError::Conflict(task_id))
+            self.execute_in(
+                tx,
+                task_id,
+                Some(project_id),
+                Task::evolve,
+                meta,
+                &mut decide,
+                if_version,
+            )
+            .await
+            .map(|(_, version)| TaskWritten { task_id, version })
+        })
     }
 
     pub async fn update_task(

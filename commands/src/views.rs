@@ -17,7 +17,6 @@ use eventstore::{AppendTx, Metadata};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::sprints::transact;
 use crate::{CommandError, CommandResult, Commands};
 
 /// `reservations` scope of the per-context lock rows.
@@ -122,7 +121,7 @@ impl Commands {
     ) -> CommandResult<()> {
         let project_id = match &command {
             ViewCommand::Create { scope, .. } => scope.project_id,
-            _ => return Err(CommandError::Infra("create_view_in needs a Create".into())),
+            _ => return Err(CommandError::Infra(crate::InfraError::Bug("create_view_in needs a Create"))),
         };
         let mut decide = |v: &View| Ok((v.decide(command.clone())?, vec![]));
         self.execute_in(

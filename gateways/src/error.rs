@@ -49,6 +49,21 @@ impl ApiError {
     }
 }
 
+/// Displays an error with its whole `source()` chain, for the log.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -93,7 +108,17 @@ impl From<CommandError> for ApiError {
                 ErrorCode::CONFLICT,
                 format!("{id} was modified concurrently; reload and retry"),
             ),
-            CommandError::Infra(detail) => Self::internal(detail),
+            CommandError::Stale {
+                stream_id,
+                expected,
+                actual,
+            } => Self::new(
+                ErrorCode::CONFLICT,
+                format!(
+                    "{stream_id} is at version {actual}, not {expected} (If-Match); reload and retry"
+                ),
+            ),
+            CommandError::Infra(error) => Self::internal(ErrorChain(&error)),
         }
     }
 }

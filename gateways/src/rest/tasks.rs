@@ -260,7 +260,7 @@ pub async fn patch(
         .update_task(&principal.metadata(), project_id, task_id, patch, expected)
         .await;
     match result {
-        Err(commands::CommandError::Conflict(_)) if expected.is_some() => {
+        Err(commands::CommandError::Stale { .. }) => {
             return Err(ApiError::new(
                 ErrorCode::CONFLICT,
                 "the task changed since the version in If-Match; reload it and retry",
