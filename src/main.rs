@@ -221,7 +221,11 @@ async fn serve(config: Config) -> Result<()> {
             cookie_secure: config.cookie_secure,
             agent_api_key: config.agent_api_key.clone(),
         },
-    );
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
+    let (stop_background, background) = tokio::sync::watch::channel(false);
+    let follower = commands.directory.follow(background.clone());
     commands
         .seed_global_roles()
         .await
@@ -252,6 +256,8 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server.await;
+    let _ = stop_background.send(true);
+    let _ = follower.await;
     db.close().await;
     Ok(())
 }

@@ -8,13 +8,16 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
 use domain::ErrorCode;
+use domain::user::{SessionEnd, User, UserCommand};
+use eventstore::{AppendTx, Metadata};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
-use crate::{CommandError, CommandResult};
+use crate::directory::{Refusal, UserAccess};
+use crate::{CommandError, CommandResult, Commands};
 
 pub const API_KEY_PREFIX: &str = "paca_";
 
@@ -89,7 +92,8 @@ pub async fn hash_password(password: String) -> CommandResult<String> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt[..]);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| CommandError::crypto("password salt", e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| CommandError::crypto("password salt", e.to_string()))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -126,7 +130,7 @@ async fn dummy_hash() -> String {
 }
 
 impl AuthConfig {
-    fn refresh_lifetime(&self, remember_me: bool) -> Duration {
+    pub fn refresh_lifetime(&self, remember_me: bool) -> Duration {
         if remember_me {
             self.refresh_ttl
         } else {
@@ -174,77 +178,316 @@ impl AuthConfig {
     }
 }
 
-/// Checks a username and password against the live user read model and the
-/// credential table. Any mismatch is the same `AUTH_INVALID_CREDENTIALS`.
-pub async fn check_password_login(
-    pool: &PgPool,
-    username: &str,
-    password: &str,
-) -> CommandResult<(Uuid, bool)> {
-    let row = sqlx::query(
-        "SELECT u.id, u.must_change_password, c.password_hash
-         FROM users u JOIN user_credentials c ON c.user_id = u.id
-         WHERE lower(u.username) = lower($1) AND u.deleted_at IS NULL",
-    )
-    .bind(username)
-    .fetch_optional(pool)
-    .await?;
-    let (user, hash) = match row {
-        Some(row) => (
-            Some((
-                row.get::<Uuid, _>("id"),
-                row.get::<bool, _>("must_change_password"),
+impl Commands {
+    /// Checks a username and password: the user from the directory, the
+    /// hash from the credential table. Any mismatch is the same
+    /// `AUTH_INVALID_CREDENTIALS`, and takes as long.
+    pub async fn check_password_login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> CommandResult<(Uuid, bool)> {
+        let mut user = self.directory.user_by_name(username);
+        if user.is_none() {
+            // Created a moment ago on another node?
+            self.directory.sync().await?;
+            user = self.directory.user_by_name(username);
+        }
+        let hash = match &user {
+            Some(user) => {
+                sqlx::query_scalar("SELECT password_hash FROM user_credentials WHERE user_id = $1")
+                    .bind(user.id)
+                    .fetch_optional(self.store.pool())
+                    .await?
+            }
+            None => None,
+        };
+        let ok = match hash {
+            Some(hash) => verify_password(hash, password.to_owned()).await,
+            None => {
+                verify_password(dummy_hash().await, password.to_owned()).await;
+                false
+            }
+        };
+        match user {
+            Some(user) if ok => Ok((user.id, user.must_change_password)),
+            _ => Err(CommandError::domain(
+                ErrorCode::AUTH_INVALID_CREDENTIALS,
+                "invalid username or password",
             )),
-            row.get::<String, _>("password_hash"),
-        ),
-        None => (None, dummy_hash().await),
-    };
-    let ok = verify_password(hash, password.to_owned()).await;
-    match user {
-        Some(user) if ok => Ok(user),
-        _ => Err(CommandError::domain(
-            ErrorCode::AUTH_INVALID_CREDENTIALS,
-            "invalid username or password",
-        )),
+        }
+    }
+
+    /// Verifies a user's current password (for `PATCH /users/me/password`).
+    pub async fn check_current_password(
+        &self,
+        user_id: Uuid,
+        password: &str,
+    ) -> CommandResult<bool> {
+        let hash: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM user_credentials WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(self.store.pool())
+                .await?;
+        Ok(match hash {
+            Some(hash) => verify_password(hash, password.to_owned()).await,
+            None => false,
+        })
+    }
+
+    /// Starts a session (a new refresh-token family) for a user.
+    pub async fn start_session(
+        &self,
+        user_id: Uuid,
+        must_change_password: bool,
+        remember_me: bool,
+    ) -> CommandResult<Credentials> {
+        // A UUIDv7: the family id carries its start time, which is how a
+        // password change ends every session begun before it.
+        let family = Uuid::now_v7();
+        let refresh = random_token(32);
+        let refresh_ttl = self.auth.refresh_lifetime(remember_me);
+        insert_refresh(
+            self.store.pool(),
+            &refresh,
+            family,
+            user_id,
+            remember_me,
+            refresh_ttl,
+        )
+        .await?;
+        Ok(Credentials {
+            user_id,
+            access_token: self
+                .auth
+                .issue_access(user_id, family, must_change_password)?,
+            access_ttl: self.auth.access_ttl,
+            refresh_token: refresh,
+            refresh_ttl,
+        })
+    }
+
+    /// Rotates a refresh token. Presenting a token that was already
+    /// rotated means it leaked (or a client replayed it): the whole family
+    /// is revoked, and the revocation is an event, so the family's access
+    /// tokens stop working on every node too.
+    pub async fn rotate_session(&self, meta: &Metadata, raw: &str) -> CommandResult<Credentials> {
+        let mut tx = self.store.begin().await?;
+        let row = sqlx::query(
+            "SELECT family_id, user_id, remember_me, expires_at, rotated_at, revoked_at
+             FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        )
+        .bind(sha256_hex(raw))
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            return Err(invalid_token("unknown refresh token"));
+        };
+        let family: Uuid = row.get("family_id");
+        let user_id: Uuid = row.get("user_id");
+        if row.get::<Option<DateTime<Utc>>, _>("revoked_at").is_some() {
+            return Err(invalid_token("refresh token revoked"));
+        }
+        if row.get::<Option<DateTime<Utc>>, _>("rotated_at").is_some() {
+            let families = revoke_families_in(&mut tx, FamilyOf::Family(family)).await?;
+            self.record_revocation(&mut tx, meta, user_id, families, SessionEnd::RefreshReuse)
+                .await?;
+            tx.commit().await?;
+            tracing::warn!(%user_id, %family, "refresh token reuse detected; session family revoked");
+            return Err(invalid_token(
+                "refresh token reuse detected; session revoked",
+            ));
+        }
+        let user = match self.directory.session(user_id, family) {
+            Err(Refusal::UnknownUser) => {
+                self.directory.sync().await?;
+                self.directory.session(user_id, family)
+            }
+            other => other,
+        };
+        let user = match user {
+            Ok(user) if row.get::<DateTime<Utc>, _>("expires_at") > Utc::now() => user,
+            _ => return Err(invalid_token("refresh token expired")),
+        };
+        let remember_me: bool = row.get("remember_me");
+        sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
+            .bind(sha256_hex(raw))
+            .execute(tx.conn())
+            .await?;
+        let refresh = random_token(32);
+        let refresh_ttl = self.auth.refresh_lifetime(remember_me);
+        insert_refresh(
+            tx.conn(),
+            &refresh,
+            family,
+            user_id,
+            remember_me,
+            refresh_ttl,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Credentials {
+            user_id,
+            access_token: self
+                .auth
+                .issue_access(user_id, family, user.must_change_password)?,
+            access_ttl: self.auth.access_ttl,
+            refresh_token: refresh,
+            refresh_ttl,
+        })
+    }
+
+    /// Ends a session: the family of the access token used, and the family
+    /// of the refresh token presented (normally the same). Both become
+    /// unusable at once on every node.
+    pub async fn logout(
+        &self,
+        meta: &Metadata,
+        user_id: Uuid,
+        family: Option<Uuid>,
+        refresh_raw: Option<&str>,
+    ) -> CommandResult<()> {
+        transact!(self, tx => async {
+            let mut families = Vec::new();
+            if let Some(family) = family {
+                families.push(family);
+                revoke_families_in(tx, FamilyOf::Family(family)).await?;
+            }
+            if let Some(raw) = refresh_raw {
+                for revoked in revoke_families_in(tx, FamilyOf::Refresh(raw)).await? {
+                    if !families.contains(&revoked) {
+                        families.push(revoked);
+                    }
+                }
+            }
+            self.record_revocation(tx, meta, user_id, families, SessionEnd::Logout).await
+        }.await)
+    }
+
+    async fn record_revocation(
+        &self,
+        tx: &mut AppendTx,
+        meta: &Metadata,
+        user_id: Uuid,
+        family_ids: Vec<Uuid>,
+        reason: SessionEnd,
+    ) -> CommandResult<()> {
+        let mut decide = |user: &User| {
+            Ok((
+                user.decide(UserCommand::RevokeSessions {
+                    family_ids: family_ids.clone(),
+                    reason,
+                })?,
+                vec![],
+            ))
+        };
+        self.execute_in(tx, user_id, None, User::evolve, meta, &mut decide, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Resolves a raw API key to `(key_id, user)`, refusing revoked and
+    /// expired keys with their own codes. The hash -> key mapping never
+    /// changes, so it is cached; whether the key may still be used comes
+    /// from the directory.
+    pub async fn authenticate_api_key(&self, raw: &str) -> CommandResult<(Uuid, UserAccess)> {
+        if !raw.starts_with(API_KEY_PREFIX) {
+            return Err(invalid_token("malformed API key"));
+        }
+        let hash = sha256_hex(raw);
+        let (key_id, user_id) = match self.directory.api_key(&hash) {
+            Some(found) => found,
+            None => {
+                let row: Option<(Uuid, Uuid)> = sqlx::query_as(
+                    "SELECT key_id, user_id FROM api_key_secrets WHERE key_hash = $1",
+                )
+                .bind(&hash)
+                .fetch_optional(self.store.pool())
+                .await?;
+                let Some((key_id, user_id)) = row else {
+                    return Err(invalid_token("unknown API key"));
+                };
+                self.directory.remember_api_key(hash, key_id, user_id);
+                (key_id, user_id)
+            }
+        };
+        let now = Utc::now();
+        let user = match self.directory.api_key_user(key_id, user_id, now) {
+            Err(Refusal::UnknownUser) => {
+                self.directory.sync().await?;
+                self.directory.api_key_user(key_id, user_id, now)
+            }
+            other => other,
+        };
+        let user = user.map_err(|refusal| match refusal {
+            Refusal::ApiKeyRevoked => {
+                CommandError::domain(ErrorCode::API_KEY_REVOKED, "API key has been revoked")
+            }
+            Refusal::ApiKeyExpired => {
+                CommandError::domain(ErrorCode::API_KEY_EXPIRED, "API key has expired")
+            }
+            _ => invalid_token("unknown API key"),
+        })?;
+        self.touch_api_key(key_id, now).await?;
+        Ok((key_id, user))
+    }
+
+    /// `last_used_at` is operational data, not a domain fact: not an event,
+    /// and written at most once a minute per key per node.
+    async fn touch_api_key(&self, key_id: Uuid, now: DateTime<Utc>) -> CommandResult<()> {
+        static TOUCHED: std::sync::LazyLock<
+            std::sync::Mutex<std::collections::HashMap<Uuid, DateTime<Utc>>>,
+        > = std::sync::LazyLock::new(Default::default);
+        let due = {
+            let mut touched = TOUCHED.lock().unwrap_or_else(|e| e.into_inner());
+            if touched.len() > 100_000 {
+                touched.clear();
+            }
+            let due = touched
+                .get(&key_id)
+                .is_none_or(|at| now - *at > chrono::Duration::seconds(60));
+            if due {
+                touched.insert(key_id, now);
+            }
+            due
+        };
+        if due {
+            sqlx::query("UPDATE api_key_secrets SET last_used_at = now() WHERE key_id = $1")
+                .bind(key_id)
+                .execute(self.store.pool())
+                .await?;
+        }
+        Ok(())
     }
 }
 
-/// Verifies a user's current password (for `PATCH /users/me/password`).
-pub async fn check_current_password(
-    pool: &PgPool,
-    user_id: Uuid,
-    password: &str,
-) -> CommandResult<bool> {
-    let hash: Option<String> =
-        sqlx::query_scalar("SELECT password_hash FROM user_credentials WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(match hash {
-        Some(hash) => verify_password(hash, password.to_owned()).await,
-        None => false,
-    })
+enum FamilyOf<'a> {
+    Family(Uuid),
+    /// The family a raw refresh token belongs to.
+    Refresh(&'a str),
 }
 
-/// Starts a session (a new refresh-token family) for a user.
-pub async fn start_session(
-    pool: &PgPool,
-    config: &AuthConfig,
-    user_id: Uuid,
-    must_change_password: bool,
-    remember_me: bool,
-) -> CommandResult<Credentials> {
-    let family = Uuid::now_v7();
-    let refresh = random_token(32);
-    let refresh_ttl = config.refresh_lifetime(remember_me);
-    insert_refresh(pool, &refresh, family, user_id, remember_me, refresh_ttl).await?;
-    Ok(Credentials {
-        user_id,
-        access_token: config.issue_access(user_id, family, must_change_password)?,
-        access_ttl: config.access_ttl,
-        refresh_token: refresh,
-        refresh_ttl,
-    })
+/// Marks the families' refresh tokens revoked; returns the families that
+/// had live tokens.
+async fn revoke_families_in(tx: &mut AppendTx, of: FamilyOf<'_>) -> CommandResult<Vec<Uuid>> {
+    let query = match of {
+        FamilyOf::Family(family) => sqlx::query_scalar(
+            "UPDATE refresh_tokens SET revoked_at = now()
+             WHERE family_id = $1 AND revoked_at IS NULL RETURNING family_id",
+        )
+        .bind(family),
+        FamilyOf::Refresh(raw) => sqlx::query_scalar(
+            "UPDATE refresh_tokens SET revoked_at = now()
+             WHERE revoked_at IS NULL
+               AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+             RETURNING family_id",
+        )
+        .bind(sha256_hex(raw)),
+    };
+    let mut families: Vec<Uuid> = query.fetch_all(tx.conn()).await?;
+    families.sort();
+    families.dedup();
+    Ok(families)
 }
 
 async fn insert_refresh(
@@ -270,158 +513,12 @@ async fn insert_refresh(
     Ok(())
 }
 
-/// Rotates a refresh token. Presenting a token that was already rotated
-/// means it leaked (or a client replayed it): the whole family is revoked,
-/// so the thief's and the victim's sessions both end.
-pub async fn rotate_session(
-    pool: &PgPool,
-    config: &AuthConfig,
-    raw: &str,
-) -> CommandResult<Credentials> {
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "SELECT t.family_id, t.user_id, t.remember_me, t.expires_at, t.rotated_at, t.revoked_at,
-                u.must_change_password, u.deleted_at
-         FROM refresh_tokens t LEFT JOIN users u ON u.id = t.user_id
-         WHERE t.token_hash = $1 FOR UPDATE OF t",
-    )
-    .bind(sha256_hex(raw))
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else {
-        return Err(invalid_token("unknown refresh token"));
-    };
-    let family: Uuid = row.get("family_id");
-    let user_id: Uuid = row.get("user_id");
-    if row.get::<Option<DateTime<Utc>>, _>("revoked_at").is_some() {
-        return Err(invalid_token("refresh token revoked"));
-    }
-    if row.get::<Option<DateTime<Utc>>, _>("rotated_at").is_some() {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(family)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        tracing::warn!(%user_id, %family, "refresh token reuse detected; session family revoked");
-        return Err(invalid_token(
-            "refresh token reuse detected; session revoked",
-        ));
-    }
-    if row.get::<DateTime<Utc>, _>("expires_at") <= Utc::now()
-        || row.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some()
-        || row.get::<Option<bool>, _>("must_change_password").is_none()
-    {
-        return Err(invalid_token("refresh token expired"));
-    }
-    let remember_me: bool = row.get("remember_me");
-    let must_change: bool = row
-        .get::<Option<bool>, _>("must_change_password")
-        .unwrap_or(false);
-    sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
-        .bind(sha256_hex(raw))
-        .execute(&mut *tx)
-        .await?;
-    let refresh = random_token(32);
-    let refresh_ttl = config.refresh_lifetime(remember_me);
-    insert_refresh(
-        &mut *tx,
-        &refresh,
-        family,
-        user_id,
-        remember_me,
-        refresh_ttl,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Credentials {
-        user_id,
-        access_token: config.issue_access(user_id, family, must_change)?,
-        access_ttl: config.access_ttl,
-        refresh_token: refresh,
-        refresh_ttl,
-    })
-}
-
-pub async fn revoke_family(pool: &PgPool, family: Uuid) -> CommandResult<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(family)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Revokes the family a raw refresh token belongs to (logout with only the
-/// refresh cookie at hand).
-pub async fn revoke_by_refresh(pool: &PgPool, raw: &str) -> CommandResult<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE revoked_at IS NULL
-           AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
-    )
-    .bind(sha256_hex(raw))
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 /// A new raw API key (`paca_` + 40 hex), its display prefix and its hash.
 pub fn generate_api_key() -> (String, String, String) {
     let raw = format!("{API_KEY_PREFIX}{}", random_token(20));
     let prefix = raw[..API_KEY_PREFIX.len() + 8].to_owned();
     let hash = sha256_hex(&raw);
     (raw, prefix, hash)
-}
-
-/// Resolves a raw API key to `(key_id, user_id)`, refusing revoked and
-/// expired keys with their own codes.
-pub async fn authenticate_api_key(pool: &PgPool, raw: &str) -> CommandResult<(Uuid, Uuid)> {
-    if !raw.starts_with(API_KEY_PREFIX) {
-        return Err(invalid_token("malformed API key"));
-    }
-    let row = sqlx::query(
-        "SELECT s.key_id, s.user_id, s.last_used_at, k.revoked_at, k.expires_at
-         FROM api_key_secrets s JOIN api_keys k ON k.id = s.key_id
-         WHERE s.key_hash = $1",
-    )
-    .bind(sha256_hex(raw))
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row else {
-        return Err(invalid_token("unknown API key"));
-    };
-    if row.get::<Option<DateTime<Utc>>, _>("revoked_at").is_some() {
-        return Err(CommandError::domain(
-            ErrorCode::API_KEY_REVOKED,
-            "API key has been revoked",
-        ));
-    }
-    let now = Utc::now();
-    if row
-        .get::<Option<DateTime<Utc>>, _>("expires_at")
-        .is_some_and(|at| at <= now)
-    {
-        return Err(CommandError::domain(
-            ErrorCode::API_KEY_EXPIRED,
-            "API key has expired",
-        ));
-    }
-    let key_id: Uuid = row.get("key_id");
-    // last_used_at is operational data, not a domain fact: it is not an
-    // event, and it is written at most once a minute per key.
-    let stale = row
-        .get::<Option<DateTime<Utc>>, _>("last_used_at")
-        .is_none_or(|at| now - at > chrono::Duration::seconds(60));
-    if stale {
-        sqlx::query("UPDATE api_key_secrets SET last_used_at = now() WHERE key_id = $1")
-            .bind(key_id)
-            .execute(pool)
-            .await?;
-    }
-    Ok((key_id, row.get("user_id")))
 }
 
 /// Constant-time comparison for pre-shared keys.

@@ -131,6 +131,18 @@ impl From<AppendError> for CommandError {
 
 pub type CommandResult<T> = Result<T, CommandError>;
 
+/// An error with its whole `source()` chain, for logs.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

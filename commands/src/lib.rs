@@ -8,6 +8,7 @@ pub mod transact;
 pub mod error;
 
 pub mod auth;
+pub mod directory;
 pub mod projects;
 pub mod roles;
 pub mod sprints;
@@ -20,6 +21,7 @@ use eventstore::{AppendTx, EventStore, ExpectedVersion, Metadata, NewEvent, Stre
 use uuid::Uuid;
 
 pub use auth::{AuthConfig, Credentials};
+pub use directory::Directory;
 pub use error::{CommandError, CommandResult, InfraError};
 
 /// The write side's entry point: every mutation goes through here.
@@ -27,14 +29,9 @@ pub use error::{CommandError, CommandResult, InfraError};
 pub struct Commands {
     pub store: EventStore,
     pub auth: AuthConfig,
-    /// Project aggregates folded so far, by id, with their version. Every
-    /// task command needs its project's configuration; re-folding the whole
-    /// project stream each time made task writes O(project history). A
-    /// cached state is only ever extended with the events after its version
-    /// (events are immutable), so it cannot be stale.
-    projects: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<Uuid, (i64, domain::project::Project)>>,
-    >,
+    /// Users, roles and projects folded from the log, kept current by this
+    /// process's commits and a tail of the log (see [`directory`]).
+    pub directory: Directory,
 }
 
 /// An aggregate's state loaded from its stream, and the version it is at.
@@ -44,30 +41,28 @@ pub struct Loaded<S> {
 }
 
 impl Commands {
-    pub fn new(store: EventStore, auth: AuthConfig) -> Self {
-        Self {
+    /// Loads the directory from the log; call [`Directory::follow`] on
+    /// `commands.directory` to keep it current with other processes.
+    pub async fn new(store: EventStore, auth: AuthConfig) -> CommandResult<Self> {
+        let directory = Directory::load(&store).await?;
+        Ok(Self {
             store,
             auth,
-            projects: Default::default(),
-        }
+            directory,
+        })
     }
 
     /// The project aggregate as of the latest committed event visible on
-    /// `conn`, from the cache plus whatever was appended since.
+    /// `conn`: the directory's copy extended with whatever the stream holds
+    /// beyond it (events are immutable, so that is never stale).
     pub async fn project_state(
         &self,
         conn: &mut sqlx::PgConnection,
         project_id: Uuid,
     ) -> CommandResult<domain::project::Project> {
         use domain::project::{Project, ProjectEvent};
-        const MAX_CACHED: usize = 4096;
-        let cached = self
-            .projects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&project_id)
-            .cloned();
-        let (mut version, mut state) = cached.unwrap_or_default();
+        let cached = self.directory.project_state(project_id).unwrap_or_default();
+        let (mut version, mut state) = (cached.version, cached.state);
         let newer = self.store.read_stream_in(conn, project_id, version).await?;
         if newer.is_empty() {
             return Ok(state);
@@ -78,14 +73,8 @@ impl Commands {
             state = Project::evolve(state, &typed);
             version = event.version;
         }
-        let mut cache = self.projects.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        // Another request may have cached a newer version meanwhile.
-        if cache.get(&project_id).is_none_or(|(v, _)| *v < version) {
-            cache.insert(project_id, (version, state.clone()));
-        }
+        debug_assert_eq!(version, newer.last().map_or(0, |e| e.version));
+        self.directory.extend(&newer);
         Ok(state)
     }
 

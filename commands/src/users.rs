@@ -7,7 +7,7 @@ use domain::{DomainError, ErrorCode};
 use eventstore::Metadata;
 use uuid::Uuid;
 
-use crate::auth::{self, generate_api_key, hash_password};
+use crate::auth::{generate_api_key, hash_password};
 use crate::{CommandError, CommandResult, Commands, WriteSide};
 
 pub const USERNAME_SCOPE: &str = "username";
@@ -119,7 +119,7 @@ impl Commands {
         new: String,
     ) -> CommandResult<()> {
         validate_password(&new)?;
-        if !auth::check_current_password(self.store.pool(), user_id, current).await? {
+        if !self.check_current_password(user_id, current).await? {
             return Err(CommandError::domain(
                 ErrorCode::USER_INVALID_CURRENT_PASSWORD,
                 "current password is incorrect",

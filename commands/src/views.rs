@@ -121,7 +121,11 @@ impl Commands {
     ) -> CommandResult<()> {
         let project_id = match &command {
             ViewCommand::Create { scope, .. } => scope.project_id,
-            _ => return Err(CommandError::Infra(crate::InfraError::Bug("create_view_in needs a Create"))),
+            _ => {
+                return Err(CommandError::Infra(crate::InfraError::Bug(
+                    "create_view_in needs a Create",
+                )));
+            }
         };
         let mut decide = |v: &View| Ok((v.decide(command.clone())?, vec![]));
         self.execute_in(

@@ -57,6 +57,29 @@ pub enum UserEvent {
     },
     #[serde(rename = "user.api_key_revoked")]
     ApiKeyRevoked { key_id: Uuid },
+    /// Sessions (refresh-token families) ended before they expired: a
+    /// logout, or a refresh token presented twice. Access tokens of these
+    /// families stop working on every node once this event is seen.
+    #[serde(rename = "user.sessions_revoked")]
+    SessionsRevoked {
+        family_ids: Vec<Uuid>,
+        reason: SessionEnd,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    Logout,
+    RefreshReuse,
+}
+
+/// What the user aggregate knows of one API key (its hash lives in the
+/// credential table, never here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiKeyState {
+    pub revoked: bool,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl DomainEvent for UserEvent {
@@ -71,8 +94,7 @@ pub struct User {
     pub full_name: String,
     pub role_id: Uuid,
     pub must_change_password: bool,
-    /// key id -> revoked
-    pub api_keys: BTreeMap<Uuid, bool>,
+    pub api_keys: BTreeMap<Uuid, ApiKeyState>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +127,10 @@ pub enum UserCommand {
     },
     RevokeApiKey {
         key_id: Uuid,
+    },
+    RevokeSessions {
+        family_ids: Vec<Uuid>,
+        reason: SessionEnd,
     },
 }
 
@@ -169,12 +195,21 @@ impl User {
                 ..
             } => self.must_change_password = *must_change_password,
             UserEvent::Deleted {} => self.deleted = true,
-            UserEvent::ApiKeyCreated { key_id, .. } => {
-                self.api_keys.insert(*key_id, false);
+            UserEvent::ApiKeyCreated {
+                key_id, expires_at, ..
+            } => {
+                self.api_keys.insert(
+                    *key_id,
+                    ApiKeyState {
+                        revoked: false,
+                        expires_at: *expires_at,
+                    },
+                );
             }
             UserEvent::ApiKeyRevoked { key_id } => {
-                self.api_keys.insert(*key_id, true);
+                self.api_keys.entry(*key_id).or_default().revoked = true;
             }
+            UserEvent::SessionsRevoked { .. } => {}
         }
         self
     }
@@ -288,12 +323,21 @@ impl User {
             UserCommand::RevokeApiKey { key_id } => {
                 self.live()?;
                 match self.api_keys.get(&key_id) {
-                    Some(false) => Ok(vec![UserEvent::ApiKeyRevoked { key_id }]),
+                    Some(key) if !key.revoked => Ok(vec![UserEvent::ApiKeyRevoked { key_id }]),
                     _ => Err(DomainError::new(
                         ErrorCode::API_KEY_NOT_FOUND,
                         "API key not found",
                     )),
                 }
+            }
+            // Ending sessions is allowed for a deleted user too (its
+            // sessions must end however it got there); nothing to end is
+            // nothing to record.
+            UserCommand::RevokeSessions { family_ids, reason } => {
+                if !self.exists || family_ids.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::SessionsRevoked { family_ids, reason }])
             }
         }
     }

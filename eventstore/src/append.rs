@@ -21,7 +21,9 @@ pub struct AppendResult {
 pub struct AppendTx {
     store: EventStore,
     tx: Transaction<'static, Postgres>,
-    wrote: bool,
+    /// What this transaction appended, handed to the commit observers
+    /// once it has committed.
+    written: Vec<RecordedEvent>,
 }
 
 impl EventStore {
@@ -29,7 +31,7 @@ impl EventStore {
         Ok(AppendTx {
             store: self.clone(),
             tx: self.pool().begin().await?,
-            wrote: false,
+            written: Vec::new(),
         })
     }
 
@@ -49,7 +51,7 @@ impl EventStore {
             let mut conn = self.pool().acquire().await?;
             let result = append_on(&mut conn, stream, expected, events).await?;
             if !result.events.is_empty() {
-                self.after_commit();
+                self.after_commit(&result.events);
             }
             return Ok(result);
         }
@@ -70,8 +72,8 @@ impl AppendTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         let store = self.store;
         self.tx.commit().await?;
-        if self.wrote {
-            store.after_commit();
+        if !self.written.is_empty() {
+            store.after_commit(&self.written);
         }
         Ok(())
     }
@@ -95,7 +97,7 @@ impl AppendTx {
                     source,
                 })?;
         }
-        self.wrote = true;
+        self.written.extend_from_slice(&result.events);
         Ok(result)
     }
 }

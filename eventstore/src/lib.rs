@@ -175,6 +175,17 @@ pub trait InlineProjector: Send + Sync {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
+/// Told, in process and synchronously, about every event this process
+/// appended, right after its transaction committed and before the command
+/// returns: in-memory models (who may do what, aggregate caches) stay
+/// read-your-writes on this node. Other nodes' events reach them through
+/// the log ([`EventStore::wakeups`]); an observer must therefore accept an
+/// event it has already seen and a per-stream gap (and fill it from the
+/// stream).
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, events: &[RecordedEvent]);
+}
+
 /// Handle to the log. Cheap to clone.
 #[derive(Clone)]
 pub struct EventStore {
@@ -188,6 +199,10 @@ struct Inner {
     /// Wakes in-process subscribers immediately after a commit, and the
     /// notifier task that sends one coalesced `pg_notify` for other processes.
     committed: watch::Sender<u64>,
+    observers: std::sync::RwLock<Vec<Arc<dyn CommitObserver>>>,
+    /// Changes on every local commit and every `NOTIFY` from another
+    /// process; started on first use (one LISTEN connection per process).
+    wakeups: std::sync::OnceLock<watch::Sender<u64>>,
 }
 
 pub struct EventStoreBuilder {
@@ -222,6 +237,8 @@ impl EventStoreBuilder {
                 projectors: self.projectors,
                 upcasters: self.upcasters,
                 committed,
+                observers: Default::default(),
+                wakeups: Default::default(),
             }),
         }
     }
@@ -286,6 +303,51 @@ async fn notifier(pool: PgPool, mut commits: watch::Receiver<u64>) {
     }
 }
 
+/// The process's one LISTEN connection. Ends when the store is dropped or
+/// the pool closes; reconnects (with a pause) when the connection breaks.
+async fn listen_forever(pool: PgPool, store: std::sync::Weak<Inner>, wakeups: watch::Sender<u64>) {
+    let closed = pool.close_event();
+    tokio::pin!(closed);
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            l = listener => l,
+            _ = &mut closed => return,
+        };
+        if let Ok(listener) = listener.as_mut() {
+            // Whatever happened while we were not listening.
+            wakeups.send_modify(|n| *n = n.wrapping_add(1));
+            loop {
+                let got = tokio::select! {
+                    got = listener.try_recv() => got,
+                    _ = &mut closed => return,
+                };
+                match got {
+                    Ok(Some(_)) => wakeups.send_modify(|n| *n = n.wrapping_add(1)),
+                    // The connection was lost and re-established: anything
+                    // may have been missed.
+                    Ok(None) => wakeups.send_modify(|n| *n = n.wrapping_add(1)),
+                    Err(_) => break,
+                }
+                if store.strong_count() == 0 {
+                    return;
+                }
+            }
+        }
+        if store.strong_count() == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = &mut closed => return,
+        }
+    }
+}
+
 async fn notify_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
     let mut conn = PgConnection::connect_with(options).await?;
     sqlx::query("SET synchronous_commit = off")
@@ -321,8 +383,60 @@ impl EventStore {
         self.inner.committed.subscribe()
     }
 
-    /// Wakes in-process subscribers at once, and the notifier task.
-    fn after_commit(&self) {
+    /// Registers an in-process observer of this process's commits.
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
+    }
+
+    /// Tells the observers, then wakes in-process subscribers at once, and
+    /// the notifier task.
+    fn after_commit(&self, events: &[RecordedEvent]) {
+        for observer in self
+            .inner
+            .observers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            observer.committed(events);
+        }
         self.inner.committed.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(wakeups) = self.inner.wakeups.get() {
+            wakeups.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Wakes every consumer of [`EventStore::wakeups`] now (e.g. an
+    /// in-memory model that saw a gap and wants its tail to run).
+    pub fn nudge(&self) {
+        if let Some(wakeups) = self.inner.wakeups.get() {
+            wakeups.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// A receiver that changes whenever the log may have grown: on a commit
+    /// in this process and on a `NOTIFY` from any other. Every consumer in
+    /// the process shares one LISTEN connection (a reconnecting task); it
+    /// still needs a fallback poll, since a notification can be lost while
+    /// that connection is being re-established.
+    pub fn wakeups(&self) -> watch::Receiver<u64> {
+        self.inner
+            .wakeups
+            .get_or_init(|| {
+                let sender = watch::Sender::new(0);
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    tokio::spawn(listen_forever(
+                        self.pool().clone(),
+                        std::sync::Arc::downgrade(&self.inner),
+                        sender.clone(),
+                    ));
+                }
+                sender
+            })
+            .subscribe()
     }
 }

@@ -14,11 +14,10 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
-use crate::{EventStore, GlobalPosition, NOTIFY_CHANNEL, RecordedEvent};
+use crate::{EventStore, GlobalPosition, RecordedEvent};
 
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -142,9 +141,9 @@ impl<H: SubscriptionHandler> Subscription<H> {
         }
         self.ensure_row().await?;
 
-        let mut listener = PgListener::connect_with(self.store.pool()).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
-        let mut commits = self.store.commits();
+        // Local commits and other processes' NOTIFYs, through the store's
+        // one shared LISTEN connection.
+        let mut wakeups = self.store.wakeups();
         let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
@@ -154,8 +153,7 @@ impl<H: SubscriptionHandler> Subscription<H> {
                 Ok(0) => {
                     failures = 0;
                     tokio::select! {
-                        _ = commits.changed() => {}
-                        _ = listener.recv() => {}
+                        _ = wakeups.changed() => {}
                         _ = tokio::time::sleep(self.poll_interval) => {}
                         _ = shutdown.changed() => {}
                     }

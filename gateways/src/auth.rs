@@ -2,9 +2,17 @@
 //!
 //! Credentials are checked in the seeds' order: `access_token` cookie,
 //! `Authorization: Bearer <jwt>`, `Authorization: ApiKey <key>`,
-//! `X-API-Key`. The user is then loaded from the read model, so a deleted
-//! user or an admin password reset takes effect at once, not when a JWT
-//! expires.
+//! `X-API-Key`. The user, the session's liveness and the API key's
+//! revocation and expiry then come from the in-memory directory
+//! ([`commands::Directory`], built from the log), so a deletion, a logout
+//! or a password change ends access on every node within a moment, not
+//! when a JWT expires, and no request pays a database round trip to learn
+//! who is calling.
+//!
+//! Project routes take their permission as a type: [`ProjectAuth<P>`]
+//! (authenticated) and [`ProjectRead<P>`] (anonymous allowed on public
+//! projects) resolve the route's `{project_id}`, the caller's membership
+//! and the permission `P` once, before the handler runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,11 +20,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use std::marker::PhantomData;
+
 use commands::auth;
+use commands::directory::{Directory, ProjectAccess, Refusal, UserAccess};
 use domain::{ErrorCode, permissions};
 use eventstore::{Actor, Metadata};
 use futures_util::future::LocalBoxFuture;
-use projections::queries::{self, UserView};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -37,7 +47,7 @@ pub enum Via {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user: UserView,
+    pub user: UserAccess,
     pub via: Via,
 }
 
@@ -114,13 +124,12 @@ fn presented(req: &HttpRequest) -> Option<Presented> {
 /// Resolves the caller, or `None` when no credential was presented. A
 /// credential that is presented but bad is an error, never anonymous.
 async fn resolve(req: &HttpRequest) -> ApiResult<Option<Principal>> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("AppState missing"))?;
+    let state = app_state(req)?;
     let Some(credential) = presented(req) else {
         return Ok(None);
     };
-    let (user_id, via) = match credential {
+    let directory = &state.commands.directory;
+    let principal = match credential {
         Presented::Jwt(token) => {
             if token.starts_with(auth::API_KEY_PREFIX) {
                 return Err(ApiError::new(
@@ -129,7 +138,25 @@ async fn resolve(req: &HttpRequest) -> ApiResult<Option<Principal>> {
                 ));
             }
             let claims = state.commands.auth.verify_access(&token)?;
-            (claims.sub, Via::Session { family: claims.sid })
+            let user = match directory.session(claims.sub, claims.sid) {
+                // Created a moment ago on another node?
+                Err(Refusal::UnknownUser) => {
+                    directory.sync().await?;
+                    directory.session(claims.sub, claims.sid)
+                }
+                other => other,
+            };
+            let user = user.map_err(|refusal| match refusal {
+                Refusal::SessionRevoked => ApiError::new(
+                    ErrorCode::AUTH_TOKEN_INVALID,
+                    "this session has ended (logged out or password changed); log in again",
+                ),
+                _ => ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "user no longer exists"),
+            })?;
+            Principal {
+                user,
+                via: Via::Session { family: claims.sid },
+            }
         }
         Presented::ApiKey(key) => {
             if let Some(agent_key) = &state.commands.auth.agent_api_key
@@ -142,15 +169,14 @@ async fn resolve(req: &HttpRequest) -> ApiResult<Option<Principal>> {
                     "the agent API key needs X-Agent-ID naming an existing agent",
                 ));
             }
-            let (key_id, user_id) = auth::authenticate_api_key(&state.pool, &key).await?;
-            (user_id, Via::ApiKey { key_id })
+            let (key_id, user) = state.commands.authenticate_api_key(&key).await?;
+            Principal {
+                user,
+                via: Via::ApiKey { key_id },
+            }
         }
     };
-    let user = queries::user(&state.pool, user_id)
-        .await?
-        .filter(|u| !u.deleted)
-        .ok_or_else(|| ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "user no longer exists"))?;
-    Ok(Some(Principal { user, via }))
+    Ok(Some(principal))
 }
 
 fn missing() -> ApiError {
@@ -294,32 +320,46 @@ impl LoginLimiter {
 
 /// Access to a project for a caller who may be anonymous: the project must
 /// exist; the permission comes from the global role or the project role;
-/// read permissions are open to everyone on public projects.
+/// read permissions are open to everyone on public projects. Decided from
+/// the directory; a refusal first catches the directory up with the log, so
+/// a project or membership created a moment ago on another node is seen.
 pub async fn project_access(
     state: &AppState,
     caller: Option<&Principal>,
     project_id: Uuid,
     permission: &str,
-) -> ApiResult<queries::ProjectView> {
-    let project = queries::project(&state.pool, project_id)
-        .await?
+) -> ApiResult<ProjectAccess> {
+    let directory = &state.commands.directory;
+    match decide_access(directory, caller, project_id, permission) {
+        Ok(access) => Ok(access),
+        Err(_) => {
+            directory.sync().await?;
+            decide_access(directory, caller, project_id, permission)
+        }
+    }
+}
+
+fn decide_access(
+    directory: &Directory,
+    caller: Option<&Principal>,
+    project_id: Uuid,
+    permission: &str,
+) -> ApiResult<ProjectAccess> {
+    let project = directory
+        .project(project_id, caller.map(Principal::id))
         .ok_or_else(|| ApiError::new(ErrorCode::PROJECT_NOT_FOUND, "project not found"))?;
     let is_read = permission.ends_with(".read");
     match caller {
         None if is_read && project.is_public => Ok(project),
         None => Err(missing()),
         Some(principal) => {
-            if principal.has_global(permission) {
-                return Ok(project);
-            }
-            let member =
-                queries::member_permissions(&state.pool, project_id, principal.id()).await?;
-            if member.is_some_and(|p| permissions::grants(&p, permission))
+            if Directory::grants(&principal.user, &project, permission)
                 || (is_read && project.is_public)
             {
-                return Ok(project);
+                Ok(project)
+            } else {
+                Err(ApiError::forbidden())
             }
-            Err(ApiError::forbidden())
         }
     }
 }
@@ -330,15 +370,139 @@ pub async fn effective_project_permissions(
     principal: &Principal,
     project_id: Uuid,
 ) -> ApiResult<Vec<String>> {
-    let mut perms = principal.user.permissions.clone();
-    if let Some(member) =
-        queries::member_permissions(&state.pool, project_id, principal.id()).await?
-    {
-        for p in member {
-            if !perms.contains(&p) {
-                perms.push(p);
+    let mut perms: Vec<String> = principal.user.permissions.to_vec();
+    let mut project = state
+        .commands
+        .directory
+        .project(project_id, Some(principal.id()));
+    if project.as_ref().is_none_or(|p| p.member.is_none()) {
+        state.commands.directory.sync().await?;
+        project = state
+            .commands
+            .directory
+            .project(project_id, Some(principal.id()));
+    }
+    if let Some((_, member)) = project.and_then(|p| p.member) {
+        for p in member.iter() {
+            if !perms.contains(p) {
+                perms.push(p.clone());
             }
         }
     }
     Ok(perms)
+}
+
+/// A project permission as a type, for [`ProjectAuth`] and [`ProjectRead`].
+pub trait Permission {
+    const NAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($($ty:ident = $name:expr),* $(,)?) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "`")]
+            pub struct $ty;
+            impl Permission for $ty {
+                const NAME: &'static str = $name;
+            }
+        )*
+    };
+}
+
+/// The permissions project routes require.
+pub mod perm {
+    use super::Permission;
+    use domain::permissions::{global, project};
+    permissions! {
+        TasksRead = project::TASKS_READ,
+        TasksWrite = project::TASKS_WRITE,
+        SprintsRead = project::SPRINTS_READ,
+        SprintsWrite = project::SPRINTS_WRITE,
+        DocsRead = project::DOCS_READ,
+        DocsWrite = project::DOCS_WRITE,
+        AgentsRead = project::AGENTS_READ,
+        AgentsWrite = project::AGENTS_WRITE,
+        MembersRead = project::MEMBERS_READ,
+        MembersWrite = project::MEMBERS_WRITE,
+        RolesRead = project::ROLES_READ,
+        RolesWrite = project::ROLES_WRITE,
+        ProjectsRead = global::PROJECTS_READ,
+        ProjectsWrite = global::PROJECTS_WRITE,
+        ProjectsDelete = global::PROJECTS_DELETE,
+    }
+}
+
+fn route_project_id(req: &HttpRequest) -> ApiResult<Uuid> {
+    req.match_info()
+        .get("project_id")
+        .ok_or_else(|| ApiError::internal("route has no {project_id}"))?
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid path parameter: project_id is not a UUID"))
+}
+
+/// An authenticated caller (fresh password) holding permission `P` in the
+/// project of the route's `{project_id}`.
+pub struct ProjectAuth<P: Permission> {
+    pub principal: Principal,
+    pub project: ProjectAccess,
+    _permission: PhantomData<P>,
+}
+
+/// A caller, possibly anonymous, holding permission `P` (a read
+/// permission: anonymous callers get it on public projects) in the project
+/// of the route's `{project_id}`.
+pub struct ProjectRead<P: Permission> {
+    pub caller: Option<Principal>,
+    pub project: ProjectAccess,
+    _permission: PhantomData<P>,
+}
+
+impl<P: Permission + 'static> FromRequest for ProjectAuth<P> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let project_id = route_project_id(&req)?;
+            let principal = resolve(&req).await?.ok_or_else(missing)?;
+            require_fresh(&principal)?;
+            let state = app_state(&req)?;
+            let project = project_access(state, Some(&principal), project_id, P::NAME).await?;
+            Ok(ProjectAuth {
+                principal,
+                project,
+                _permission: PhantomData,
+            })
+        })
+    }
+}
+
+impl<P: Permission + 'static> FromRequest for ProjectRead<P> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let project_id = route_project_id(&req)?;
+            let caller = resolve(&req).await?;
+            if let Some(p) = &caller {
+                require_fresh(p)?;
+            }
+            let state = app_state(&req)?;
+            let project = project_access(state, caller.as_ref(), project_id, P::NAME).await?;
+            Ok(ProjectRead {
+                caller,
+                project,
+                _permission: PhantomData,
+            })
+        })
+    }
+}
+
+fn app_state(req: &HttpRequest) -> ApiResult<&AppState> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|d| d.get_ref())
+        .ok_or_else(|| ApiError::internal("AppState missing"))
 }

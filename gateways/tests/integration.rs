@@ -510,11 +510,16 @@ async fn password_gate_and_refresh_family(_: PgPoolOptions, options: PgConnectOp
         )
         .await;
     assert_eq!(changed.status, 204);
-    let me = t.call("GET", "/api/v1/users/me", Some(&erin), None).await;
+    // Paca: the change "revokes the session"; every token of it stops
+    // working at once, and a fresh login is past the gate.
+    let old_session = t.call("GET", "/api/v1/users/me", Some(&erin), None).await;
     assert_eq!(
-        me.status, 200,
-        "gate lifts as soon as the password is changed"
+        (old_session.status, old_session.code()),
+        (401, "AUTH_TOKEN_INVALID")
     );
+    let erin = t.login("erin", "brand-new-pass").await;
+    let me = t.call("GET", "/api/v1/users/me", Some(&erin), None).await;
+    assert_eq!(me.status, 200, "a new session is past the gate");
     assert_eq!(me.data()["must_change_password"], false);
     // The old password no longer works.
     let old = t

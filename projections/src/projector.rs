@@ -187,6 +187,9 @@ fn user(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: UserEvent) {
                     .arg(at),
             );
         }
+        // Sessions are not a read model: the directory (commands) keeps
+        // revocations in memory, the log keeps them for audit.
+        UserEvent::SessionsRevoked { .. } => {}
     }
 }
 

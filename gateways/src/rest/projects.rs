@@ -3,14 +3,14 @@
 use actix_web::{HttpResponse, web};
 use commands::projects::{NewProject, ProjectPatch};
 use domain::ErrorCode;
-use domain::permissions::{global, project as perm};
+use domain::permissions::global;
 use projections::queries;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Auth, MaybeAuth, effective_project_permissions, project_access};
+use crate::auth::{Auth, ProjectAuth, ProjectRead, effective_project_permissions, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 use crate::rest::{Paging, parse_permissions};
 
@@ -66,16 +66,13 @@ pub async fn create(
 
 pub async fn get(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::ProjectsRead>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    ok(project_access(
-        &state,
-        caller.as_ref(),
-        id.into_inner(),
-        global::PROJECTS_READ,
-    )
-    .await?)
+    let id = id.into_inner();
+    ok(queries::project(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::PROJECT_NOT_FOUND, "project not found"))?)
 }
 
 #[derive(Deserialize)]
@@ -89,12 +86,11 @@ pub struct PatchBody {
 
 pub async fn patch(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::ProjectsWrite>,
     id: web::Path<Uuid>,
     body: web::Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, Some(&principal), id, global::PROJECTS_WRITE).await?;
     let body = body.into_inner();
     state
         .commands
@@ -117,11 +113,10 @@ pub async fn patch(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::ProjectsDelete>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, Some(&principal), id, global::PROJECTS_DELETE).await?;
     state
         .commands
         .delete_project(&principal.metadata(), id)
@@ -131,11 +126,10 @@ pub async fn delete(
 
 pub async fn members(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::MembersRead>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, caller.as_ref(), id, perm::MEMBERS_READ).await?;
     ok(queries::members(&state.pool, id).await?)
 }
 
@@ -147,12 +141,11 @@ pub struct AddMemberBody {
 
 pub async fn add_member(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::MembersWrite>,
     id: web::Path<Uuid>,
     body: web::Json<AddMemberBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, Some(&principal), id, perm::MEMBERS_WRITE).await?;
     let body = body.into_inner();
     let user_id = body
         .user_id
@@ -175,11 +168,10 @@ async fn member_view(state: &AppState, member_id: Uuid) -> ApiResult<queries::Me
 
 pub async fn my_permissions(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::ProjectsRead>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, Some(&principal), id, global::PROJECTS_READ).await?;
     let permissions = effective_project_permissions(&state, &principal, id).await?;
     ok(json!({ "permissions": permissions }))
 }
@@ -191,12 +183,11 @@ pub struct ChangeRoleBody {
 
 pub async fn change_member_role(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::MembersWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<ChangeRoleBody>,
 ) -> ApiResult<HttpResponse> {
     let (id, member_or_user) = path.into_inner();
-    project_access(&state, Some(&principal), id, perm::MEMBERS_WRITE).await?;
     let role_id = body
         .into_inner()
         .project_role_id
@@ -211,11 +202,10 @@ pub async fn change_member_role(
 
 pub async fn remove_member(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::MembersWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (id, member_or_user) = path.into_inner();
-    project_access(&state, Some(&principal), id, perm::MEMBERS_WRITE).await?;
     let member_id = state.commands.resolve_member(id, member_or_user).await?;
     state
         .commands
@@ -226,11 +216,10 @@ pub async fn remove_member(
 
 pub async fn roles(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::RolesRead>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, caller.as_ref(), id, perm::ROLES_READ).await?;
     ok(queries::project_roles(&state.pool, id).await?)
 }
 
@@ -253,12 +242,11 @@ async fn role_in_project(
 
 pub async fn create_role(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::RolesWrite>,
     id: web::Path<Uuid>,
     body: web::Json<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    project_access(&state, Some(&principal), id, perm::ROLES_WRITE).await?;
     let body = body.into_inner();
     let permissions = parse_permissions(body.permissions.unwrap_or(Value::Array(vec![])))?;
     let role_id = state
@@ -275,12 +263,11 @@ pub async fn create_role(
 
 pub async fn patch_role(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::RolesWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     let (id, role_id) = path.into_inner();
-    project_access(&state, Some(&principal), id, perm::ROLES_WRITE).await?;
     let body = body.into_inner();
     let permissions = body.permissions.map(parse_permissions).transpose()?;
     state
@@ -298,11 +285,10 @@ pub async fn patch_role(
 
 pub async fn delete_role(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::RolesWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (id, role_id) = path.into_inner();
-    project_access(&state, Some(&principal), id, perm::ROLES_WRITE).await?;
     state
         .commands
         .delete_project_role(&principal.metadata(), id, role_id)

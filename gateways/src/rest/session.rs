@@ -2,8 +2,9 @@
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::{HttpRequest, HttpResponse, web};
-use commands::{Credentials, auth};
+use commands::Credentials;
 use domain::ErrorCode;
+use eventstore::Metadata;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -99,23 +100,33 @@ pub async fn login(
     }
     let ip = client_ip(&req);
     state.login_limiter.check(&ip, &body.username)?;
-    let (user_id, must_change) =
-        match auth::check_password_login(&state.pool, &body.username, &body.password).await {
-            Ok(found) => found,
-            Err(error) => {
-                state.login_limiter.record_failure(&ip, &body.username);
-                return Err(error.into());
-            }
-        };
-    let credentials = auth::start_session(
-        &state.pool,
-        &state.commands.auth,
-        user_id,
-        must_change,
-        body.remember_me,
-    )
-    .await?;
+    let (user_id, must_change) = match state
+        .commands
+        .check_password_login(&body.username, &body.password)
+        .await
+    {
+        Ok(found) => found,
+        Err(error) => {
+            state.login_limiter.record_failure(&ip, &body.username);
+            return Err(error.into());
+        }
+    };
+    let credentials = state
+        .commands
+        .start_session(user_id, must_change, body.remember_me)
+        .await?;
     with_credentials(&state, "logged in", credentials)
+}
+
+/// Metadata for what an unauthenticated request causes (a refresh token
+/// presented twice revokes its session: the system does that, in this
+/// request).
+fn anonymous_metadata() -> Metadata {
+    Metadata {
+        request_id: crate::error::request_id(),
+        correlation_id: crate::error::request_id(),
+        ..Metadata::system("rest")
+    }
 }
 
 pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -129,7 +140,10 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
             "refresh token cookie missing",
         ));
     };
-    let credentials = auth::rotate_session(&state.pool, &state.commands.auth, &raw).await?;
+    let credentials = state
+        .commands
+        .rotate_session(&anonymous_metadata(), &raw)
+        .await?;
     with_credentials(&state, "token refreshed", credentials)
 }
 
@@ -138,12 +152,25 @@ pub async fn logout(
     req: HttpRequest,
     AuthStale(principal): AuthStale,
 ) -> ApiResult<HttpResponse> {
-    if let Via::Session { family } = principal.via {
-        auth::revoke_family(&state.pool, family).await?;
-    }
-    if let Some(raw) = req.cookie(REFRESH_COOKIE) {
-        auth::revoke_by_refresh(&state.pool, raw.value()).await?;
-    }
+    let Via::Session { family } = principal.via else {
+        return Err(ApiError::bad_request(
+            "logout ends a session (cookie or Bearer JWT); an API key has no session \
+             (revoke the key with DELETE /api/v1/users/me/api-keys/{id})",
+        ));
+    };
+    let refresh = req.cookie(REFRESH_COOKIE);
+    state
+        .commands
+        .logout(
+            &principal.metadata(),
+            principal.id(),
+            Some(family),
+            refresh
+                .as_ref()
+                .map(|c| c.value())
+                .filter(|v| !v.is_empty()),
+        )
+        .await?;
     let secure = state.commands.auth.cookie_secure;
     let mut response = message("logged out")?;
     for cookie in [

@@ -4,7 +4,6 @@
 use actix_web::{HttpResponse, web};
 use commands::sprints::{NewSprint, SprintPatch};
 use domain::ErrorCode;
-use domain::permissions::project::{SPRINTS_READ, SPRINTS_WRITE};
 use domain::sprint::parse_date;
 use projections::queries_sprints::{self as queries, AsOf};
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Auth, MaybeAuth, project_access};
+use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, ok};
 use crate::rest::task_config::three_state;
 
@@ -36,11 +35,10 @@ async fn sprint_view(
 
 pub async fn list(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::SprintsRead>,
     project_id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
     ok(json!({ "items": queries::sprints(&state.pool, project_id).await? }))
 }
 
@@ -55,12 +53,11 @@ pub struct CreateBody {
 
 pub async fn create(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     project_id: web::Path<Uuid>,
     body: web::Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     let body = body.into_inner();
     let name = body
         .name
@@ -90,12 +87,11 @@ pub struct GetQuery {
 
 pub async fn get(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::SprintsRead>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<GetQuery>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
     match query.into_inner().as_of {
         None => ok(sprint_view(&state, project_id, sprint_id).await?),
         Some(raw) => {
@@ -113,11 +109,10 @@ pub async fn get(
 
 pub async fn history(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::SprintsRead>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
     let items = queries::sprint_history(&state.commands.store, project_id, sprint_id)
         .await?
         .ok_or_else(not_found)?;
@@ -138,12 +133,11 @@ pub struct PatchBody {
 
 pub async fn patch(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     let body = body.into_inner();
     let patch = SprintPatch {
         name: body.name,
@@ -161,11 +155,10 @@ pub async fn patch(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     state
         .commands
         .delete_sprint(&principal.metadata(), project_id, sprint_id)
@@ -181,12 +174,11 @@ pub struct CompleteBody {
 /// `POST /:sprintId/complete`; the body is optional (no body: backlog).
 pub async fn complete(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     let body: CompleteBody = if body.iter().all(u8::is_ascii_whitespace) {
         CompleteBody::default()
     } else {

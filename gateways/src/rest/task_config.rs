@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, web};
 use domain::ErrorCode;
-use domain::permissions::project::{TASKS_READ, TASKS_WRITE};
 use domain::task_config::{ConfigCommand, CustomField, FieldOption};
 use projections::queries;
 use serde::{Deserialize, Deserializer};
@@ -10,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Auth, MaybeAuth, Principal, project_access};
+use crate::auth::{Principal, ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 
 /// Three-state PATCH fields: absent → `None`, `null` → `Some(None)`.
@@ -28,7 +27,6 @@ async fn configure(
     project_id: Uuid,
     command: ConfigCommand,
 ) -> ApiResult<()> {
-    project_access(state, Some(principal), project_id, TASKS_WRITE).await?;
     state
         .commands
         .configure_tasks(&principal.metadata(), project_id, command)
@@ -50,11 +48,10 @@ async fn type_view(
 
 pub async fn list_types(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     project_id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     ok(json!({ "items": queries::task_types(&state.pool, project_id).await? }))
 }
 
@@ -71,7 +68,7 @@ pub struct TypeBody {
 
 pub async fn create_type(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
     body: web::Json<TypeBody>,
 ) -> ApiResult<HttpResponse> {
@@ -91,7 +88,7 @@ pub async fn create_type(
 
 pub async fn patch_type(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<TypeBody>,
 ) -> ApiResult<HttpResponse> {
@@ -110,7 +107,7 @@ pub async fn patch_type(
 
 pub async fn delete_type(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, type_id) = path.into_inner();
@@ -126,7 +123,7 @@ pub async fn delete_type(
 
 pub async fn default_type(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, type_id) = path.into_inner();
@@ -154,11 +151,10 @@ async fn status_view(
 
 pub async fn list_statuses(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     project_id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     ok(json!({ "items": queries::task_statuses(&state.pool, project_id).await? }))
 }
 
@@ -173,7 +169,7 @@ pub struct StatusBody {
 
 pub async fn create_status(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
     body: web::Json<StatusBody>,
 ) -> ApiResult<HttpResponse> {
@@ -193,7 +189,7 @@ pub async fn create_status(
 
 pub async fn patch_status(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<StatusBody>,
 ) -> ApiResult<HttpResponse> {
@@ -212,7 +208,7 @@ pub async fn patch_status(
 
 pub async fn delete_status(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, status_id) = path.into_inner();
@@ -228,7 +224,7 @@ pub async fn delete_status(
 
 pub async fn default_status(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, status_id) = path.into_inner();
@@ -250,7 +246,7 @@ pub struct ReorderBody {
 
 pub async fn reorder_statuses(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
     body: web::Json<ReorderBody>,
 ) -> ApiResult<HttpResponse> {
@@ -279,21 +275,19 @@ async fn field_view(
 
 pub async fn list_fields(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     project_id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     ok(json!({ "items": queries::custom_fields(&state.pool, project_id).await? }))
 }
 
 pub async fn get_field(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, field_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     ok(field_view(&state, project_id, field_id).await?)
 }
 
@@ -327,7 +321,7 @@ pub struct FieldBody {
 
 pub async fn create_field(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
     body: web::Json<FieldBody>,
 ) -> ApiResult<HttpResponse> {
@@ -350,7 +344,7 @@ pub async fn create_field(
 
 pub async fn patch_field(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<FieldBody>,
 ) -> ApiResult<HttpResponse> {
@@ -375,7 +369,7 @@ pub async fn patch_field(
 
 pub async fn delete_field(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, field_id) = path.into_inner();

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::permissions::project::{TASKS_READ, TASKS_WRITE};
 use domain::task::{TaskChange, TaskEvent, TaskFields, TaskPatch};
 use domain::{DomainEvent, ErrorCode};
 use projections::history::{self, AsOf, HistoryEntry};
@@ -18,7 +17,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Auth, MaybeAuth, project_access};
+use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, request_id};
 use crate::rest::task_config::three_state;
 
@@ -83,12 +82,11 @@ async fn live_task(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResu
 
 pub async fn create(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
     body: web::Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     let b = body.into_inner();
     let fields = TaskFields {
         title: b.title.unwrap_or_default(),
@@ -123,12 +121,11 @@ pub struct GetQuery {
 
 pub async fn get(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<GetQuery>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     let Some(as_of) = query.into_inner().as_of else {
         return task_response(
             actix_web::http::StatusCode::OK,
@@ -172,11 +169,10 @@ async fn task_events(
 
 pub async fn by_number(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, i64)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, number) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     let task = q::task_by_number(&state.pool, project_id, number)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"))?;
@@ -230,13 +226,12 @@ fn if_match(req: &HttpRequest) -> ApiResult<Option<i64>> {
 
 pub async fn patch(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     req: HttpRequest,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     let expected = if_match(&req)?;
     let b = body.into_inner();
     let patch = TaskPatch {
@@ -276,11 +271,10 @@ pub async fn patch(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     state
         .commands
         .delete_task(&principal.metadata(), project_id, task_id)
@@ -315,12 +309,11 @@ fn id_list(params: &HashMap<String, String>, name: &str) -> ApiResult<Vec<Uuid>>
 
 pub async fn list(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     project_id: web::Path<Uuid>,
     params: web::Query<HashMap<String, String>>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     let p = params.into_inner();
     let page_size = p
         .get("page_size")
@@ -372,11 +365,10 @@ pub async fn list(
 
 pub async fn activities(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     // The feed outlives a soft delete: it is where `task.deleted` shows.
     task_of_project(&state, project_id, task_id).await?;
     crate::error::ok(json!({ "items": q::activities(&state.pool, task_id).await? }))
@@ -395,12 +387,11 @@ async fn activity_or_404(state: &AppState, task_id: Uuid, id: Uuid) -> ApiResult
 
 pub async fn add_comment(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     let content = body.into_inner().content.unwrap_or(Value::Null);
     let comment_id = state
         .commands
@@ -430,12 +421,11 @@ async fn comment_target(state: &AppState, task_id: Uuid, id: Uuid) -> ApiResult<
 
 pub async fn edit_comment(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
     body: web::Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id, comment_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     comment_target(&state, task_id, comment_id).await?;
     let content = body.into_inner().content.unwrap_or(Value::Null);
     state
@@ -454,11 +444,10 @@ pub async fn edit_comment(
 
 pub async fn delete_comment(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id, comment_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     comment_target(&state, task_id, comment_id).await?;
     state
         .commands
@@ -514,11 +503,10 @@ fn line_diff(old: &Value, new: &Value) -> String {
 
 pub async fn diff(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id, activity_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     task_of_project(&state, project_id, task_id).await?;
     let entry = activity_or_404(&state, task_id, activity_id).await?;
     let event = state
@@ -581,11 +569,10 @@ fn change_diff(change: &TaskChange) -> Value {
 
 pub async fn revert(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id, activity_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     let entry = activity_or_404(&state, task_id, activity_id).await?;
     state
         .commands
@@ -599,11 +586,10 @@ pub async fn revert(
 
 pub async fn history(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     let items: Vec<HistoryEntry> = task_events(&state, project_id, task_id)
         .await?
         .iter()

@@ -12,8 +12,10 @@ use crate::AppState;
 use crate::auth::{Auth, AuthStale, SessionAuth};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 
-pub async fn me(Auth(principal): Auth) -> ApiResult<HttpResponse> {
-    ok(principal.user)
+pub async fn me(state: web::Data<AppState>, Auth(principal): Auth) -> ApiResult<HttpResponse> {
+    ok(queries::user(&state.pool, principal.id())
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::USER_NOT_FOUND, "user not found"))?)
 }
 
 #[derive(Deserialize)]
@@ -75,7 +77,7 @@ pub async fn change_password(
 }
 
 pub async fn global_permissions(Auth(principal): Auth) -> ApiResult<HttpResponse> {
-    ok(json!({ "permissions": principal.user.permissions }))
+    ok(json!({ "permissions": &*principal.user.permissions }))
 }
 
 pub async fn list_api_keys(

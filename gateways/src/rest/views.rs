@@ -5,7 +5,6 @@
 use actix_web::{HttpResponse, web};
 use commands::views::{NewView, ViewPatch};
 use domain::ErrorCode;
-use domain::permissions::project::{SPRINTS_READ, SPRINTS_WRITE, TASKS_READ, TASKS_WRITE};
 use domain::view::{TaskPosition, ViewContext, ViewScope};
 use projections::queries_sprints as queries;
 use serde::Deserialize;
@@ -13,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Auth, MaybeAuth, project_access};
+use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 
 #[derive(Deserialize)]
@@ -66,12 +65,11 @@ async fn view(state: &AppState, project_id: Uuid, view_id: Uuid) -> ApiResult<qu
 
 pub async fn list(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::SprintsRead>,
     project_id: web::Path<Uuid>,
     query: web::Query<ScopeQuery>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
     let scope = query.scope(project_id)?;
     if let Some(sprint_id) = scope.sprint_id
         && queries::sprint(&state.pool, project_id, sprint_id)
@@ -104,13 +102,12 @@ impl ViewBody {
 
 pub async fn create(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     project_id: web::Path<Uuid>,
     query: web::Query<ScopeQuery>,
     body: web::Json<ViewBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     let scope = query.scope(project_id)?;
     let body = body.into_inner();
     let view_type = body.view_type();
@@ -141,13 +138,12 @@ pub struct ReorderBody {
 
 pub async fn reorder(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     project_id: web::Path<Uuid>,
     query: web::Query<ScopeQuery>,
     body: web::Json<ReorderBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     let scope = query.scope(project_id)?;
     state
         .commands
@@ -158,22 +154,20 @@ pub async fn reorder(
 
 pub async fn get(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::SprintsRead>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, SPRINTS_READ).await?;
     ok(view(&state, project_id, view_id).await?)
 }
 
 pub async fn patch(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<ViewBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     let body = body.into_inner();
     let patch = ViewPatch {
         view_type: body.view_type(),
@@ -190,11 +184,10 @@ pub async fn patch(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, SPRINTS_WRITE).await?;
     state
         .commands
         .delete_view(&principal.metadata(), project_id, view_id)
@@ -204,11 +197,10 @@ pub async fn delete(
 
 pub async fn task_positions(
     state: web::Data<AppState>,
-    MaybeAuth(caller): MaybeAuth,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
-    project_access(&state, caller.as_ref(), project_id, TASKS_READ).await?;
     view(&state, project_id, view_id).await?;
     ok(json!({ "items": queries::task_positions(&state.pool, view_id).await? }))
 }
@@ -256,12 +248,11 @@ pub struct BulkPositions {
 
 pub async fn put_task_positions(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
     body: web::Json<BulkPositions>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     view(&state, project_id, view_id).await?;
     let items = body
         .into_inner()
@@ -274,12 +265,11 @@ pub async fn put_task_positions(
 
 pub async fn put_task_position(
     state: web::Data<AppState>,
-    Auth(principal): Auth,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
     body: web::Json<PositionBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id, task_id) = path.into_inner();
-    project_access(&state, Some(&principal), project_id, TASKS_WRITE).await?;
     view(&state, project_id, view_id).await?;
     let item = body.into_inner().into_position(Some(task_id))?;
     set_positions(&state, &principal, project_id, view_id, vec![item]).await

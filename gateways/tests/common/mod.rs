@@ -54,7 +54,9 @@ pub async fn app(
             cookie_secure: false,
             agent_api_key: None,
         },
-    );
+    )
+    .await
+    .unwrap();
     commands.seed_global_roles().await.unwrap();
     commands.seed_admin("admin", ADMIN_PASSWORD).await.unwrap();
     let state = web::Data::new(AppState::new(commands, 10));
