@@ -105,13 +105,18 @@ def test_sprint_patch_refuses_out_of_range_dates(srv, admin7, project7, field, v
     assert ok(admin7.get(P(pid, f"/sprints/{s['id']}"))) == s
 
 
-@pytest.mark.parametrize("value", ["+10000-01-01T00:00:00Z", "-0001-01-01T00:00:00Z", "0000-01-01T00:00:00Z"])
+@pytest.mark.parametrize("value", ["+10000-01-01T00:00:00Z", "+10000-01-01", "-0001-01-01T00:00:00Z",
+                                   "0000-01-01T00:00:00Z"])
 def test_api_key_refuses_out_of_range_expiry(srv, make_user7, value):
     # any logged-in user could poison the log through this route
     u = make_user7(prefix="keypoison")
     keys_before = ok(u.client.get("/users/me/api-keys"))
     before = event_count(srv)
-    validation_error(u.client.post("/users/me/api-keys", json={"name": "k", "expires_at": value}), "expires_at")
+    r = u.client.post("/users/me/api-keys", json={"name": "k", "expires_at": value})
+    if value.startswith("+"):
+        validation_error(r, "expires_at")
+    else:
+        err(r, 400)  # also in the past, which is refused too: either reason will do
     assert event_count(srv) == before, "a refused API key must append no event"
     assert ok(u.client.get("/users/me/api-keys")) == keys_before
 
