@@ -171,8 +171,16 @@ fi
 # ---------------------------------------------------------------------------
 section "Black-box tests (pytest tests/blackbox)"
 export PACA_BIN="$ROOT/target/debug/paca"
+# Files written ahead of their feature are listed in tests/blackbox/pending.txt
+# and not collected until the feature lands (the list only ever shrinks).
+PENDING_ARGS=()
+while read -r pending; do
+    case "$pending" in ''|'#'*) continue ;; esac
+    PENDING_ARGS+=(--ignore="$pending")
+done < tests/blackbox/pending.txt
+[ ${#PENDING_ARGS[@]} -gt 0 ] && info "not yet collected (pending.txt): ${#PENDING_ARGS[@]} file(s)"
 # shellcheck disable=SC2086
-if "$PYENV_DIR/bin/python" -m pytest -q -p no:cacheprovider -rfE tests/blackbox ${PYTEST_ARGS:-}; then
+if "$PYENV_DIR/bin/python" -m pytest -q -p no:cacheprovider -rfE "${PENDING_ARGS[@]}" tests/blackbox ${PYTEST_ARGS:-}; then
     info "black-box tests: ok"
 else
     FAILED+=("pytest tests/blackbox")
