@@ -2,7 +2,10 @@
 //! update, delete, comments, revert of a recorded change, and moving tasks
 //! between sprints inside a caller's transaction.
 
-use domain::task::{ParentInfo, Task, TaskCommand, TaskContext, TaskEvent, TaskFields, TaskPatch};
+use domain::task::{
+    FieldValue, ParentInfo, Task, TaskChange, TaskCommand, TaskContext, TaskEvent, TaskField,
+    TaskFields, TaskPatch,
+};
 use domain::task_config::EPIC;
 use domain::{DomainEvent, ErrorCode};
 use eventstore::{AppendTx, EventKey, ExpectedVersion, Metadata, NewEvent, StreamRef};
@@ -40,6 +43,14 @@ async fn lock_task_tree(tx: &mut AppendTx, project_id: Uuid) -> CommandResult<()
         .execute(tx.conn())
         .await?;
     Ok(())
+}
+
+/// The id a revert of `changes` puts back into `field`, if any.
+fn reverted_id(changes: &[TaskChange], field: TaskField) -> Option<Uuid> {
+    match changes.iter().find(|c| c.field == field)?.old_value() {
+        Ok(FieldValue::Id(id)) => id,
+        _ => None,
+    }
 }
 
 impl Commands {
@@ -214,10 +225,7 @@ impl Commands {
                 parent_task_id: Some(Some(p)),
                 ..
             }) => Some(*p),
-            TaskCommand::Revert { changes } => changes
-                .iter()
-                .find(|c| c.field == "parent_task")
-                .and_then(|c| c.old.as_str().and_then(|s| s.parse().ok())),
+            TaskCommand::Revert { changes } => reverted_id(changes, TaskField::ParentTask),
             _ => None,
         };
         let sprint = match &command {
@@ -225,10 +233,7 @@ impl Commands {
                 sprint_id: Some(Some(s)),
                 ..
             }) => Some(*s),
-            TaskCommand::Revert { changes } => changes
-                .iter()
-                .find(|c| c.field == "sprint")
-                .and_then(|c| c.old.as_str().and_then(|s| s.parse().ok())),
+            TaskCommand::Revert { changes } => reverted_id(changes, TaskField::Sprint),
             _ => None,
         };
         // Which shared state this command's checks read.

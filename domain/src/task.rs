@@ -37,11 +37,95 @@ pub struct TaskFields {
     pub tags: Vec<String>,
 }
 
+/// The tracked fields of a task, by their seed page-16 names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskField {
+    Title,
+    Status,
+    TaskType,
+    Importance,
+    StoryPoints,
+    Assignee,
+    Reporter,
+    Sprint,
+    ParentTask,
+    StartDate,
+    DueDate,
+    Description,
+    Tags,
+    CustomFields,
+}
+
+impl TaskField {
+    pub const ALL: [TaskField; 14] = [
+        TaskField::Title,
+        TaskField::Status,
+        TaskField::TaskType,
+        TaskField::Importance,
+        TaskField::StoryPoints,
+        TaskField::Assignee,
+        TaskField::Reporter,
+        TaskField::Sprint,
+        TaskField::ParentTask,
+        TaskField::StartDate,
+        TaskField::DueDate,
+        TaskField::Description,
+        TaskField::Tags,
+        TaskField::CustomFields,
+    ];
+
+    /// The wire name (`"parent_task"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskField::Title => "title",
+            TaskField::Status => "status",
+            TaskField::TaskType => "task_type",
+            TaskField::Importance => "importance",
+            TaskField::StoryPoints => "story_points",
+            TaskField::Assignee => "assignee",
+            TaskField::Reporter => "reporter",
+            TaskField::Sprint => "sprint",
+            TaskField::ParentTask => "parent_task",
+            TaskField::StartDate => "start_date",
+            TaskField::DueDate => "due_date",
+            TaskField::Description => "description",
+            TaskField::Tags => "tags",
+            TaskField::CustomFields => "custom_fields",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One side of a change, decoded from its wire encoding. The seeds record
+/// ids as strings (`""` for none), several assignees comma-joined, dates as
+/// `YYYY-MM-DD`; this is the one place that encoding is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Text(String),
+    /// Status and task type: the name is on the wire, the id beside it.
+    Ref(Option<Uuid>),
+    Id(Option<Uuid>),
+    Ids(Vec<Uuid>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Date(Option<NaiveDate>),
+    Json(Option<Value>),
+    Tags(Vec<String>),
+    /// Changed custom-field keys; `Null` removes a key.
+    Custom(Map<String, Value>),
+}
+
 /// One tracked field's change (seed page 16 names and shapes), plus the
 /// ids behind names for `status` and `task_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskChange {
-    pub field: String,
+    pub field: TaskField,
     pub old: Value,
     pub new: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,6 +318,51 @@ pub fn validate_comment(content: &Value) -> Result<(), DomainError> {
     }
 }
 
+impl TaskChange {
+    /// The value after the change.
+    pub fn new_value(&self) -> Result<FieldValue, DomainError> {
+        decode(self.field, &self.new, self.new_id)
+    }
+
+    /// The value before the change.
+    pub fn old_value(&self) -> Result<FieldValue, DomainError> {
+        decode(self.field, &self.old, self.old_id)
+    }
+
+    /// The same change undone: old and new swapped.
+    pub fn inverse(&self) -> TaskChange {
+        TaskChange {
+            field: self.field,
+            old: self.new.clone(),
+            new: self.old.clone(),
+            old_id: self.new_id,
+            new_id: self.old_id,
+        }
+    }
+}
+
+fn decode(field: TaskField, value: &Value, id: Option<Uuid>) -> Result<FieldValue, DomainError> {
+    Ok(match field {
+        TaskField::Title => FieldValue::Text(value.as_str().unwrap_or_default().to_owned()),
+        TaskField::Status | TaskField::TaskType => FieldValue::Ref(id),
+        TaskField::Importance => FieldValue::Int(value.as_i64().unwrap_or_default()),
+        TaskField::StoryPoints => FieldValue::OptInt(value.as_i64()),
+        TaskField::Assignee => FieldValue::Ids(parse_ids(value)?),
+        TaskField::Reporter | TaskField::Sprint | TaskField::ParentTask => {
+            FieldValue::Id(parse_id(value)?)
+        }
+        TaskField::StartDate | TaskField::DueDate => FieldValue::Date(parse_date(value)?),
+        TaskField::Description => FieldValue::Json((!value.is_null()).then(|| value.clone())),
+        TaskField::Tags => {
+            FieldValue::Tags(serde_json::from_value(value.clone()).unwrap_or_default())
+        }
+        TaskField::CustomFields => match value {
+            Value::Object(map) => FieldValue::Custom(map.clone()),
+            _ => FieldValue::Custom(Map::new()),
+        },
+    })
+}
+
 fn id_string(id: Option<Uuid>) -> Value {
     Value::String(id.map(|i| i.to_string()).unwrap_or_default())
 }
@@ -386,14 +515,7 @@ impl Task {
                 self.live()?;
                 let mut next = self.fields.clone();
                 for change in &changes {
-                    let restore = TaskChange {
-                        field: change.field.clone(),
-                        old: change.new.clone(),
-                        new: change.old.clone(),
-                        old_id: change.new_id,
-                        new_id: change.old_id,
-                    };
-                    apply_change(&mut next, &restore)?;
+                    apply_change(&mut next, &change.inverse())?;
                 }
                 check_fields(&next, ctx, Some(self))?;
                 let changes = diff(&self.fields, &next, ctx);
@@ -653,20 +775,21 @@ fn apply_patch(fields: &mut TaskFields, patch: TaskPatch) -> Result<(), DomainEr
 /// The tracked changes from `old` to `new`, in the seeds' shapes.
 pub fn diff(old: &TaskFields, new: &TaskFields, ctx: &TaskContext) -> Vec<TaskChange> {
     let mut out = Vec::new();
-    let mut push = |field: &str, o: Value, n: Value, ids: Option<(Option<Uuid>, Option<Uuid>)>| {
-        if o != n || ids.is_some_and(|(a, b)| a != b) {
-            let (old_id, new_id) = ids.unwrap_or_default();
-            out.push(TaskChange {
-                field: field.into(),
-                old: o,
-                new: n,
-                old_id,
-                new_id,
-            });
-        }
-    };
+    let mut push =
+        |field: TaskField, o: Value, n: Value, ids: Option<(Option<Uuid>, Option<Uuid>)>| {
+            if o != n || ids.is_some_and(|(a, b)| a != b) {
+                let (old_id, new_id) = ids.unwrap_or_default();
+                out.push(TaskChange {
+                    field,
+                    old: o,
+                    new: n,
+                    old_id,
+                    new_id,
+                });
+            }
+        };
     push(
-        "title",
+        TaskField::Title,
         old.title.clone().into(),
         new.title.clone().into(),
         None,
@@ -679,7 +802,7 @@ pub fn diff(old: &TaskFields, new: &TaskFields, ctx: &TaskContext) -> Vec<TaskCh
     };
     if old.status_id != new.status_id {
         push(
-            "status",
+            TaskField::Status,
             status_name(old.status_id),
             status_name(new.status_id),
             Some((old.status_id, new.status_id)),
@@ -693,68 +816,68 @@ pub fn diff(old: &TaskFields, new: &TaskFields, ctx: &TaskContext) -> Vec<TaskCh
     };
     if old.task_type_id != new.task_type_id {
         push(
-            "task_type",
+            TaskField::TaskType,
             type_name(old.task_type_id),
             type_name(new.task_type_id),
             Some((old.task_type_id, new.task_type_id)),
         );
     }
     push(
-        "importance",
+        TaskField::Importance,
         old.importance.into(),
         new.importance.into(),
         None,
     );
     push(
-        "story_points",
+        TaskField::StoryPoints,
         old.story_points.into(),
         new.story_points.into(),
         None,
     );
     push(
-        "assignee",
+        TaskField::Assignee,
         ids_string(&old.assignee_ids),
         ids_string(&new.assignee_ids),
         None,
     );
     push(
-        "reporter",
+        TaskField::Reporter,
         id_string(old.reporter_id),
         id_string(new.reporter_id),
         None,
     );
     push(
-        "sprint",
+        TaskField::Sprint,
         id_string(old.sprint_id),
         id_string(new.sprint_id),
         None,
     );
     push(
-        "parent_task",
+        TaskField::ParentTask,
         id_string(old.parent_task_id),
         id_string(new.parent_task_id),
         None,
     );
     push(
-        "start_date",
+        TaskField::StartDate,
         date_string(old.start_date),
         date_string(new.start_date),
         None,
     );
     push(
-        "due_date",
+        TaskField::DueDate,
         date_string(old.due_date),
         date_string(new.due_date),
         None,
     );
     push(
-        "description",
+        TaskField::Description,
         old.description.clone().unwrap_or(Value::Null),
         new.description.clone().unwrap_or(Value::Null),
         None,
     );
     push(
-        "tags",
+        TaskField::Tags,
         serde_json::to_value(&old.tags).unwrap_or_default(),
         serde_json::to_value(&new.tags).unwrap_or_default(),
         None,
@@ -777,7 +900,7 @@ pub fn diff(old: &TaskFields, new: &TaskFields, ctx: &TaskContext) -> Vec<TaskCh
     }
     if !old_cf.is_empty() {
         push(
-            "custom_fields",
+            TaskField::CustomFields,
             Value::Object(old_cf),
             Value::Object(new_cf),
             None,
@@ -788,33 +911,34 @@ pub fn diff(old: &TaskFields, new: &TaskFields, ctx: &TaskContext) -> Vec<TaskCh
 
 /// Applies one change (its `new` side) to a set of fields.
 pub fn apply_change(fields: &mut TaskFields, change: &TaskChange) -> Result<(), DomainError> {
-    let n = &change.new;
-    match change.field.as_str() {
-        "title" => fields.title = n.as_str().unwrap_or_default().to_owned(),
-        "status" => fields.status_id = change.new_id,
-        "task_type" => fields.task_type_id = change.new_id,
-        "importance" => fields.importance = n.as_i64().unwrap_or_default(),
-        "story_points" => fields.story_points = n.as_i64(),
-        "assignee" => fields.assignee_ids = parse_ids(n)?,
-        "reporter" => fields.reporter_id = parse_id(n)?,
-        "sprint" => fields.sprint_id = parse_id(n)?,
-        "parent_task" => fields.parent_task_id = parse_id(n)?,
-        "start_date" => fields.start_date = parse_date(n)?,
-        "due_date" => fields.due_date = parse_date(n)?,
-        "description" => fields.description = (!n.is_null()).then(|| n.clone()),
-        "tags" => fields.tags = serde_json::from_value(n.clone()).unwrap_or_default(),
-        "custom_fields" => {
-            if let Value::Object(map) = n {
-                for (key, value) in map {
-                    if value.is_null() {
-                        fields.custom_fields.remove(key);
-                    } else {
-                        fields.custom_fields.insert(key.clone(), value.clone());
-                    }
+    use FieldValue as V;
+    use TaskField as F;
+    match (change.field, change.new_value()?) {
+        (F::Title, V::Text(v)) => fields.title = v,
+        (F::Status, V::Ref(id)) => fields.status_id = id,
+        (F::TaskType, V::Ref(id)) => fields.task_type_id = id,
+        (F::Importance, V::Int(v)) => fields.importance = v,
+        (F::StoryPoints, V::OptInt(v)) => fields.story_points = v,
+        (F::Assignee, V::Ids(ids)) => fields.assignee_ids = ids,
+        (F::Reporter, V::Id(id)) => fields.reporter_id = id,
+        (F::Sprint, V::Id(id)) => fields.sprint_id = id,
+        (F::ParentTask, V::Id(id)) => fields.parent_task_id = id,
+        (F::StartDate, V::Date(d)) => fields.start_date = d,
+        (F::DueDate, V::Date(d)) => fields.due_date = d,
+        (F::Description, V::Json(v)) => fields.description = v,
+        (F::Tags, V::Tags(v)) => fields.tags = v,
+        (F::CustomFields, V::Custom(map)) => {
+            for (key, value) in map {
+                if value.is_null() {
+                    fields.custom_fields.remove(&key);
+                } else {
+                    fields.custom_fields.insert(key, value);
                 }
             }
         }
-        other => return Err(bad(format!("unknown field {other:?}"))),
+        (field, value) => {
+            return Err(bad(format!("{field} cannot take {value:?}")));
+        }
     }
     Ok(())
 }
@@ -939,7 +1063,10 @@ mod tests {
         let TaskEvent::Updated { changes } = &events[0] else {
             panic!()
         };
-        let status = changes.iter().find(|c| c.field == "status").unwrap();
+        let status = changes
+            .iter()
+            .find(|c| c.field == TaskField::Status)
+            .unwrap();
         assert_eq!(
             (status.old.as_str(), status.new.as_str()),
             (Some("Backlog"), Some("In Progress"))
@@ -1233,7 +1360,7 @@ mod tests {
                 panic!()
             };
             assert!(
-                changes.iter().any(|c| c.field == field),
+                changes.iter().any(|c| c.field.as_str() == field),
                 "{field}: {changes:?}"
             );
             let (reverted, events) = when(&after_second, TaskCommand::Revert { changes }).unwrap();

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::task::{TaskChange, TaskEvent, TaskFields, TaskPatch};
+use domain::task::{TaskChange, TaskEvent, TaskField, TaskFields, TaskPatch};
 use domain::{DomainEvent, ErrorCode};
 use projections::history::{self, AsOf, HistoryEntry};
 use projections::queries_tasks::{self as q, Cursor, IdFilter, TaskFilter, TaskView};
@@ -555,7 +555,7 @@ pub async fn diff(
 
 fn change_diff(change: &TaskChange) -> Value {
     let mut out = json!({"field": change.field, "old": change.old, "new": change.new});
-    if change.field == "description" {
+    if change.field == TaskField::Description {
         out["diff"] = Value::String(line_diff(&change.old, &change.new));
     }
     if let Some(id) = change.old_id {
