@@ -107,6 +107,7 @@ impl Database {
 
     pub fn store(&self) -> EventStore {
         EventStore::builder(self.pool.clone())
+            .projector(Arc::new(commands::write_index::WriteIndex))
             .projector(Arc::new(projections::ReadModelProjector))
             .build()
     }

@@ -15,9 +15,10 @@ pub mod sprints;
 pub mod tasks;
 pub mod users;
 pub mod views;
+pub mod write_index;
 
 use domain::{DomainError, DomainEvent};
-use eventstore::{AppendTx, EventStore, ExpectedVersion, Metadata, NewEvent, StreamRef};
+use eventstore::{AppendTx, EventStore, ExpectedVersion, LockMode, Metadata, NewEvent, StreamRef};
 use uuid::Uuid;
 
 pub use auth::{AuthConfig, Credentials};
@@ -44,6 +45,18 @@ impl Commands {
     /// Loads the directory from the log; call [`Directory::follow`] on
     /// `commands.directory` to keep it current with other processes.
     pub async fn new(store: EventStore, auth: AuthConfig) -> CommandResult<Self> {
+        if !store
+            .projectors()
+            .iter()
+            .any(|p| p.name() == write_index::NAME)
+        {
+            return Err(CommandError::Infra(InfraError::Bug(
+                "the event store needs the commands::write_index::WriteIndex projector",
+            )));
+        }
+        if let Some(events) = write_index::ensure(&store).await? {
+            tracing::info!(events, "write-side indexes filled from the log");
+        }
         let directory = Directory::load(&store).await?;
         Ok(Self {
             store,
@@ -184,10 +197,7 @@ impl Commands {
         // racing: under contention optimistic retries alone livelock
         // (measured: 10 concurrent member adds to one project exhausted
         // 8 attempts). The version check in `append` stays the guard.
-        sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE")
-            .bind(stream_id)
-            .execute(tx.conn())
-            .await?;
+        tx.lock_streams(&[stream_id], LockMode::Exclusive).await?;
         let Loaded { state, version } = self.load_in(tx.conn(), stream_id, evolve).await?;
         if let Some(expected) = if_version.filter(|v| *v != version) {
             return Err(CommandError::Stale {
@@ -256,6 +266,12 @@ pub enum WriteSide {
         key_id: Uuid,
         user_id: Uuid,
         hash: String,
+    },
+    /// Fails with `ROLE_IN_USE` when a live user holds the global role.
+    /// Runs after the role's stream row is locked `FOR UPDATE`; assignments
+    /// hold it `FOR SHARE` (see `Commands::live_role_in`).
+    RequireNoRoleHolders {
+        role_id: Uuid,
     },
     /// Ends every refresh-token family of the user (password change,
     /// deletion): other sessions must log in again.
@@ -340,10 +356,10 @@ impl WriteSide {
             WriteSide::RequireNoTaskUses { column, id, in_use } => {
                 let sql = match column {
                     TaskColumn::TaskType => {
-                        "SELECT COUNT(*) FROM tasks WHERE task_type_id = $1 AND deleted_at IS NULL"
+                        "SELECT COUNT(*) FROM task_index WHERE type_id = $1 AND NOT deleted"
                     }
                     TaskColumn::Status => {
-                        "SELECT COUNT(*) FROM tasks WHERE status_id = $1 AND deleted_at IS NULL"
+                        "SELECT COUNT(*) FROM task_index WHERE status_id = $1 AND NOT deleted"
                     }
                 };
                 let count: i64 = sqlx::query_scalar(sql)
@@ -356,6 +372,19 @@ impl WriteSide {
                         format!("{} ({count} task(s))", in_use.message),
                     )
                     .into());
+                }
+            }
+            WriteSide::RequireNoRoleHolders { role_id } => {
+                let holders: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role_id = $1")
+                        .bind(role_id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                if holders > 0 {
+                    return Err(CommandError::domain(
+                        domain::ErrorCode::ROLE_IN_USE,
+                        format!("the role is assigned to {holders} user(s)"),
+                    ));
                 }
             }
             WriteSide::RevokeSessions { user_id } => {

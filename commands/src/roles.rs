@@ -181,43 +181,30 @@ impl Commands {
         Ok(())
     }
 
+    /// Deletes a global role nobody holds. The holders are counted inside
+    /// the transaction that holds the role's stream row `FOR UPDATE`;
+    /// assigning a role shares that row lock and checks the role is live,
+    /// so a role can never be deleted while a concurrent assignment makes
+    /// someone its holder.
     pub async fn delete_global_role(&self, meta: &Metadata, role_id: Uuid) -> CommandResult<()> {
-        // Decide on the role first, so that a system role answers
-        // ROLE_IS_SYSTEM whether or not anyone holds it.
-        let role = self
-            .load::<GlobalRoleEvent, GlobalRole>(role_id, GlobalRole::evolve)
-            .await?
-            .state;
-        role.decide(GlobalRoleCommand::Delete)?;
-        let assigned: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users WHERE role_id = $1 AND deleted_at IS NULL",
-        )
-        .bind(role_id)
-        .fetch_one(self.store.pool())
-        .await?;
-        if assigned > 0 {
-            return Err(CommandError::domain(
-                ErrorCode::ROLE_IN_USE,
-                format!("the role is assigned to {assigned} user(s)"),
-            ));
-        }
-        self.execute(
-            role_id,
-            None,
-            GlobalRole::evolve,
-            meta,
-            |role: &GlobalRole| {
+        transact!(self, tx => async {
+            let mut decide = |role: &GlobalRole| {
                 Ok((
                     role.decide(GlobalRoleCommand::Delete)?,
-                    vec![WriteSide::Release {
-                        scope: ROLE_SCOPE,
-                        key: role.name.to_lowercase(),
-                        owner: role_id,
-                    }],
+                    vec![
+                        WriteSide::RequireNoRoleHolders { role_id },
+                        WriteSide::Release {
+                            scope: ROLE_SCOPE,
+                            key: role.name.to_lowercase(),
+                            owner: role_id,
+                        },
+                    ],
                 ))
-            },
-        )
-        .await?;
+            };
+            self.execute_in(tx, role_id, None, GlobalRole::evolve, meta, &mut decide, None)
+                .await
+        }
+        .await)?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use domain::project::{Project, ProjectEvent};
 use domain::sprint::{Patch, Sprint, SprintCommand, SprintEvent, Target};
 use domain::view::{View, ViewCommand, ViewContext, ViewEvent, ViewScope, sprint_defaults};
 use domain::{DomainError, ErrorCode};
-use eventstore::{AppendTx, Metadata};
+use eventstore::{AppendTx, LockMode, Metadata};
 use uuid::Uuid;
 
 use crate::{CommandError, CommandResult, Commands};
@@ -43,12 +43,7 @@ impl Commands {
     /// Locks stream rows in ascending id order (missing streams are
     /// skipped), for commands that decide on several aggregates at once.
     pub async fn lock_streams(&self, tx: &mut AppendTx, ids: &[Uuid]) -> CommandResult<()> {
-        sqlx::query(
-            "SELECT 1 FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE",
-        )
-        .bind(ids)
-        .execute(tx.conn())
-        .await?;
+        tx.lock_streams(ids, LockMode::Exclusive).await?;
         Ok(())
     }
 
@@ -74,10 +69,7 @@ impl Commands {
         project_id: Uuid,
         sprint_id: Uuid,
     ) -> CommandResult<()> {
-        sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR SHARE")
-            .bind(sprint_id)
-            .execute(tx.conn())
-            .await?;
+        tx.lock_streams(&[sprint_id], LockMode::Shared).await?;
         if !self
             .load_sprint_in(tx, sprint_id)
             .await?
@@ -225,16 +217,27 @@ impl Commands {
         };
         // Read after the sprint's lock: a task put into the sprint by a
         // command that committed before is seen here.
-        let open_task_ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT t.id FROM tasks t LEFT JOIN task_statuses s ON s.id = t.status_id
-             WHERE t.sprint_id = $1 AND t.project_id = $2 AND t.deleted_at IS NULL
-               AND s.category IS DISTINCT FROM 'done'
-             ORDER BY t.created_at, t.id",
+        let in_sprint: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+            "SELECT task_id, status_id FROM task_index
+             WHERE sprint_id = $1 AND project_id = $2 AND NOT deleted
+             ORDER BY task_number",
         )
         .bind(sprint_id)
         .bind(project_id)
         .fetch_all(tx.conn())
         .await?;
+        // Open = not in a status of the `done` category (a task whose
+        // status is gone counts as open, as it did in the read model).
+        let config = self.project_state(tx.conn(), project_id).await?.config;
+        let open_task_ids: Vec<Uuid> = in_sprint
+            .into_iter()
+            .filter(|(_, status)| {
+                status
+                    .and_then(|s| config.statuses.get(&s))
+                    .is_none_or(|s| s.category != "done")
+            })
+            .map(|(id, _)| id)
+            .collect();
         let mut decide = |s: &Sprint| {
             if !s.is_live_in(project_id) {
                 return Err(not_found());
@@ -299,8 +302,9 @@ impl Commands {
         let mut view_ids = self.scope_view_ids(tx, &scope).await?;
         view_ids.sort();
         let task_ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE sprint_id = $1 AND project_id = $2 AND deleted_at IS NULL
-             ORDER BY created_at, id",
+            "SELECT task_id FROM task_index
+             WHERE sprint_id = $1 AND project_id = $2 AND NOT deleted
+             ORDER BY task_number",
         )
         .bind(sprint_id)
         .bind(project_id)

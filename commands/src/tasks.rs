@@ -8,7 +8,7 @@ use domain::task::{
 };
 use domain::task_config::EPIC;
 use domain::{DomainEvent, ErrorCode};
-use eventstore::{AppendTx, EventKey, ExpectedVersion, Metadata, NewEvent, StreamRef};
+use eventstore::{AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, NewEvent, StreamRef};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -26,10 +26,7 @@ pub struct TaskWritten {
 /// then wait for them and see their tasks, and vice versa. Without it a
 /// status could be deleted while a task was being created with it.
 async fn share_project_config(tx: &mut AppendTx, project_id: Uuid) -> CommandResult<()> {
-    sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR SHARE")
-        .bind(project_id)
-        .execute(tx.conn())
-        .await?;
+    tx.lock_streams(&[project_id], LockMode::Shared).await?;
     Ok(())
 }
 
@@ -63,6 +60,7 @@ impl Commands {
         project_id: Uuid,
         self_id: Option<Uuid>,
         parent: Option<Uuid>,
+        sprint: Option<Uuid>,
     ) -> CommandResult<TaskContext> {
         let project = self.project_state(conn, project_id).await?;
         if !project.is_live() {
@@ -72,23 +70,19 @@ impl Commands {
             ));
         }
         let config = &project.config;
-        let sprints: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM sprints WHERE project_id = $1 AND deleted_at IS NULL",
-        )
-        .bind(project_id)
-        .fetch_all(&mut *conn)
-        .await?;
         let parent = match parent {
             None => None,
             Some(parent_id) => {
-                // The parent and its ancestors, nearest first.
+                // The parent and its ancestors, nearest first, from the
+                // write-side index (re-parenting holds the tree lock).
                 let chain: Vec<Uuid> = sqlx::query_scalar(
                     "WITH RECURSIVE up(id, parent, depth) AS (
-                         SELECT id, parent_task_id, 0 FROM tasks
-                         WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL
+                         SELECT task_id, parent_id, 0 FROM task_index
+                         WHERE task_id = $1 AND project_id = $2 AND NOT deleted
                          UNION ALL
-                         SELECT t.id, t.parent_task_id, up.depth + 1 FROM tasks t
-                         JOIN up ON t.id = up.parent WHERE up.depth < 1000)
+                         SELECT t.task_id, t.parent_id, up.depth + 1 FROM task_index t
+                         JOIN up ON t.task_id = up.parent
+                         WHERE NOT t.deleted AND up.depth < 1000)
                      SELECT id FROM up ORDER BY depth",
                 )
                 .bind(parent_id)
@@ -116,21 +110,22 @@ impl Commands {
             default_status: config.default_status,
             fields: config.fields.values().cloned().collect(),
             members: project.members.keys().copied().collect(),
-            sprints,
+            // The one sprint the command may put the task into, already
+            // checked live (and share-locked) by `lock_sprint_for_task`.
+            sprints: sprint.into_iter().collect(),
             parent,
             self_id,
         })
     }
 
-    /// The project a task belongs to, from its stream (`None` if unknown).
+    /// The project a task belongs to, deleted or not (`None` if unknown).
     pub async fn task_project(&self, task_id: Uuid) -> CommandResult<Option<Uuid>> {
-        Ok(sqlx::query_scalar::<_, Option<Uuid>>(
-            "SELECT project_id FROM events WHERE stream_id = $1 AND version = 1 AND stream_type = 'task'",
+        Ok(
+            sqlx::query_scalar("SELECT project_id FROM task_index WHERE task_id = $1")
+                .bind(task_id)
+                .fetch_optional(self.store.pool())
+                .await?,
         )
-        .bind(task_id)
-        .fetch_optional(self.store.pool())
-        .await?
-        .flatten())
     }
 
     async fn check_task_in(&self, project_id: Uuid, task_id: Uuid) -> CommandResult<()> {
@@ -162,7 +157,13 @@ impl Commands {
         }
         share_project_config(&mut tx, project_id).await?;
         let ctx = self
-            .task_context(tx.conn(), project_id, None, fields.parent_task_id)
+            .task_context(
+                tx.conn(),
+                project_id,
+                None,
+                fields.parent_task_id,
+                fields.sprint_id,
+            )
             .await?;
         // Validate before taking a number, so that bad input never holds the
         // project's counter row.
@@ -256,7 +257,7 @@ impl Commands {
                 share_project_config(tx, project_id).await?;
             }
             let ctx = self
-                .task_context(tx.conn(), project_id, Some(task_id), parent)
+                .task_context(tx.conn(), project_id, Some(task_id), parent, sprint)
                 .await?;
             let mut decide = |task: &Task| Ok((task.decide(command.clone(), &ctx)?, vec![]));
             self.execute_in(
@@ -427,13 +428,11 @@ impl Commands {
         task_ids: &[Uuid],
         to_sprint: Option<Uuid>,
     ) -> CommandResult<()> {
-        let mut ctx = self.task_context(tx.conn(), project_id, None, None).await?;
-        if let Some(sprint) = to_sprint
-            && !ctx.sprints.contains(&sprint)
-        {
-            // The target may be created in this same transaction.
-            ctx.sprints.push(sprint);
-        }
+        // The target was checked by the sprint command (it may have been
+        // created in this same transaction).
+        let ctx = self
+            .task_context(tx.conn(), project_id, None, None, to_sprint)
+            .await?;
         for task_id in task_ids {
             let ctx = TaskContext {
                 self_id: Some(*task_id),

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use domain::global_role::{GlobalRole, GlobalRoleEvent};
 use domain::user::{User, UserCommand, UserEvent, validate_password};
 use domain::{DomainError, ErrorCode};
-use eventstore::Metadata;
+use eventstore::{AppendTx, LockMode, Metadata};
 use uuid::Uuid;
 
 use crate::auth::{generate_api_key, hash_password};
@@ -43,9 +43,13 @@ impl Commands {
             .state)
     }
 
-    async fn live_role(&self, role_id: Uuid) -> CommandResult<GlobalRole> {
+    /// The role, checked live, with its stream row share-locked until the
+    /// transaction ends: a deletion (which locks it `FOR UPDATE` and counts
+    /// holders) waits for this assignment, and sees its holder.
+    async fn live_role_in(&self, tx: &mut AppendTx, role_id: Uuid) -> CommandResult<GlobalRole> {
+        tx.lock_streams(&[role_id], LockMode::Shared).await?;
         let role = self
-            .load::<GlobalRoleEvent, GlobalRole>(role_id, GlobalRole::evolve)
+            .load_in::<GlobalRoleEvent, GlobalRole>(tx.conn(), role_id, GlobalRole::evolve)
             .await?
             .state;
         if !role.is_live() {
@@ -59,11 +63,12 @@ impl Commands {
 
     pub async fn create_user(&self, meta: &Metadata, new: NewUser) -> CommandResult<Uuid> {
         validate_password(&new.password)?;
-        let role = self.live_role(new.role_id).await?;
         let hash = hash_password(new.password).await?;
         let user_id = Uuid::now_v7();
         let key = new.username.to_lowercase();
-        self.execute(user_id, None, User::evolve, meta, |user: &User| {
+        transact!(self, tx => async {
+        let role = self.live_role_in(tx, new.role_id).await?;
+        let mut decide = |user: &User| {
             let events = user.decide(UserCommand::Create {
                 username: new.username.clone(),
                 full_name: new.full_name.clone(),
@@ -87,8 +92,10 @@ impl Commands {
                     },
                 ],
             ))
-        })
-        .await?;
+        };
+        self.execute_in(tx, user_id, None, User::evolve, meta, &mut decide, None).await
+        }
+        .await)?;
         Ok(user_id)
     }
 
@@ -169,17 +176,21 @@ impl Commands {
         user_id: Uuid,
         role_id: Uuid,
     ) -> CommandResult<()> {
-        let role = self.live_role(role_id).await?;
-        self.execute(user_id, None, User::evolve, meta, |user: &User| {
-            Ok((
-                user.decide(UserCommand::ChangeRole {
-                    role_id,
-                    role_name: role.name.clone(),
-                })?,
-                vec![],
-            ))
-        })
-        .await?;
+        transact!(self, tx => async {
+            let role = self.live_role_in(tx, role_id).await?;
+            let mut decide = |user: &User| {
+                Ok((
+                    user.decide(UserCommand::ChangeRole {
+                        role_id,
+                        role_name: role.name.clone(),
+                    })?,
+                    vec![],
+                ))
+            };
+            self.execute_in(tx, user_id, None, User::evolve, meta, &mut decide, None)
+                .await
+        }
+        .await)?;
         Ok(())
     }
 

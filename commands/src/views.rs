@@ -82,9 +82,10 @@ impl Commands {
         scope: &ViewScope,
     ) -> CommandResult<Vec<Uuid>> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM sprint_views
-             WHERE project_id = $1 AND view_context = $2 AND sprint_id IS NOT DISTINCT FROM $3
-             ORDER BY position, created_at, id",
+            "SELECT view_id FROM view_index
+             WHERE project_id = $1 AND context = $2 AND sprint_id IS NOT DISTINCT FROM $3
+               AND NOT deleted
+             ORDER BY position, created, view_id",
         )
         .bind(scope.project_id)
         .bind(scope.context.as_str())
@@ -183,9 +184,9 @@ impl Commands {
             Some(position) => position,
             None => {
                 sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(position) + 1, 0) FROM sprint_views
-                     WHERE project_id = $1 AND view_context = $2
-                       AND sprint_id IS NOT DISTINCT FROM $3",
+                    "SELECT COALESCE(MAX(position) + 1, 0) FROM view_index
+                     WHERE project_id = $1 AND context = $2
+                       AND sprint_id IS NOT DISTINCT FROM $3 AND NOT deleted",
                 )
                 .bind(scope.project_id)
                 .bind(scope.context.as_str())
@@ -337,8 +338,8 @@ impl Commands {
         task_ids.sort();
         task_ids.dedup();
         let known: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM tasks
-             WHERE id = ANY($1) AND project_id = $2 AND deleted_at IS NULL",
+            "SELECT COUNT(*) FROM task_index
+             WHERE task_id = ANY($1) AND project_id = $2 AND NOT deleted",
         )
         .bind(&task_ids)
         .bind(project_id)

@@ -3,6 +3,13 @@ use uuid::Uuid;
 
 use crate::{AppendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamRef};
 
+/// How [`AppendTx::lock_streams`] locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Exclusive,
+    Shared,
+}
+
 /// What an append did.
 #[derive(Debug, Clone)]
 pub struct AppendResult {
@@ -67,6 +74,25 @@ impl AppendTx {
     /// commit or roll back together with the events.
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// Locks the streams' rows until the transaction ends, in ascending id
+    /// order (so that two commands locking overlapping sets queue instead
+    /// of deadlocking); streams that do not exist yet are skipped.
+    /// `Exclusive` serialises writers of a stream (they queue instead of
+    /// losing optimistic races); `Shared` lets a command depend on a
+    /// stream's current state (a sprint, a role) while others only read it.
+    pub async fn lock_streams(&mut self, ids: &[Uuid], mode: LockMode) -> Result<(), sqlx::Error> {
+        let sql = match mode {
+            LockMode::Exclusive => {
+                "SELECT 1 FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE"
+            }
+            LockMode::Shared => {
+                "SELECT 1 FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR SHARE"
+            }
+        };
+        sqlx::query(sql).bind(ids).execute(&mut *self.tx).await?;
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {

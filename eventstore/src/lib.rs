@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use append::{AppendResult, AppendTx};
+pub use append::{AppendResult, AppendTx, LockMode};
 pub use read::{EventKey, GlobalPosition};
 pub use subscription::{Subscription, SubscriptionHandler, SubscriptionStatus};
 pub use upcast::{Upcaster, Upcasters};

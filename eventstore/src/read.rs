@@ -80,6 +80,35 @@ impl EventStore {
             .collect())
     }
 
+    /// Up to `limit` events of the given stream types after `after` in
+    /// plain `global_position` order. NOT gap-safe: only for callers that
+    /// hold `streams` locked against appends (a `SHARE` lock or stronger),
+    /// so that every event that will ever have a lower position is
+    /// committed. Within a stream this is version order.
+    pub async fn read_by_position_while_locked(
+        &self,
+        conn: &mut PgConnection,
+        after: i64,
+        limit: i64,
+        stream_types: &[String],
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE global_position > $1 AND stream_type = ANY($2)
+             ORDER BY global_position LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(stream_types)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| self.upcasters().upcast(from_row(r)))
+            .collect())
+    }
+
     /// Up to `limit` events after `after` in global order, gap-safe: only
     /// events of transactions older than every transaction still in flight
     /// are returned, so an event that commits later can never appear

@@ -4,6 +4,7 @@
 mod common;
 mod sprints_views;
 mod tasks;
+mod write_side;
 
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
@@ -427,6 +428,7 @@ async fn rebuild_then_verify_after_mixed_history(_: PgPoolOptions, options: PgCo
     );
 
     let store = eventstore::EventStore::builder(t.pool.clone())
+        .projector(std::sync::Arc::new(commands::write_index::WriteIndex))
         .projector(std::sync::Arc::new(projections::ReadModelProjector))
         .build();
     let report = projections::rebuild(&store, &|_: u64, _: u64| {})
@@ -559,6 +561,7 @@ async fn outdated_read_models_are_rebuilt_on_start(_: PgPoolOptions, options: Pg
         .await
         .unwrap();
     let store = eventstore::EventStore::builder(t.pool.clone())
+        .projector(std::sync::Arc::new(commands::write_index::WriteIndex))
         .projector(std::sync::Arc::new(projections::ReadModelProjector))
         .build();
     let report = projections::ensure_ready(&store).await.unwrap();

@@ -93,7 +93,8 @@ pub struct ProjectionState {
     pub current: bool,
 }
 
-async fn create_tables(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+/// Creates `schema` with empty read-model tables (what a rebuild fills).
+pub async fn create_tables(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&mut *conn)
         .await?;

@@ -20,6 +20,9 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub struct TestApp<S> {
     pub service: S,
     pub pool: PgPool,
+    /// The same write side the app uses, for tests that drive commands
+    /// directly.
+    pub commands: Commands,
 }
 
 pub async fn pool(options: PgConnectOptions) -> PgPool {
@@ -41,6 +44,7 @@ pub async fn app(
 > {
     let pool = pool(options).await;
     let store = EventStore::builder(pool.clone())
+        .projector(Arc::new(commands::write_index::WriteIndex))
         .projector(Arc::new(projections::ReadModelProjector))
         .build();
     projections::ensure_ready(&store).await.unwrap();
@@ -59,14 +63,18 @@ pub async fn app(
     .unwrap();
     commands.seed_global_roles().await.unwrap();
     commands.seed_admin("admin", ADMIN_PASSWORD).await.unwrap();
-    let state = web::Data::new(AppState::new(commands, 10));
+    let state = web::Data::new(AppState::new(commands.clone(), 10));
     let service = test::init_service(
         App::new()
             .wrap(from_fn(gateways::request_id))
             .configure(gateways::configure(state)),
     )
     .await;
-    TestApp { service, pool }
+    TestApp {
+        service,
+        pool,
+        commands,
+    }
 }
 
 pub struct Reply {

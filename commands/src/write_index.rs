@@ -1,0 +1,288 @@
+//! Write-side indexes: facts that span aggregates, kept in the append
+//! transaction by an inline projector, read by command handlers under the
+//! lock that guards their invariant (see `migrations/*_write_index.sql`).
+//!
+//! - `task_index`: a task's project, number, parent, sprint, status and
+//!   type (task-to-project lookups, cycle checks, "tasks of this sprint",
+//!   "is this status still used").
+//! - `view_index`: a scope's views and their tab positions.
+//! - `user_roles`: who holds which global role.
+//!
+//! They are not read models: nothing rebuilds them blue/green and no query
+//! reads them, so a command never depends on a table that may be
+//! mid-rebuild. [`ensure`] fills them from the log when the projector's
+//! [`VERSION`] is newer than what the database holds.
+
+use domain::DomainEvent;
+use domain::task::{FieldValue, TaskEvent, TaskField};
+use domain::user::UserEvent;
+use domain::view::ViewEvent;
+use eventstore::{EventStore, InlineProjector, RecordedEvent};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::CommandResult;
+
+/// The projector's name (also its `write_index_state` row).
+pub const NAME: &str = "write_index";
+/// Bump when what the index holds changes; servers refill it on start.
+pub const VERSION: i32 = 1;
+
+const STREAM_TYPES: [&str; 3] = [
+    TaskEvent::STREAM_TYPE,
+    ViewEvent::STREAM_TYPE,
+    UserEvent::STREAM_TYPE,
+];
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Register with [`eventstore::EventStoreBuilder::projector`];
+/// [`crate::Commands::new`] refuses a store without it.
+pub struct WriteIndex;
+
+#[async_trait::async_trait]
+impl InlineProjector for WriteIndex {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), BoxError> {
+        for event in events {
+            apply(conn, event).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
+    match e.stream_type.as_str() {
+        TaskEvent::STREAM_TYPE => task(conn, e).await,
+        ViewEvent::STREAM_TYPE => view(conn, e).await,
+        UserEvent::STREAM_TYPE => user(conn, e).await,
+        _ => Ok(()),
+    }
+}
+
+async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
+    match TaskEvent::from_stored(&e.event_type, &e.payload)? {
+        TaskEvent::Created {
+            task_number,
+            fields,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO task_index (task_id, project_id, task_number, parent_id, sprint_id,
+                                         status_id, type_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (task_id) DO NOTHING",
+            )
+            .bind(e.stream_id)
+            .bind(e.project_id)
+            .bind(task_number)
+            .bind(fields.parent_task_id)
+            .bind(fields.sprint_id)
+            .bind(fields.status_id)
+            .bind(fields.task_type_id)
+            .execute(conn)
+            .await?;
+        }
+        TaskEvent::Updated { changes } => {
+            let mut parent = None;
+            let mut sprint = None;
+            let mut status = None;
+            let mut task_type = None;
+            for change in &changes {
+                match (change.field, change.new_value()?) {
+                    (TaskField::ParentTask, FieldValue::Id(id)) => parent = Some(id),
+                    (TaskField::Sprint, FieldValue::Id(id)) => sprint = Some(id),
+                    (TaskField::Status, FieldValue::Ref(id)) => status = Some(id),
+                    (TaskField::TaskType, FieldValue::Ref(id)) => task_type = Some(id),
+                    _ => {}
+                }
+            }
+            if parent.is_none() && sprint.is_none() && status.is_none() && task_type.is_none() {
+                return Ok(());
+            }
+            // Three-state per column: $n = whether it changed, $n+1 = to what.
+            sqlx::query(
+                "UPDATE task_index SET
+                     parent_id = CASE WHEN $2 THEN $3 ELSE parent_id END,
+                     sprint_id = CASE WHEN $4 THEN $5 ELSE sprint_id END,
+                     status_id = CASE WHEN $6 THEN $7 ELSE status_id END,
+                     type_id   = CASE WHEN $8 THEN $9 ELSE type_id END
+                 WHERE task_id = $1",
+            )
+            .bind(e.stream_id)
+            .bind(parent.is_some())
+            .bind(parent.flatten())
+            .bind(sprint.is_some())
+            .bind(sprint.flatten())
+            .bind(status.is_some())
+            .bind(status.flatten())
+            .bind(task_type.is_some())
+            .bind(task_type.flatten())
+            .execute(conn)
+            .await?;
+        }
+        TaskEvent::Deleted {} => {
+            sqlx::query("UPDATE task_index SET deleted = true WHERE task_id = $1")
+                .bind(e.stream_id)
+                .execute(conn)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn view(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
+    match ViewEvent::from_stored(&e.event_type, &e.payload)? {
+        ViewEvent::Created {
+            project_id,
+            context,
+            sprint_id,
+            position,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO view_index (view_id, project_id, context, sprint_id, position, created)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (view_id) DO NOTHING",
+            )
+            .bind(e.stream_id)
+            .bind(project_id)
+            .bind(context.as_str())
+            .bind(sprint_id)
+            .bind(position)
+            .bind(e.global_position)
+            .execute(conn)
+            .await?;
+        }
+        ViewEvent::Updated { changes } => {
+            if let Some(position) = changes
+                .iter()
+                .find(|c| c.field == "position")
+                .and_then(|c| c.new.as_f64())
+            {
+                set_view_position(conn, e.stream_id, position).await?;
+            }
+        }
+        ViewEvent::Reordered { position, .. } => {
+            set_view_position(conn, e.stream_id, position).await?;
+        }
+        ViewEvent::Deleted { .. } => {
+            sqlx::query("UPDATE view_index SET deleted = true WHERE view_id = $1")
+                .bind(e.stream_id)
+                .execute(conn)
+                .await?;
+        }
+        ViewEvent::TaskPositioned { .. } => {}
+    }
+    Ok(())
+}
+
+async fn set_view_position(
+    conn: &mut PgConnection,
+    view_id: Uuid,
+    position: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE view_index SET position = $2 WHERE view_id = $1")
+        .bind(view_id)
+        .bind(position)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn user(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
+    let role = match UserEvent::from_stored(&e.event_type, &e.payload)? {
+        UserEvent::Created { role_id, .. } | UserEvent::RoleChanged { role_id, .. } => role_id,
+        UserEvent::Deleted {} => {
+            sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+                .bind(e.stream_id)
+                .execute(conn)
+                .await?;
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    sqlx::query(
+        "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET role_id = EXCLUDED.role_id",
+    )
+    .bind(e.stream_id)
+    .bind(role)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fills the indexes from the log when they were filled by an older
+/// [`VERSION`] (or never: a database that predates them). Appends wait
+/// meanwhile (`streams` is locked against writers), so nothing committed
+/// during the refill can be missed.
+pub async fn ensure(store: &EventStore) -> CommandResult<Option<usize>> {
+    let pool = store.pool();
+    let current: Option<i32> =
+        sqlx::query_scalar("SELECT version FROM write_index_state WHERE name = $1")
+            .bind(NAME)
+            .fetch_optional(pool)
+            .await?;
+    if current == Some(VERSION) {
+        return Ok(None);
+    }
+    let mut tx = pool.begin().await?;
+    // SHARE conflicts with the ROW EXCLUSIVE every append takes on
+    // `streams`: in-flight appends finish first, new ones wait for us.
+    sqlx::query("LOCK TABLE streams IN SHARE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let current: Option<i32> =
+        sqlx::query_scalar("SELECT version FROM write_index_state WHERE name = $1 FOR UPDATE")
+            .bind(NAME)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if current == Some(VERSION) {
+        // Another node refilled it while we waited for the lock.
+        return Ok(None);
+    }
+    sqlx::query("TRUNCATE task_index, view_index, user_roles")
+        .execute(&mut *tx)
+        .await?;
+    let types: Vec<String> = STREAM_TYPES.iter().map(|t| (*t).to_owned()).collect();
+    let mut after = 0i64;
+    let mut count = 0usize;
+    loop {
+        // Every append is committed (the lock), so plain position order
+        // is complete; within a stream it is version order.
+        let events = store
+            .read_by_position_while_locked(&mut tx, after, 5_000, &types)
+            .await?;
+        let Some(last) = events.last() else { break };
+        let last = last.global_position;
+        for event in &events {
+            apply(&mut tx, event)
+                .await
+                .map_err(|source| eventstore::AppendError::Projector {
+                    projector: NAME.to_owned(),
+                    source,
+                })?;
+        }
+        count += events.len();
+        after = last;
+    }
+    sqlx::query(
+        "INSERT INTO write_index_state (name, version) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version",
+    )
+    .bind(NAME)
+    .bind(VERSION)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(count))
+}

@@ -1,0 +1,297 @@
+//! The write side owns its state (DESIGN.md §4): commands decide from
+//! aggregates and write-side indexes read under the lock that guards the
+//! invariant, never from read models; and the races that reading outside
+//! the transaction allowed stay closed.
+
+use commands::users::NewUser;
+use domain::ErrorCode;
+use domain::task::{TaskFields, TaskPatch};
+use domain::task_config::ConfigCommand;
+use eventstore::Metadata;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+use crate::common::app;
+
+fn meta() -> Metadata {
+    Metadata::system("test")
+}
+
+fn code(error: commands::CommandError) -> ErrorCode {
+    match error {
+        commands::CommandError::Domain(e) => e.code,
+        other => panic!("expected a domain error, got {other:?}"),
+    }
+}
+
+fn id(v: &Value) -> Uuid {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+/// With the read models swapped for empty tables (as when they are being
+/// rebuilt, or lost), every command still decides exactly as it would
+/// with them: numbering, parent cycles, sprint membership, status use,
+/// sprint completion and role use all come from the write side. Reads are
+/// what a rebuild then restores.
+#[sqlx::test(migrations = "../migrations")]
+async fn commands_decide_without_read_models(_: PgPoolOptions, options: PgConnectOptions) {
+    let t = app(options).await;
+    let admin = t.admin().await;
+    let project = t
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "Write side"})),
+        )
+        .await;
+    let p = id(&project.data()["id"]);
+    let statuses = t
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{p}/task-statuses"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let status = |name: &str| {
+        id(&statuses.data()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["id"])
+    };
+    let (todo, done) = (status("Todo"), status("Done"));
+    let sprint = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/sprints"),
+            Some(&admin),
+            Some(json!({"name": "S1"})),
+        )
+        .await;
+    let s = id(&sprint.data()["id"]);
+    let a = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/tasks"),
+            Some(&admin),
+            Some(json!({"title": "A", "sprint_id": s, "status_id": todo})),
+        )
+        .await;
+    let a = id(&a.data()["id"]);
+    let b = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/tasks"),
+            Some(&admin),
+            Some(json!({"title": "B", "parent_task_id": a, "sprint_id": s, "status_id": done})),
+        )
+        .await;
+    let b = id(&b.data()["id"]);
+    let role = t
+        .commands
+        .create_global_role(&meta(), "Holders".into(), vec!["projects.read".into()])
+        .await
+        .unwrap();
+    let user = t
+        .commands
+        .create_user(
+            &meta(),
+            NewUser {
+                username: "holder".into(),
+                password: "holder-password".into(),
+                full_name: "Holder".into(),
+                email: None,
+                role_id: role,
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+
+    // The read models go away; empty tables take their place.
+    sqlx::raw_sql("ALTER SCHEMA rm RENAME TO rm_hidden")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let mut conn = t.pool.acquire().await.unwrap();
+    projections::rebuild::create_tables(&mut conn, "rm")
+        .await
+        .unwrap();
+    drop(conn);
+
+    let c = t
+        .commands
+        .create_task(
+            &meta(),
+            p,
+            TaskFields {
+                title: "C".into(),
+                parent_task_id: Some(b),
+                sprint_id: Some(s),
+                ..TaskFields::default()
+            },
+        )
+        .await
+        .expect("parent and sprint are known to the write side")
+        .task_id;
+    let cycle = t
+        .commands
+        .update_task(
+            &meta(),
+            p,
+            a,
+            TaskPatch {
+                parent_task_id: Some(Some(c)),
+                ..TaskPatch::default()
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(cycle), ErrorCode::TASK_PARENT_CYCLE_DETECTED);
+    let in_use = t
+        .commands
+        .configure_tasks(&meta(), p, ConfigCommand::DeleteStatus { status_id: todo })
+        .await
+        .unwrap_err();
+    assert_eq!(code(in_use), ErrorCode::TASK_STATUS_IN_USE);
+    let role_in_use = t
+        .commands
+        .delete_global_role(&meta(), role)
+        .await
+        .unwrap_err();
+    assert_eq!(code(role_in_use), ErrorCode::ROLE_IN_USE);
+    let before: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'task.updated'")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    t.commands
+        .complete_sprint(&meta(), p, s, None)
+        .await
+        .expect("the sprint's tasks are known to the write side");
+    let moved: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'task.updated'")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    assert_eq!(moved - before, 2, "A and C are open; B is done and stays");
+
+    // Read models back, rebuilt from the log: they show what the commands
+    // decided while they were gone.
+    sqlx::raw_sql("DROP SCHEMA rm CASCADE; ALTER SCHEMA rm_hidden RENAME TO rm")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    projections::rebuild(&t.commands.store, &|_: u64, _: u64| {})
+        .await
+        .unwrap();
+    let c_view = t
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{p}/tasks/{c}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(c_view.data()["task_number"], 3);
+    assert_eq!(c_view.data()["parent_task_id"], json!(b));
+    assert!(
+        c_view.data().get("sprint_id").is_none(),
+        "moved to the backlog"
+    );
+    let b_view = t
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{p}/tasks/{b}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(b_view.data()["sprint_id"], json!(s));
+    let _ = user;
+}
+
+/// Deleting a global role and assigning it race: before, the holders were
+/// counted outside the deleting transaction and the role was loaded
+/// outside the assigning one, so a user could end up holding a deleted
+/// role. Now both lock the role's stream row (exclusive / shared) and
+/// decide inside their transactions.
+#[sqlx::test(migrations = "../migrations")]
+async fn role_delete_and_assign_race_leaves_no_holder_of_a_deleted_role(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let t = app(options).await;
+    let base = t
+        .commands
+        .create_global_role(&meta(), "Base".into(), vec![])
+        .await
+        .unwrap();
+    let user = t
+        .commands
+        .create_user(
+            &meta(),
+            NewUser {
+                username: "racer".into(),
+                password: "racer-password".into(),
+                full_name: "Racer".into(),
+                email: None,
+                role_id: base,
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut outcomes = (0, 0);
+    for round in 0..20 {
+        let role = t
+            .commands
+            .create_global_role(&meta(), format!("Contested {round}"), vec![])
+            .await
+            .unwrap();
+        let (m1, m2) = (meta(), meta());
+        let (assign, delete) = tokio::join!(
+            t.commands.change_user_role(&m1, user, role),
+            t.commands.delete_global_role(&m2, role),
+        );
+        let holder = t.commands.load_user(user).await.unwrap().role_id;
+        let deleted = t
+            .commands
+            .load::<domain::global_role::GlobalRoleEvent, domain::global_role::GlobalRole>(
+                role,
+                domain::global_role::GlobalRole::evolve,
+            )
+            .await
+            .unwrap()
+            .state
+            .deleted;
+        assert!(
+            !(deleted && holder == role),
+            "round {round}: the user holds a deleted role ({assign:?}, {delete:?})"
+        );
+        match (assign, delete) {
+            (Ok(()), Err(e)) => {
+                assert_eq!(code(e), ErrorCode::ROLE_IN_USE);
+                outcomes.0 += 1;
+            }
+            (Err(e), Ok(())) => {
+                assert_eq!(code(e), ErrorCode::ROLE_NOT_FOUND);
+                outcomes.1 += 1;
+            }
+            other => panic!("round {round}: exactly one may win, got {other:?}"),
+        }
+        // Put the user back so the next round starts the same way.
+        if holder == role {
+            t.commands
+                .change_user_role(&meta(), user, base)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(outcomes.0 + outcomes.1, 20);
+}
