@@ -218,7 +218,9 @@ pub async fn endpoint(
         StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     );
     for (name, value) in &parts.headers {
-        out.append_header((name.as_str(), value.as_bytes()));
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()) {
+            out.append_header((name.as_str(), value));
+        }
     }
     let stream = BodyStream::new(body).filter_map(|frame| async move {
         match frame {

@@ -769,7 +769,7 @@ async fn placement(ctx: &Ctx, a: &MoveTaskArgs) -> Result<Value, ToolError> {
                 .await?;
             items(data, &[])
                 .iter()
-                .filter(|p| p.get("task_id").and_then(Value::as_str) != Some(&a.task_id))
+                .filter(|p| p.get("task_id").and_then(Value::as_str) != Some(a.task_id.as_str()))
                 .filter_map(|p| p.get("position").and_then(Value::as_f64))
                 .fold(0.0, f64::max)
                 + 1.0

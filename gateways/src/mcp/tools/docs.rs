@@ -299,6 +299,6 @@ pub async fn move_doc(ctx: &Ctx, a: MoveDocArgs) -> ToolResult {
                 .await?;
             Ok(format!("Moved folder: {} → {}", a.source_path, a.dest_path))
         }
-        Resolved::Root => unreachable!("root rejected above"),
+        Resolved::Root => Err(ToolError::Text(format!("Not found: {}", a.source_path))),
     }
 }
