@@ -494,8 +494,14 @@ fn render_blocks(blocks: &[Value], indent: usize) -> String {
                 };
                 let inner = indent + marker.len().min(4);
                 let mut s = format!("{pad}{marker}{}", indent_continuation(&text, inner));
-                if !children.is_empty() {
-                    s.push('\n');
+                if let Some(first) = children.first() {
+                    // A nested list follows directly; another block needs a
+                    // blank line or it would continue the item's paragraph.
+                    let nested_list = first
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_list);
+                    s.push_str(if nested_list { "\n" } else { "\n\n" });
                     s.push_str(&render_blocks(&children, inner));
                 }
                 prev_kind = Some(kind.to_owned());
@@ -549,7 +555,7 @@ fn render_blocks(blocks: &[Value], indent: usize) -> String {
                     format!("{pad}[Comment reference (id: {id})]")
                 }
             }
-            "paragraph" if text == "---" => format!("{pad}---"),
+            "paragraph" if plain_text(&content) == "---" => format!("{pad}---"),
             _ => {
                 if text.is_empty() && children.is_empty() {
                     // An empty paragraph: BlockNote's trailing blank block.
@@ -659,7 +665,7 @@ fn plain_text(content: &Value) -> String {
     }
 }
 
-/// Escapes characters that would otherwise start Markdown syntax.
+/// Escapes characters that would otherwise start inline Markdown syntax.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -668,9 +674,14 @@ fn escape(text: &str) -> String {
         }
         out.push(c);
     }
-    // Line-start markers that would turn the text into another block.
-    let mut fixed = String::with_capacity(out.len());
-    for (i, line) in out.split('\n').enumerate() {
+    out
+}
+
+/// Escapes line starts that would turn rendered inline text into another
+/// block (a heading, quote, list item, table row or rule).
+fn escape_line_starts(text: &str) -> String {
+    let mut fixed = String::with_capacity(text.len() + 4);
+    for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             fixed.push('\n');
         }
@@ -681,7 +692,8 @@ fn escape(text: &str) -> String {
             || trimmed.starts_with("- ")
             || trimmed.starts_with("+ ")
             || trimmed == "-"
-            || trimmed == "---"
+            || trimmed.starts_with("---")
+            || trimmed.starts_with("===")
             || trimmed.starts_with('|')
             || ordered_marker(trimmed);
         if needs {
@@ -759,7 +771,7 @@ fn render_inline(content: &Value) -> String {
         };
         out.push_str(&piece);
     }
-    out
+    escape_line_starts(&out)
 }
 
 fn render_run(item: &Value) -> String {

@@ -124,19 +124,30 @@ async fn task_detail(ctx: &Ctx, project_id: &str, task: Value) -> ToolResult {
     let api = &ctx.api;
     // Everything the web app's task panel shows; a part that fails (no
     // permission, endpoint not available) is left out, not fatal.
+    let paths = [
+        format!("{base}/task-statuses"),
+        format!("{base}/task-types"),
+        format!("{base}/sprints"),
+        format!("{base}/members"),
+        format!("{base}/tasks"),
+        format!("{tp}/attachments"),
+        format!("{tp}/activities"),
+        format!("{base}/custom-fields"),
+    ];
+    let sub_query = [
+        ("parent_task_id", task_id.clone()),
+        ("page_size", "200".to_owned()),
+    ];
     let (project, statuses, types, sprints, members, subtasks, attachments, activities, fields) = tokio::join!(
         api.get(&base),
-        api.get(&format!("{base}/task-statuses")),
-        api.get(&format!("{base}/task-types")),
-        api.get(&format!("{base}/sprints")),
-        api.get(&format!("{base}/members")),
-        api.get_q(
-            &format!("{base}/tasks"),
-            &[("parent_task_id", task_id.clone()), ("page_size", "200".into())]
-        ),
-        api.get(&format!("{tp}/attachments")),
-        api.get(&format!("{tp}/activities")),
-        api.get(&format!("{base}/custom-fields")),
+        api.get(&paths[0]),
+        api.get(&paths[1]),
+        api.get(&paths[2]),
+        api.get(&paths[3]),
+        api.get_q(&paths[4], &sub_query),
+        api.get(&paths[5]),
+        api.get(&paths[6]),
+        api.get(&paths[7]),
     );
     let list = |r: Result<Value, _>| r.map(|v| items(v, &[])).unwrap_or_default();
     let parent = match task.get("parent_task_id").and_then(Value::as_str) {

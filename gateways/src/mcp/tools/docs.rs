@@ -46,10 +46,8 @@ fn position(v: &Value) -> f64 {
 
 async fn tree(ctx: &Ctx, project_id: &str) -> Result<Tree, ToolError> {
     let base = format!("/projects/{}/docs", seg(project_id));
-    let (folders, docs) = tokio::join!(
-        ctx.api.get(&format!("{base}/folders")),
-        ctx.api.get(&base)
-    );
+    let folders_path = format!("{base}/folders");
+    let (folders, docs) = tokio::join!(ctx.api.get(&folders_path), ctx.api.get(&base));
     let mut tree = Tree {
         folders: HashMap::new(),
         docs: HashMap::new(),
