@@ -21,7 +21,11 @@ fn str_list(v: &Value, key: &str) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| x.to_string())
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -47,7 +51,11 @@ fn description(task: &Value) -> String {
     match task.get("description") {
         Some(d) if !d.is_null() => {
             let md = blocks_to_markdown(d);
-            if md.is_empty() { "No description".into() } else { md }
+            if md.is_empty() {
+                "No description".into()
+            } else {
+                md
+            }
         }
         _ => "No description".into(),
     }
@@ -64,11 +72,19 @@ pub fn task(t: &Value) -> String {
         s(t, "status_id", "None"),
         s(t, "task_type_id", "None"),
         s(t, "sprint_id", "None"),
-        if assignees.is_empty() { "Unassigned".into() } else { assignees.join(", ") },
+        if assignees.is_empty() {
+            "Unassigned".into()
+        } else {
+            assignees.join(", ")
+        },
         s(t, "parent_task_id", "None"),
         s(t, "importance", "0"),
         s(t, "story_points", "None"),
-        if tags.is_empty() { "None".into() } else { tags.join(", ") },
+        if tags.is_empty() {
+            "None".into()
+        } else {
+            tags.join(", ")
+        },
         s(t, "start_date", "None"),
         s(t, "due_date", "None"),
         s(t, "created_at", ""),
@@ -96,7 +112,9 @@ fn by_id<'a>(items: &'a [Value], id: &str) -> Option<&'a Value> {
     if id.is_empty() {
         return None;
     }
-    items.iter().find(|i| i.get("id").and_then(Value::as_str) == Some(id))
+    items
+        .iter()
+        .find(|i| i.get("id").and_then(Value::as_str) == Some(id))
 }
 
 fn member_label(m: &Value) -> String {
@@ -117,10 +135,17 @@ fn file_size(bytes: f64) -> String {
 
 pub fn task_detail(d: &TaskDetail) -> String {
     let t = d.task;
-    let prefix = d.project.map(|p| s(p, "task_id_prefix", "")).unwrap_or_default();
+    let prefix = d
+        .project
+        .map(|p| s(p, "task_id_prefix", ""))
+        .unwrap_or_default();
     let mut out = vec![format!(
         "# Task {}{}: {}",
-        if prefix.is_empty() { String::new() } else { format!("{prefix}-") },
+        if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}-")
+        },
         s(t, "task_number", ""),
         s(t, "title", "")
     )];
@@ -133,7 +158,11 @@ pub fn task_detail(d: &TaskDetail) -> String {
                 format!(
                     "**Status:** {}{}",
                     s(st, "name", ""),
-                    if color.is_empty() { String::new() } else { format!(" (Color: {color})") }
+                    if color.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (Color: {color})")
+                    }
                 )
             }
             None => format!("**Status:** {status_id}"),
@@ -148,8 +177,16 @@ pub fn task_detail(d: &TaskDetail) -> String {
                 format!(
                     "**Type:** {}{}{}",
                     s(ty, "name", ""),
-                    if icon.is_empty() { String::new() } else { format!(" (Icon: {icon})") },
-                    if color.is_empty() { String::new() } else { format!(" (Color: {color})") }
+                    if icon.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (Icon: {icon})")
+                    },
+                    if color.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (Color: {color})")
+                    }
                 )
             }
             None => format!("**Type:** {type_id}"),
@@ -159,14 +196,20 @@ pub fn task_detail(d: &TaskDetail) -> String {
     if !sprint_id.is_empty() {
         out.push(format!(
             "**Sprint:** {}",
-            by_id(d.sprints, &sprint_id).map(|sp| s(sp, "name", "")).unwrap_or(sprint_id)
+            by_id(d.sprints, &sprint_id)
+                .map(|sp| s(sp, "name", ""))
+                .unwrap_or(sprint_id)
         ));
     }
     let assignee_ids = str_list(t, "assignee_ids");
     if !assignee_ids.is_empty() {
         let labels: Vec<String> = assignee_ids
             .iter()
-            .map(|id| by_id(d.members, id).map(member_label).unwrap_or_else(|| id.clone()))
+            .map(|id| {
+                by_id(d.members, id)
+                    .map(member_label)
+                    .unwrap_or_else(|| id.clone())
+            })
             .collect();
         out.push(format!("**Assignees:** {}", labels.join(", ")));
     }
@@ -174,7 +217,9 @@ pub fn task_detail(d: &TaskDetail) -> String {
     if !reporter.is_empty() {
         out.push(format!(
             "**Reporter:** {}",
-            by_id(d.members, &reporter).map(member_label).unwrap_or(reporter)
+            by_id(d.members, &reporter)
+                .map(member_label)
+                .unwrap_or(reporter)
         ));
     }
     let parent_id = s(t, "parent_task_id", "");
@@ -187,11 +232,18 @@ pub fn task_detail(d: &TaskDetail) -> String {
         ));
     }
     out.push(format!("**Importance:** {}", s(t, "importance", "0")));
-    out.push(format!("**Story Points:** {}", s(t, "story_points", "None")));
+    out.push(format!(
+        "**Story Points:** {}",
+        s(t, "story_points", "None")
+    ));
     let tags = str_list(t, "tags");
     out.push(format!(
         "**Tags:** {}",
-        if tags.is_empty() { "None".into() } else { tags.join(", ") }
+        if tags.is_empty() {
+            "None".into()
+        } else {
+            tags.join(", ")
+        }
     ));
     for (key, label) in [("start_date", "Start Date"), ("due_date", "Due Date")] {
         let v = s(t, key, "");
@@ -212,7 +264,11 @@ pub fn task_detail(d: &TaskDetail) -> String {
                 Some(Value::String(x)) => x.clone(),
                 Some(Value::Array(a)) => a
                     .iter()
-                    .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| x.to_string())
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
                 Some(other) => other.to_string(),
@@ -240,7 +296,11 @@ pub fn task_detail(d: &TaskDetail) -> String {
                 s(st, "task_number", ""),
                 s(st, "status_id", "None"),
                 s(st, "task_type_id", "None"),
-                if ids.is_empty() { "Unassigned".into() } else { ids.join(", ") }
+                if ids.is_empty() {
+                    "Unassigned".into()
+                } else {
+                    ids.join(", ")
+                }
             ));
         }
     }
@@ -276,7 +336,13 @@ pub fn task_detail(d: &TaskDetail) -> String {
                     let lines: Vec<String> = md
                         .split('\n')
                         .enumerate()
-                        .map(|(i, l)| if i == 0 { format!("  - {l}") } else { format!("    {l}") })
+                        .map(|(i, l)| {
+                            if i == 0 {
+                                format!("  - {l}")
+                            } else {
+                                format!("    {l}")
+                            }
+                        })
                         .collect();
                     out.push(lines.join("\n"));
                 }
@@ -359,7 +425,11 @@ pub fn role(r: &Value) -> String {
         name,
         s(r, "id", ""),
         s(r, "description", "None"),
-        if perms.is_empty() { "None".into() } else { perms },
+        if perms.is_empty() {
+            "None".into()
+        } else {
+            perms
+        },
         s(r, "created_at", ""),
     )
 }
@@ -434,7 +504,11 @@ pub fn custom_field(f: &Value) -> String {
         s(f, "id", ""),
         s(f, "field_key", ""),
         s(f, "field_type", ""),
-        if options.is_empty() { "None".into() } else { options.join(", ") },
+        if options.is_empty() {
+            "None".into()
+        } else {
+            options.join(", ")
+        },
         s(f, "is_required", "false"),
         s(f, "created_at", ""),
     )

@@ -224,7 +224,10 @@ pub async fn endpoint(
     }
     let stream = BodyStream::new(body).filter_map(|frame| async move {
         match frame {
-            Ok(frame) => frame.into_data().ok().map(Ok::<_, std::convert::Infallible>),
+            Ok(frame) => frame
+                .into_data()
+                .ok()
+                .map(Ok::<_, std::convert::Infallible>),
             Err(never) => match never {},
         }
     });

@@ -106,7 +106,10 @@ impl Inline {
 /// One open container while parsing.
 enum Frame {
     /// A list: ordered start number (None for bullets).
-    List { start: Option<u64>, first: bool },
+    List {
+        start: Option<u64>,
+        first: bool,
+    },
     /// A list item being built: its type, props, own inline content (from
     /// the first paragraph) and children.
     Item {
@@ -123,7 +126,8 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
     if markdown.trim().is_empty() {
         return Vec::new();
     }
-    let options = Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS | Options::ENABLE_STRIKETHROUGH;
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS | Options::ENABLE_STRIKETHROUGH;
     let mut out: Vec<Value> = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut inline = Inline::default();
@@ -169,7 +173,12 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
             if content.is_none() {
                 *content = Some(runs);
             } else {
-                children.push(block("paragraph", default_props(), Value::Array(runs), vec![]));
+                children.push(block(
+                    "paragraph",
+                    default_props(),
+                    Value::Array(runs),
+                    vec![],
+                ));
             }
         }
     }
@@ -258,7 +267,11 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
                     if runs.is_empty() {
                         continue;
                     }
-                    let kind = if in_quote(&stack) { "quote" } else { "paragraph" };
+                    let kind = if in_quote(&stack) {
+                        "quote"
+                    } else {
+                        "paragraph"
+                    };
                     let props = if kind == "quote" {
                         let mut p = default_props();
                         p.remove("textAlignment");
@@ -266,13 +279,21 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
                     } else {
                         default_props()
                     };
-                    emit(&mut stack, &mut out, block(kind, props, Value::Array(runs), vec![]));
+                    emit(
+                        &mut stack,
+                        &mut out,
+                        block(kind, props, Value::Array(runs), vec![]),
+                    );
                 }
                 TagEnd::Heading(_) => {
                     let mut props = default_props();
                     props.insert("level".into(), json!(heading.take().unwrap_or(1)));
                     let runs = inline.take();
-                    emit(&mut stack, &mut out, block("heading", props, Value::Array(runs), vec![]));
+                    emit(
+                        &mut stack,
+                        &mut out,
+                        block("heading", props, Value::Array(runs), vec![]),
+                    );
                 }
                 TagEnd::BlockQuote(_) => {
                     stack.pop();
@@ -285,14 +306,22 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
                         let mut props = Map::new();
                         props.insert(
                             "language".into(),
-                            json!(if lang.is_empty() { "text".to_owned() } else { lang }),
+                            json!(if lang.is_empty() {
+                                "text".to_owned()
+                            } else {
+                                lang
+                            }),
                         );
                         let content = if text.is_empty() {
                             json!([])
                         } else {
                             json!([{"type": "text", "text": text, "styles": {}}])
                         };
-                        emit(&mut stack, &mut out, block("codeBlock", props, content, vec![]));
+                        emit(
+                            &mut stack,
+                            &mut out,
+                            block("codeBlock", props, content, vec![]),
+                        );
                     }
                 }
                 TagEnd::List(_) => {
@@ -369,7 +398,11 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
                             props.insert("textAlignment".into(), json!("left"));
                             props.insert("backgroundColor".into(), json!("default"));
                             props.insert("showPreview".into(), json!(true));
-                            emit(&mut stack, &mut out, block("image", props, json!([]), vec![]));
+                            emit(
+                                &mut stack,
+                                &mut out,
+                                block("image", props, json!([]), vec![]),
+                            );
                         } else {
                             inline.push_text(&format!("![{alt}]({url})"), &styles);
                         }
@@ -393,18 +426,21 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
             }
             Event::SoftBreak => inline.push_text(" ", &styles),
             Event::HardBreak => inline.push_text("\n", &styles),
-            Event::Html(html) | Event::InlineHtml(html) => {
-                if code.is_none() {
-                    let text = html.trim_end_matches('\n');
-                    if in_paragraph || heading.is_some() || !matches!(stack.last(), None | Some(Frame::Quote)) {
-                        inline.push_text(text, &styles);
-                    } else if !text.trim().is_empty() {
-                        emit(
-                            &mut stack,
-                            &mut out,
-                            block("paragraph", default_props(), json!([{"type": "text", "text": text, "styles": {}}]), vec![]),
-                        );
-                    }
+            Event::Html(html) | Event::InlineHtml(html) if code.is_none() => {
+                // Raw HTML is kept as text (BlockNote has no HTML block).
+                let text = html.trim_end_matches('\n');
+                if in_paragraph
+                    || heading.is_some()
+                    || !matches!(stack.last(), None | Some(Frame::Quote))
+                {
+                    inline.push_text(text, &styles);
+                } else if !text.trim().is_empty() {
+                    let content = json!([{"type": "text", "text": text, "styles": {}}]);
+                    emit(
+                        &mut stack,
+                        &mut out,
+                        block("paragraph", default_props(), content, vec![]),
+                    );
                 }
             }
             Event::TaskListMarker(checked) => {
@@ -417,7 +453,12 @@ pub fn markdown_to_blocks(markdown: &str) -> Vec<Value> {
             Event::Rule => emit(
                 &mut stack,
                 &mut out,
-                block("paragraph", default_props(), json!([{"type": "text", "text": "---", "styles": {}}]), vec![]),
+                block(
+                    "paragraph",
+                    default_props(),
+                    json!([{"type": "text", "text": "---", "styles": {}}]),
+                    vec![],
+                ),
             ),
             _ => {}
         }
@@ -447,7 +488,10 @@ pub fn blocks_to_markdown(value: &Value) -> String {
 }
 
 fn is_list(kind: &str) -> bool {
-    matches!(kind, "bulletListItem" | "numberedListItem" | "checkListItem")
+    matches!(
+        kind,
+        "bulletListItem" | "numberedListItem" | "checkListItem"
+    )
 }
 
 fn render_blocks(blocks: &[Value], indent: usize) -> String {
@@ -480,14 +524,21 @@ fn render_blocks(blocks: &[Value], indent: usize) -> String {
         }
         let rendered = match kind {
             "heading" => {
-                let level = props.get("level").and_then(Value::as_u64).unwrap_or(1).clamp(1, 6);
+                let level = props
+                    .get("level")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1)
+                    .clamp(1, 6);
                 format!("{pad}{} {}", "#".repeat(level as usize), text)
             }
             "bulletListItem" | "numberedListItem" | "checkListItem" => {
                 let marker = match kind {
                     "numberedListItem" => format!("{number}. "),
                     "checkListItem" => {
-                        let checked = props.get("checked").and_then(Value::as_bool).unwrap_or(false);
+                        let checked = props
+                            .get("checked")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false);
                         format!("- [{}] ", if checked { "x" } else { " " })
                     }
                     _ => "- ".to_owned(),
@@ -621,7 +672,9 @@ fn render_table(content: &Value, pad: &str) -> String {
                             } else {
                                 cell.get("content").cloned().unwrap_or(Value::Null)
                             };
-                            render_inline(&inline).replace('|', "\\|").replace('\n', " ")
+                            render_inline(&inline)
+                                .replace('|', "\\|")
+                                .replace('\n', " ")
                         })
                         .collect()
                 })
@@ -727,7 +780,13 @@ fn render_inline(content: &Value) -> String {
     for item in items {
         let kind = item.get("type").and_then(Value::as_str).unwrap_or("text");
         let props = item.get("props").cloned().unwrap_or(Value::Null);
-        let prop = |k: &str| props.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let prop = |k: &str| {
+            props
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
         let piece = match kind {
             "text" => render_run(item),
             "link" => {
@@ -737,7 +796,11 @@ fn render_inline(content: &Value) -> String {
             }
             "teamMention" => {
                 let (name, id) = (prop("name"), prop("id"));
-                let name = if name.is_empty() { "Unknown".into() } else { name };
+                let name = if name.is_empty() {
+                    "Unknown".into()
+                } else {
+                    name
+                };
                 escape(&if id.is_empty() {
                     format!("@{name}")
                 } else {
@@ -746,7 +809,11 @@ fn render_inline(content: &Value) -> String {
             }
             "taskReference" => {
                 let (title, id) = (prop("title"), prop("id"));
-                let title = if title.is_empty() { "Unknown".into() } else { title };
+                let title = if title.is_empty() {
+                    "Unknown".into()
+                } else {
+                    title
+                };
                 escape(&if id.is_empty() {
                     format!("#{title}")
                 } else {
@@ -755,7 +822,11 @@ fn render_inline(content: &Value) -> String {
             }
             "docReference" => {
                 let (title, id) = (prop("title"), prop("id"));
-                let title = if title.is_empty() { "Unknown".into() } else { title };
+                let title = if title.is_empty() {
+                    "Unknown".into()
+                } else {
+                    title
+                };
                 escape(&if id.is_empty() {
                     format!("📄 {title}")
                 } else {
@@ -850,7 +921,8 @@ mod tests {
 
     #[test]
     fn paragraph_with_inline_styles_and_link() {
-        let blocks = markdown_to_blocks("Plain **bold** *italic* `code` ~~gone~~ [docs](https://x.io/a)");
+        let blocks =
+            markdown_to_blocks("Plain **bold** *italic* `code` ~~gone~~ [docs](https://x.io/a)");
         assert_eq!(kinds(&blocks), ["paragraph"]);
         let content = strip_ids(blocks[0]["content"].clone());
         assert_eq!(
@@ -878,10 +950,16 @@ mod tests {
     fn headings_keep_their_level() {
         let blocks = markdown_to_blocks("# One\n\n## Two\n\n### Three");
         assert_eq!(kinds(&blocks), ["heading", "heading", "heading"]);
-        let levels: Vec<u64> = blocks.iter().map(|b| b["props"]["level"].as_u64().unwrap()).collect();
+        let levels: Vec<u64> = blocks
+            .iter()
+            .map(|b| b["props"]["level"].as_u64().unwrap())
+            .collect();
         assert_eq!(levels, [1, 2, 3]);
         assert_eq!(blocks[1]["content"][0]["text"], "Two");
-        assert_eq!(blocks_to_markdown(&Value::Array(blocks)), "# One\n\n## Two\n\n### Three");
+        assert_eq!(
+            blocks_to_markdown(&Value::Array(blocks)),
+            "# One\n\n## Two\n\n### Three"
+        );
     }
 
     #[test]
@@ -890,9 +968,19 @@ mod tests {
         let blocks = markdown_to_blocks(md);
         assert_eq!(
             kinds(&blocks),
-            ["bulletListItem", "bulletListItem", "numberedListItem", "numberedListItem", "checkListItem", "checkListItem"]
+            [
+                "bulletListItem",
+                "bulletListItem",
+                "numberedListItem",
+                "numberedListItem",
+                "checkListItem",
+                "checkListItem"
+            ]
         );
-        assert_eq!(kinds(blocks[1]["children"].as_array().unwrap()), ["bulletListItem", "bulletListItem"]);
+        assert_eq!(
+            kinds(blocks[1]["children"].as_array().unwrap()),
+            ["bulletListItem", "bulletListItem"]
+        );
         assert_eq!(blocks[1]["children"][1]["content"][0]["text"], "b2");
         assert_eq!(blocks[4]["props"]["checked"], false);
         assert_eq!(blocks[5]["props"]["checked"], true);
@@ -904,7 +992,10 @@ mod tests {
     fn ordered_list_start_number_survives() {
         let blocks = markdown_to_blocks("3. three\n4. four");
         assert_eq!(blocks[0]["props"]["start"], 3);
-        assert_eq!(blocks_to_markdown(&Value::Array(blocks)), "3. three\n4. four");
+        assert_eq!(
+            blocks_to_markdown(&Value::Array(blocks)),
+            "3. three\n4. four"
+        );
     }
 
     #[test]
@@ -913,7 +1004,10 @@ mod tests {
         let blocks = markdown_to_blocks(md);
         assert_eq!(kinds(&blocks), ["codeBlock"]);
         assert_eq!(blocks[0]["props"]["language"], "rust");
-        assert_eq!(blocks[0]["content"][0]["text"], "fn main() {\n    println!(\"*hi*\");\n}");
+        assert_eq!(
+            blocks[0]["content"][0]["text"],
+            "fn main() {\n    println!(\"*hi*\");\n}"
+        );
         assert_eq!(blocks_to_markdown(&Value::Array(blocks)), md);
     }
 
@@ -922,7 +1016,10 @@ mod tests {
         let blocks = markdown_to_blocks("> careful **now**");
         assert_eq!(kinds(&blocks), ["quote"]);
         assert_eq!(blocks[0]["content"][1]["styles"]["bold"], true);
-        assert_eq!(blocks_to_markdown(&Value::Array(blocks)), "> careful **now**");
+        assert_eq!(
+            blocks_to_markdown(&Value::Array(blocks)),
+            "> careful **now**"
+        );
     }
 
     #[test]
@@ -941,21 +1038,33 @@ mod tests {
         let blocks = markdown_to_blocks("![diagram](https://x.io/d.png)");
         assert_eq!(kinds(&blocks), ["image"]);
         assert_eq!(blocks[0]["props"]["url"], "https://x.io/d.png");
-        assert_eq!(blocks_to_markdown(&Value::Array(blocks)), "![diagram](https://x.io/d.png)");
+        assert_eq!(
+            blocks_to_markdown(&Value::Array(blocks)),
+            "![diagram](https://x.io/d.png)"
+        );
     }
 
     #[test]
     fn hard_break_and_escaping_round_trip() {
         let md = "line one\\\nline two with 2\\*3 and a \\# sign";
         let blocks = markdown_to_blocks(md);
-        assert_eq!(blocks[0]["content"][0]["text"], "line one\nline two with 2*3 and a # sign");
+        assert_eq!(
+            blocks[0]["content"][0]["text"],
+            "line one\nline two with 2*3 and a # sign"
+        );
         let back = blocks_to_markdown(&Value::Array(blocks.clone()));
-        assert_eq!(strip_ids(Value::Array(markdown_to_blocks(&back))), strip_ids(Value::Array(blocks)));
+        assert_eq!(
+            strip_ids(Value::Array(markdown_to_blocks(&back))),
+            strip_ids(Value::Array(blocks))
+        );
         // Text that looks like block syntax stays text.
         let blocks = markdown_to_blocks("\\# not a heading\n\n1\\. not a list");
         assert_eq!(kinds(&blocks), ["paragraph", "paragraph"]);
         let back = blocks_to_markdown(&Value::Array(blocks.clone()));
-        assert_eq!(kinds(&markdown_to_blocks(&back)), ["paragraph", "paragraph"]);
+        assert_eq!(
+            kinds(&markdown_to_blocks(&back)),
+            ["paragraph", "paragraph"]
+        );
     }
 
     #[test]
@@ -1012,8 +1121,14 @@ mod tests {
         let link = &blocks[0]["content"][1];
         assert_eq!(link["type"], "link");
         assert_eq!(link["content"][1]["styles"]["bold"], true);
-        assert_eq!(kinds(blocks[0]["children"].as_array().unwrap()), ["paragraph"]);
+        assert_eq!(
+            kinds(blocks[0]["children"].as_array().unwrap()),
+            ["paragraph"]
+        );
         let back = blocks_to_markdown(&Value::Array(blocks.clone()));
-        assert_eq!(strip_ids(Value::Array(markdown_to_blocks(&back))), strip_ids(Value::Array(blocks)));
+        assert_eq!(
+            strip_ids(Value::Array(markdown_to_blocks(&back))),
+            strip_ids(Value::Array(blocks))
+        );
     }
 }

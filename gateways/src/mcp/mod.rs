@@ -31,15 +31,14 @@ use self::plugins::PluginTool;
 
 /// The server's identity in `initialize`.
 pub fn server_config() -> ServerConfig {
-    ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-        Implementation::new("paca", env!("CARGO_PKG_VERSION")),
-    )
-    .with_instructions(
-        "Paca project management: projects, tasks, sprints, docs, members, roles, views and \
+    ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        .with_server_info(Implementation::new("paca", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Paca project management: projects, tasks, sprints, docs, members, roles, views and \
          custom fields. Resolve project ids with list_projects (match task_id_prefix for \
          references like PAC-42), then use get_task_by_number. Descriptions, doc content and \
          comments are Markdown.",
-    )
+        )
 }
 
 /// Everything one MCP session serves: the REST client acting as the caller,
@@ -77,7 +76,12 @@ impl Session {
         let mut list: Vec<Tool> = tools::catalog()
             .iter()
             .filter(|t| {
-                permissions::tool_visible(self.mode, &self.granted, t.permission, t.requires_project)
+                permissions::tool_visible(
+                    self.mode,
+                    &self.granted,
+                    t.permission,
+                    t.requires_project,
+                )
             })
             .map(|t| Tool::new(t.name, t.description, (t.schema)()))
             .collect();
@@ -86,7 +90,14 @@ impl Session {
     }
 
     pub async fn call(&self, name: &str, args: Option<JsonObject>) -> CallToolResult {
-        call_tool(&self.api, self.project_lock.as_deref(), &self.plugin_tools, name, args).await
+        call_tool(
+            &self.api,
+            self.project_lock.as_deref(),
+            &self.plugin_tools,
+            name,
+            args,
+        )
+        .await
     }
 }
 
@@ -104,7 +115,10 @@ pub fn project_lock_error(lock: Option<&str>, args: &JsonObject) -> Option<Strin
     let lock = lock?;
     for key in ["projectId", "project_id"] {
         if let Some(given) = args.get(key) {
-            let given_text = given.as_str().map(str::to_owned).unwrap_or_else(|| given.to_string());
+            let given_text = given
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| given.to_string());
             if given_text != lock {
                 return Some(format!(
                     "Error: projectId must be {lock} in single-project agent mode. Got {given_text}"
@@ -155,7 +169,10 @@ mod tests {
         assert!(project_lock_error(Some("a"), &args(json!({"projectId": "a"}))).is_none());
         assert!(project_lock_error(Some("a"), &args(json!({"name": "x"}))).is_none());
         let msg = project_lock_error(Some("a"), &args(json!({"projectId": "b"}))).unwrap();
-        assert_eq!(msg, "Error: projectId must be a in single-project agent mode. Got b");
+        assert_eq!(
+            msg,
+            "Error: projectId must be a in single-project agent mode. Got b"
+        );
         assert!(project_lock_error(Some("a"), &args(json!({"project_id": "c"}))).is_some());
     }
 }

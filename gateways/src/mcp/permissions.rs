@@ -95,7 +95,12 @@ pub async fn fetch(api: &Api, mode: Mode, project_id: Option<&str>) -> Granted {
 }
 
 /// Whether a core tool with this permission key is listed.
-pub fn tool_visible(mode: Mode, granted: &Granted, permission: &str, requires_project: bool) -> bool {
+pub fn tool_visible(
+    mode: Mode,
+    granted: &Granted,
+    permission: &str,
+    requires_project: bool,
+) -> bool {
     let has = |list: &Option<Vec<String>>| {
         list.as_ref()
             .is_some_and(|l| domain::permissions::grants(l, permission))
@@ -127,10 +132,14 @@ mod tests {
 
     #[test]
     fn both_permission_shapes_parse() {
-        let map = parse_permissions(&json!({"permissions": {"tasks.read": true, "tasks.write": false}}));
+        let map =
+            parse_permissions(&json!({"permissions": {"tasks.read": true, "tasks.write": false}}));
         assert_eq!(map, Some(vec!["tasks.read".to_owned()]));
         let list = parse_permissions(&json!({"permissions": ["tasks.read", "sprints.*"]}));
-        assert_eq!(list, Some(vec!["tasks.read".to_owned(), "sprints.*".to_owned()]));
+        assert_eq!(
+            list,
+            Some(vec!["tasks.read".to_owned(), "sprints.*".to_owned()])
+        );
         assert_eq!(parse_permissions(&json!("x")), None);
     }
 
@@ -140,7 +149,12 @@ mod tests {
             global: Some(vec!["users.read".into()]),
             project: Some(vec!["tasks.*".into(), "projects.read".into()]),
         };
-        assert!(tool_visible(Mode::Personal, &Granted::default(), "tasks.write", true));
+        assert!(tool_visible(
+            Mode::Personal,
+            &Granted::default(),
+            "tasks.write",
+            true
+        ));
         assert!(tool_visible(Mode::UserProject, &g, "tasks.write", true));
         assert!(!tool_visible(Mode::UserProject, &g, "sprints.read", true));
         assert!(tool_visible(Mode::AgentProject, &g, "projects.read", false));
@@ -149,9 +163,19 @@ mod tests {
             global: Some(vec!["*".into()]),
             project: None,
         };
-        assert!(tool_visible(Mode::UserGlobal, &admin, "projects.create", false));
+        assert!(tool_visible(
+            Mode::UserGlobal,
+            &admin,
+            "projects.create",
+            false
+        ));
         assert!(!tool_visible(Mode::UserGlobal, &admin, "tasks.read", true));
         // Unknown permissions keep tools listed.
-        assert!(tool_visible(Mode::AgentProject, &Granted::default(), "tasks.read", true));
+        assert!(tool_visible(
+            Mode::AgentProject,
+            &Granted::default(),
+            "tasks.read",
+            true
+        ));
     }
 }

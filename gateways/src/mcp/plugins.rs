@@ -171,13 +171,22 @@ pub fn fill(path: &str, args: &Map<String, Value>) -> Result<(String, Map<String
 }
 
 /// Calls a plugin tool's route as the caller.
-pub async fn call(api: &Api, tool: &PluginTool, args: &Map<String, Value>) -> Result<String, ApiError> {
+pub async fn call(
+    api: &Api,
+    tool: &PluginTool,
+    args: &Map<String, Value>,
+) -> Result<String, ApiError> {
     let (path, rest) = fill(&tool.path, args).map_err(|message| ApiError {
         status: 0,
         code: "BAD_REQUEST".into(),
         message,
     })?;
-    let url = format!("{}/api/v1/plugins/{}/{}", api.base(), seg(&tool.plugin), path);
+    let url = format!(
+        "{}/api/v1/plugins/{}/{}",
+        api.base(),
+        seg(&tool.plugin),
+        path
+    );
     let with_body = !matches!(tool.method, Method::GET | Method::DELETE | Method::HEAD);
     let query: Vec<(&str, String)> = if with_body {
         Vec::new()
@@ -186,7 +195,9 @@ pub async fn call(api: &Api, tool: &PluginTool, args: &Map<String, Value>) -> Re
             .map(|(k, v)| {
                 (
                     k.as_str(),
-                    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
                 )
             })
             .collect()

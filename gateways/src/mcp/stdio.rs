@@ -35,9 +35,12 @@ pub struct StdioConfig {
 
 impl StdioConfig {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let api_key =
-            var(PACA_API_KEY).ok_or("PACA_API_KEY environment variable is required")?;
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let api_key = var(PACA_API_KEY).ok_or("PACA_API_KEY environment variable is required")?;
         let agent_id = var(PACA_AGENT_ID);
         let project_id = var(PACA_PROJECT_ID);
         if agent_id.is_some() && project_id.is_none() {
@@ -156,7 +159,12 @@ mod tests {
         assert_eq!(c.mode, Mode::Personal);
         let err = cfg(&[("PACA_API_KEY", "k"), ("PACA_AGENT_ID", "a")]).unwrap_err();
         assert!(err.contains("PACA_PROJECT_ID"));
-        let c = cfg(&[("PACA_API_KEY", "k"), ("PACA_AGENT_ID", "a"), ("PACA_PROJECT_ID", "p")]).unwrap();
+        let c = cfg(&[
+            ("PACA_API_KEY", "k"),
+            ("PACA_AGENT_ID", "a"),
+            ("PACA_PROJECT_ID", "p"),
+        ])
+        .unwrap();
         assert_eq!(c.mode, Mode::AgentProject);
         let c = cfg(&[("PACA_API_KEY", "k"), ("PACA_PROJECT_ID", "p")]).unwrap();
         assert_eq!(c.mode, Mode::UserProject);

@@ -58,7 +58,10 @@ pub async fn create_project(ctx: &Ctx, a: CreateProjectArgs) -> ToolResult {
     body.insert("name".into(), json!(a.name));
     put(&mut body, "description", a.description);
     let p = ctx.api.post("/projects", &Value::Object(body)).await?;
-    Ok(format!("Project created successfully:\n\n{}", f::project(&p)))
+    Ok(format!(
+        "Project created successfully:\n\n{}",
+        f::project(&p)
+    ))
 }
 
 pub async fn update_project(ctx: &Ctx, a: UpdateProjectArgs) -> ToolResult {
@@ -69,7 +72,10 @@ pub async fn update_project(ctx: &Ctx, a: UpdateProjectArgs) -> ToolResult {
         .api
         .patch(&pp(&a.project_id), &Value::Object(body))
         .await?;
-    Ok(format!("Project updated successfully:\n\n{}", f::project(&p)))
+    Ok(format!(
+        "Project updated successfully:\n\n{}",
+        f::project(&p)
+    ))
 }
 
 pub async fn delete_project(ctx: &Ctx, a: ProjectArgs) -> ToolResult {
@@ -111,7 +117,11 @@ pub async fn list_tasks(ctx: &Ctx, a: ListTasksArgs) -> ToolResult {
     Ok(format!(
         "Tasks ({} returned{}):\n\n{}{}",
         tasks.len(),
-        if next.is_some() { ", more available" } else { "" },
+        if next.is_some() {
+            ", more available"
+        } else {
+            ""
+        },
         f::list(&tasks, f::task),
         note
     ))
@@ -119,7 +129,11 @@ pub async fn list_tasks(ctx: &Ctx, a: ListTasksArgs) -> ToolResult {
 
 async fn task_detail(ctx: &Ctx, project_id: &str, task: Value) -> ToolResult {
     let base = pp(project_id);
-    let task_id = task.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+    let task_id = task
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let tp = format!("{base}/tasks/{}", seg(&task_id));
     let api = &ctx.api;
     // Everything the web app's task panel shows; a part that fails (no
@@ -157,8 +171,12 @@ async fn task_detail(ctx: &Ctx, project_id: &str, task: Value) -> ToolResult {
     let project = project.ok();
     let (statuses, types, sprints, members) =
         (list(statuses), list(types), list(sprints), list(members));
-    let (subtasks, attachments, activities, fields) =
-        (list(subtasks), list(attachments), list(activities), list(fields));
+    let (subtasks, attachments, activities, fields) = (
+        list(subtasks),
+        list(attachments),
+        list(activities),
+        list(fields),
+    );
     Ok(f::task_detail(&f::TaskDetail {
         task: &task,
         project: project.as_ref(),
@@ -240,7 +258,11 @@ pub async fn create_task(ctx: &Ctx, a: CreateTaskArgs) -> ToolResult {
     if let Some(assignee) = a.assignee_id {
         body.insert(
             "assignee_ids".into(),
-            if assignee.is_empty() { json!([]) } else { json!([assignee]) },
+            if assignee.is_empty() {
+                json!([])
+            } else {
+                json!([assignee])
+            },
         );
     }
     put(&mut body, "parent_task_id", a.parent_task_id);
@@ -251,7 +273,10 @@ pub async fn create_task(ctx: &Ctx, a: CreateTaskArgs) -> ToolResult {
     put(&mut body, "due_date", a.due_date);
     let task = ctx
         .api
-        .post(&format!("{}/tasks", pp(&a.project_id)), &Value::Object(body))
+        .post(
+            &format!("{}/tasks", pp(&a.project_id)),
+            &Value::Object(body),
+        )
         .await?;
     Ok(format!("Task created successfully:\n\n{}", f::task(&task)))
 }
@@ -268,7 +293,11 @@ pub async fn update_task(ctx: &Ctx, a: UpdateTaskArgs) -> ToolResult {
     if let Some(assignee) = a.assignee_id {
         body.insert(
             "assignee_ids".into(),
-            if assignee.is_empty() { json!([]) } else { json!([assignee]) },
+            if assignee.is_empty() {
+                json!([])
+            } else {
+                json!([assignee])
+            },
         );
     }
     if let Some(parent) = a.parent_task_id {
@@ -348,7 +377,10 @@ pub async fn complete_sprint(ctx: &Ctx, a: SprintArgs) -> ToolResult {
         .api
         .post(&format!("{}/complete", sp(&a)), &json!({}))
         .await?;
-    Ok(format!("Sprint completed successfully:\n\n{}", f::sprint(&s)))
+    Ok(format!(
+        "Sprint completed successfully:\n\n{}",
+        f::sprint(&s)
+    ))
 }
 
 // ------------------------------------------------------------------- members
@@ -393,12 +425,19 @@ pub async fn update_member_role(ctx: &Ctx, a: MemberRoleArgs) -> ToolResult {
             &body,
         )
         .await?;
-    Ok(format!("Member role updated successfully:\n\n{}", f::member(&m)))
+    Ok(format!(
+        "Member role updated successfully:\n\n{}",
+        f::member(&m)
+    ))
 }
 
 pub async fn remove_member(ctx: &Ctx, a: MemberArgs) -> ToolResult {
     ctx.api
-        .delete(&format!("{}/members/{}", pp(&a.project_id), seg(&a.user_id)))
+        .delete(&format!(
+            "{}/members/{}",
+            pp(&a.project_id),
+            seg(&a.user_id)
+        ))
         .await?;
     Ok(format!("Member {} removed successfully", a.user_id))
 }
@@ -429,10 +468,7 @@ fn permission_list(v: Value) -> Result<Value, ToolError> {
 }
 
 pub async fn list_roles(ctx: &Ctx, a: ProjectArgs) -> ToolResult {
-    let data = ctx
-        .api
-        .get(&format!("{}/roles", pp(&a.project_id)))
-        .await?;
+    let data = ctx.api.get(&format!("{}/roles", pp(&a.project_id))).await?;
     Ok(format!(
         "Project Roles:\n\n{}",
         f::list(&items(data, &["roles"]), f::role)
@@ -446,7 +482,10 @@ pub async fn create_role(ctx: &Ctx, a: CreateRoleArgs) -> ToolResult {
     put(&mut body, "description", a.description);
     let r = ctx
         .api
-        .post(&format!("{}/roles", pp(&a.project_id)), &Value::Object(body))
+        .post(
+            &format!("{}/roles", pp(&a.project_id)),
+            &Value::Object(body),
+        )
         .await?;
     Ok(format!("Role created successfully:\n\n{}", f::role(&r)))
 }
@@ -501,7 +540,10 @@ pub async fn create_type(ctx: &Ctx, a: CreateTaskTypeArgs) -> ToolResult {
             &Value::Object(body),
         )
         .await?;
-    Ok(format!("Task type created successfully:\n\n{}", f::task_type(&t)))
+    Ok(format!(
+        "Task type created successfully:\n\n{}",
+        f::task_type(&t)
+    ))
 }
 
 pub async fn update_type(ctx: &Ctx, a: UpdateTaskTypeArgs) -> ToolResult {
@@ -517,7 +559,10 @@ pub async fn update_type(ctx: &Ctx, a: UpdateTaskTypeArgs) -> ToolResult {
             &Value::Object(body),
         )
         .await?;
-    Ok(format!("Task type updated successfully:\n\n{}", f::task_type(&t)))
+    Ok(format!(
+        "Task type updated successfully:\n\n{}",
+        f::task_type(&t)
+    ))
 }
 
 pub async fn delete_type(ctx: &Ctx, a: TypeArgs) -> ToolResult {
@@ -587,11 +632,7 @@ pub async fn update_status(ctx: &Ctx, a: UpdateStatusArgs) -> ToolResult {
     let s = ctx
         .api
         .patch(
-            &format!(
-                "{}/task-statuses/{}",
-                pp(&a.project_id),
-                seg(&a.status_id)
-            ),
+            &format!("{}/task-statuses/{}", pp(&a.project_id), seg(&a.status_id)),
             &Value::Object(body),
         )
         .await?;
@@ -692,10 +733,7 @@ async fn view_context(
     let in_backlog = items(backlog, &[])
         .iter()
         .any(|v| v.get("id").and_then(Value::as_str) == Some(id));
-    Ok((
-        if in_backlog { "backlog" } else { "timeline" }.into(),
-        None,
-    ))
+    Ok((if in_backlog { "backlog" } else { "timeline" }.into(), None))
 }
 
 pub async fn reorder_views(ctx: &Ctx, a: ReorderViewsArgs) -> ToolResult {
@@ -738,7 +776,10 @@ pub async fn update_view(ctx: &Ctx, a: UpdateViewArgs) -> ToolResult {
         .patch(&vp(&a.project_id, &a.view_id), &Value::Object(body))
         .await?;
     let (context, _) = view_context(ctx, &a.project_id, &v).await?;
-    Ok(format!("View updated successfully:\n\n{}", f::view(&v, &context)))
+    Ok(format!(
+        "View updated successfully:\n\n{}",
+        f::view(&v, &context)
+    ))
 }
 
 pub async fn delete_view(ctx: &Ctx, a: ViewArgs) -> ToolResult {
@@ -919,10 +960,7 @@ pub async fn list_attachments(ctx: &Ctx, a: TaskArgs) -> ToolResult {
 }
 
 pub async fn attachment_url(ctx: &Ctx, a: AttachmentArgs) -> ToolResult {
-    let data = ctx
-        .api
-        .get(&format!("{}/download-url", ap(&a)))
-        .await?;
+    let data = ctx.api.get(&format!("{}/download-url", ap(&a))).await?;
     let url = data
         .get("url")
         .or_else(|| data.get("download_url"))
@@ -933,7 +971,10 @@ pub async fn attachment_url(ctx: &Ctx, a: AttachmentArgs) -> ToolResult {
 
 pub async fn delete_attachment(ctx: &Ctx, a: AttachmentArgs) -> ToolResult {
     ctx.api.delete(&ap(&a)).await?;
-    Ok(format!("Attachment {} deleted successfully", a.attachment_id))
+    Ok(format!(
+        "Attachment {} deleted successfully",
+        a.attachment_id
+    ))
 }
 
 // ------------------------------------------------------ activities, comments
@@ -986,7 +1027,10 @@ pub async fn update_comment(ctx: &Ctx, a: UpdateCommentArgs) -> ToolResult {
             &body,
         )
         .await?;
-    Ok(format!("Comment updated successfully:\n\n{}", f::comment(&c)))
+    Ok(format!(
+        "Comment updated successfully:\n\n{}",
+        f::comment(&c)
+    ))
 }
 
 pub async fn delete_comment(ctx: &Ctx, a: CommentArgs) -> ToolResult {

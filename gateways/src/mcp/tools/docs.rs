@@ -53,10 +53,16 @@ async fn tree(ctx: &Ctx, project_id: &str) -> Result<Tree, ToolError> {
         docs: HashMap::new(),
     };
     for f in items(folders?, &["folders"]) {
-        tree.folders.entry(parent_of(&f, "parent_id")).or_default().push(f);
+        tree.folders
+            .entry(parent_of(&f, "parent_id"))
+            .or_default()
+            .push(f);
     }
     for d in items(docs?, &["documents", "docs"]) {
-        tree.docs.entry(parent_of(&d, "folder_id")).or_default().push(d);
+        tree.docs
+            .entry(parent_of(&d, "folder_id"))
+            .or_default()
+            .push(d);
     }
     Ok(tree)
 }
@@ -112,10 +118,16 @@ async fn ensure_folders(
                 }
                 let created = ctx
                     .api
-                    .post(&format!("/projects/{}/docs/folders", seg(project_id)), &body)
+                    .post(
+                        &format!("/projects/{}/docs/folders", seg(project_id)),
+                        &body,
+                    )
                     .await?;
                 let fid = id(&created);
-                tree.folders.entry(current.clone()).or_default().push(created);
+                tree.folders
+                    .entry(current.clone())
+                    .or_default()
+                    .push(created);
                 fid
             }
         };
@@ -140,7 +152,10 @@ fn render(tree: &Tree, parent: &Option<String>, out: &mut Vec<String>) {
     let entries: Vec<(String, Option<String>)> = folders
         .iter()
         .map(|f| (format!("📁 {}/", text(f, "name")), Some(id(f))))
-        .chain(docs.iter().map(|d| (format!("📄 {}", text(d, "title")), None)))
+        .chain(
+            docs.iter()
+                .map(|d| (format!("📄 {}", text(d, "title")), None)),
+        )
         .collect();
     let count = entries.len();
     for (i, (label, folder)) in entries.into_iter().enumerate() {
@@ -202,7 +217,10 @@ pub async fn read_doc(ctx: &Ctx, a: DocPathArgs) -> ToolResult {
                     seg(&id(&d))
                 ))
                 .await?;
-            let content = doc.get("content").map(blocks_to_markdown).unwrap_or_default();
+            let content = doc
+                .get("content")
+                .map(blocks_to_markdown)
+                .unwrap_or_default();
             Ok(format!(
                 "📄 {}\nPath: {}\nUpdated: {}\n\n---\n\n{}",
                 text(&doc, "title"),
@@ -232,7 +250,10 @@ pub async fn write_doc(ctx: &Ctx, a: WriteDocArgs) -> ToolResult {
     let base = format!("/projects/{}/docs", seg(&a.project_id));
     if let Some(doc_id) = existing {
         ctx.api
-            .patch(&format!("{base}/{}", seg(&doc_id)), &json!({"content": content}))
+            .patch(
+                &format!("{base}/{}", seg(&doc_id)),
+                &json!({"content": content}),
+            )
             .await?;
         return Ok(format!("Updated document: {}", a.path));
     }
@@ -286,7 +307,10 @@ pub async fn move_doc(ctx: &Ctx, a: MoveDocArgs) -> ToolResult {
                     &json!({"title": name, "folder_id": folder_id}),
                 )
                 .await?;
-            Ok(format!("Moved document: {} → {}", a.source_path, a.dest_path))
+            Ok(format!(
+                "Moved document: {} → {}",
+                a.source_path, a.dest_path
+            ))
         }
         Resolved::Folder(f) => {
             ctx.api

@@ -220,7 +220,9 @@ pub async fn call(ctx: &Ctx, name: &str, args: Value) -> Option<ToolResult> {
         "list_project_members" => async { c::list_members(ctx, parse(args)?).await }.await,
         "add_project_member" => async { c::add_member(ctx, parse(args)?).await }.await,
         "get_my_project_permissions" => async { c::my_permissions(ctx, parse(args)?).await }.await,
-        "update_project_member_role" => async { c::update_member_role(ctx, parse(args)?).await }.await,
+        "update_project_member_role" => {
+            async { c::update_member_role(ctx, parse(args)?).await }.await
+        }
         "remove_project_member" => async { c::remove_member(ctx, parse(args)?).await }.await,
         "list_project_roles" => async { c::list_roles(ctx, parse(args)?).await }.await,
         "create_project_role" => async { c::create_role(ctx, parse(args)?).await }.await,
@@ -276,7 +278,12 @@ mod tests {
         assert_eq!(names.len(), 62);
         for t in all {
             let schema = (t.schema)();
-            assert_eq!(schema.get("type").and_then(Value::as_str), Some("object"), "{}", t.name);
+            assert_eq!(
+                schema.get("type").and_then(Value::as_str),
+                Some("object"),
+                "{}",
+                t.name
+            );
         }
     }
 
@@ -294,17 +301,44 @@ mod tests {
         };
         assert!(required("list_projects").is_empty());
         assert_eq!(required("create_task"), ["projectId", "title"]);
-        assert_eq!(required("create_sprint"), ["endDate", "name", "projectId", "startDate"]);
-        assert_eq!(required("move_doc"), ["destPath", "projectId", "sourcePath"]);
-        assert_eq!(required("bulk_move_tasks"), ["projectId", "targetViewId", "taskId", "viewId"]);
-        assert_eq!(required("create_custom_field"), ["displayName", "fieldKey", "fieldType", "projectId"]);
-        assert_eq!(required("update_task_comment"), ["commentId", "content", "projectId", "taskId"]);
-        assert_eq!(required("create_project_role"), ["name", "permissions", "projectId"]);
+        assert_eq!(
+            required("create_sprint"),
+            ["endDate", "name", "projectId", "startDate"]
+        );
+        assert_eq!(
+            required("move_doc"),
+            ["destPath", "projectId", "sourcePath"]
+        );
+        assert_eq!(
+            required("bulk_move_tasks"),
+            ["projectId", "targetViewId", "taskId", "viewId"]
+        );
+        assert_eq!(
+            required("create_custom_field"),
+            ["displayName", "fieldKey", "fieldType", "projectId"]
+        );
+        assert_eq!(
+            required("update_task_comment"),
+            ["commentId", "content", "projectId", "taskId"]
+        );
+        assert_eq!(
+            required("create_project_role"),
+            ["name", "permissions", "projectId"]
+        );
         let props = (find("create_task").unwrap().schema)();
         let keys: Vec<&String> = props["properties"].as_object().unwrap().keys().collect();
         for k in [
-            "description", "statusId", "typeId", "sprintId", "assigneeId", "parentTaskId",
-            "importance", "storyPoints", "tags", "startDate", "dueDate",
+            "description",
+            "statusId",
+            "typeId",
+            "sprintId",
+            "assigneeId",
+            "parentTaskId",
+            "importance",
+            "storyPoints",
+            "tags",
+            "startDate",
+            "dueDate",
         ] {
             assert!(keys.iter().any(|x| *x == k), "create_task lacks {k}");
         }
