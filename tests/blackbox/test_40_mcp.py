@@ -820,13 +820,17 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     log: list = []
     plugins: dict | None = None
+    permissions: dict | None = None
 
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         type(self).log.append({"method": self.command, "path": self.path, "body": body,
                                "headers": {k.lower(): v for k, v in self.headers.items()}})
-        if self.path.startswith("/api/v1/plugins") and type(self).plugins is not None:
+        if self.path.endswith("/members/me/permissions") and type(self).permissions is not None:
+            payload = {"success": True, "data": {"permissions": type(self).permissions}}
+            code = 200
+        elif self.path.startswith("/api/v1/plugins") and type(self).plugins is not None:
             if self.path == "/api/v1/plugins":
                 payload = {"success": True, "data": type(self).plugins}
             else:
@@ -852,6 +856,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 def recorder():
     Recorder.log = []
     Recorder.plugins = None
+    Recorder.permissions = None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -880,6 +885,20 @@ def test_agent_mode_project_lock_stdio(srv, recorder):
         res = s.call("get_project", {"projectId": locked})
         assert res.is_error and "401" in res.text and "AUTH_TOKEN_INVALID" in res.text
         assert Recorder.log[-1]["path"] == f"/api/v1/projects/{locked}"
+
+
+def test_agent_mode_filters_by_the_agents_permission_map(srv, recorder):
+    # Paca's map shape {"permissions": {"key": true}} (false entries are not granted).
+    Recorder.permissions = {"tasks.read": True, "projects.read": True, "tasks.write": False}
+    project = "660e8400-e29b-41d4-a716-446655440001"
+    with open_session(srv, "stdio", "agent-shared-key", project=project,
+                      agent="550e8400-e29b-41d4-a716-446655440000", api_url=recorder) as s:
+        names = s.tool_names()
+        want = expected_names(["tasks.read", "projects.read"])
+        assert set(names) == want and len(names) == len(want) == 15, sorted(set(names) ^ want)
+    paths = [r["path"] for r in Recorder.log]
+    # Agent mode reads only the project permissions (no user global role).
+    assert "/api/v1/users/me/global-permissions" not in paths
 
 
 def test_single_project_lock_http(srv, admin_c, admin_key, make_project_for):

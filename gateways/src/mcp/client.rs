@@ -104,11 +104,14 @@ impl Api {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        // `X-Paca-Source` names the channel for the audit trail once the
+        // REST layer records it (the credential still decides who acts).
         let mut req = self
             .http
             .request(method, url)
             .headers(self.headers.clone())
-            .header("accept", "application/json");
+            .header("accept", "application/json")
+            .header("x-paca-source", "mcp");
         if !query.is_empty() {
             req = req.query(query);
         }
