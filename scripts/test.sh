@@ -169,6 +169,25 @@ fi
     || die "pip install -r tests/blackbox/requirements.txt failed"
 
 # ---------------------------------------------------------------------------
+section "MCP client SDK (target/mcp-sdk)"
+# The MCP black-box tests drive `paca mcp` and /api/mcp with the official
+# TypeScript SDK under Node; installed once into a cached directory.
+export MCP_SDK_DIR="$ROOT/target/mcp-sdk"
+MCP_SDK_VERSION=1.32.2
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
+if [ -f "$MCP_SDK_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ] \
+    && grep -q "\"version\": \"$MCP_SDK_VERSION\"" "$MCP_SDK_DIR/node_modules/@modelcontextprotocol/sdk/package.json"; then
+    info "reusing @modelcontextprotocol/sdk@$MCP_SDK_VERSION"
+else
+    mkdir -p "$MCP_SDK_DIR"
+    npm install --prefix "$MCP_SDK_DIR" --no-audit --no-fund --silent "@modelcontextprotocol/sdk@$MCP_SDK_VERSION" \
+        || die "npm install @modelcontextprotocol/sdk failed"
+    info "installed @modelcontextprotocol/sdk@$MCP_SDK_VERSION"
+fi
+
+# ---------------------------------------------------------------------------
 section "Black-box tests (pytest tests/blackbox)"
 export PACA_BIN="$ROOT/target/debug/paca"
 # Files written ahead of their feature are listed in tests/blackbox/pending.txt

@@ -44,6 +44,10 @@ enum Command {
         #[command(subcommand)]
         command: cli::ProjectionsCommand,
     },
+    /// MCP server over stdio for Claude Desktop, VS Code and other MCP
+    /// clients: Paca's tools as a client of a Paca API (PACA_API_KEY,
+    /// PACA_API_URL, PACA_GATEWAY_URL, PACA_AGENT_ID, PACA_PROJECT_ID).
+    Mcp,
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -155,6 +159,14 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Mcp = cli.command {
+        // A REST client: it needs none of the server's configuration, and
+        // stdout belongs to the protocol (logs go to stderr).
+        let config = gateways::mcp::stdio::StdioConfig::from_env().map_err(anyhow::Error::msg)?;
+        return gateways::mcp::stdio::run(config)
+            .await
+            .map_err(anyhow::Error::msg);
+    }
     let config = Config::from_env()?;
     match cli.command {
         Command::Serve => serve(config).await,
@@ -180,6 +192,7 @@ async fn run(cli: Cli) -> Result<()> {
             db.close().await;
             result
         }
+        Command::Mcp => unreachable!("handled above"),
     }
 }
 

@@ -1,7 +1,8 @@
-//! Every edge that talks to clients: the REST API (actix-web) for now.
+//! Every edge that talks to clients: the REST API (actix-web) and MCP.
 
 pub mod auth;
 pub mod error;
+pub mod mcp;
 pub mod rest;
 
 use std::time::{Duration, Instant};
@@ -114,6 +115,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             }))
             .route("/api/healthz", web::get().to(healthz))
             .configure(rest::routes)
+            .configure(mcp::http::routes)
             .default_service(web::to(not_found));
     }
 }
@@ -127,16 +129,24 @@ pub fn server(
     workers: usize,
 ) -> std::io::Result<(actix_web::dev::Server, ServerHandle)> {
     let state = web::Data::new(state);
+    let mcp = web::Data::new(mcp::http::McpHttp::new());
+    let mcp_data = mcp.clone();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(request_id))
+            .app_data(mcp_data.clone())
             .configure(configure(state.clone()))
     })
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(10)
-    .bind(bind)?
-    .run();
+    .bind(bind)?;
+    // `/api/mcp` calls this server's own REST API on loopback.
+    if let Some(addr) = server.addrs().first() {
+        let host = if addr.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+        mcp.set_base(format!("http://{host}:{}", addr.port()));
+    }
+    let server = server.run();
     let handle = server.handle();
     Ok((server, handle))
 }
