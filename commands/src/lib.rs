@@ -2,11 +2,15 @@
 //! reservations for set-wide uniqueness, and the credential services whose
 //! secrets never enter the log.
 
+pub mod agents;
 pub mod auth;
+pub mod conversations;
 pub mod projects;
 pub mod roles;
+pub mod secrets;
 pub mod sprints;
 pub mod tasks;
+pub mod triggers;
 pub mod users;
 pub mod views;
 
@@ -70,6 +74,9 @@ pub struct Commands {
     projects: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<Uuid, (i64, domain::project::Project)>>,
     >,
+    /// Encrypts agent secrets (`ENCRYPTION_KEY`); without it, storing an
+    /// LLM key or a secret MCP env value fails.
+    secrets: Option<secrets::SecretBox>,
 }
 
 /// An aggregate's state loaded from its stream, and the version it is at.
@@ -84,7 +91,14 @@ impl Commands {
             store,
             auth,
             projects: Default::default(),
+            secrets: None,
         }
+    }
+
+    /// Enables agent secrets under `ENCRYPTION_KEY`.
+    pub fn with_secrets(mut self, secrets: secrets::SecretBox) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// The project aggregate as of the latest committed event visible on
