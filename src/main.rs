@@ -1,5 +1,6 @@
 //! `paca`: the Paca-RS server and its operator CLI.
 
+mod agents;
 mod cli;
 mod config;
 mod embedded;
@@ -211,8 +212,9 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
 
+    let secrets = agents::secret_box(&config)?;
     let commands = Commands::new(
-        store,
+        store.clone(),
         AuthConfig {
             jwt_secret,
             access_ttl: config.access_ttl,
@@ -222,6 +224,10 @@ async fn serve(config: Config) -> Result<()> {
             agent_api_key: config.agent_api_key.clone(),
         },
     );
+    let commands = match secrets {
+        Some(secrets) => commands.with_secrets(secrets),
+        None => commands,
+    };
     commands
         .seed_global_roles()
         .await
@@ -241,6 +247,7 @@ async fn serve(config: Config) -> Result<()> {
         tracing::info!(username = %config.admin_username, "created admin user from ADMIN_PASSWORD");
     }
 
+    let background = agents::start(&config, &store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures);
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
@@ -252,6 +259,7 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server.await;
+    background.stop().await;
     db.close().await;
     Ok(())
 }

@@ -32,13 +32,31 @@ pub enum Via {
     ApiKey {
         key_id: Uuid,
     },
+    /// The shared `AGENT_API_KEY` with `X-Agent-ID`: the caller is that
+    /// agent member and acts with its project role.
+    Agent {
+        agent_id: Uuid,
+    },
+}
+
+/// The agent a request acts as (`AGENT_API_KEY` + `X-Agent-ID`).
+#[derive(Debug, Clone)]
+pub struct AgentActor {
+    pub agent_id: Uuid,
+    pub member_id: Uuid,
+    pub project_id: Uuid,
+    /// The agent member's project-role permissions (in its project only).
+    pub permissions: Vec<String>,
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// For an agent, a stand-in with the agent's id, handle and name and
+    /// no global permissions.
     pub user: UserView,
     pub via: Via,
+    pub agent: Option<AgentActor>,
 }
 
 impl Principal {
@@ -60,13 +78,31 @@ impl Principal {
 
     /// Event metadata naming this caller.
     pub fn metadata(&self) -> Metadata {
+        if let Some(agent) = &self.agent {
+            let mut extra = serde_json::Map::new();
+            extra.insert("actor_member_type".into(), "agent".into());
+            return Metadata {
+                actor: Actor {
+                    kind: "agent".into(),
+                    member_id: Some(agent.member_id),
+                    agent_id: Some(agent.agent_id),
+                    ..Actor::default()
+                },
+                source: "rest".into(),
+                request_id: request_id(),
+                correlation_id: request_id(),
+                causation_id: None,
+                occurred_at: chrono::Utc::now(),
+                extra,
+            };
+        }
         Metadata {
             actor: Actor {
                 kind: "user".into(),
                 user_id: Some(self.user.id),
                 api_key_id: match self.via {
                     Via::ApiKey { key_id } => Some(key_id),
-                    Via::Session { .. } => None,
+                    Via::Session { .. } | Via::Agent { .. } => None,
                 },
                 ..Actor::default()
             },
@@ -135,12 +171,7 @@ async fn resolve(req: &HttpRequest) -> ApiResult<Option<Principal>> {
             if let Some(agent_key) = &state.commands.auth.agent_api_key
                 && auth::same_secret(&key, agent_key)
             {
-                // The agent bot acts for an agent (X-Agent-ID); agents are
-                // not implemented yet, so there is no identity to act as.
-                return Err(ApiError::new(
-                    ErrorCode::AUTH_TOKEN_INVALID,
-                    "the agent API key needs X-Agent-ID naming an existing agent",
-                ));
+                return agent_principal(state, req).await.map(Some);
             }
             let (key_id, user_id) = auth::authenticate_api_key(&state.pool, &key).await?;
             (user_id, Via::ApiKey { key_id })
@@ -150,7 +181,68 @@ async fn resolve(req: &HttpRequest) -> ApiResult<Option<Principal>> {
         .await?
         .filter(|u| !u.deleted)
         .ok_or_else(|| ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "user no longer exists"))?;
-    Ok(Some(Principal { user, via }))
+    Ok(Some(Principal {
+        user,
+        via,
+        agent: None,
+    }))
+}
+
+/// The shared agent key acts only as a named agent: `X-Agent-ID` must name
+/// a live agent, and the request gets that agent member's project role in
+/// its own project and nothing else. Without the header there is no actor
+/// to record: writes are refused with `ACTIVITY_COMMENT_ACTOR_UNIDENTIFIED`.
+async fn agent_principal(state: &AppState, req: &HttpRequest) -> ApiResult<Principal> {
+    let header = req
+        .headers()
+        .get("x-agent-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let Some(raw) = header else {
+        let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+        return Err(if safe {
+            ApiError::new(
+                ErrorCode::AUTH_TOKEN_INVALID,
+                "the agent API key needs X-Agent-ID naming the agent that acts",
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::ACTIVITY_COMMENT_ACTOR_UNIDENTIFIED,
+                "the agent API key needs X-Agent-ID: a write must record which agent acted",
+            )
+        });
+    };
+    let agent_id: Uuid = raw
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "X-Agent-ID is not a UUID"))?;
+    let identity = projections::queries_agents::agent_identity(&state.pool, agent_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "X-Agent-ID names no live agent")
+        })?;
+    let user = UserView {
+        id: identity.agent_id,
+        username: identity.handle.clone(),
+        full_name: identity.name.clone(),
+        email: None,
+        role: "AGENT".into(),
+        role_id: Uuid::nil(),
+        must_change_password: false,
+        created_at: chrono::Utc::now(),
+        permissions: Vec::new(),
+        deleted: false,
+    };
+    Ok(Principal {
+        user,
+        via: Via::Agent { agent_id },
+        agent: Some(AgentActor {
+            agent_id,
+            member_id: identity.member_id,
+            project_id: identity.project_id,
+            permissions: identity.permissions,
+        }),
+    })
 }
 
 fn missing() -> ApiError {
@@ -213,7 +305,7 @@ impl FromRequest for SessionAuth {
         let req = req.clone();
         Box::pin(async move {
             let principal = resolve(&req).await?.ok_or_else(missing)?;
-            if matches!(principal.via, Via::ApiKey { .. }) {
+            if matches!(principal.via, Via::ApiKey { .. } | Via::Agent { .. }) {
                 return Err(ApiError::new(
                     ErrorCode::FORBIDDEN,
                     "API keys cannot manage API keys; use a session (cookie or Bearer JWT)",
@@ -309,6 +401,15 @@ pub async fn project_access(
         None if is_read && project.is_public => Ok(project),
         None => Err(missing()),
         Some(principal) => {
+            if let Some(agent) = &principal.agent {
+                // An agent acts only in its own project, with its role.
+                if agent.project_id == project_id
+                    && permissions::grants(&agent.permissions, permission)
+                {
+                    return Ok(project);
+                }
+                return Err(ApiError::forbidden());
+            }
             if principal.has_global(permission) {
                 return Ok(project);
             }
@@ -330,6 +431,13 @@ pub async fn effective_project_permissions(
     principal: &Principal,
     project_id: Uuid,
 ) -> ApiResult<Vec<String>> {
+    if let Some(agent) = &principal.agent {
+        return Ok(if agent.project_id == project_id {
+            agent.permissions.clone()
+        } else {
+            vec![]
+        });
+    }
     let mut perms = principal.user.permissions.clone();
     if let Some(member) =
         queries::member_permissions(&state.pool, project_id, principal.id()).await?
