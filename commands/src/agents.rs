@@ -123,7 +123,7 @@ impl Commands {
     /// The agent's state, checked to belong to `project_id`.
     pub async fn agent_state(&self, project_id: Uuid, agent_id: Uuid) -> CommandResult<Agent> {
         let agent = self
-            .load::<AgentEvent, Agent>(agent_id, Agent::evolve)
+            .load_typed::<AgentEvent, Agent>(agent_id, Agent::evolve)
             .await?
             .state;
         if !agent.is_live() || agent.project_id != project_id {

@@ -190,7 +190,7 @@ impl Commands {
         agent_id: Uuid,
     ) -> CommandResult<Uuid> {
         let task = self
-            .load::<domain::task::TaskEvent, domain::task::Task>(task_id, domain::task::Task::evolve)
+            .load_typed::<domain::task::TaskEvent, domain::task::Task>(task_id, domain::task::Task::evolve)
             .await?
             .state;
         if !task.exists || task.deleted || self.task_project(task_id).await? != Some(project_id) {
@@ -282,7 +282,7 @@ impl Commands {
         message: String,
     ) -> CommandResult<Uuid> {
         let session = self
-            .load::<ChatSessionEvent, ChatSession>(session_id, ChatSession::evolve)
+            .load_typed::<ChatSessionEvent, ChatSession>(session_id, ChatSession::evolve)
             .await?
             .state;
         if !session.exists || session.project_id != project_id || session.agent_id != agent_id {
@@ -317,7 +317,7 @@ impl Commands {
 
     pub async fn conversation_state(&self, conversation_id: Uuid) -> CommandResult<Conversation> {
         Ok(self
-            .load::<ConversationEvent, Conversation>(conversation_id, Conversation::evolve)
+            .load_typed::<ConversationEvent, Conversation>(conversation_id, Conversation::evolve)
             .await?
             .state)
     }
@@ -507,7 +507,7 @@ impl Commands {
             ));
         }
         let agent = self
-            .load::<AgentEvent, Agent>(conversation.origin.agent_id, Agent::evolve)
+            .load_typed::<AgentEvent, Agent>(conversation.origin.agent_id, Agent::evolve)
             .await?
             .state;
         Ok(RunSpec {

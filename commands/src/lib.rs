@@ -166,6 +166,28 @@ impl Commands {
         Ok(Loaded { state, version })
     }
 
+    /// [`Self::load`] of a stream that must be of `E`'s stream type: an id
+    /// of another kind of stream (a task id where a conversation id was
+    /// expected) loads as the empty state, i.e. "not found".
+    pub async fn load_typed<E: DomainEvent, S: Default>(
+        &self,
+        stream_id: Uuid,
+        evolve: fn(S, &E) -> S,
+    ) -> CommandResult<Loaded<S>> {
+        let stream_type: Option<String> =
+            sqlx::query_scalar("SELECT stream_type FROM streams WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(self.store.pool())
+                .await?;
+        if stream_type.as_deref() != Some(E::STREAM_TYPE) {
+            return Ok(Loaded {
+                state: S::default(),
+                version: 0,
+            });
+        }
+        self.load(stream_id, evolve).await
+    }
+
     pub async fn load<E: DomainEvent, S: Default>(
         &self,
         stream_id: Uuid,

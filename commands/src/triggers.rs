@@ -172,7 +172,7 @@ impl TriggerHandler {
             };
             let agent = self
                 .commands
-                .load::<AgentEvent, Agent>(agent_id, Agent::evolve)
+                .load_typed::<AgentEvent, Agent>(agent_id, Agent::evolve)
                 .await?
                 .state;
             if agent.is_live() {

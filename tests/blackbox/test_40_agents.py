@@ -177,7 +177,7 @@ def test_patch_and_permissions(srv, adm):
     assert got["timeout_minutes"] == 60 and got["handle"] == "renamed-bot" and got["role_name"] == "Viewer"
     # The old handle is free again.
     new_agent(adm, p["id"], handle=a["handle"])
-    err(adm.get(f"/projects/{p['id']}/agents/{secrets.token_hex(16)}"), 400)
+    err(adm.get(f"/projects/{p['id']}/agents/not-a-uuid"), 400)
     err(adm.get(f"/projects/{p['id']}/agents/00000000-0000-0000-0000-000000000001"), 404, "AGENT_NOT_FOUND")
     viewer = create_user(srv, adm)
     ok(adm.post(f"/projects/{p['id']}/members", json={"user_id": viewer.id, "project_role_id": roles(adm, p["id"])["Viewer"]}), 201)
@@ -475,16 +475,19 @@ def test_kill_between_conversation_and_xadd(hook):
         p = new_project(adm)
         a = new_agent(adm, p["id"])
         t = new_task(adm, p["id"], assignee_ids=[a["member_id"]])
-        c = wait_for(lambda: conversations(adm, p["id"], task_id=t["id"]), what="queued conversation")[0]
         if hook == "PACA_TEST_OUTBOX_HOLD":
             # The conversation is committed, its message still in the outbox.
+            c = wait_for(lambda: conversations(adm, p["id"], task_id=t["id"]), what="queued conversation")[0]
             time.sleep(0.5)
             assert _xlen_for(c["id"]) == 0
             os.killpg(s.proc.pid, signal.SIGKILL)
         else:
             # The relay XADDs, then the process aborts before deleting the row.
             wait_for(lambda: s.proc.poll() is not None, timeout=20, what="the server to abort after XADD")
-            assert _xlen_for(c["id"]) == 1
+            mine = [e for e in entries() if e.get("task_id") == t["id"]]
+            assert len(mine) == 1, mine
+            c = {"id": mine[0]["conversation_id"]}
+            assert psql("SELECT count(*) FROM agent_outbox", s.database_url).strip() == "1"
         s.proc.wait(timeout=10)
         s.extra_env.pop(hook)
         s.start()
