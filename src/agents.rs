@@ -19,10 +19,12 @@ use crate::config::{self, Config};
 /// (generated, mode 0600, like `JWT_SECRET`). An invalid key disables agent
 /// secrets with a warning (seed page 19).
 pub fn secret_box(config: &Config) -> Result<Option<SecretBox>> {
-    let (key, generated) =
-        config::secret(config::ENCRYPTION_KEY, &config.data_dir, "encryption_key", || {
-            config::random_hex(32)
-        })?;
+    let (key, generated) = config::secret(
+        config::ENCRYPTION_KEY,
+        &config.data_dir,
+        "encryption_key",
+        || config::random_hex(32),
+    )?;
     if generated {
         tracing::info!(
             path = %config.data_dir.join("encryption_key").display(),
@@ -87,15 +89,23 @@ pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> 
     };
     init_checkpoint(store).await?;
     let mut tasks = Vec::new();
-    let subscription = Subscription::new(SUBSCRIPTION, store.clone(), TriggerHandler::new(commands.clone()))
-        .stream_types(vec!["task".into()]);
+    let subscription = Subscription::new(
+        SUBSCRIPTION,
+        store.clone(),
+        TriggerHandler::new(commands.clone()),
+    )
+    .stream_types(vec!["task".into()]);
     let rx = watcher.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(error) = subscription.run(rx).await {
             tracing::error!(%error, "agent trigger subscription stopped");
         }
     }));
-    tasks.push(tokio::spawn(bus::relay(store.clone(), bus.clone(), watcher.clone())));
+    tasks.push(tokio::spawn(bus::relay(
+        store.clone(),
+        bus.clone(),
+        watcher.clone(),
+    )));
     Ok(Background {
         shutdown,
         tasks,
@@ -106,7 +116,9 @@ pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> 
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -66,7 +66,10 @@ impl LocalQueue {
 
     pub async fn next(&self, wait: Duration) -> Option<Delivery> {
         let mut receiver = self.receiver.lock().await;
-        tokio::time::timeout(wait, receiver.recv()).await.ok().flatten()
+        tokio::time::timeout(wait, receiver.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Done with the message: delete its outbox row.
@@ -76,7 +79,10 @@ impl LocalQueue {
                 .bind(id)
                 .execute(store.pool())
                 .await?;
-            self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
         }
         Ok(())
     }
@@ -145,7 +151,10 @@ impl Bus {
                     args.push(v.clone());
                 }
                 let added: RValue = client
-                    .custom(CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false), args)
+                    .custom(
+                        CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false),
+                        args,
+                    )
                     .await?;
                 Ok(!matches!(added, RValue::Null | RValue::Boolean(false)))
             }
@@ -244,7 +253,11 @@ pub async fn relay(store: EventStore, bus: Bus, mut shutdown: watch::Receiver<bo
 
 /// One batch: lock up to 100 rows (other relays skip them), publish each,
 /// delete what Valkey now holds, commit.
-pub async fn relay_batch(store: &EventStore, bus: &Bus, crash_after_xadd: bool) -> Result<usize, BusError> {
+pub async fn relay_batch(
+    store: &EventStore,
+    bus: &Bus,
+    crash_after_xadd: bool,
+) -> Result<usize, BusError> {
     let mut tx = store.pool().begin().await?;
     let rows = sqlx::query(
         "SELECT id, stream, fields FROM agent_outbox ORDER BY created_at, id
@@ -273,5 +286,9 @@ pub async fn relay_batch(store: &EventStore, bus: &Bus, crash_after_xadd: bool) 
         }
     }
     tx.commit().await?;
-    Ok(if matches!(bus, Bus::Valkey(_)) { rows.len() } else { moved })
+    Ok(if matches!(bus, Bus::Valkey(_)) {
+        rows.len()
+    } else {
+        moved
+    })
 }

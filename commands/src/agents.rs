@@ -80,7 +80,9 @@ impl std::fmt::Debug for AgentSecrets {
 impl Commands {
     fn secret_box(&self) -> CommandResult<&crate::secrets::SecretBox> {
         self.secrets.as_ref().ok_or_else(|| {
-            CommandError::Infra("ENCRYPTION_KEY is not configured; agent secrets cannot be stored".into())
+            CommandError::Infra(
+                "ENCRYPTION_KEY is not configured; agent secrets cannot be stored".into(),
+            )
         })
     }
 
@@ -173,12 +175,23 @@ impl Commands {
     ) -> CommandResult<Agent> {
         let mut decide = |agent: &Agent| {
             if agent.exists && agent.project_id != project_id {
-                return Err(DomainError::new(ErrorCode::AGENT_NOT_FOUND, "agent not found"));
+                return Err(DomainError::new(
+                    ErrorCode::AGENT_NOT_FOUND,
+                    "agent not found",
+                ));
             }
             Ok((agent.decide(command.clone())?, effects.clone()))
         };
         let (agent, _) = self
-            .execute_in(tx, agent_id, Some(project_id), Agent::evolve, meta, &mut decide, None)
+            .execute_in(
+                tx,
+                agent_id,
+                Some(project_id),
+                Agent::evolve,
+                meta,
+                &mut decide,
+                None,
+            )
             .await?;
         Ok(agent)
     }
@@ -192,7 +205,15 @@ impl Commands {
     ) -> CommandResult<Project> {
         let mut decide = |p: &Project| Ok((p.decide(command.clone())?, vec![]));
         let (project, _) = self
-            .execute_in(tx, project_id, Some(project_id), Project::evolve, meta, &mut decide, None)
+            .execute_in(
+                tx,
+                project_id,
+                Some(project_id),
+                Project::evolve,
+                meta,
+                &mut decide,
+                None,
+            )
             .await?;
         Ok(project)
     }
@@ -392,8 +413,16 @@ impl Commands {
                 changed = !events.is_empty();
                 Ok((events, vec![]))
             };
-            self.execute_in(tx, task_id, Some(project_id), Task::evolve, &meta, &mut decide, None)
-                .await?;
+            self.execute_in(
+                tx,
+                task_id,
+                Some(project_id),
+                Task::evolve,
+                &meta,
+                &mut decide,
+                None,
+            )
+            .await?;
             if changed {
                 unassigned.push(task_id);
             }

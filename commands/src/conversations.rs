@@ -190,11 +190,17 @@ impl Commands {
         agent_id: Uuid,
     ) -> CommandResult<Uuid> {
         let task = self
-            .load_typed::<domain::task::TaskEvent, domain::task::Task>(task_id, domain::task::Task::evolve)
+            .load_typed::<domain::task::TaskEvent, domain::task::Task>(
+                task_id,
+                domain::task::Task::evolve,
+            )
             .await?
             .state;
         if !task.exists || task.deleted || self.task_project(task_id).await? != Some(project_id) {
-            return Err(CommandError::domain(ErrorCode::TASK_NOT_FOUND, "task not found"));
+            return Err(CommandError::domain(
+                ErrorCode::TASK_NOT_FOUND,
+                "task not found",
+            ));
         }
         let agent = self.trigger_agent(project_id, agent_id).await?;
         let mut origin = Self::origin_for(&agent, agent_id, "description_write", meta);
@@ -214,7 +220,11 @@ impl Commands {
 
     /// The project member acting in `meta` (the agent's member for agent
     /// actors, else the user's membership).
-    pub async fn actor_member(&self, project_id: Uuid, meta: &Metadata) -> CommandResult<Option<Uuid>> {
+    pub async fn actor_member(
+        &self,
+        project_id: Uuid,
+        meta: &Metadata,
+    ) -> CommandResult<Option<Uuid>> {
         if let Some(member) = meta.actor.member_id {
             return Ok(Some(member));
         }
@@ -322,7 +332,11 @@ impl Commands {
             .state)
     }
 
-    async fn conversation_of(&self, project_id: Uuid, conversation_id: Uuid) -> CommandResult<Conversation> {
+    async fn conversation_of(
+        &self,
+        project_id: Uuid,
+        conversation_id: Uuid,
+    ) -> CommandResult<Conversation> {
         let conversation = self.conversation_state(conversation_id).await?;
         if !conversation.exists || conversation.origin.project_id != project_id {
             return Err(CommandError::domain(
@@ -446,7 +460,11 @@ impl Commands {
                 .execute(tx.conn())
                 .await?;
             let loaded = self
-                .load_in::<ConversationEvent, Conversation>(tx.conn(), conversation_id, Conversation::evolve)
+                .load_in::<ConversationEvent, Conversation>(
+                    tx.conn(),
+                    conversation_id,
+                    Conversation::evolve,
+                )
                 .await?;
             let new_events = loaded.state.decide(ConversationCommand::RecordEvents {
                 events: events.clone(),
@@ -458,7 +476,8 @@ impl Commands {
             let batch: Vec<eventstore::NewEvent> = new_events
                 .iter()
                 .map(|e| {
-                    let mut new = eventstore::NewEvent::new(e.event_type(), e.to_payload(), meta.clone());
+                    let mut new =
+                        eventstore::NewEvent::new(e.event_type(), e.to_payload(), meta.clone());
                     if let ConversationEvent::AgentEvent { event, .. } = e {
                         new.event_id = agent_event_id(conversation_id, &event.sdk_event_id);
                     }
@@ -517,7 +536,10 @@ impl Commands {
     }
 
     /// Whether a conversation no longer needs a runner.
-    pub async fn conversation_settled(&self, conversation_id: Uuid) -> CommandResult<Option<Status>> {
+    pub async fn conversation_settled(
+        &self,
+        conversation_id: Uuid,
+    ) -> CommandResult<Option<Status>> {
         let c = self.conversation_state(conversation_id).await?;
         Ok(c.exists.then_some(c.status))
     }

@@ -49,7 +49,10 @@ pub fn comment_text(content: &Value) -> String {
             Value::Array(items) => {
                 for item in items {
                     walk(item, out);
-                    if item.get("type").is_some_and(|t| t != "text" && t != "mention") {
+                    if item
+                        .get("type")
+                        .is_some_and(|t| t != "text" && t != "mention")
+                    {
                         out.push('\n');
                     }
                 }
@@ -95,7 +98,9 @@ pub fn mentions(text: &str) -> BTreeSet<String> {
         if *c != '@' {
             continue;
         }
-        if i > 0 && (chars[i - 1].is_alphanumeric() || matches!(chars[i - 1], '.' | '_' | '-' | '+')) {
+        if i > 0
+            && (chars[i - 1].is_alphanumeric() || matches!(chars[i - 1], '.' | '_' | '-' | '+'))
+        {
             continue;
         }
         let handle: String = chars[i + 1..]
@@ -154,7 +159,10 @@ impl TriggerHandler {
                 comment_id,
                 content,
                 ..
-            } => self.commented(event, project_id, comment_id, &content).await,
+            } => {
+                self.commented(event, project_id, comment_id, &content)
+                    .await
+            }
             _ => Ok(()),
         }
     }
@@ -206,7 +214,8 @@ impl TriggerHandler {
             if !assignees.contains(&member_id) || actor.agent_id == Some(agent_id) {
                 continue;
             }
-            let mut origin = Commands::origin_for(&agent, agent_id, "task_assigned", &Metadata::default());
+            let mut origin =
+                Commands::origin_for(&agent, agent_id, "task_assigned", &Metadata::default());
             origin.task_id = Some(event.stream_id);
             origin.actor_user_id = actor.user_id;
             origin.triggered_by_member_id = self.actor_member(project_id, &actor).await?;
@@ -284,7 +293,9 @@ impl SubscriptionHandler for TriggerHandler {
             if event.stream_type != TaskEvent::STREAM_TYPE {
                 continue;
             }
-            self.on_event(event).await.map_err(|e| Box::new(e) as HandlerError)?;
+            self.on_event(event)
+                .await
+                .map_err(|e| Box::new(e) as HandlerError)?;
         }
         Ok(())
     }

@@ -116,7 +116,10 @@ pub enum AgentEvent {
         changes: Vec<FieldChange>,
     },
     #[serde(rename = "agent.mcp_server_removed")]
-    McpServerRemoved { server_id: Uuid, server_name: String },
+    McpServerRemoved {
+        server_id: Uuid,
+        server_name: String,
+    },
     #[serde(rename = "agent.skill_added")]
     SkillAdded {
         skill_id: Uuid,
@@ -197,7 +200,9 @@ pub enum AgentCommand {
     },
     /// `Some(true)`: a key was stored (set or rotated); `Some(false)`:
     /// cleared.
-    ChangeLlmKey { has_llm_api_key: bool },
+    ChangeLlmKey {
+        has_llm_api_key: bool,
+    },
     Delete,
     AddMcpServer {
         server_id: Uuid,
@@ -397,7 +402,10 @@ impl AgentSettings {
         for (what, value) in [
             ("system_prompt", &self.system_prompt),
             ("task_trigger_prompt", &self.task_trigger_prompt),
-            ("doc_comment_trigger_prompt", &self.doc_comment_trigger_prompt),
+            (
+                "doc_comment_trigger_prompt",
+                &self.doc_comment_trigger_prompt,
+            ),
             ("chat_trigger_prompt", &self.chat_trigger_prompt),
             (
                 "description_write_trigger_prompt",
@@ -415,12 +423,8 @@ impl AgentSettings {
     pub fn patched(&self, input: SettingsInput) -> Result<Self, DomainError> {
         let mut next = self.clone();
         if let Some(name) = input.name {
-            next.name = validate::bounded_name(
-                &name,
-                NAME_MAX,
-                ErrorCode::AGENT_NAME_INVALID,
-                "name",
-            )?;
+            next.name =
+                validate::bounded_name(&name, NAME_MAX, ErrorCode::AGENT_NAME_INVALID, "name")?;
         }
         if let Some(agent_type) = input.agent_type {
             validate::one_of(
@@ -528,7 +532,12 @@ fn validate_server(server: &McpServer) -> Result<(), DomainError> {
         "transport",
     )?;
     match server.transport.as_str() {
-        "stdio" if server.command.as_deref().is_none_or(|c| c.trim().is_empty()) => {
+        "stdio"
+            if server
+                .command
+                .as_deref()
+                .is_none_or(|c| c.trim().is_empty()) =>
+        {
             Err(DomainError::new(
                 ErrorCode::BAD_REQUEST,
                 "command is required for stdio transport",
@@ -683,7 +692,10 @@ impl Agent {
                 created_by,
             } => {
                 if self.exists {
-                    return Err(DomainError::new(ErrorCode::CONFLICT, "agent already exists"));
+                    return Err(DomainError::new(
+                        ErrorCode::CONFLICT,
+                        "agent already exists",
+                    ));
                 }
                 Ok(vec![AgentEvent::Created {
                     project_id,
@@ -770,7 +782,10 @@ impl Agent {
             } => {
                 self.live()?;
                 let current = self.mcp_servers.get(&server_id).ok_or_else(|| {
-                    DomainError::new(ErrorCode::AGENT_MCP_SERVER_NOT_FOUND, "MCP server not found")
+                    DomainError::new(
+                        ErrorCode::AGENT_MCP_SERVER_NOT_FOUND,
+                        "MCP server not found",
+                    )
                 })?;
                 let mut next = current.clone();
                 if let Some(command) = command {
@@ -798,7 +813,10 @@ impl Agent {
             AgentCommand::RemoveMcpServer { server_id } => {
                 self.live()?;
                 let server = self.mcp_servers.get(&server_id).ok_or_else(|| {
-                    DomainError::new(ErrorCode::AGENT_MCP_SERVER_NOT_FOUND, "MCP server not found")
+                    DomainError::new(
+                        ErrorCode::AGENT_MCP_SERVER_NOT_FOUND,
+                        "MCP server not found",
+                    )
                 })?;
                 Ok(vec![AgentEvent::McpServerRemoved {
                     server_id,
@@ -885,7 +903,12 @@ pub fn skill_templates() -> Vec<SkillTemplate> {
             name: "Business Analyst",
             description: "Turns requests into requirements, functional specs and gap analyses.",
             content: "---\nname: ba\ndescription: Business Analyst\n---\n\n# Business Analyst\n\n- Elicit the goal, the actors and the constraints before proposing a solution.\n- Write functional requirements as numbered, testable statements.\n- For a gap analysis, compare the current and the desired behaviour in a table.\n- Record open questions explicitly instead of guessing.\n",
-            triggers: &["requirements", "functional spec", "gap analysis", "use case"],
+            triggers: &[
+                "requirements",
+                "functional spec",
+                "gap analysis",
+                "use case",
+            ],
         },
         SkillTemplate {
             slug: "developer",
@@ -939,10 +962,12 @@ mod tests {
     }
 
     fn given(commands: Vec<AgentCommand>) -> Agent {
-        commands.into_iter().fold(Agent::default(), |agent, command| {
-            let events = agent.decide(command).expect("given command must succeed");
-            events.iter().fold(agent, Agent::evolve)
-        })
+        commands
+            .into_iter()
+            .fold(Agent::default(), |agent, command| {
+                let events = agent.decide(command).expect("given command must succeed");
+                events.iter().fold(agent, Agent::evolve)
+            })
     }
 
     fn when(agent: &Agent, command: AgentCommand) -> Result<Vec<AgentEvent>, ErrorCode> {
@@ -982,12 +1007,18 @@ mod tests {
         if let AgentCommand::Create { settings, .. } = &mut command {
             settings.llm_model = None;
         }
-        assert_eq!(when(&Agent::default(), command), Err(ErrorCode::BAD_REQUEST));
+        assert_eq!(
+            when(&Agent::default(), command),
+            Err(ErrorCode::BAD_REQUEST)
+        );
         let mut command = create("bot");
         if let AgentCommand::Create { settings, .. } = &mut command {
             settings.max_iterations = Some(501);
         }
-        assert_eq!(when(&Agent::default(), command), Err(ErrorCode::BAD_REQUEST));
+        assert_eq!(
+            when(&Agent::default(), command),
+            Err(ErrorCode::BAD_REQUEST)
+        );
         let mut command = create("bot");
         if let AgentCommand::Create { settings, .. } = &mut command {
             settings.name = Some("  ".into());
@@ -1030,7 +1061,10 @@ mod tests {
         assert_eq!(agent.handle, "bot2");
         let settings = agent.settings.unwrap();
         assert_eq!(settings.timeout_minutes, 60);
-        assert_eq!(settings.llm_base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(
+            settings.llm_base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
     }
 
     #[test]
@@ -1080,7 +1114,10 @@ mod tests {
         let text = serde_json::to_string(&events).unwrap();
         assert!(!text.contains("ghp_secret"), "{text}");
         let agent = events.iter().fold(agent, Agent::evolve);
-        assert_eq!(agent.mcp_servers[&Uuid::from_u128(9)].env["GITHUB_TOKEN"], MASK);
+        assert_eq!(
+            agent.mcp_servers[&Uuid::from_u128(9)].env["GITHUB_TOKEN"],
+            MASK
+        );
         assert_eq!(agent.mcp_servers[&Uuid::from_u128(9)].env["REGION"], "eu");
         // Names are unique per agent; "paca" is the built-in one.
         assert_eq!(

@@ -21,7 +21,9 @@ pub const TRIGGER_TYPES: &[&str] = &[
     "chat_message",
     "description_write",
 ];
-pub const STATUSES: &[&str] = &["queued", "running", "paused", "finished", "failed", "stopped"];
+pub const STATUSES: &[&str] = &[
+    "queued", "running", "paused", "finished", "failed", "stopped",
+];
 pub const MESSAGE_MAX: usize = 100_000;
 pub const ERROR_MAX: usize = 2_000;
 
@@ -147,9 +149,15 @@ pub struct Conversation {
 
 #[derive(Debug, Clone)]
 pub enum ConversationCommand {
-    Create { origin: Origin },
-    Start { worker: String },
-    RecordEvents { events: Vec<AgentServerEvent> },
+    Create {
+        origin: Origin,
+    },
+    Start {
+        worker: String,
+    },
+    RecordEvents {
+        events: Vec<AgentServerEvent>,
+    },
     SendMessage {
         message_id: Uuid,
         message: String,
@@ -157,7 +165,9 @@ pub enum ConversationCommand {
     },
     Pause,
     Finish,
-    Fail { error_message: String },
+    Fail {
+        error_message: String,
+    },
     Stop,
 }
 
@@ -226,10 +236,7 @@ impl Conversation {
                             format!("trigger_type must be one of {}", TRIGGER_TYPES.join(", ")),
                         ));
                     }
-                    origin.message = origin
-                        .message
-                        .map(|m| normalize_message(&m))
-                        .transpose()?;
+                    origin.message = origin.message.map(|m| normalize_message(&m)).transpose()?;
                     Ok(vec![ConversationEvent::Created { origin }])
                 }
                 _ => Err(not_found()),
@@ -469,7 +476,10 @@ mod tests {
         command: ConversationCommand,
     ) -> Result<(Conversation, Vec<ConversationEvent>), ErrorCode> {
         let events = state.decide(command).map_err(|e| e.code)?;
-        Ok((events.iter().fold(state.clone(), Conversation::evolve), events))
+        Ok((
+            events.iter().fold(state.clone(), Conversation::evolve),
+            events,
+        ))
     }
 
     fn create() -> ConversationCommand {
@@ -633,7 +643,11 @@ mod tests {
         let mut bad = origin();
         bad.trigger_type = "automation_message".into();
         assert_eq!(
-            when(&Conversation::default(), ConversationCommand::Create { origin: bad }).map(|_| ()),
+            when(
+                &Conversation::default(),
+                ConversationCommand::Create { origin: bad }
+            )
+            .map(|_| ()),
             Err(ErrorCode::BAD_REQUEST)
         );
     }

@@ -959,7 +959,10 @@ mod tests {
                 if member_type == "agent" && role_name == "Admin"
         ));
         let project = events.iter().fold(project, Project::evolve);
-        assert_eq!(project.member_by_agent(agent).unwrap().0, Uuid::from_u128(12));
+        assert_eq!(
+            project.member_by_agent(agent).unwrap().0,
+            Uuid::from_u128(12)
+        );
         assert_eq!(
             project.decide(add).unwrap_err().code,
             ErrorCode::PROJECT_MEMBER_ALREADY_ADDED

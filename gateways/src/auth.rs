@@ -219,7 +219,10 @@ async fn agent_principal(state: &AppState, req: &HttpRequest) -> ApiResult<Princ
     let identity = projections::queries_agents::agent_identity(&state.pool, agent_id)
         .await?
         .ok_or_else(|| {
-            ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "X-Agent-ID names no live agent")
+            ApiError::new(
+                ErrorCode::AUTH_TOKEN_INVALID,
+                "X-Agent-ID names no live agent",
+            )
         })?;
     let user = UserView {
         id: identity.agent_id,

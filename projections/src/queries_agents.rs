@@ -55,14 +55,20 @@ pub fn agent_json(r: &PgRow) -> Map<String, Value> {
         role_id.map_or(Value::Null, |v| Value::String(v.to_string())),
     );
     let role_name: Option<String> = r.get("role_name");
-    out.insert("role_name".into(), role_name.map_or(Value::Null, Value::String));
+    out.insert(
+        "role_name".into(),
+        role_name.map_or(Value::Null, Value::String),
+    );
     out.insert("handle".into(), Value::String(r.get("handle")));
     if let Value::Object(settings) = r.get::<Value, _>("settings") {
         for (k, v) in settings {
             out.insert(k, v);
         }
     }
-    out.insert("has_llm_api_key".into(), Value::Bool(r.get("has_llm_api_key")));
+    out.insert(
+        "has_llm_api_key".into(),
+        Value::Bool(r.get("has_llm_api_key")),
+    );
     let created_by: Option<Uuid> = r.get("created_by");
     out.insert(
         "created_by".into(),
@@ -82,7 +88,10 @@ const AGENT_SELECT: &str = "SELECT a.id, a.project_id, a.member_id, a.handle, a.
      LEFT JOIN project_members m ON m.id = a.member_id
      LEFT JOIN project_roles r ON r.id = m.project_role_id";
 
-pub async fn agents(pool: &PgPool, project_id: Uuid) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
+pub async fn agents(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
     let sql = format!(
         "{AGENT_SELECT} WHERE a.project_id = $1 AND a.deleted_at IS NULL ORDER BY a.created_at, a.id"
     );
@@ -98,9 +107,8 @@ pub async fn agent(
     project_id: Uuid,
     agent_id: Uuid,
 ) -> Result<Option<Map<String, Value>>, sqlx::Error> {
-    let sql = format!(
-        "{AGENT_SELECT} WHERE a.project_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
-    );
+    let sql =
+        format!("{AGENT_SELECT} WHERE a.project_id = $1 AND a.id = $2 AND a.deleted_at IS NULL");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(agent_id)
@@ -119,7 +127,10 @@ pub struct AgentIdentity {
     pub permissions: Vec<String>,
 }
 
-pub async fn agent_identity(pool: &PgPool, agent_id: Uuid) -> Result<Option<AgentIdentity>, sqlx::Error> {
+pub async fn agent_identity(
+    pool: &PgPool,
+    agent_id: Uuid,
+) -> Result<Option<AgentIdentity>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT a.id, a.project_id, a.member_id, a.handle, a.name,
                 COALESCE(r.permissions, '[]'::jsonb) AS permissions
@@ -170,12 +181,11 @@ fn mcp_from_row(r: &PgRow) -> McpServerView {
 }
 
 pub async fn mcp_servers(pool: &PgPool, agent_id: Uuid) -> Result<Vec<McpServerView>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT * FROM agent_mcp_servers WHERE agent_id = $1 ORDER BY created_at, id",
-    )
-    .bind(agent_id)
-    .fetch_all(pool)
-    .await?;
+    let rows =
+        sqlx::query("SELECT * FROM agent_mcp_servers WHERE agent_id = $1 ORDER BY created_at, id")
+            .bind(agent_id)
+            .fetch_all(pool)
+            .await?;
     Ok(rows.iter().map(mcp_from_row).collect())
 }
 
@@ -208,10 +218,11 @@ fn skill_from_row(r: &PgRow) -> SkillView {
 }
 
 pub async fn skills(pool: &PgPool, agent_id: Uuid) -> Result<Vec<SkillView>, sqlx::Error> {
-    let rows = sqlx::query("SELECT * FROM agent_skills WHERE agent_id = $1 ORDER BY created_at, id")
-        .bind(agent_id)
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT * FROM agent_skills WHERE agent_id = $1 ORDER BY created_at, id")
+            .bind(agent_id)
+            .fetch_all(pool)
+            .await?;
     Ok(rows.iter().map(skill_from_row).collect())
 }
 
@@ -311,10 +322,14 @@ pub async fn conversations(
         QueryBuilder::new("SELECT * FROM agent_conversations WHERE project_id = ");
     q.push_bind(project_id);
     if !filter.agent_ids.is_empty() {
-        q.push(" AND agent_id = ANY(").push_bind(filter.agent_ids.clone()).push(")");
+        q.push(" AND agent_id = ANY(")
+            .push_bind(filter.agent_ids.clone())
+            .push(")");
     }
     if !filter.statuses.is_empty() {
-        q.push(" AND status = ANY(").push_bind(filter.statuses.clone()).push(")");
+        q.push(" AND status = ANY(")
+            .push_bind(filter.statuses.clone())
+            .push(")");
     }
     if !filter.trigger_types.is_empty() {
         q.push(" AND trigger_type = ANY(")
@@ -412,7 +427,8 @@ pub async fn conversation_events(
     .bind(conversation_id)
     .fetch_one(pool)
     .await?;
-    const COLS: &str = "id, conversation_id, event_index, event_type, event_source, payload, created_at";
+    const COLS: &str =
+        "id, conversation_id, event_index, event_type, event_source, payload, created_at";
     let rows = match cursor {
         EventCursor::After(n) => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -521,7 +537,10 @@ pub async fn chat_sessions(
     Ok(rows.iter().map(session_from_row).collect())
 }
 
-pub async fn chat_session(pool: &PgPool, session_id: Uuid) -> Result<Option<ChatSessionView>, sqlx::Error> {
+pub async fn chat_session(
+    pool: &PgPool,
+    session_id: Uuid,
+) -> Result<Option<ChatSessionView>, sqlx::Error> {
     let row = sqlx::query("SELECT * FROM agent_chat_sessions WHERE id = $1")
         .bind(session_id)
         .fetch_optional(pool)

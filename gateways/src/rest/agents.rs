@@ -26,20 +26,31 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::AGENT_NOT_FOUND, "agent not found")
 }
 
-async fn agent_view(state: &AppState, project_id: Uuid, agent_id: Uuid) -> ApiResult<Map<String, Value>> {
+async fn agent_view(
+    state: &AppState,
+    project_id: Uuid,
+    agent_id: Uuid,
+) -> ApiResult<Map<String, Value>> {
     q::agent(&state.pool, project_id, agent_id)
         .await?
         .ok_or_else(not_found)
 }
 
 /// The agent with its MCP servers and skills (GET one, create, patch).
-async fn agent_detail(state: &AppState, project_id: Uuid, agent_id: Uuid) -> ApiResult<Map<String, Value>> {
+async fn agent_detail(
+    state: &AppState,
+    project_id: Uuid,
+    agent_id: Uuid,
+) -> ApiResult<Map<String, Value>> {
     let mut agent = agent_view(state, project_id, agent_id).await?;
     agent.insert(
         "mcp_servers".into(),
         json!(q::mcp_servers(&state.pool, agent_id).await?),
     );
-    agent.insert("skills".into(), json!(q::skills(&state.pool, agent_id).await?));
+    agent.insert(
+        "skills".into(),
+        json!(q::skills(&state.pool, agent_id).await?),
+    );
     Ok(agent)
 }
 
@@ -77,7 +88,11 @@ pub async fn create(
     let project_role_id = body
         .project_role_id
         .ok_or_else(|| ApiError::new(ErrorCode::ROLE_REQUIRED, "project_role_id is required"))?;
-    if body.llm_api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+    if body
+        .llm_api_key
+        .as_deref()
+        .is_none_or(|k| k.trim().is_empty())
+    {
         return Err(ApiError::bad_request("llm_api_key is required"));
     }
     let (agent_id, _) = state
@@ -181,7 +196,10 @@ pub async fn list_mcp(
 }
 
 fn mcp_not_found() -> ApiError {
-    ApiError::new(ErrorCode::AGENT_MCP_SERVER_NOT_FOUND, "MCP server not found")
+    ApiError::new(
+        ErrorCode::AGENT_MCP_SERVER_NOT_FOUND,
+        "MCP server not found",
+    )
 }
 
 pub async fn create_mcp(
@@ -322,9 +340,12 @@ pub async fn create_skill(
     project_access(&state, Some(&principal), project_id, AGENTS_WRITE).await?;
     let body = body.into_inner();
     let skill = Skill {
-        skill_name: body
-            .skill_name
-            .ok_or_else(|| ApiError::new(ErrorCode::AGENT_SKILL_NAME_INVALID, "skill_name is required"))?,
+        skill_name: body.skill_name.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::AGENT_SKILL_NAME_INVALID,
+                "skill_name is required",
+            )
+        })?,
         skill_source: body.skill_source.ok_or_else(|| {
             ApiError::bad_request("skill_source is required (inline, marketplace or github_url)")
         })?,
@@ -472,7 +493,13 @@ pub async fn post_chat_message(
     let message = message_of(body.into_inner())?;
     let conversation_id = state
         .commands
-        .post_chat_message(&principal.metadata(), project_id, agent_id, session_id, message)
+        .post_chat_message(
+            &principal.metadata(),
+            project_id,
+            agent_id,
+            session_id,
+            message,
+        )
         .await?;
     let conversation = q::conversation(&state.pool, project_id, conversation_id).await?;
     created(json!({
@@ -537,7 +564,10 @@ pub fn static_models() -> Value {
 /// static list (never a 500).
 pub async fn llm_models(Auth(_): Auth) -> ApiResult<HttpResponse> {
     let mut models = static_models();
-    let Some(base) = std::env::var("LLM_MODELS_URL").ok().filter(|u| !u.trim().is_empty()) else {
+    let Some(base) = std::env::var("LLM_MODELS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
         return ok(models);
     };
     let provider = std::env::var("LLM_MODELS_PROVIDER").unwrap_or_else(|_| "openai".into());
@@ -555,7 +585,15 @@ pub async fn llm_models(Auth(_): Auth) -> ApiResult<HttpResponse> {
         if let Ok(key) = std::env::var("LLM_MODELS_API_KEY") {
             request = request.bearer_auth(key);
         }
-        let body: Value = request.send().await.ok()?.error_for_status().ok()?.json().await.ok()?;
+        let body: Value = request
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         let ids: Vec<Value> = body
             .get("data")?
             .as_array()?

@@ -112,7 +112,8 @@ pub async fn list(
         task_id: query.task_id,
         chat_session_id: query.chat_session_id,
     };
-    let page = q::conversations(&state.pool, project_id, &filter, cursor.as_ref(), page_size).await?;
+    let page =
+        q::conversations(&state.pool, project_id, &filter, cursor.as_ref(), page_size).await?;
     ok(json!({
         "items": page.items,
         "page_size": page_size,
@@ -157,16 +158,25 @@ pub async fn events(
         Some(_) => return Err(ApiError::bad_request("limit must be 1-200")),
     };
     let index = |raw: &str| {
-        raw.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::AGENT_CONVERSATION_EVENT_INVALID_CURSOR,
-                "cursor must be an event_index",
-            )
-        })
+        raw.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::AGENT_CONVERSATION_EVENT_INVALID_CURSOR,
+                    "cursor must be an event_index",
+                )
+            })
     };
-    let cursor = match (query.after.filter(|s| !s.is_empty()), query.before.filter(|s| !s.is_empty())) {
+    let cursor = match (
+        query.after.filter(|s| !s.is_empty()),
+        query.before.filter(|s| !s.is_empty()),
+    ) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("after and before are mutually exclusive"));
+            return Err(ApiError::bad_request(
+                "after and before are mutually exclusive",
+            ));
         }
         (Some(a), None) => EventCursor::After(index(&a)?),
         (None, Some(b)) => EventCursor::Before(index(&b)?),
