@@ -44,7 +44,6 @@ pub fn secret_box(config: &Config) -> Result<Option<SecretBox>> {
 pub struct Background {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    pub bus: Bus,
 }
 
 impl Background {

@@ -3,3 +3,4 @@
 //! consumes triggers and drives each conversation in its own sandbox.
 
 pub mod bus;
+pub mod intake;
