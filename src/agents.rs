@@ -102,14 +102,10 @@ pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> 
     }));
     tasks.push(tokio::spawn(bus::relay(
         store.clone(),
-        bus.clone(),
+        bus,
         watcher.clone(),
     )));
-    Ok(Background {
-        shutdown,
-        tasks,
-        bus,
-    })
+    Ok(Background { shutdown, tasks })
 }
 
 /// A URL without its password, for messages.
