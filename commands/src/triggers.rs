@@ -109,7 +109,12 @@ pub fn mentions(text: &str) -> BTreeSet<String> {
             .collect::<String>()
             .trim_end_matches(['-', '_'])
             .to_lowercase();
-        if !handle.is_empty() {
+        // Handles start with a letter or digit (`@-x` mentions nobody).
+        if handle
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
             out.insert(handle);
         }
     }
@@ -310,7 +315,7 @@ mod tests {
     fn mentions_are_found_in_text_and_blocks() {
         assert_eq!(
             mentions("hey @Dev-Bot, and @qa_bot. mail a@b.com @-x"),
-            BTreeSet::from(["dev-bot".to_owned(), "qa_bot".to_owned(), "x".to_owned()])
+            BTreeSet::from(["dev-bot".to_owned(), "qa_bot".to_owned()])
         );
         let blocks = json!([
             {"type": "paragraph", "content": [
