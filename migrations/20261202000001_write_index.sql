@@ -15,6 +15,7 @@ CREATE TABLE task_index (
     sprint_id   UUID    NULL,
     status_id   UUID    NULL,
     type_id     UUID    NULL,
+    assignee_ids UUID[] NOT NULL DEFAULT '{}',
     deleted     BOOLEAN NOT NULL DEFAULT false
 );
 CREATE INDEX task_index_project_idx ON task_index (project_id) WHERE NOT deleted;

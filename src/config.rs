@@ -17,6 +17,8 @@ pub const JWT_ACCESS_TTL: &str = "JWT_ACCESS_TTL";
 pub const JWT_REFRESH_TTL: &str = "JWT_REFRESH_TTL";
 pub const JWT_REFRESH_SESSION_TTL: &str = "JWT_REFRESH_SESSION_TTL";
 pub const AGENT_API_KEY: &str = "AGENT_API_KEY";
+pub const ENCRYPTION_KEY: &str = "ENCRYPTION_KEY";
+pub const REDIS_URL: &str = "REDIS_URL";
 pub const PACA_DATA_DIR: &str = "PACA_DATA_DIR";
 pub const PACA_BIND: &str = "PACA_BIND";
 pub const PACA_WORKERS: &str = "PACA_WORKERS";
@@ -108,6 +110,8 @@ pub struct Config {
     pub refresh_session_ttl: Duration,
     pub agent_api_key: Option<String>,
     pub login_max_failures: usize,
+    /// Valkey/Redis for agent triggers; `None`: an in-process queue.
+    pub redis_url: Option<String>,
 }
 
 impl Config {
@@ -141,6 +145,7 @@ impl Config {
             refresh_session_ttl: duration(JWT_REFRESH_SESSION_TTL, "24h")?,
             agent_api_key: var(AGENT_API_KEY),
             login_max_failures: parse(PACA_LOGIN_MAX_FAILURES, 10)?,
+            redis_url: var(REDIS_URL),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `paca`: the Paca-RS server and its operator CLI.
 
+mod agents;
 mod cli;
 mod config;
 mod embedded;
@@ -152,6 +153,7 @@ fn init_tracing() {
 async fn main() {
     let cli = Cli::parse();
     init_tracing();
+    gateways::install_tls_provider();
     if let Err(error) = run(cli).await {
         eprintln!("error: {error:#}");
         std::process::exit(1);
@@ -225,8 +227,9 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
 
+    let secrets = agents::secret_box(&config)?;
     let commands = Commands::new(
-        store,
+        store.clone(),
         AuthConfig {
             jwt_secret,
             access_ttl: config.access_ttl,
@@ -238,8 +241,12 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
-    let (stop_background, background) = tokio::sync::watch::channel(false);
-    let follower = commands.directory.follow(background.clone());
+    let commands = match secrets {
+        Some(secrets) => commands.with_secrets(secrets),
+        None => commands,
+    };
+    let (stop_directory, directory_shutdown) = tokio::sync::watch::channel(false);
+    let follower = commands.directory.follow(directory_shutdown);
     commands
         .seed_global_roles()
         .await
@@ -259,6 +266,7 @@ async fn serve(config: Config) -> Result<()> {
         tracing::info!(username = %config.admin_username, "created admin user from ADMIN_PASSWORD");
     }
 
+    let background = agents::start(&config, &store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures);
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
@@ -270,7 +278,8 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server.await;
-    let _ = stop_background.send(true);
+    background.stop().await;
+    let _ = stop_directory.send(true);
     let _ = follower.await;
     db.close().await;
     Ok(())

@@ -77,6 +77,14 @@ pub struct ProjectAccess {
     pub member: Option<(Uuid, Arc<[String]>)>,
 }
 
+/// An agent member as the agent key's `X-Agent-ID` resolves it.
+#[derive(Debug, Clone)]
+pub struct AgentMember {
+    pub project_id: Uuid,
+    pub member_id: Uuid,
+    pub permissions: Arc<[String]>,
+}
+
 /// Why a credential that verified cryptographically is still refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -340,6 +348,32 @@ impl Directory {
             id: project_id,
             is_public: project.is_public,
             member,
+        })
+    }
+
+    /// The live agent member with this agent id (agents belong to exactly
+    /// one project).
+    pub fn agent_member(&self, agent_id: Uuid) -> Option<AgentMember> {
+        let state = self.read();
+        state.projects.iter().find_map(|(project_id, project)| {
+            let project = &project.state;
+            if !project.is_live() {
+                return None;
+            }
+            let (member_id, member) = project
+                .members
+                .iter()
+                .find(|(_, m)| m.agent_id == Some(agent_id))?;
+            let permissions = project
+                .roles
+                .get(&member.role_id)
+                .map(|r| Arc::from(r.permissions.as_slice()))
+                .unwrap_or_else(|| Arc::from(Vec::new()));
+            Some(AgentMember {
+                project_id: *project_id,
+                member_id: *member_id,
+                permissions,
+            })
         })
     }
 

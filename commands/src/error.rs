@@ -48,6 +48,15 @@ pub enum InfraError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The server is not configured for what was asked.
+    #[error("not configured: {0}")]
+    Config(&'static str),
+    #[error("credential {name} of agent {agent_id}: {reason}")]
+    Credential {
+        name: String,
+        agent_id: Uuid,
+        reason: &'static str,
+    },
     /// A handler was called with arguments it cannot act on: a bug in the
     /// caller, not bad input.
     #[error("invariant violated: {0}")]

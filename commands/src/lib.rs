@@ -7,12 +7,16 @@
 pub mod transact;
 pub mod error;
 
+pub mod agents;
 pub mod auth;
+pub mod conversations;
 pub mod directory;
 pub mod projects;
 pub mod roles;
+pub mod secrets;
 pub mod sprints;
 pub mod tasks;
+pub mod triggers;
 pub mod users;
 pub mod views;
 pub mod write_index;
@@ -33,6 +37,9 @@ pub struct Commands {
     /// Users, roles and projects folded from the log, kept current by this
     /// process's commits and a tail of the log (see [`directory`]).
     pub directory: Directory,
+    /// Encrypts agent secrets (`ENCRYPTION_KEY`); without it, storing an
+    /// LLM key or a secret MCP env value fails.
+    secrets: Option<secrets::SecretBox>,
 }
 
 /// An aggregate's state loaded from its stream, and the version it is at.
@@ -62,7 +69,14 @@ impl Commands {
             store,
             auth,
             directory,
+            secrets: None,
         })
+    }
+
+    /// Enables agent secrets under `ENCRYPTION_KEY`.
+    pub fn with_secrets(mut self, secrets: secrets::SecretBox) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// The project aggregate as of the latest committed event visible on
@@ -108,6 +122,28 @@ impl Commands {
             version = event.version;
         }
         Ok(Loaded { state, version })
+    }
+
+    /// [`Self::load`] of a stream that must be of `E`'s stream type: an id
+    /// of another kind of stream (a task id where a conversation id was
+    /// expected) loads as the empty state, i.e. "not found".
+    pub async fn load_typed<E: DomainEvent, S: Default>(
+        &self,
+        stream_id: Uuid,
+        evolve: fn(S, &E) -> S,
+    ) -> CommandResult<Loaded<S>> {
+        let stream_type: Option<String> =
+            sqlx::query_scalar("SELECT stream_type FROM streams WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(self.store.pool())
+                .await?;
+        if stream_type.as_deref() != Some(E::STREAM_TYPE) {
+            return Ok(Loaded {
+                state: S::default(),
+                version: 0,
+            });
+        }
+        self.load(stream_id, evolve).await
     }
 
     pub async fn load<E: DomainEvent, S: Default>(

@@ -2,8 +2,8 @@
 //! transaction by an inline projector, read by command handlers under the
 //! lock that guards their invariant (see `migrations/*_write_index.sql`).
 //!
-//! - `task_index`: a task's project, number, parent, sprint, status and
-//!   type (task-to-project lookups, cycle checks, "tasks of this sprint",
+//! - `task_index`: a task's project, number, parent, sprint, status, type
+//!   and assignees (task-to-project lookups, cycle checks, "tasks of this sprint",
 //!   "is this status still used").
 //! - `view_index`: a scope's views and their tab positions.
 //! - `user_roles`: who holds which global role.
@@ -76,8 +76,8 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
         } => {
             sqlx::query(
                 "INSERT INTO task_index (task_id, project_id, task_number, parent_id, sprint_id,
-                                         status_id, type_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                         status_id, type_id, assignee_ids)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (task_id) DO NOTHING",
             )
             .bind(e.stream_id)
@@ -87,6 +87,7 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
             .bind(fields.sprint_id)
             .bind(fields.status_id)
             .bind(fields.task_type_id)
+            .bind(&fields.assignee_ids)
             .execute(conn)
             .await?;
         }
@@ -95,16 +96,23 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
             let mut sprint = None;
             let mut status = None;
             let mut task_type = None;
+            let mut assignees = None;
             for change in &changes {
                 match (change.field, change.new_value()?) {
                     (TaskField::ParentTask, FieldValue::Id(id)) => parent = Some(id),
                     (TaskField::Sprint, FieldValue::Id(id)) => sprint = Some(id),
                     (TaskField::Status, FieldValue::Ref(id)) => status = Some(id),
                     (TaskField::TaskType, FieldValue::Ref(id)) => task_type = Some(id),
+                    (TaskField::Assignee, FieldValue::Ids(ids)) => assignees = Some(ids),
                     _ => {}
                 }
             }
-            if parent.is_none() && sprint.is_none() && status.is_none() && task_type.is_none() {
+            if parent.is_none()
+                && sprint.is_none()
+                && status.is_none()
+                && task_type.is_none()
+                && assignees.is_none()
+            {
                 return Ok(());
             }
             // Three-state per column: $n = whether it changed, $n+1 = to what.
@@ -113,7 +121,8 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
                      parent_id = CASE WHEN $2 THEN $3 ELSE parent_id END,
                      sprint_id = CASE WHEN $4 THEN $5 ELSE sprint_id END,
                      status_id = CASE WHEN $6 THEN $7 ELSE status_id END,
-                     type_id   = CASE WHEN $8 THEN $9 ELSE type_id END
+                     type_id   = CASE WHEN $8 THEN $9 ELSE type_id END,
+                     assignee_ids = COALESCE($10, assignee_ids)
                  WHERE task_id = $1",
             )
             .bind(e.stream_id)
@@ -125,6 +134,7 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
             .bind(status.flatten())
             .bind(task_type.is_some())
             .bind(task_type.flatten())
+            .bind(assignees)
             .execute(conn)
             .await?;
         }

@@ -5,6 +5,8 @@
 //! Result<Vec<Event>, DomainError>` and `State::evolve(&Event)`, so it can be
 //! tested given/when/then without a database.
 
+pub mod agent;
+pub mod conversation;
 pub mod error;
 pub mod event;
 pub mod global_role;

@@ -73,6 +73,18 @@ pub enum ProjectEvent {
     },
     #[serde(rename = "project.member_removed")]
     MemberRemoved { member_id: Uuid, user_id: Uuid },
+    /// An agent joins as a member (seed page 06: `member_type = 'agent'`,
+    /// `agent_id` set, no user), in the transaction that creates it.
+    #[serde(rename = "project.agent_member_added")]
+    AgentMemberAdded {
+        member_id: Uuid,
+        agent_id: Uuid,
+        project_role_id: Uuid,
+        role_name: String,
+        member_type: String,
+    },
+    #[serde(rename = "project.agent_member_removed")]
+    AgentMemberRemoved { member_id: Uuid, agent_id: Uuid },
     #[serde(rename = "project.task_type_created")]
     TaskTypeCreated {
         type_id: Uuid,
@@ -140,8 +152,10 @@ pub struct Role {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
+    /// Nil for agent members (they have `agent_id` instead).
     pub user_id: Uuid,
     pub role_id: Uuid,
+    pub agent_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -211,6 +225,14 @@ pub enum ProjectCommand {
         project_role_id: Uuid,
     },
     RemoveMember {
+        member_id: Uuid,
+    },
+    AddAgentMember {
+        member_id: Uuid,
+        agent_id: Uuid,
+        project_role_id: Uuid,
+    },
+    RemoveAgentMember {
         member_id: Uuid,
     },
 }
@@ -401,8 +423,27 @@ impl Project {
                     Member {
                         user_id: *user_id,
                         role_id: *project_role_id,
+                        agent_id: None,
                     },
                 );
+            }
+            ProjectEvent::AgentMemberAdded {
+                member_id,
+                agent_id,
+                project_role_id,
+                ..
+            } => {
+                self.members.insert(
+                    *member_id,
+                    Member {
+                        user_id: Uuid::nil(),
+                        role_id: *project_role_id,
+                        agent_id: Some(*agent_id),
+                    },
+                );
+            }
+            ProjectEvent::AgentMemberRemoved { member_id, .. } => {
+                self.members.remove(member_id);
             }
             ProjectEvent::MemberRoleChanged {
                 member_id,
@@ -428,7 +469,14 @@ impl Project {
     pub fn member_by_user(&self, user_id: Uuid) -> Option<(Uuid, &Member)> {
         self.members
             .iter()
-            .find(|(_, m)| m.user_id == user_id)
+            .find(|(_, m)| m.agent_id.is_none() && m.user_id == user_id)
+            .map(|(id, m)| (*id, m))
+    }
+
+    pub fn member_by_agent(&self, agent_id: Uuid) -> Option<(Uuid, &Member)> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.agent_id == Some(agent_id))
             .map(|(id, m)| (*id, m))
     }
 
@@ -460,10 +508,12 @@ impl Project {
     }
 
     /// Members whose role lets them manage members; the project must keep
-    /// at least one, or nobody could ever fix its membership again.
+    /// at least one, or nobody could ever fix its membership again. Agents
+    /// do not count: deleting an agent must never strand a project.
     fn managers_after(&self, member_id: Uuid, new_role: Option<Uuid>) -> usize {
         self.members
             .iter()
+            .filter(|(_, m)| m.agent_id.is_none())
             .filter_map(|(id, m)| {
                 if *id == member_id {
                     new_role
@@ -700,6 +750,13 @@ impl Project {
                 let member = self.members.get(&member_id).ok_or_else(|| {
                     DomainError::new(ErrorCode::PROJECT_MEMBER_NOT_FOUND, "member not found")
                 })?;
+                if member.agent_id.is_some() {
+                    return Err(DomainError::new(
+                        ErrorCode::BAD_REQUEST,
+                        "an agent member leaves the project when the agent is deleted \
+                         (DELETE /projects/:id/agents/:agentId)",
+                    ));
+                }
                 if self.managers_after(member_id, None) == 0 {
                     return Err(DomainError::new(
                         ErrorCode::PROJECT_LAST_ADMIN,
@@ -709,6 +766,44 @@ impl Project {
                 Ok(vec![ProjectEvent::MemberRemoved {
                     member_id,
                     user_id: member.user_id,
+                }])
+            }
+            ProjectCommand::AddAgentMember {
+                member_id,
+                agent_id,
+                project_role_id,
+            } => {
+                self.live()?;
+                let role = self.role(project_role_id)?;
+                if self.member_by_agent(agent_id).is_some() {
+                    return Err(DomainError::new(
+                        ErrorCode::PROJECT_MEMBER_ALREADY_ADDED,
+                        "the agent is already a member of this project",
+                    ));
+                }
+                Ok(vec![ProjectEvent::AgentMemberAdded {
+                    member_id,
+                    agent_id,
+                    project_role_id,
+                    role_name: role.name.clone(),
+                    member_type: "agent".into(),
+                }])
+            }
+            ProjectCommand::RemoveAgentMember { member_id } => {
+                // A deleted project keeps no members to remove; deleting
+                // its agents afterwards only ends the agents.
+                let Some(member) = self.members.get(&member_id) else {
+                    return Ok(vec![]);
+                };
+                let Some(agent_id) = member.agent_id else {
+                    return Err(DomainError::new(
+                        ErrorCode::BAD_REQUEST,
+                        "not an agent member",
+                    ));
+                };
+                Ok(vec![ProjectEvent::AgentMemberRemoved {
+                    member_id,
+                    agent_id,
                 }])
             }
         }
@@ -846,6 +941,59 @@ mod tests {
                 })
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn agent_members() {
+        let project = created();
+        let agent = Uuid::from_u128(500);
+        let add = ProjectCommand::AddAgentMember {
+            member_id: Uuid::from_u128(12),
+            agent_id: agent,
+            project_role_id: ids().admin_role,
+        };
+        let events = project.decide(add.clone()).unwrap();
+        assert!(matches!(
+            &events[0],
+            ProjectEvent::AgentMemberAdded { member_type, role_name, .. }
+                if member_type == "agent" && role_name == "Admin"
+        ));
+        let project = events.iter().fold(project, Project::evolve);
+        assert_eq!(
+            project.member_by_agent(agent).unwrap().0,
+            Uuid::from_u128(12)
+        );
+        assert_eq!(
+            project.decide(add).unwrap_err().code,
+            ErrorCode::PROJECT_MEMBER_ALREADY_ADDED
+        );
+        // An Admin agent does not count as the project's manager.
+        assert_eq!(
+            project
+                .decide(ProjectCommand::RemoveMember {
+                    member_id: ids().creator_member
+                })
+                .unwrap_err()
+                .code,
+            ErrorCode::PROJECT_LAST_ADMIN
+        );
+        // Agents leave through agent deletion, not the members route.
+        assert_eq!(
+            project
+                .decide(ProjectCommand::RemoveMember {
+                    member_id: Uuid::from_u128(12)
+                })
+                .unwrap_err()
+                .code,
+            ErrorCode::BAD_REQUEST
+        );
+        let events = project
+            .decide(ProjectCommand::RemoveAgentMember {
+                member_id: Uuid::from_u128(12),
+            })
+            .unwrap();
+        let project = events.iter().fold(project, Project::evolve);
+        assert!(project.member_by_agent(agent).is_none());
     }
 
     #[test]

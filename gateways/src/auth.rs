@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use commands::auth;
 use commands::directory::{Directory, ProjectAccess, Refusal, UserAccess};
@@ -42,13 +43,31 @@ pub enum Via {
     ApiKey {
         key_id: Uuid,
     },
+    /// The shared `AGENT_API_KEY` with `X-Agent-ID`: the caller is that
+    /// agent member and acts with its project role.
+    Agent {
+        agent_id: Uuid,
+    },
+}
+
+/// The agent a request acts as (`AGENT_API_KEY` + `X-Agent-ID`).
+#[derive(Debug, Clone)]
+pub struct AgentActor {
+    pub agent_id: Uuid,
+    pub member_id: Uuid,
+    pub project_id: Uuid,
+    /// The agent member's project-role permissions (in its project only).
+    pub permissions: Arc<[String]>,
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// For an agent, a stand-in with the agent's id and no global
+    /// permissions.
     pub user: UserAccess,
     pub via: Via,
+    pub agent: Option<AgentActor>,
 }
 
 impl Principal {
@@ -70,13 +89,31 @@ impl Principal {
 
     /// Event metadata naming this caller.
     pub fn metadata(&self) -> Metadata {
+        if let Some(agent) = &self.agent {
+            let mut extra = serde_json::Map::new();
+            extra.insert("actor_member_type".into(), "agent".into());
+            return Metadata {
+                actor: Actor {
+                    kind: "agent".into(),
+                    member_id: Some(agent.member_id),
+                    agent_id: Some(agent.agent_id),
+                    ..Actor::default()
+                },
+                source: "rest".into(),
+                request_id: request_id(),
+                correlation_id: request_id(),
+                causation_id: None,
+                occurred_at: chrono::Utc::now(),
+                extra,
+            };
+        }
         Metadata {
             actor: Actor {
                 kind: "user".into(),
                 user_id: Some(self.user.id),
                 api_key_id: match self.via {
                     Via::ApiKey { key_id } => Some(key_id),
-                    Via::Session { .. } => None,
+                    Via::Session { .. } | Via::Agent { .. } => None,
                 },
                 ..Actor::default()
             },
@@ -156,27 +193,83 @@ async fn resolve(req: &HttpRequest) -> ApiResult<Option<Principal>> {
             Principal {
                 user,
                 via: Via::Session { family: claims.sid },
+                agent: None,
             }
         }
         Presented::ApiKey(key) => {
             if let Some(agent_key) = &state.commands.auth.agent_api_key
                 && auth::same_secret(&key, agent_key)
             {
-                // The agent bot acts for an agent (X-Agent-ID); agents are
-                // not implemented yet, so there is no identity to act as.
-                return Err(ApiError::new(
-                    ErrorCode::AUTH_TOKEN_INVALID,
-                    "the agent API key needs X-Agent-ID naming an existing agent",
-                ));
+                return agent_principal(state, req).await.map(Some);
             }
             let (key_id, user) = state.commands.authenticate_api_key(&key).await?;
             Principal {
                 user,
                 via: Via::ApiKey { key_id },
+                agent: None,
             }
         }
     };
     Ok(Some(principal))
+}
+
+/// The shared agent key acts only as a named agent: `X-Agent-ID` must name
+/// a live agent member (from the directory), and the request gets that
+/// member's project role in its own project and nothing else. Without the
+/// header there is no actor to record: writes are refused with
+/// `ACTIVITY_COMMENT_ACTOR_UNIDENTIFIED`.
+async fn agent_principal(state: &AppState, req: &HttpRequest) -> ApiResult<Principal> {
+    let header = req
+        .headers()
+        .get("x-agent-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let Some(raw) = header else {
+        let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+        return Err(if safe {
+            ApiError::new(
+                ErrorCode::AUTH_TOKEN_INVALID,
+                "the agent API key needs X-Agent-ID naming the agent that acts",
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::ACTIVITY_COMMENT_ACTOR_UNIDENTIFIED,
+                "the agent API key needs X-Agent-ID: a write must record which agent acted",
+            )
+        });
+    };
+    let agent_id: Uuid = raw
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::AUTH_TOKEN_INVALID, "X-Agent-ID is not a UUID"))?;
+    let directory = &state.commands.directory;
+    let mut found = directory.agent_member(agent_id);
+    if found.is_none() {
+        directory.sync().await?;
+        found = directory.agent_member(agent_id);
+    }
+    let member = found.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::AUTH_TOKEN_INVALID,
+            "X-Agent-ID names no live agent",
+        )
+    })?;
+    Ok(Principal {
+        user: UserAccess {
+            id: agent_id,
+            username: format!("agent:{agent_id}"),
+            must_change_password: false,
+            role_id: Uuid::nil(),
+            permissions: Arc::from(Vec::new()),
+        },
+        via: Via::Agent { agent_id },
+        agent: Some(AgentActor {
+            agent_id,
+            member_id: member.member_id,
+            project_id: member.project_id,
+            permissions: member.permissions,
+        }),
+    })
 }
 
 fn missing() -> ApiError {
@@ -353,6 +446,16 @@ fn decide_access(
         None if is_read && project.is_public => Ok(project),
         None => Err(missing()),
         Some(principal) => {
+            if let Some(agent) = &principal.agent {
+                // An agent acts only in its own project, with its role.
+                return if agent.project_id == project_id
+                    && permissions::grants(&agent.permissions, permission)
+                {
+                    Ok(project)
+                } else {
+                    Err(ApiError::forbidden())
+                };
+            }
             if Directory::grants(&principal.user, &project, permission)
                 || (is_read && project.is_public)
             {
@@ -370,6 +473,13 @@ pub async fn effective_project_permissions(
     principal: &Principal,
     project_id: Uuid,
 ) -> ApiResult<Vec<String>> {
+    if let Some(agent) = &principal.agent {
+        return Ok(if agent.project_id == project_id {
+            agent.permissions.to_vec()
+        } else {
+            vec![]
+        });
+    }
     let mut perms: Vec<String> = principal.user.permissions.to_vec();
     let mut project = state
         .commands

@@ -20,6 +20,13 @@ use sqlx::PgPool;
 use crate::auth::LoginLimiter;
 use crate::error::{ApiError, REQUEST_ID};
 
+/// Installs the process's TLS crypto provider (ring) for every outgoing
+/// HTTPS client (reqwest is built without a default provider, so that one
+/// provider serves the whole binary). Idempotent; call once at start-up.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub struct AppState {
     pub commands: Commands,
     pub pool: PgPool,

@@ -60,16 +60,20 @@ CREATE TABLE {schema}.project_roles (
 );
 CREATE INDEX project_roles_project_idx ON {schema}.project_roles (project_id);
 
+-- Human members have user_id, agent members agent_id (seed page 06).
 CREATE TABLE {schema}.project_members (
     id              UUID PRIMARY KEY,
     project_id      UUID NOT NULL,
-    user_id         UUID NOT NULL,
+    user_id         UUID NULL,
     project_role_id UUID NOT NULL,
     member_type     TEXT NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL,
-    UNIQUE (project_id, user_id)
+    agent_id        UUID NULL,
+    UNIQUE (project_id, user_id),
+    CHECK ((member_type = 'agent') = (agent_id IS NOT NULL AND user_id IS NULL))
 );
 CREATE INDEX project_members_user_idx ON {schema}.project_members (user_id);
+CREATE INDEX project_members_agent_idx ON {schema}.project_members (agent_id) WHERE agent_id IS NOT NULL;
 
 CREATE TABLE {schema}.task_types (
     id          UUID PRIMARY KEY,
@@ -148,6 +152,8 @@ CREATE TABLE {schema}.task_activities (
     task_id       UUID NOT NULL,
     project_id    UUID NOT NULL,
     actor_user_id UUID NULL,
+    -- Set instead of actor_user_id when an agent acted (X-Agent-ID).
+    actor_agent_id UUID NULL,
     activity_type TEXT NOT NULL,
     content       JSONB NOT NULL,
     -- The event that recorded this entry (for diffs, reverts, history).
@@ -200,3 +206,100 @@ CREATE TABLE {schema}.view_task_positions (
     updated_at TIMESTAMPTZ NOT NULL,
     UNIQUE (view_id, task_id)
 );
+
+-- AI agents (seed pages 06, 12): configuration without secrets.
+CREATE TABLE {schema}.agents (
+    id              UUID PRIMARY KEY,
+    project_id      UUID NOT NULL,
+    member_id       UUID NOT NULL,
+    handle          TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    -- agent.created's settings (name, llm_*, prompts, limits, git identity).
+    settings        JSONB NOT NULL,
+    has_llm_api_key BOOLEAN NOT NULL,
+    created_by      UUID NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL,
+    deleted_at      TIMESTAMPTZ NULL
+);
+CREATE INDEX agents_project_idx ON {schema}.agents (project_id, created_at, id) WHERE deleted_at IS NULL;
+
+CREATE TABLE {schema}.agent_mcp_servers (
+    id          UUID PRIMARY KEY,
+    agent_id    UUID NOT NULL,
+    server_name TEXT NOT NULL,
+    transport   TEXT NOT NULL,
+    command     TEXT NULL,
+    args        JSONB NOT NULL,
+    url         TEXT NULL,
+    -- Secret-like keys hold '***'; their values are in agent_credentials.
+    env         JSONB NOT NULL,
+    is_enabled  BOOLEAN NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX agent_mcp_servers_agent_idx ON {schema}.agent_mcp_servers (agent_id, created_at);
+
+CREATE TABLE {schema}.agent_skills (
+    id            UUID PRIMARY KEY,
+    agent_id      UUID NOT NULL,
+    skill_name    TEXT NOT NULL,
+    skill_source  TEXT NOT NULL,
+    skill_content TEXT NOT NULL,
+    source_url    TEXT NULL,
+    triggers      JSONB NOT NULL,
+    is_enabled    BOOLEAN NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX agent_skills_agent_idx ON {schema}.agent_skills (agent_id, created_at);
+
+CREATE TABLE {schema}.agent_conversations (
+    id                     UUID PRIMARY KEY,
+    project_id             UUID NOT NULL,
+    agent_id               UUID NOT NULL,
+    trigger_type           TEXT NOT NULL,
+    task_id                UUID NULL,
+    comment_id             UUID NULL,
+    chat_session_id        UUID NULL,
+    triggered_by_member_id UUID NULL,
+    actor_user_id          UUID NULL,
+    message                TEXT NULL,
+    status                 TEXT NOT NULL,
+    error_message          TEXT NULL,
+    event_count            BIGINT NOT NULL,
+    agent_name             TEXT NOT NULL,
+    agent_handle           TEXT NOT NULL,
+    started_at             TIMESTAMPTZ NULL,
+    finished_at            TIMESTAMPTZ NULL,
+    created_at             TIMESTAMPTZ NOT NULL,
+    updated_at             TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX agent_conversations_list_idx ON {schema}.agent_conversations (project_id, created_at DESC, id DESC);
+CREATE INDEX agent_conversations_agent_idx ON {schema}.agent_conversations (agent_id);
+
+-- The agent's own events, one row per conversation.agent_event (id = the
+-- log event id, derived from the agent-server's event id).
+CREATE TABLE {schema}.agent_conversation_events (
+    id              UUID PRIMARY KEY,
+    conversation_id UUID NOT NULL,
+    event_index     BIGINT NOT NULL,
+    sdk_event_id    TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    event_source    TEXT NOT NULL,
+    payload         JSONB NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    UNIQUE (conversation_id, event_index)
+);
+
+CREATE TABLE {schema}.agent_chat_sessions (
+    id              UUID PRIMARY KEY,
+    project_id      UUID NOT NULL,
+    agent_id        UUID NOT NULL,
+    member_id       UUID NULL,
+    actor_user_id   UUID NULL,
+    title           TEXT NOT NULL,
+    last_message_at TIMESTAMPTZ NULL,
+    created_at      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX agent_chat_sessions_agent_idx ON {schema}.agent_chat_sessions (agent_id, created_at DESC);

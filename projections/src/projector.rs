@@ -5,6 +5,8 @@
 //! tables exactly.
 
 use domain::DomainEvent;
+use domain::agent::AgentEvent;
+use domain::conversation::{ChatSessionEvent, ConversationEvent};
 use domain::global_role::GlobalRoleEvent;
 use domain::project::ProjectEvent;
 use domain::sprint::SprintEvent;
@@ -76,6 +78,21 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             &mut stmts,
             event,
             ViewEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        AgentEvent::STREAM_TYPE => crate::projector_agents::agent(
+            &mut stmts,
+            event,
+            AgentEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        ConversationEvent::STREAM_TYPE => crate::projector_agents::conversation(
+            &mut stmts,
+            event,
+            ConversationEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        ChatSessionEvent::STREAM_TYPE => crate::projector_agents::chat_session(
+            &mut stmts,
+            event,
+            ChatSessionEvent::from_stored(&event.event_type, &event.payload)?,
         ),
         // Streams owned by other projections.
         _ => {}
@@ -360,6 +377,30 @@ fn project(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ProjectEvent) {
                 // UNIQUE (project_id, user_id): a re-add must stay after a removal.
                 .key(format!("member_of:{project_id}:{user_id}")),
             );
+        }
+        ProjectEvent::AgentMemberAdded {
+            member_id,
+            agent_id,
+            project_role_id,
+            member_type,
+            ..
+        } => {
+            stmts.push(
+                Stmt::new(
+                    "INSERT INTO project_members (id, project_id, user_id, project_role_id,
+                                              member_type, created_at, agent_id)
+                 VALUES ($1, $2, NULL, $3, $4, $5, $6)",
+                )
+                .arg(member_id)
+                .arg(project_id)
+                .arg(project_role_id)
+                .arg(member_type)
+                .arg(at)
+                .arg(agent_id),
+            );
+        }
+        ProjectEvent::AgentMemberRemoved { member_id, .. } => {
+            stmts.push(Stmt::new("DELETE FROM project_members WHERE id = $1").arg(member_id));
         }
         ProjectEvent::MemberRoleChanged {
             member_id,

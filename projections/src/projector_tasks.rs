@@ -14,11 +14,19 @@ fn actor(e: &RecordedEvent) -> Option<Uuid> {
         .and_then(|s| s.parse().ok())
 }
 
+fn actor_agent(e: &RecordedEvent) -> Option<Uuid> {
+    e.metadata
+        .pointer("/actor/agent_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
 fn activity(e: &RecordedEvent, id: Uuid, activity_type: &str, content: Value) -> Stmt {
     Stmt::new(
         "INSERT INTO task_activities (id, task_id, project_id, actor_user_id, activity_type,
-                                      content, event_id, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                                      content, event_id, version, created_at, updated_at,
+                                      actor_agent_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
     )
     .arg(id)
     .arg(e.stream_id)
@@ -29,6 +37,7 @@ fn activity(e: &RecordedEvent, id: Uuid, activity_type: &str, content: Value) ->
     .arg(e.event_id)
     .arg(e.version)
     .arg(e.recorded_at)
+    .arg(actor_agent(e))
 }
 
 /// `SET` fragments for the tracked fields of a change list.

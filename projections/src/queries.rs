@@ -305,7 +305,10 @@ pub async fn projects(
 pub struct MemberView {
     pub id: Uuid,
     pub project_id: Uuid,
-    pub user_id: Uuid,
+    /// Null for agent members.
+    pub user_id: Option<Uuid>,
+    /// Set for agent members (seed page 06).
+    pub agent_id: Option<Uuid>,
     pub project_role_id: Uuid,
     pub username: String,
     pub full_name: String,
@@ -314,11 +317,13 @@ pub struct MemberView {
     pub created_at: DateTime<Utc>,
 }
 
-const MEMBER_SELECT: &str = "SELECT m.id, m.project_id, m.user_id, m.project_role_id,
-        COALESCE(u.username, '') AS username, COALESCE(u.full_name, '') AS full_name,
+const MEMBER_SELECT: &str = "SELECT m.id, m.project_id, m.user_id, m.agent_id, m.project_role_id,
+        COALESCE(u.username, ag.handle, '') AS username,
+        COALESCE(u.full_name, ag.name, '') AS full_name,
         COALESCE(r.role_name, '') AS role_name, m.member_type, m.created_at
      FROM project_members m
      LEFT JOIN users u ON u.id = m.user_id
+     LEFT JOIN agents ag ON ag.id = m.agent_id
      LEFT JOIN project_roles r ON r.id = m.project_role_id";
 
 fn member_from_row(r: &PgRow) -> MemberView {
@@ -326,6 +331,7 @@ fn member_from_row(r: &PgRow) -> MemberView {
         id: r.get("id"),
         project_id: r.get("project_id"),
         user_id: r.get("user_id"),
+        agent_id: r.get("agent_id"),
         project_role_id: r.get("project_role_id"),
         username: r.get("username"),
         full_name: r.get("full_name"),

@@ -158,6 +158,14 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    pub fn new(ca: DateTime<Utc>, id: Uuid) -> Self {
+        Self { ca, id }
+    }
+
+    pub fn parts(&self) -> (DateTime<Utc>, Uuid) {
+        (self.ca, self.id)
+    }
+
     pub fn encode(&self) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(self).unwrap_or_default())
@@ -290,6 +298,8 @@ pub struct ActivityView {
     pub actor_id: Option<Uuid>,
     pub actor_name: String,
     pub actor_username: String,
+    /// `human` or `agent` (null when the actor is unknown or gone).
+    pub actor_member_type: Option<String>,
     pub activity_type: String,
     pub content: Value,
     pub created_at: DateTime<Utc>,
@@ -301,11 +311,16 @@ pub struct ActivityView {
 }
 
 const ACTIVITY_SELECT: &str = "SELECT a.id, a.task_id, m.id AS actor_id, a.actor_user_id,
-        COALESCE(u.full_name, '') AS actor_name, COALESCE(u.username, '') AS actor_username,
+        COALESCE(u.full_name, ag.name, '') AS actor_name,
+        COALESCE(u.username, ag.handle, '') AS actor_username,
+        CASE WHEN a.actor_agent_id IS NOT NULL THEN 'agent'
+             WHEN a.actor_user_id IS NOT NULL THEN 'human' END AS actor_member_type,
         a.activity_type, a.content, a.event_id, a.created_at, a.updated_at
      FROM task_activities a
      LEFT JOIN users u ON u.id = a.actor_user_id
-     LEFT JOIN project_members m ON m.project_id = a.project_id AND m.user_id = a.actor_user_id";
+     LEFT JOIN agents ag ON ag.id = a.actor_agent_id
+     LEFT JOIN project_members m ON m.project_id = a.project_id
+          AND (m.user_id = a.actor_user_id OR m.agent_id = a.actor_agent_id)";
 
 fn activity_from_row(r: &PgRow) -> ActivityView {
     ActivityView {
@@ -315,6 +330,7 @@ fn activity_from_row(r: &PgRow) -> ActivityView {
         actor_user_id: r.get("actor_user_id"),
         actor_name: r.get("actor_name"),
         actor_username: r.get("actor_username"),
+        actor_member_type: r.get("actor_member_type"),
         activity_type: r.get("activity_type"),
         content: r.get("content"),
         event_id: r.get("event_id"),

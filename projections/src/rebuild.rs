@@ -16,7 +16,7 @@ use crate::projector::{self, NAME};
 
 /// Bump when the read-model DDL or the projector's output changes; the
 /// server rebuilds into the new shape on its next start.
-pub const READ_MODEL_VERSION: i32 = 3;
+pub const READ_MODEL_VERSION: i32 = 4;
 pub const LIVE_SCHEMA: &str = "rm";
 pub const TABLES: &[&str] = &[
     "users",
@@ -33,6 +33,12 @@ pub const TABLES: &[&str] = &[
     "view_task_positions",
     "tasks",
     "task_activities",
+    "agents",
+    "agent_mcp_servers",
+    "agent_skills",
+    "agent_conversations",
+    "agent_conversation_events",
+    "agent_chat_sessions",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

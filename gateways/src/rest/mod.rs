@@ -2,6 +2,8 @@
 //! live in one module per resource.
 
 pub mod admin;
+pub mod agents;
+pub mod conversations;
 pub mod projects;
 pub mod session;
 pub mod sprints;
@@ -293,7 +295,101 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/revert",
                 web::post().to(tasks::revert),
-            ),
+            )
+            .configure(agent_routes),
+    );
+}
+
+/// AI agents, their sub-resources, chat and conversations (seed pages 06,
+/// 12, 15).
+fn agent_routes(cfg: &mut web::ServiceConfig) {
+    const A: &str = "/projects/{project_id}/agents";
+    const C: &str = "/projects/{project_id}/conversations";
+    cfg.route(
+        "/agents/skill-templates",
+        web::get().to(agents::skill_templates),
+    )
+    .route("/agents/llm-models", web::get().to(agents::llm_models))
+    .route(A, web::get().to(agents::list))
+    .route(A, web::post().to(agents::create))
+    .route(&format!("{A}/{{agent_id}}"), web::get().to(agents::get))
+    .route(&format!("{A}/{{agent_id}}"), web::patch().to(agents::patch))
+    .route(
+        &format!("{A}/{{agent_id}}"),
+        web::delete().to(agents::delete),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/mcp-servers"),
+        web::get().to(agents::list_mcp),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/mcp-servers"),
+        web::post().to(agents::create_mcp),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/mcp-servers/{{server_id}}"),
+        web::get().to(agents::get_mcp),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/mcp-servers/{{server_id}}"),
+        web::patch().to(agents::patch_mcp),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/mcp-servers/{{server_id}}"),
+        web::delete().to(agents::delete_mcp),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/skills"),
+        web::get().to(agents::list_skills),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/skills"),
+        web::post().to(agents::create_skill),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/skills/{{skill_id}}"),
+        web::get().to(agents::get_skill),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/skills/{{skill_id}}"),
+        web::patch().to(agents::patch_skill),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/skills/{{skill_id}}"),
+        web::delete().to(agents::delete_skill),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/chat-sessions"),
+        web::get().to(agents::list_chat_sessions),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/chat-sessions"),
+        web::post().to(agents::start_chat_session),
+    )
+    .route(
+        &format!("{A}/{{agent_id}}/chat-sessions/{{session_id}}/messages"),
+        web::post().to(agents::post_chat_message),
+    )
+    .route(
+        "/projects/{project_id}/tasks/{task_id}/write-with-ai",
+        web::post().to(agents::write_with_ai),
+    )
+    .route(C, web::get().to(conversations::list))
+    .route(
+        &format!("{C}/{{conversation_id}}"),
+        web::get().to(conversations::get),
+    )
+    .route(
+        &format!("{C}/{{conversation_id}}/events"),
+        web::get().to(conversations::events),
+    )
+    .route(
+        &format!("{C}/{{conversation_id}}/stop"),
+        web::post().to(conversations::stop),
+    )
+    .route(
+        &format!("{C}/{{conversation_id}}/messages"),
+        web::post().to(conversations::message),
     );
 }
 

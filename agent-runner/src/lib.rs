@@ -1,0 +1,6 @@
+//! AI agent execution (DESIGN.md §2 `agent-runner/`): the trigger outbox
+//! relay into Valkey (or an in-process queue), and the runner that
+//! consumes triggers and drives each conversation in its own sandbox.
+
+pub mod bus;
+pub mod intake;
