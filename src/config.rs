@@ -24,6 +24,8 @@ pub const PACA_BIND: &str = "PACA_BIND";
 pub const PACA_WORKERS: &str = "PACA_WORKERS";
 pub const PACA_DB_MAX_CONNECTIONS: &str = "PACA_DB_MAX_CONNECTIONS";
 pub const PACA_LOGIN_MAX_FAILURES: &str = "PACA_LOGIN_MAX_FAILURES";
+pub const PACA_LOGIN_MAX_FAILURES_PER_IP: &str = "PACA_LOGIN_MAX_FAILURES_PER_IP";
+pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -110,6 +112,9 @@ pub struct Config {
     pub refresh_session_ttl: Duration,
     pub agent_api_key: Option<String>,
     pub login_max_failures: usize,
+    pub login_max_failures_per_ip: usize,
+    /// Comma-separated browser origins; empty: any origin, no credentials.
+    pub cors_origins: String,
     /// Valkey/Redis for agent triggers; `None`: an in-process queue.
     pub redis_url: Option<String>,
 }
@@ -145,6 +150,11 @@ impl Config {
             refresh_session_ttl: duration(JWT_REFRESH_SESSION_TTL, "24h")?,
             agent_api_key: var(AGENT_API_KEY),
             login_max_failures: parse(PACA_LOGIN_MAX_FAILURES, 10)?,
+            login_max_failures_per_ip: parse(
+                PACA_LOGIN_MAX_FAILURES_PER_IP,
+                gateways::auth::DEFAULT_LOGIN_FAILURES_PER_IP,
+            )?,
+            cors_origins: var(CORS_ORIGINS).unwrap_or_default(),
             redis_url: var(REDIS_URL),
         })
     }

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use commands::{AuthConfig, Commands};
 use eventstore::EventStore;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
 
 use crate::config::Config;
 use crate::embedded::Embedded;
@@ -95,9 +95,13 @@ impl Database {
         }
         // Read models live in schema `rm` (see projections::rebuild), the log
         // and write-side tables in `public`.
+        // Statements carry user data (a replay batch renders titles and
+        // descriptions into its SQL): never log them at the default level.
         let options = options
             .options([("search_path", "rm,public")])
-            .application_name("paca");
+            .application_name("paca")
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(30))
@@ -112,6 +116,7 @@ impl Database {
 
     pub fn store(&self) -> EventStore {
         EventStore::builder(self.pool.clone())
+            .upcasters(commands::upcasters())
             .projector(Arc::new(commands::write_index::WriteIndex))
             .projector(Arc::new(projections::ReadModelProjector))
             .build()
@@ -267,7 +272,9 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let background = agents::start(&config, &store, &commands).await?;
-    let state = gateways::AppState::new(commands, config.login_max_failures);
+    let state = gateways::AppState::new(commands, config.login_max_failures)
+        .with_cors(&config.cors_origins)
+        .with_login_ip_ceiling(config.login_max_failures_per_ip);
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;

@@ -475,7 +475,7 @@ impl Commands {
                 .iter()
                 .map(|e| {
                     let mut new =
-                        eventstore::NewEvent::new(e.event_type(), e.to_payload(), meta.clone());
+                        crate::new_event(e, meta);
                     if let ConversationEvent::AgentEvent { event, .. } = e {
                         new.event_id = agent_event_id(conversation_id, &event.sdk_event_id);
                     }

@@ -249,10 +249,7 @@ impl Commands {
         for effect in effects {
             effect.apply(tx).await?;
         }
-        let new_events: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent::new(e.event_type(), e.to_payload(), metadata.clone()))
-            .collect();
+        let new_events: Vec<NewEvent> = events.iter().map(|e| new_event(e, metadata)).collect();
         let expected = if version == 0 {
             ExpectedVersion::NoStream
         } else {
@@ -266,6 +263,46 @@ impl Commands {
         let result = tx.append(stream, expected, new_events).await?;
         let state = events.iter().fold(state, evolve);
         Ok((state, result.stream_version))
+    }
+}
+
+/// A domain event as the log stores it, with its type's schema version.
+pub fn new_event<E: DomainEvent>(event: &E, metadata: &Metadata) -> NewEvent {
+    let mut new = NewEvent::new(event.event_type(), event.to_payload(), metadata.clone());
+    new.schema_version = event.schema_version();
+    new
+}
+
+/// The event store's upcasters for the domain's repairs
+/// ([`domain::upcast`]): register them on every store.
+pub fn upcasters() -> Vec<std::sync::Arc<dyn eventstore::Upcaster>> {
+    domain::upcast::UPCASTS
+        .iter()
+        .map(|(event_type, from)| {
+            std::sync::Arc::new(DomainUpcast {
+                event_type,
+                from: *from,
+            }) as std::sync::Arc<dyn eventstore::Upcaster>
+        })
+        .collect()
+}
+
+struct DomainUpcast {
+    event_type: &'static str,
+    from: i16,
+}
+
+impl eventstore::Upcaster for DomainUpcast {
+    fn event_type(&self) -> &str {
+        self.event_type
+    }
+
+    fn from_version(&self) -> i16 {
+        self.from
+    }
+
+    fn upcast(&self, payload: serde_json::Value) -> serde_json::Value {
+        domain::upcast::upcast(self.event_type, self.from, payload)
     }
 }
 

@@ -8,7 +8,7 @@ use domain::task::{
 };
 use domain::task_config::EPIC;
 use domain::{DomainEvent, ErrorCode};
-use eventstore::{AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, NewEvent, StreamRef};
+use eventstore::{AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, StreamRef};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -197,10 +197,7 @@ impl Commands {
                     project_id: Some(project_id),
                 },
                 ExpectedVersion::NoStream,
-                events
-                    .iter()
-                    .map(|e| NewEvent::new(e.event_type(), e.to_payload(), meta.clone()))
-                    .collect(),
+                events.iter().map(|e| crate::new_event(e, meta)).collect(),
             )
             .await?;
         tx.commit().await?;

@@ -24,6 +24,9 @@ macro_rules! codes {
 
 codes! {
     BAD_REQUEST = 400,
+    // A value refused whatever the context: a NUL character, a date outside
+    // years 1-9999, a non-finite number.
+    VALIDATION_ERROR = 400,
     USER_INVALID_CURSOR = 400,
     ROLE_NAME_INVALID = 400,
     ROLE_REQUIRED = 400,
@@ -110,7 +113,10 @@ codes! {
     AGENT_CONVERSATION_NOT_RUNNING = 409,
     AGENT_CONVERSATION_ALREADY_STOPPED = 409,
 
+    METHOD_NOT_ALLOWED = 405,
     PAYLOAD_TOO_LARGE = 413,
+    URI_TOO_LONG = 414,
+    UNSUPPORTED_MEDIA_TYPE = 415,
     USER_INVALID_CURRENT_PASSWORD = 422,
     TOO_MANY_REQUESTS = 429,
     INTERNAL_ERROR = 500,

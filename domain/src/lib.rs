@@ -15,6 +15,7 @@ pub mod project;
 pub mod sprint;
 pub mod task;
 pub mod task_config;
+pub mod upcast;
 pub mod user;
 pub mod validate;
 pub mod view;

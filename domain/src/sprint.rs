@@ -225,6 +225,12 @@ impl Sprint {
                     .unwrap_or_else(|| "planned".into());
                 check_status(&status)?;
                 check_goal(&goal)?;
+                let start_date = start_date
+                    .map(|d| validate::timestamp("start_date", d))
+                    .transpose()?;
+                let end_date = end_date
+                    .map(|d| validate::timestamp("end_date", d))
+                    .transpose()?;
                 Ok(vec![SprintEvent::Created {
                     project_id,
                     name,
@@ -257,9 +263,15 @@ impl Sprint {
                     change("name", json(&self.name), json(&name));
                 }
                 if let Some(start) = start_date {
+                    let start = start
+                        .map(|d| validate::timestamp("start_date", d))
+                        .transpose()?;
                     change("start_date", json(&self.start_date), json(&start));
                 }
                 if let Some(end) = end_date {
+                    let end = end
+                        .map(|d| validate::timestamp("end_date", d))
+                        .transpose()?;
                     change("end_date", json(&self.end_date), json(&end));
                 }
                 if let Some(goal) = goal {

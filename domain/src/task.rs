@@ -642,6 +642,12 @@ fn check_fields(
     if fields.story_points.is_some_and(|p| p < 0) || fields.importance < 0 {
         return Err(bad("importance and story_points must not be negative"));
     }
+    if let Some(start) = fields.start_date {
+        crate::validate::date("start_date", start)?;
+    }
+    if let Some(due) = fields.due_date {
+        crate::validate::date("due_date", due)?;
+    }
     if let (Some(start), Some(due)) = (fields.start_date, fields.due_date)
         && due < start
     {

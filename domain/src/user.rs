@@ -307,6 +307,9 @@ impl User {
                         format!("name must be at most {API_KEY_NAME_MAX} characters"),
                     ));
                 }
+                let expires_at = expires_at
+                    .map(|at| crate::validate::timestamp("expires_at", at))
+                    .transpose()?;
                 if expires_at.is_some_and(|at| at <= now) {
                     return Err(DomainError::new(
                         ErrorCode::BAD_REQUEST,

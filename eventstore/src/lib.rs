@@ -222,6 +222,13 @@ impl EventStoreBuilder {
         self
     }
 
+    pub fn upcasters(mut self, upcasters: impl IntoIterator<Item = Arc<dyn Upcaster>>) -> Self {
+        for upcaster in upcasters {
+            self.upcasters.register(upcaster);
+        }
+        self
+    }
+
     pub fn build(self) -> EventStore {
         let committed = watch::Sender::new(0);
         // NOTIFY inside the append transaction would take PostgreSQL's global

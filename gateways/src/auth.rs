@@ -360,54 +360,101 @@ impl FromRequest for MaybeAuth {
     }
 }
 
-/// Counts failed logins per client IP and username in a sliding window.
-/// Successful logins are not counted, so scripts that log in often are
-/// never throttled; only guessing is.
+/// Counts failed logins in a sliding window, per client IP and username
+/// (`PACA_LOGIN_MAX_FAILURES`) and per client IP whatever the usernames
+/// (`PACA_LOGIN_MAX_FAILURES_PER_IP`, a tolerant ceiling against spraying
+/// one password over many accounts). Successful logins are not counted, so
+/// scripts that log in often are never throttled; only guessing is. Every
+/// refusal says when to retry.
 pub struct LoginLimiter {
     max_failures: usize,
+    max_failures_per_ip: usize,
     window: Duration,
     failures: Mutex<HashMap<(String, String), Vec<Instant>>>,
+    per_ip: Mutex<HashMap<String, Vec<Instant>>>,
 }
+
+/// The default per-IP ceiling: generous enough for an office behind one
+/// NAT, low enough to stop a spray.
+pub const DEFAULT_LOGIN_FAILURES_PER_IP: usize = 100;
 
 impl LoginLimiter {
     pub fn new(max_failures: usize, window: Duration) -> Self {
         Self {
             max_failures,
+            max_failures_per_ip: DEFAULT_LOGIN_FAILURES_PER_IP,
             window,
             failures: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `0` disables the per-IP ceiling.
+    pub fn set_ip_ceiling(&mut self, max_failures: usize) {
+        self.max_failures_per_ip = max_failures;
     }
 
     fn key(ip: &str, username: &str) -> (String, String) {
         (ip.to_owned(), username.to_lowercase())
     }
 
+    /// Seconds until the oldest failure in a full window leaves it.
+    fn retry_in(&self, list: &[Instant], now: Instant) -> u64 {
+        list.first()
+            .map(|t| self.window.saturating_sub(now.duration_since(*t)).as_secs() + 1)
+            .unwrap_or(1)
+    }
+
     pub fn check(&self, ip: &str, username: &str) -> ApiResult<()> {
+        let now = Instant::now();
+        if self.max_failures_per_ip > 0 {
+            let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(list) = map.get_mut(ip) {
+                list.retain(|t| now.duration_since(*t) < self.window);
+                if list.len() >= self.max_failures_per_ip {
+                    return Err(ApiError::new(
+                        ErrorCode::TOO_MANY_REQUESTS,
+                        "too many failed login attempts from this address; try again later",
+                    )
+                    .retry_after(self.retry_in(list, now)));
+                }
+            }
+        }
         if self.max_failures == 0 {
             return Ok(());
         }
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
         if let Some(list) = map.get_mut(&Self::key(ip, username)) {
             list.retain(|t| now.duration_since(*t) < self.window);
             if list.len() >= self.max_failures {
                 return Err(ApiError::new(
                     ErrorCode::TOO_MANY_REQUESTS,
                     "too many failed login attempts; try again in a minute",
-                ));
+                )
+                .retry_after(self.retry_in(list, now)));
             }
         }
         Ok(())
     }
 
     pub fn record_failure(&self, ip: &str, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        // Keep memory bounded under a spray of usernames.
-        if map.len() > 100_000 {
+        let prune = |len: usize| len > 100_000;
+        {
+            let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            // Keep memory bounded under a spray of usernames.
+            if prune(map.len()) {
+                map.retain(|_, list| list.iter().any(|t| now.duration_since(*t) < self.window));
+            }
+            map.entry(Self::key(ip, username)).or_default().push(now);
+        }
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if prune(map.len()) {
             map.retain(|_, list| list.iter().any(|t| now.duration_since(*t) < self.window));
         }
-        map.entry(Self::key(ip, username)).or_default().push(now);
+        let list = map.entry(ip.to_owned()).or_default();
+        list.retain(|t| now.duration_since(*t) < self.window);
+        list.push(now);
     }
 }
 

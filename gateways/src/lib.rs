@@ -1,24 +1,23 @@
 //! Every edge that talks to clients: the REST API (actix-web) and MCP.
 
 pub mod auth;
+pub mod edge;
 pub mod error;
+pub mod extract;
 pub mod mcp;
 pub mod rest;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::error::JsonPayloadError;
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use commands::Commands;
 use domain::ErrorCode;
 use sqlx::PgPool;
 
 use crate::auth::LoginLimiter;
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::ApiError;
 
 /// Installs the process's TLS crypto provider (ring) for every outgoing
 /// HTTPS client (reqwest is built without a default provider, so that one
@@ -31,6 +30,7 @@ pub struct AppState {
     pub commands: Commands,
     pub pool: PgPool,
     pub login_limiter: LoginLimiter,
+    pub cors: Cors,
 }
 
 impl AppState {
@@ -39,51 +39,25 @@ impl AppState {
             pool: commands.store.pool().clone(),
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
+            cors: Cors::default(),
         }
     }
-}
 
-const MAX_JSON_BYTES: usize = 1 << 20;
-
-fn valid_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
-/// Gives every request an id (the client's `X-Request-ID` when sane),
-/// makes it available to envelope builders, echoes it, and logs the request.
-pub async fn request_id(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_request_id(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_owned();
-    let mut res = REQUEST_ID.scope(id.clone(), next.call(req)).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
+    /// `CORS_ORIGINS` (comma-separated; empty allows any origin without
+    /// credentials).
+    pub fn with_cors(mut self, origins: &str) -> Self {
+        self.cors = Cors::new(origins);
+        self
     }
-    tracing::info!(
-        request_id = %id,
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        "request"
-    );
-    Ok(res)
+
+    /// The failed-login ceiling per client IP, whatever the usernames.
+    pub fn with_login_ip_ceiling(mut self, max_failures: usize) -> Self {
+        self.login_limiter.set_ip_ceiling(max_failures);
+        self
+    }
 }
+
+pub use edge::{Cors, edge};
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -98,22 +72,7 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(state)
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_JSON_BYTES)
-                    .content_type_required(false)
-                    .error_handler(|err, _| {
-                        let api = match &err {
-                            JsonPayloadError::Overflow { .. }
-                            | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
-                                ErrorCode::PAYLOAD_TOO_LARGE,
-                                format!("request body exceeds {MAX_JSON_BYTES} bytes"),
-                            ),
-                            _ => ApiError::bad_request(format!("invalid JSON body: {err}")),
-                        };
-                        api.into()
-                    }),
-            )
+            .app_data(web::PayloadConfig::new(extract::MAX_JSON_BYTES))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::bad_request(format!("invalid query string: {err}")).into()
             }))
@@ -140,7 +99,7 @@ pub fn server(
     let mcp_data = mcp.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(from_fn(request_id))
+            .wrap(from_fn(edge))
             .app_data(mcp_data.clone())
             .configure(configure(state.clone()))
     })

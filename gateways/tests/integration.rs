@@ -428,6 +428,7 @@ async fn rebuild_then_verify_after_mixed_history(_: PgPoolOptions, options: PgCo
     );
 
     let store = eventstore::EventStore::builder(t.pool.clone())
+        .upcasters(commands::upcasters())
         .projector(std::sync::Arc::new(commands::write_index::WriteIndex))
         .projector(std::sync::Arc::new(projections::ReadModelProjector))
         .build();
@@ -561,6 +562,7 @@ async fn outdated_read_models_are_rebuilt_on_start(_: PgPoolOptions, options: Pg
         .await
         .unwrap();
     let store = eventstore::EventStore::builder(t.pool.clone())
+        .upcasters(commands::upcasters())
         .projector(std::sync::Arc::new(commands::write_index::WriteIndex))
         .projector(std::sync::Arc::new(projections::ReadModelProjector))
         .build();

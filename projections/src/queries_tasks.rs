@@ -172,10 +172,14 @@ impl Cursor {
     }
 
     pub fn decode(raw: &str) -> Option<Self> {
+        use chrono::Datelike;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(raw)
             .ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let cursor: Self = serde_json::from_slice(&bytes).ok()?;
+        // No row can sit outside the years PostgreSQL stores; such a
+        // cursor is forged, and comparing against it would fail in SQL.
+        (1..=9999).contains(&cursor.ca.year()).then_some(cursor)
     }
 }
 

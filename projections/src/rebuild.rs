@@ -123,6 +123,11 @@ async fn apply_batch(
     schema: &str,
     events: &[RecordedEvent],
 ) -> Result<(), BoxError> {
+    set_build_schema(conn, schema).await?;
+    projector::apply_rendered(conn, events).await
+}
+
+async fn set_build_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
     // SET LOCAL: the projector's unqualified table names resolve to the
     // schema being built, for this transaction only.
     // standard_conforming_strings: the rendered literals rely on it.
@@ -131,7 +136,55 @@ async fn apply_batch(
     )))
     .execute(&mut *conn)
     .await?;
-    projector::apply_rendered(conn, events).await
+    Ok(())
+}
+
+/// An event no replay can project: which one, and why.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the read models cannot be built: the event at global position {position} \
+     ({event_type}, stream {stream_id}) cannot be projected: {source}. The log itself is \
+     intact. Inspect it with `paca events show {position}`; a release whose upcasters \
+     repair this event type rebuilds past it"
+)]
+pub struct ReplayError {
+    pub position: i64,
+    pub event_type: String,
+    pub stream_id: uuid::Uuid,
+    #[source]
+    pub source: BoxError,
+}
+
+/// A batch failed as a whole: replays it one event at a time in a
+/// transaction that is rolled back, to name the event that fails. Falls
+/// back to the batch's error if every event applies on its own.
+async fn name_the_failure(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    events: &[RecordedEvent],
+    batch_error: BoxError,
+) -> BoxError {
+    let probe = async {
+        let mut tx = pool.begin().await?;
+        set_build_schema(&mut tx, schema).await?;
+        for event in events {
+            if let Err(source) =
+                projector::apply_rendered(&mut tx, std::slice::from_ref(event)).await
+            {
+                return Ok::<_, BoxError>(Some(ReplayError {
+                    position: event.global_position,
+                    event_type: event.event_type.clone(),
+                    stream_id: event.stream_id,
+                    source,
+                }));
+            }
+        }
+        Ok(None)
+    };
+    match probe.await {
+        Ok(Some(named)) => Box::new(named),
+        _ => batch_error,
+    }
 }
 
 /// Replays the log into `schema` until caught up, then takes the appenders'
@@ -160,7 +213,10 @@ async fn replay(
         let full = events.len() as i64 == BATCH;
         let apply = async {
             let mut tx = pool.begin().await?;
-            apply_batch(&mut tx, schema, &events).await?;
+            if let Err(error) = apply_batch(&mut tx, schema, &events).await {
+                drop(tx);
+                return Err(name_the_failure(pool, schema, &events, error).await);
+            }
             tx.commit().await?;
             Ok::<_, BoxError>(())
         };
@@ -188,7 +244,9 @@ async fn replay(
         let events = store.read_all_quiesced(final_tx, after, BATCH).await?;
         let Some(last) = events.last() else { break };
         after = GlobalPosition::of(last);
-        apply_batch(final_tx, schema, &events).await?;
+        if let Err(error) = apply_batch(final_tx, schema, &events).await {
+            return Err(name_the_failure(pool, schema, &events, error).await);
+        }
         done += events.len() as u64;
         progress.update(done, done.max(total));
     }

@@ -172,8 +172,16 @@ def test_sub_microsecond_timestamps_are_normalised_before_the_event(restartable_
 
     sprint_events = events_of(srv, f"stream_id = '{s['id']}' AND event_type LIKE 'sprint.%'")
     assert sprint_events, "no sprint events found"
-    stored = [ev["payload"].get(k) for ev in sprint_events for k in ("start_date", "end_date")
-              if isinstance(ev["payload"].get(k), str)]
+    def sides(ev, k):
+        # created events carry the field; updated events carry {field, old, new} changes
+        p = ev["payload"]
+        if isinstance(p.get(k), str):
+            yield p[k]
+        for c in p.get("changes") or []:
+            if c.get("field") == k and isinstance(c.get("new"), str):
+                yield c["new"]
+
+    stored = [v for ev in sprint_events for k in ("start_date", "end_date") for v in sides(ev, k)]
     key_events = events_of(srv, "event_type = 'user.api_key_created' AND payload->>'key_id' = '%s'" % key["id"])
     assert len(key_events) == 1, key_events
     stored.append(key_events[0]["payload"]["expires_at"])
@@ -182,7 +190,7 @@ def test_sub_microsecond_timestamps_are_normalised_before_the_event(restartable_
 
     # what the API answers is exactly what the event holds
     assert parse_ts(patched["start_date"]) == parse_ts(sprint_events[0]["payload"]["start_date"])
-    last_end = [ev["payload"]["end_date"] for ev in sprint_events if isinstance(ev["payload"].get("end_date"), str)][-1]
+    last_end = [v for ev in sprint_events for v in sides(ev, "end_date")][-1]
     assert parse_ts(patched["end_date"]) == parse_ts(last_end)
     assert parse_ts(key["expires_at"]) == parse_ts(key_events[0]["payload"]["expires_at"])
 
@@ -259,13 +267,14 @@ def test_edge_values_replay_exactly(restartable_server):
 # --------------------------------------------------------------------------- logs that already hold poisoned events
 def _clone_sprint_created(srv, template_pos: int, overrides: dict) -> str:
     """Append (with SQL, as an older build would have) a sprint.created event copied
-    from the one at `template_pos`, for a new sprint, with payload keys overridden."""
+    from the one at `template_pos`, for a new sprint, with payload keys overridden.
+    Older builds wrote schema version 1 (no value normalisation)."""
 
     sid = str(uuid.uuid4())
     psql(
         "INSERT INTO events (stream_type, stream_id, version, event_id, event_type, schema_version, project_id,"
         " payload, metadata)"
-        f" SELECT stream_type, '{sid}'::uuid, 1, gen_random_uuid(), event_type, schema_version, project_id,"
+        f" SELECT stream_type, '{sid}'::uuid, 1, gen_random_uuid(), event_type, 1, project_id,"
         f" payload || '{json.dumps(overrides)}'::jsonb, metadata FROM events WHERE global_position = {template_pos};"
         f" INSERT INTO streams (stream_id, stream_type, version) VALUES ('{sid}', 'sprint', 1);",
         srv.database_url,
@@ -274,7 +283,8 @@ def _clone_sprint_created(srv, template_pos: int, overrides: dict) -> str:
 
 
 def _append_api_key_created(srv, template_pos: int, overrides: dict) -> str:
-    """Append a user.api_key_created event to the template's user stream."""
+    """Append a user.api_key_created event to the template's user stream, at schema
+    version 1 as an older build wrote it."""
 
     key_id = str(uuid.uuid4())
     overrides = dict(overrides, key_id=key_id)
@@ -284,7 +294,7 @@ def _append_api_key_created(srv, template_pos: int, overrides: dict) -> str:
         "       RETURNING version)"
         " INSERT INTO events (stream_type, stream_id, version, event_id, event_type, schema_version, project_id,"
         " payload, metadata)"
-        " SELECT t.stream_type, t.stream_id, s.version, gen_random_uuid(), t.event_type, t.schema_version,"
+        " SELECT t.stream_type, t.stream_id, s.version, gen_random_uuid(), t.event_type, 1,"
         " t.project_id, t.payload || '%s'::jsonb, t.metadata FROM t, s" % (template_pos, json.dumps(overrides)),
         srv.database_url,
     )

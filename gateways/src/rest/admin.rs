@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
 use crate::rest::users::user_response;
 use crate::rest::{Paging, parse_permissions};
 
@@ -62,7 +63,7 @@ async fn role_id_by_name(state: &AppState, name: &str) -> ApiResult<Uuid> {
 pub async fn create_user(
     state: web::Data<AppState>,
     Auth(principal): Auth,
-    body: web::Json<CreateUserBody>,
+    body: Json<CreateUserBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::USERS_WRITE)?;
     let body = body.into_inner();
@@ -111,7 +112,7 @@ pub async fn patch_user(
     state: web::Data<AppState>,
     Auth(principal): Auth,
     id: web::Path<Uuid>,
-    body: web::Json<PatchUserBody>,
+    body: Json<PatchUserBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::USERS_WRITE)?;
     let id = id.into_inner();
@@ -138,7 +139,7 @@ pub async fn reset_password(
     state: web::Data<AppState>,
     Auth(principal): Auth,
     id: web::Path<Uuid>,
-    body: web::Json<ResetPasswordBody>,
+    body: Json<ResetPasswordBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::USERS_WRITE)?;
     state
@@ -181,7 +182,7 @@ pub async fn assign_roles(
     state: web::Data<AppState>,
     Auth(principal): Auth,
     id: web::Path<Uuid>,
-    body: web::Json<AssignRolesBody>,
+    body: Json<AssignRolesBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::GLOBAL_ROLES_ASSIGN)?;
     let body = body.into_inner();
@@ -249,7 +250,7 @@ pub struct RoleBody {
 pub async fn create_role(
     state: web::Data<AppState>,
     Auth(principal): Auth,
-    body: web::Json<RoleBody>,
+    body: Json<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::GLOBAL_ROLES_WRITE)?;
     let body = body.into_inner();
@@ -269,7 +270,7 @@ pub async fn patch_role(
     state: web::Data<AppState>,
     Auth(principal): Auth,
     id: web::Path<Uuid>,
-    body: web::Json<RoleBody>,
+    body: Json<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::GLOBAL_ROLES_WRITE)?;
     let body = body.into_inner();

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Auth, ProjectAuth, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
 use crate::rest::task_config::three_state;
 
 fn not_found() -> ApiError {
@@ -75,7 +76,7 @@ pub async fn create(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<CreateBody>,
+    body: Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let body = body.into_inner();
@@ -131,7 +132,7 @@ pub async fn patch(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<PatchBody>,
+    body: Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id) = path.into_inner();
     let body = body.into_inner();
@@ -199,7 +200,7 @@ pub async fn create_mcp(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<McpCreateBody>,
+    body: Json<McpCreateBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id) = path.into_inner();
     let body = body.into_inner();
@@ -254,7 +255,7 @@ pub async fn patch_mcp(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
-    body: web::Json<McpPatchBody>,
+    body: Json<McpPatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id, server_id) = path.into_inner();
     let body = body.into_inner();
@@ -322,7 +323,7 @@ pub async fn create_skill(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<SkillCreateBody>,
+    body: Json<SkillCreateBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id) = path.into_inner();
     let body = body.into_inner();
@@ -375,7 +376,7 @@ pub async fn patch_skill(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
-    body: web::Json<SkillPatchBody>,
+    body: Json<SkillPatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id, skill_id) = path.into_inner();
     let body = body.into_inner();
@@ -444,7 +445,7 @@ pub async fn start_chat_session(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsRead>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<ChatBody>,
+    body: Json<ChatBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id) = path.into_inner();
     let message = message_of(body.into_inner())?;
@@ -468,7 +469,7 @@ pub async fn post_chat_message(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsRead>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
-    body: web::Json<ChatBody>,
+    body: Json<ChatBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, agent_id, session_id) = path.into_inner();
     let message = message_of(body.into_inner())?;
@@ -502,7 +503,7 @@ pub async fn write_with_ai(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsRead>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<WriteWithAiBody>,
+    body: Json<WriteWithAiBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let agent_id = body

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{ProjectAuth, perm};
 use crate::error::{ApiError, ApiResult, ok};
+use crate::extract::Json;
 
 fn not_found() -> ApiError {
     ApiError::new(
@@ -203,7 +204,7 @@ pub async fn message(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::AgentsRead>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<MessageBody>,
+    body: Json<MessageBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, conversation_id) = path.into_inner();
     let message = body

@@ -407,7 +407,10 @@ impl Paging {
     }
 
     pub fn resolve(&self) -> (i64, i64) {
-        let page = self.page.filter(|p| *p >= 1).unwrap_or(1);
+        // Past the last row every page is empty; the cap keeps
+        // `(page - 1) * page_size` far from overflowing.
+        const MAX_PAGE: i64 = 1 << 40;
+        let page = self.page.filter(|p| *p >= 1).unwrap_or(1).min(MAX_PAGE);
         let page_size = self
             .page_size
             .filter(|s| (1..=100).contains(s))

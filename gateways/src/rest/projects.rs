@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Auth, ProjectAuth, ProjectRead, effective_project_permissions, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
 use crate::rest::{Paging, parse_permissions};
 
 pub async fn list(
@@ -40,7 +41,7 @@ pub struct CreateBody {
 pub async fn create(
     state: web::Data<AppState>,
     Auth(principal): Auth,
-    body: web::Json<CreateBody>,
+    body: Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::PROJECTS_CREATE)?;
     let body = body.into_inner();
@@ -88,7 +89,7 @@ pub async fn patch(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::ProjectsWrite>,
     id: web::Path<Uuid>,
-    body: web::Json<PatchBody>,
+    body: Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let body = body.into_inner();
@@ -143,7 +144,7 @@ pub async fn add_member(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::MembersWrite>,
     id: web::Path<Uuid>,
-    body: web::Json<AddMemberBody>,
+    body: Json<AddMemberBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let body = body.into_inner();
@@ -185,7 +186,7 @@ pub async fn change_member_role(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::MembersWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<ChangeRoleBody>,
+    body: Json<ChangeRoleBody>,
 ) -> ApiResult<HttpResponse> {
     let (id, member_or_user) = path.into_inner();
     let role_id = body
@@ -244,7 +245,7 @@ pub async fn create_role(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::RolesWrite>,
     id: web::Path<Uuid>,
-    body: web::Json<RoleBody>,
+    body: Json<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let body = body.into_inner();
@@ -265,7 +266,7 @@ pub async fn patch_role(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::RolesWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<RoleBody>,
+    body: Json<RoleBody>,
 ) -> ApiResult<HttpResponse> {
     let (id, role_id) = path.into_inner();
     let body = body.into_inner();

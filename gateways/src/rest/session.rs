@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::{AuthStale, Via};
 use crate::error::{ApiError, ApiResult, ok};
+use crate::extract::Json;
 
 pub const ACCESS_COOKIE: &str = "access_token";
 pub const REFRESH_COOKIE: &str = "refresh_token";
@@ -87,7 +88,7 @@ fn client_ip(req: &HttpRequest) -> String {
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: Json<LoginBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     if body.username.trim().is_empty() {

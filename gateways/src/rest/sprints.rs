@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, ok};
+use crate::extract::{Json, OptionalJson};
 use crate::rest::task_config::three_state;
 
 fn not_found() -> ApiError {
@@ -55,7 +56,7 @@ pub async fn create(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<CreateBody>,
+    body: Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let body = body.into_inner();
@@ -135,7 +136,7 @@ pub async fn patch(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<PatchBody>,
+    body: Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
     let body = body.into_inner();
@@ -176,15 +177,10 @@ pub async fn complete(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Bytes,
+    OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, sprint_id) = path.into_inner();
-    let body: CompleteBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CompleteBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let body = body.unwrap_or_default();
     state
         .commands
         .complete_sprint(

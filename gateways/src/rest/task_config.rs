@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Principal, ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
 
 /// Three-state PATCH fields: absent → `None`, `null` → `Some(None)`.
 pub fn three_state<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -70,7 +71,7 @@ pub async fn create_type(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<TypeBody>,
+    body: Json<TypeBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let body = body.into_inner();
@@ -90,7 +91,7 @@ pub async fn patch_type(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<TypeBody>,
+    body: Json<TypeBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, type_id) = path.into_inner();
     let body = body.into_inner();
@@ -171,7 +172,7 @@ pub async fn create_status(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<StatusBody>,
+    body: Json<StatusBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let body = body.into_inner();
@@ -191,7 +192,7 @@ pub async fn patch_status(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<StatusBody>,
+    body: Json<StatusBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, status_id) = path.into_inner();
     let body = body.into_inner();
@@ -248,7 +249,7 @@ pub async fn reorder_statuses(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<ReorderBody>,
+    body: Json<ReorderBody>,
 ) -> ApiResult<HttpResponse> {
     let status_ids = body.into_inner().status_ids;
     configure(
@@ -323,7 +324,7 @@ pub async fn create_field(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<FieldBody>,
+    body: Json<FieldBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let body = body.into_inner();
@@ -346,7 +347,7 @@ pub async fn patch_field(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<FieldBody>,
+    body: Json<FieldBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, field_id) = path.into_inner();
     let body = body.into_inner();

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, request_id};
+use crate::extract::Json;
 use crate::rest::task_config::three_state;
 
 /// Accepts `YYYY-MM-DD` or an RFC 3339 timestamp (its UTC date).
@@ -84,7 +85,7 @@ pub async fn create(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     project_id: web::Path<Uuid>,
-    body: web::Json<CreateBody>,
+    body: Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let b = body.into_inner();
@@ -229,7 +230,7 @@ pub async fn patch(
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     req: HttpRequest,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<PatchBody>,
+    body: Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let expected = if_match(&req)?;
@@ -389,7 +390,7 @@ pub async fn add_comment(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<CommentBody>,
+    body: Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let content = body.into_inner().content.unwrap_or(Value::Null);
@@ -423,7 +424,7 @@ pub async fn edit_comment(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
-    body: web::Json<CommentBody>,
+    body: Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id, comment_id) = path.into_inner();
     comment_target(&state, task_id, comment_id).await?;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Auth, AuthStale, SessionAuth};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
 
 pub async fn me(state: web::Data<AppState>, Auth(principal): Auth) -> ApiResult<HttpResponse> {
     ok(queries::user(&state.pool, principal.id())
@@ -26,7 +27,7 @@ pub struct ProfileBody {
 pub async fn update_me(
     state: web::Data<AppState>,
     Auth(principal): Auth,
-    body: web::Json<ProfileBody>,
+    body: Json<ProfileBody>,
 ) -> ApiResult<HttpResponse> {
     let full_name = body
         .into_inner()
@@ -58,7 +59,7 @@ pub struct PasswordBody {
 pub async fn change_password(
     state: web::Data<AppState>,
     AuthStale(principal): AuthStale,
-    body: web::Json<PasswordBody>,
+    body: Json<PasswordBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     if body.current_password.is_empty() {
@@ -104,7 +105,7 @@ struct MintedKey {
 pub async fn create_api_key(
     state: web::Data<AppState>,
     SessionAuth(principal): SessionAuth,
-    body: web::Json<NewKeyBody>,
+    body: Json<NewKeyBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let minted = state

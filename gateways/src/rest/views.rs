@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
 
 #[derive(Deserialize)]
 pub struct ScopeQuery {
@@ -105,7 +106,7 @@ pub async fn create(
     ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     project_id: web::Path<Uuid>,
     query: web::Query<ScopeQuery>,
-    body: web::Json<ViewBody>,
+    body: Json<ViewBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let scope = query.scope(project_id)?;
@@ -141,7 +142,7 @@ pub async fn reorder(
     ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     project_id: web::Path<Uuid>,
     query: web::Query<ScopeQuery>,
-    body: web::Json<ReorderBody>,
+    body: Json<ReorderBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let scope = query.scope(project_id)?;
@@ -165,7 +166,7 @@ pub async fn patch(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::SprintsWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<ViewBody>,
+    body: Json<ViewBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
     let body = body.into_inner();
@@ -250,7 +251,7 @@ pub async fn put_task_positions(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid)>,
-    body: web::Json<BulkPositions>,
+    body: Json<BulkPositions>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id) = path.into_inner();
     view(&state, project_id, view_id).await?;
@@ -267,7 +268,7 @@ pub async fn put_task_position(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
     path: web::Path<(Uuid, Uuid, Uuid)>,
-    body: web::Json<PositionBody>,
+    body: Json<PositionBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, view_id, task_id) = path.into_inner();
     view(&state, project_id, view_id).await?;

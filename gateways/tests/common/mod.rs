@@ -44,6 +44,7 @@ pub async fn app(
 > {
     let pool = pool(options).await;
     let store = EventStore::builder(pool.clone())
+        .upcasters(commands::upcasters())
         .projector(Arc::new(commands::write_index::WriteIndex))
         .projector(Arc::new(projections::ReadModelProjector))
         .build();
@@ -66,7 +67,7 @@ pub async fn app(
     let state = web::Data::new(AppState::new(commands.clone(), 10));
     let service = test::init_service(
         App::new()
-            .wrap(from_fn(gateways::request_id))
+            .wrap(from_fn(gateways::edge))
             .configure(gateways::configure(state)),
     )
     .await;

@@ -1377,6 +1377,7 @@ async fn rebuild_and_verify_after_sprint_and_view_history(
     assert_eq!(items(&before_positions).len(), 4);
 
     let store = eventstore::EventStore::builder(t.pool.clone())
+        .upcasters(commands::upcasters())
         .projector(std::sync::Arc::new(commands::write_index::WriteIndex))
         .projector(std::sync::Arc::new(projections::ReadModelProjector))
         .build();
