@@ -275,6 +275,15 @@ async fn serve(config: Config) -> Result<()> {
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip);
+    let hub = state.realtime.clone();
+    let realtime = gateways::realtime::Realtime::start(
+        &store,
+        &state.commands,
+        state.realtime.clone(),
+        config.redis_url.as_deref(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("starting realtime delivery: {e}"))?;
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
@@ -283,9 +292,11 @@ async fn serve(config: Config) -> Result<()> {
     let server = tokio::spawn(server);
     shutdown_signal().await;
     tracing::info!("shutting down");
+    hub.close().await;
     handle.stop(true).await;
     let _ = server.await;
     background.stop().await;
+    realtime.stop().await;
     let _ = stop_directory.send(true);
     let _ = follower.await;
     db.close().await;

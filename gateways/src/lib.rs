@@ -1,10 +1,12 @@
-//! Every edge that talks to clients: the REST API (actix-web) and MCP.
+//! Every edge that talks to clients: the REST API (actix-web), MCP, and
+//! realtime (Socket.IO over the Valkey bus).
 
 pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod mcp;
+pub mod realtime;
 pub mod rest;
 
 use std::time::Duration;
@@ -31,12 +33,15 @@ pub struct AppState {
     pub pool: PgPool,
     pub login_limiter: LoginLimiter,
     pub cors: Cors,
+    /// This node's Socket.IO server and realtime fan-out.
+    pub realtime: realtime::Hub,
 }
 
 impl AppState {
     pub fn new(commands: Commands, login_max_failures: usize) -> Self {
         Self {
             pool: commands.store.pool().clone(),
+            realtime: realtime::Hub::new(commands.clone()),
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
@@ -82,6 +87,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/healthz", web::get().to(healthz))
             .configure(rest::routes)
             .configure(mcp::http::routes)
+            .configure(realtime::socketio::routes)
             .default_service(web::to(not_found));
     }
 }
