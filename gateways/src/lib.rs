@@ -5,6 +5,7 @@ pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod graphql;
 pub mod mcp;
 pub mod realtime;
 pub mod rest;
@@ -76,6 +77,7 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// and by in-process tests).
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        let schema = web::Data::new(graphql::schema(state.clone()));
         cfg.app_data(state)
             .app_data(web::PayloadConfig::new(extract::MAX_JSON_BYTES))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
@@ -88,6 +90,8 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(rest::routes)
             .configure(mcp::http::routes)
             .configure(realtime::socketio::routes)
+            .app_data(schema)
+            .configure(graphql::routes)
             .default_service(web::to(not_found));
     }
 }
