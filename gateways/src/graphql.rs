@@ -20,8 +20,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::runtime::{TokioSpawner, TokioTimer};
 use async_graphql::{
-    Context, Data, ErrorExtensions, ID, Json, Object, Schema, SimpleObject,
-    Subscription,
+    Context, Data, ErrorExtensions, ID, Json, Object, Schema, SimpleObject, Subscription,
 };
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use domain::permissions::{global, project as perms};
@@ -184,7 +183,8 @@ impl Query {
             .items
             .into_iter()
             .map(|v| {
-                let data = serde_json::to_value(&v).map_err(|e| gql_error(ApiError::internal(e)))?;
+                let data =
+                    serde_json::to_value(&v).map_err(|e| gql_error(ApiError::internal(e)))?;
                 Ok(Project { id: v.id, data })
             })
             .collect()
@@ -253,7 +253,10 @@ impl Project {
     }
 
     async fn name(&self) -> Option<String> {
-        self.data.get("name").and_then(Value::as_str).map(str::to_owned)
+        self.data
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     /// The project as `GET /projects/:id` returns it.
@@ -263,7 +266,11 @@ impl Project {
 
     async fn members(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
         allow(ctx, self.id, perms::MEMBERS_READ).await?;
-        to_json(projections::queries::members(&state(ctx).pool, self.id).await.gql()?)
+        to_json(
+            projections::queries::members(&state(ctx).pool, self.id)
+                .await
+                .gql()?,
+        )
     }
 
     async fn roles(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
@@ -277,7 +284,11 @@ impl Project {
 
     async fn task_types(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
         allow(ctx, self.id, perms::TASKS_READ).await?;
-        to_json(projections::queries::task_types(&state(ctx).pool, self.id).await.gql()?)
+        to_json(
+            projections::queries::task_types(&state(ctx).pool, self.id)
+                .await
+                .gql()?,
+        )
     }
 
     async fn statuses(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
@@ -351,7 +362,11 @@ impl Project {
                     Value::String(s) => s,
                     Value::Array(items) => items
                         .iter()
-                        .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| i.to_string())
+                        })
                         .collect::<Vec<_>>()
                         .join(","),
                     Value::Null => "null".into(),
@@ -431,7 +446,10 @@ impl Task {
     }
 
     async fn title(&self) -> Option<String> {
-        self.data.get("title").and_then(Value::as_str).map(str::to_owned)
+        self.data
+            .get("title")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     async fn version(&self) -> Option<i64> {
@@ -687,7 +705,9 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = RealtimeEvent> + use<>> {
         let user_id = principal(ctx)?.id();
         let rx = state(ctx).realtime.listen();
-        Ok(filtered(rx, move |room| room == Room::Notifications(user_id)))
+        Ok(filtered(rx, move |room| {
+            room == Room::Notifications(user_id)
+        }))
     }
 }
 
@@ -786,9 +806,11 @@ async fn get(
                 .and_then(Value::as_str)
                 .map(|t| t.trim_start_matches("Bearer ").trim().to_owned());
             let caller = match token {
-                Some(token) => Some(principal_for_token(&commands, &token).await.ok_or_else(
-                    || async_graphql::Error::new("invalid or expired token"),
-                )?),
+                Some(token) => Some(
+                    principal_for_token(&commands, &token)
+                        .await
+                        .ok_or_else(|| async_graphql::Error::new("invalid or expired token"))?,
+                ),
                 None => from_request,
             };
             data.insert(Caller(caller));

@@ -91,14 +91,22 @@ fn task_response(status: actix_web::http::StatusCode, task: TaskView) -> ApiResu
 }
 
 /// The task exists (possibly soft-deleted) and belongs to the project.
-pub(crate) async fn task_of_project(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResult<()> {
+pub(crate) async fn task_of_project(
+    state: &AppState,
+    project_id: Uuid,
+    task_id: Uuid,
+) -> ApiResult<()> {
     if state.commands.task_project(task_id).await? != Some(project_id) {
         return Err(ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"));
     }
     Ok(())
 }
 
-pub(crate) async fn live_task(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResult<TaskView> {
+pub(crate) async fn live_task(
+    state: &AppState,
+    project_id: Uuid,
+    task_id: Uuid,
+) -> ApiResult<TaskView> {
     q::task(&state.pool, project_id, task_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"))
@@ -406,7 +414,11 @@ pub struct CommentBody {
     pub(crate) content: Option<Value>,
 }
 
-pub(crate) async fn activity_or_404(state: &AppState, task_id: Uuid, id: Uuid) -> ApiResult<q::ActivityView> {
+pub(crate) async fn activity_or_404(
+    state: &AppState,
+    task_id: Uuid,
+    id: Uuid,
+) -> ApiResult<q::ActivityView> {
     q::activity(&state.pool, task_id, id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::ACTIVITY_NOT_FOUND, "activity not found"))
