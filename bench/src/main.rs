@@ -6,6 +6,7 @@
 //! cargo run --release -p bench -- subscribe [--seconds 10] [--rate 10000] [--via-notify]
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
+//! cargo run --release -p bench -- realtime  [--clients 1000] [--rate 20] [--seconds 10] [--redis-url ...]
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
@@ -14,6 +15,7 @@
 mod append;
 mod db;
 mod http;
+mod realtime;
 mod rebuild;
 mod report;
 mod subscribe;
@@ -65,6 +67,19 @@ struct Cli {
     #[arg(long, default_value_t = 1_000_000, global = true)]
     events: u64,
 
+    /// realtime: connected Socket.IO clients.
+    #[arg(long, default_value_t = 1_000, global = true)]
+    clients: usize,
+
+    /// realtime: the Valkey/Redis the server and the baseline use.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    redis_url: String,
+
     /// Keep the scratch database at the end (to inspect it).
     #[arg(long, global = true)]
     keep_db: bool,
@@ -86,6 +101,9 @@ enum Scenario {
     /// Latency of the release server over HTTP (PATCH a task, a filtered
     /// task list) against GET /api/healthz; not part of `all`.
     Http,
+    /// Commit -> Socket.IO receipt latency with many clients, against raw
+    /// Valkey PUBLISH -> SUBSCRIBE; not part of `all`.
+    Realtime,
 }
 
 pub struct Settings {
@@ -96,6 +114,8 @@ pub struct Settings {
     pub events: u64,
     pub tasks: u64,
     pub database_url: String,
+    pub clients: usize,
+    pub redis_url: String,
 }
 
 #[tokio::main]
@@ -108,7 +128,9 @@ async fn main() -> Result<()> {
         phase: Duration::from_secs(cli.seconds),
         rate: cli
             .rate
-            .unwrap_or(if cli.scenario == Scenario::Http {
+            .unwrap_or(if cli.scenario == Scenario::Realtime {
+                20
+            } else if cli.scenario == Scenario::Http {
                 1_000
             } else {
                 10_000
@@ -118,6 +140,8 @@ async fn main() -> Result<()> {
         events: cli.events.max(10),
         tasks: cli.tasks,
         database_url: cli.database_url.clone(),
+        clients: cli.clients.max(1),
+        redis_url: cli.redis_url.clone(),
     };
 
     let scratch = ScratchDb::create(&cli.database_url).await?;
@@ -151,6 +175,11 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     }
     if scenario == Scenario::Http {
         http::run(db, settings).await?.print();
+    }
+    if scenario == Scenario::Realtime {
+        realtime::run(db, settings, settings.clients, &settings.redis_url)
+            .await?
+            .print();
     }
     Ok(())
 }
