@@ -170,7 +170,10 @@ impl Hub {
         let io = self.io.clone();
         let name = room.name();
         tokio::spawn(async move {
-            if let Err(error) = io.to(name).emit(event, &wire).await {
+            // `of` rather than `to`: after `close()` (shutdown) the
+            // namespace is gone and `to` would panic.
+            let Some(ns) = io.of("/") else { return };
+            if let Err(error) = ns.to(name).emit(event, &wire).await {
                 tracing::debug!(%error, "socket.io emit failed");
             }
         });

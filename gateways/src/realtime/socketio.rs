@@ -212,7 +212,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let sockets = state.realtime.io.sockets().len();
+    let sockets = state.realtime.io.of("/").map_or(0, |ns| ns.sockets().len());
     HttpResponse::Ok().json(serde_json::json!({"status": "ok", "sockets": sockets}))
 }
 
