@@ -36,7 +36,9 @@ use crate::AppState;
 use crate::auth::{MaybeAuth, Principal, Via, project_access};
 use crate::error::ApiError;
 use crate::realtime::Room;
+use crate::rest::sprints as rest_sprints;
 use crate::rest::tasks as rest_tasks;
+use crate::rest::views as rest_views;
 
 pub type PacaSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
@@ -44,7 +46,7 @@ const MAX_DEPTH: usize = 10;
 const MAX_COMPLEXITY: usize = 1_000;
 
 pub fn schema(state: web::Data<AppState>) -> PacaSchema {
-    Schema::build(Query, Mutation, SubscriptionRoot)
+    Schema::build(Query, Mutation::default(), SubscriptionRoot)
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -484,7 +486,13 @@ impl Task {
 
 // ------------------------------------------------------------------ mutations
 
-pub struct Mutation;
+/// Task and comment mutations.
+#[derive(Default)]
+pub struct TaskMutation;
+
+/// Every mutation (task, comment, sprint, view).
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Mutation(TaskMutation, PlanningMutation);
 
 async fn live_task(ctx: &Context<'_>, project_id: Uuid, task_id: Uuid) -> GqlResult<Task> {
     let view = rest_tasks::live_task(state(ctx), project_id, task_id)
@@ -494,7 +502,7 @@ async fn live_task(ctx: &Context<'_>, project_id: Uuid, task_id: Uuid) -> GqlRes
 }
 
 #[Object]
-impl Mutation {
+impl TaskMutation {
     /// `POST /projects/:id/tasks` (same input fields).
     async fn create_task(
         &self,
@@ -652,6 +660,206 @@ impl Mutation {
         state
             .commands
             .delete_comment(&metadata(p), project_id, task_id, comment_id, p.id())
+            .await
+            .gql()?;
+        Ok(true)
+    }
+}
+
+/// Sprint and view mutations: the REST bodies and command handlers.
+#[derive(Default)]
+pub struct PlanningMutation;
+
+#[Object]
+impl PlanningMutation {
+    /// `POST /projects/:id/sprints` (same input fields).
+    async fn create_sprint(
+        &self,
+        ctx: &Context<'_>,
+        project_id: ID,
+        input: Json<Value>,
+    ) -> GqlResult<Json<Value>> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        let body: rest_sprints::CreateBody = parse_input(input.0)?;
+        let name = body
+            .name
+            .ok_or_else(|| gql_error(ApiError::bad_request("name is required")))?;
+        let state = state(ctx);
+        let sprint_id = state
+            .commands
+            .create_sprint(
+                &metadata(p),
+                project_id,
+                commands::sprints::NewSprint {
+                    name,
+                    start_date: rest_sprints::date(body.start_date).gql()?,
+                    end_date: rest_sprints::date(body.end_date).gql()?,
+                    goal: body.goal,
+                    status: body.status,
+                },
+            )
+            .await
+            .gql()?;
+        to_json(
+            rest_sprints::sprint_view(state, project_id, sprint_id)
+                .await
+                .gql()?,
+        )
+    }
+
+    /// `PATCH /projects/:id/sprints/:sprintId`.
+    async fn update_sprint(
+        &self,
+        ctx: &Context<'_>,
+        project_id: ID,
+        id: ID,
+        input: Json<Value>,
+    ) -> GqlResult<Json<Value>> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let sprint_id = uuid(&id, "id")?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        let body: rest_sprints::PatchBody = parse_input(input.0)?;
+        let patch = commands::sprints::SprintPatch {
+            name: body.name,
+            start_date: body.start_date.map(rest_sprints::date).transpose().gql()?,
+            end_date: body.end_date.map(rest_sprints::date).transpose().gql()?,
+            goal: body.goal,
+            status: body.status,
+        };
+        let state = state(ctx);
+        state
+            .commands
+            .update_sprint(&metadata(p), project_id, sprint_id, patch)
+            .await
+            .gql()?;
+        to_json(
+            rest_sprints::sprint_view(state, project_id, sprint_id)
+                .await
+                .gql()?,
+        )
+    }
+
+    async fn delete_sprint(&self, ctx: &Context<'_>, project_id: ID, id: ID) -> GqlResult<bool> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let sprint_id = uuid(&id, "id")?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        state(ctx)
+            .commands
+            .delete_sprint(&metadata(p), project_id, sprint_id)
+            .await
+            .gql()?;
+        Ok(true)
+    }
+
+    /// `POST /projects/:id/sprints/:sprintId/complete`.
+    async fn complete_sprint(
+        &self,
+        ctx: &Context<'_>,
+        project_id: ID,
+        id: ID,
+        move_to_sprint_id: Option<ID>,
+    ) -> GqlResult<Json<Value>> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let sprint_id = uuid(&id, "id")?;
+        let move_to = move_to_sprint_id
+            .map(|m| uuid(&m, "moveToSprintId"))
+            .transpose()?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        let state = state(ctx);
+        state
+            .commands
+            .complete_sprint(&metadata(p), project_id, sprint_id, move_to)
+            .await
+            .gql()?;
+        to_json(
+            rest_sprints::sprint_view(state, project_id, sprint_id)
+                .await
+                .gql()?,
+        )
+    }
+
+    /// `POST /projects/:id/views?context=&sprint_id=` (same input fields).
+    async fn create_view(
+        &self,
+        ctx: &Context<'_>,
+        project_id: ID,
+        context: Option<String>,
+        sprint_id: Option<ID>,
+        input: Json<Value>,
+    ) -> GqlResult<Json<Value>> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        let scope = rest_views::ScopeQuery {
+            context,
+            sprint_id: sprint_id.map(|s| s.0),
+        }
+        .scope(project_id)
+        .gql()?;
+        let body: rest_views::ViewBody = parse_input(input.0)?;
+        let view_type = body.view_type();
+        let name = body
+            .name
+            .ok_or_else(|| gql_error(ApiError::bad_request("name is required")))?;
+        let state = state(ctx);
+        let view_id = state
+            .commands
+            .create_view(
+                &metadata(p),
+                scope,
+                commands::views::NewView {
+                    name,
+                    view_type,
+                    config: body.config,
+                    position: body.position,
+                },
+            )
+            .await
+            .gql()?;
+        to_json(rest_views::view(state, project_id, view_id).await.gql()?)
+    }
+
+    /// `PATCH /projects/:id/views/:viewId`.
+    async fn update_view(
+        &self,
+        ctx: &Context<'_>,
+        project_id: ID,
+        id: ID,
+        input: Json<Value>,
+    ) -> GqlResult<Json<Value>> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let view_id = uuid(&id, "id")?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        let body: rest_views::ViewBody = parse_input(input.0)?;
+        let patch = commands::views::ViewPatch {
+            view_type: body.view_type(),
+            name: body.name,
+            config: body.config.filter(|c| !c.is_null()),
+            position: body.position,
+        };
+        let state = state(ctx);
+        state
+            .commands
+            .update_view(&metadata(p), project_id, view_id, patch)
+            .await
+            .gql()?;
+        to_json(rest_views::view(state, project_id, view_id).await.gql()?)
+    }
+
+    async fn delete_view(&self, ctx: &Context<'_>, project_id: ID, id: ID) -> GqlResult<bool> {
+        let project_id = uuid(&project_id, "projectId")?;
+        let view_id = uuid(&id, "id")?;
+        let p = principal(ctx)?;
+        allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
+        state(ctx)
+            .commands
+            .delete_view(&metadata(p), project_id, view_id)
             .await
             .gql()?;
         Ok(true)

@@ -94,6 +94,30 @@ def test_task_as_of_and_same_events_as_rest(server, admin, project):
     assert len(activities(admin, pid, tid)) == 2
 
 
+def test_sprint_and_view_mutations(server, admin, project):
+    pid = project["id"]
+    s = data(admin, """mutation($p: ID!) { createSprint(projectId: $p, input: {name: "S1", goal: "ship"}) }""",
+             {"p": pid})["createSprint"]
+    assert s["name"] == "S1" and s["goal"] == "ship"
+    rest = ok(admin.get(P(pid, f"/sprints/{s['id']}")))
+    assert rest["name"] == "S1"
+    s2 = data(admin, """mutation($p: ID!, $id: ID!) { updateSprint(projectId: $p, id: $id, input: {name: "S1b"}) }""",
+              {"p": pid, "id": s["id"]})["updateSprint"]
+    assert s2["name"] == "S1b"
+    v = data(admin, """mutation($p: ID!) { createView(projectId: $p, context: "backlog", input: {name: "Mine", view_type: "board"}) }""",
+             {"p": pid})["createView"]
+    assert v["name"] == "Mine"
+    d = data(admin, """query($p: ID!) { project(id: $p) { sprints views(context: "backlog") } }""", {"p": pid})
+    assert s["id"] in [x["id"] for x in d["project"]["sprints"]]
+    assert v["id"] in [x["id"] for x in d["project"]["views"]]
+    assert data(admin, """mutation($p: ID!, $id: ID!) { deleteView(projectId: $p, id: $id) }""",
+                {"p": pid, "id": v["id"]})["deleteView"] is True
+    assert data(admin, """mutation($p: ID!, $id: ID!) { deleteSprint(projectId: $p, id: $id) }""",
+                {"p": pid, "id": s["id"]})["deleteSprint"] is True
+    body = gql(admin, """mutation($p: ID!) { createSprint(projectId: $p, input: {goal: "no name"}) }""", {"p": pid})
+    assert error_code(body) == "BAD_REQUEST"
+
+
 def test_checks_and_limits(server, admin, project, make_user):
     pid = project["id"]
     anon = server.client()
