@@ -149,8 +149,9 @@ impl Hub {
         self.events.subscribe()
     }
 
-    /// Emits one bus message to its room (once per id).
-    pub fn deliver(&self, message: Message) {
+    /// Emits one bus message to its room (once per id). Awaited in bus
+    /// order, so a client sees a task's events in the order of the log.
+    pub async fn deliver(&self, message: Message) {
         if let Some(id) = &message.id {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if !seen.first_time(id) {
@@ -161,22 +162,18 @@ impl Hub {
             tracing::debug!(kind = %message.kind, "realtime message with no room; dropped");
             return;
         };
+        tracing::debug!(kind = %message.kind, room = %room.name(), "realtime deliver");
         let event = match room {
             Room::Notifications(_) => "notification",
             _ => "event",
         };
-        tracing::debug!(kind = %message.kind, room = %room.name(), "realtime deliver");
-        let wire = message.wire();
-        let io = self.io.clone();
-        let name = room.name();
-        tokio::spawn(async move {
-            // `of` rather than `to`: after `close()` (shutdown) the
-            // namespace is gone and `to` would panic.
-            let Some(ns) = io.of("/") else { return };
-            if let Err(error) = ns.to(name).emit(event, &wire).await {
-                tracing::debug!(%error, "socket.io emit failed");
-            }
-        });
+        // `of` rather than `to`: after `close()` (shutdown) the namespace
+        // is gone and `to` would panic.
+        if let Some(ns) = self.io.of("/")
+            && let Err(error) = ns.to(room.name()).emit(event, &message.wire()).await
+        {
+            tracing::debug!(%error, "socket.io emit failed");
+        }
         let _ = self.events.send(Arc::new(message));
     }
 }
@@ -209,8 +206,21 @@ impl Realtime {
         let mut tasks = Vec::new();
         let fanout = bus.clone();
         let rx = watcher.clone();
+        let (to_hub, mut inbox) = tokio::sync::mpsc::unbounded_channel();
         tasks.push(tokio::spawn(async move {
-            fanout.subscribe(move |m| hub.deliver(m), rx).await;
+            fanout
+                .subscribe(
+                    move |m| {
+                        let _ = to_hub.send(m);
+                    },
+                    rx,
+                )
+                .await;
+        }));
+        tasks.push(tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                hub.deliver(message).await;
+            }
         }));
         tasks.push(tokio::spawn(relay::run(
             store.clone(),
