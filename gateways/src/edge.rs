@@ -56,6 +56,22 @@ impl Cors {
         }
     }
 
+    /// May a browser page from `origin` open a WebSocket here? Browsers do
+    /// not apply CORS to WebSockets, so the realtime and GraphQL upgrades
+    /// check the `Origin` against the same list (empty list: any).
+    pub fn allows_websocket_from(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(origin) => {
+                self.origins.is_empty()
+                    || self
+                        .origins
+                        .iter()
+                        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin.trim_end_matches('/')))
+            }
+        }
+    }
+
     /// The `Access-Control-Allow-Origin` value for this request's origin,
     /// and whether credentials are allowed; `None`: no CORS headers.
     fn allow(&self, origin: Option<&str>) -> Option<(String, bool)> {

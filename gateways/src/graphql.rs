@@ -973,12 +973,7 @@ async fn get(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let upgrade = req
-        .headers()
-        .get("upgrade")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !upgrade {
+    if !crate::realtime::socketio::is_websocket(&req) {
         return Ok(HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(
@@ -987,6 +982,12 @@ async fn get(
                     .subscription_endpoint("/api/graphql")
                     .finish(),
             ));
+    }
+    if !state
+        .cors
+        .allows_websocket_from(crate::realtime::socketio::origin(&req))
+    {
+        return Ok(HttpResponse::Forbidden().finish());
     }
     // Cookie or header credentials on the upgrade request; a token in
     // `connectionParams` (graphql-ws) takes precedence.

@@ -38,7 +38,10 @@ function sio(cmd) {
     timeout: 10000,
   };
   if (cmd.token) opts.auth = { token: cmd.token };
-  if (cmd.cookie) opts.extraHeaders = { Cookie: cmd.cookie };
+  const headers = {};
+  if (cmd.cookie) headers.Cookie = cmd.cookie;
+  if (cmd.origin) headers.Origin = cmd.origin;
+  if (Object.keys(headers).length) opts.extraHeaders = headers;
   const socket = io(cmd.url, opts);
   clients.set(cmd.name, socket);
   socket.on("connect", () => out({ name: cmd.name, kind: "connected", id: socket.id }));

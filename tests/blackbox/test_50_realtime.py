@@ -129,6 +129,27 @@ def test_assignee_receives_notification(server, admin, admin_id, project, make_u
     assert rt.events("u") == []
 
 
+def test_websocket_origin_follows_cors_origins(rt):
+    """Browsers do not apply CORS to WebSockets: the upgrade itself checks
+    the Origin against CORS_ORIGINS (cross-site WebSocket hijacking)."""
+    srv, dbname = _make_server("rt-cors", extra_env={"CORS_ORIGINS": "http://good.example"})
+    try:
+        srv.start()
+        token = token_of(srv.admin())
+        # Programmatic clients send no Origin: allowed.
+        assert rt.sio("plain", srv.base, token=token)["kind"] == "connected"
+        rt.send(op="sio", name="good", url=srv.base, path="/ws/socket.io", token=token,
+                transports=["websocket"], cookie=None, origin="http://good.example")
+        good = rt.wait_for(lambda m: m.get("name") == "good" and m.get("kind") in ("connected", "connect_error"))
+        assert good["kind"] == "connected", good
+        rt.send(op="sio", name="bad", url=srv.base, path="/ws/socket.io", token=token,
+                transports=["websocket"], cookie=None, origin="http://evil.example", reconnection=False)
+        bad = rt.wait_for(lambda m: m.get("name") == "bad" and m.get("kind") in ("connected", "connect_error"))
+        assert bad["kind"] == "connect_error", bad
+    finally:
+        _teardown_server(srv, dbname)
+
+
 # --------------------------------------------------------------------------- Valkey
 class PrivateRedis:
     """A redis-server of our own on a free port (restartable)."""

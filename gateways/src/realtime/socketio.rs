@@ -235,7 +235,11 @@ fn http_request(req: &HttpRequest) -> Option<http::request::Builder> {
     Some(builder)
 }
 
-fn is_websocket(req: &HttpRequest) -> bool {
+pub(crate) fn origin(req: &HttpRequest) -> Option<&str> {
+    req.headers().get("origin").and_then(|v| v.to_str().ok())
+}
+
+pub(crate) fn is_websocket(req: &HttpRequest) -> bool {
     req.headers()
         .get("upgrade")
         .and_then(|v| v.to_str().ok())
@@ -252,6 +256,9 @@ async fn socket_io(
     };
     let mut svc = state.realtime.svc.clone();
     if is_websocket(&req) {
+        if !state.cors.allows_websocket_from(origin(&req)) {
+            return Ok(HttpResponse::Forbidden().finish());
+        }
         let mut response = actix_http::ws::handshake(req.head())?;
         let request = builder
             .body(())
