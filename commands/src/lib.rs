@@ -11,6 +11,7 @@ pub mod agents;
 pub mod auth;
 pub mod conversations;
 pub mod directory;
+pub mod plugins;
 pub mod projects;
 pub mod roles;
 pub mod secrets;

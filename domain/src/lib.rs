@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod global_role;
 pub mod permissions;
+pub mod plugin;
 pub mod project;
 pub mod sprint;
 pub mod task;

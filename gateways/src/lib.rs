@@ -31,6 +31,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub login_limiter: LoginLimiter,
     pub cors: Cors,
+    /// The WASM plugin host (`None`: plugin routes answer PLUGIN_NOT_FOUND).
+    pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
 }
 
 impl AppState {
@@ -40,7 +42,13 @@ impl AppState {
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
+            plugins: None,
         }
+    }
+
+    pub fn with_plugins(mut self, host: std::sync::Arc<plugin_host::PluginHost>) -> Self {
+        self.plugins = Some(host);
+        self
     }
 
     /// `CORS_ORIGINS` (comma-separated; empty allows any origin without
@@ -82,6 +90,19 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/healthz", web::get().to(healthz))
             .configure(rest::routes)
             .configure(mcp::http::routes)
+            // Plugin bundles (seed page 07: the gateway serves these).
+            .route(
+                "/plugins/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_frontend),
+            )
+            .route(
+                "/plugins-mcp/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_mcp),
+            )
+            .route(
+                "/plugins-skills/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_skills),
+            )
             .default_service(web::to(not_found));
     }
 }

@@ -39,6 +39,8 @@ pub const TABLES: &[&str] = &[
     "agent_conversations",
     "agent_conversation_events",
     "agent_chat_sessions",
+    "plugins",
+    "plugin_extension_settings",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 
