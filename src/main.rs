@@ -4,6 +4,7 @@ mod agents;
 mod cli;
 mod config;
 mod embedded;
+mod notifications;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -272,6 +273,7 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let background = agents::start(&config, &store, &commands).await?;
+    let notifications = notifications::start(&store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip);
@@ -286,6 +288,7 @@ async fn serve(config: Config) -> Result<()> {
     handle.stop(true).await;
     let _ = server.await;
     background.stop().await;
+    notifications.stop().await;
     let _ = stop_directory.send(true);
     let _ = follower.await;
     db.close().await;

@@ -11,6 +11,8 @@ pub mod agents;
 pub mod auth;
 pub mod conversations;
 pub mod directory;
+pub mod docs;
+pub mod notifications;
 pub mod projects;
 pub mod roles;
 pub mod secrets;

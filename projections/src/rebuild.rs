@@ -39,6 +39,11 @@ pub const TABLES: &[&str] = &[
     "agent_conversations",
     "agent_conversation_events",
     "agent_chat_sessions",
+    "doc_folders",
+    "docs",
+    "doc_snapshots",
+    "doc_activities",
+    "doc_files",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

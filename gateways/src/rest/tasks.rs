@@ -493,7 +493,7 @@ fn blocks_text(value: &Value) -> String {
     text
 }
 
-fn line_diff(old: &Value, new: &Value) -> String {
+pub(crate) fn line_diff(old: &Value, new: &Value) -> String {
     let (old, new) = (blocks_text(old), blocks_text(new));
     similar::TextDiff::from_lines(&old, &new)
         .unified_diff()
