@@ -209,6 +209,10 @@ async fn serve(config: Config) -> Result<()> {
         config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
             config::random_hex(32)
         })?;
+    let storage = gateways::storage::Storage::from_env(&config.data_dir, &jwt_secret)
+        .await
+        .context("configuring file storage (STORAGE_*)")?;
+    tracing::info!(storage = %storage.describe(), "attachment storage");
     let (admin_password, generated) = config::secret(
         config::ADMIN_PASSWORD,
         &config.data_dir,
@@ -276,7 +280,8 @@ async fn serve(config: Config) -> Result<()> {
     let notifications = notifications::start(&store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
-        .with_login_ip_ceiling(config.login_max_failures_per_ip);
+        .with_login_ip_ceiling(config.login_max_failures_per_ip)
+        .with_storage(storage);
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;

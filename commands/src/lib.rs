@@ -12,6 +12,7 @@ pub mod auth;
 pub mod conversations;
 pub mod directory;
 pub mod docs;
+pub mod files;
 pub mod notifications;
 pub mod projects;
 pub mod roles;

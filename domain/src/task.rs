@@ -166,6 +166,23 @@ pub enum TaskEvent {
     },
     #[serde(rename = "task.comment_deleted")]
     CommentDeleted { comment_id: Uuid },
+    /// A completed upload attached to the task (the bytes live in object
+    /// storage; the log records what was attached).
+    #[serde(rename = "task.attachment_added")]
+    AttachmentAdded {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        content_type: String,
+        file_size: i64,
+    },
+    #[serde(rename = "task.attachment_removed")]
+    AttachmentRemoved {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        file_size: i64,
+    },
 }
 
 impl DomainEvent for TaskEvent {
@@ -186,6 +203,8 @@ pub struct Task {
     pub task_number: i64,
     pub fields: TaskFields,
     pub comments: BTreeMap<Uuid, Comment>,
+    /// attachment id -> (file id, file name, size)
+    pub attachments: BTreeMap<Uuid, (Uuid, String, i64)>,
 }
 
 /// What a decision needs to know about the world outside this stream. The
@@ -264,6 +283,16 @@ pub enum TaskCommand {
     DeleteComment {
         comment_id: Uuid,
         actor_user_id: Uuid,
+    },
+    AddAttachment {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        content_type: String,
+        file_size: i64,
+    },
+    RemoveAttachment {
+        attachment_id: Uuid,
     },
 }
 
@@ -460,6 +489,19 @@ impl Task {
                     c.deleted = true;
                 }
             }
+            TaskEvent::AttachmentAdded {
+                attachment_id,
+                file_id,
+                file_name,
+                file_size,
+                ..
+            } => {
+                self.attachments
+                    .insert(*attachment_id, (*file_id, file_name.clone(), *file_size));
+            }
+            TaskEvent::AttachmentRemoved { attachment_id, .. } => {
+                self.attachments.remove(attachment_id);
+            }
         }
         self
     }
@@ -565,6 +607,35 @@ impl Task {
                 self.live()?;
                 self.comment(comment_id, actor_user_id)?;
                 Ok(vec![TaskEvent::CommentDeleted { comment_id }])
+            }
+            TaskCommand::AddAttachment {
+                attachment_id,
+                file_id,
+                file_name,
+                content_type,
+                file_size,
+            } => {
+                self.live()?;
+                Ok(vec![TaskEvent::AttachmentAdded {
+                    attachment_id,
+                    file_id,
+                    file_name,
+                    content_type,
+                    file_size,
+                }])
+            }
+            TaskCommand::RemoveAttachment { attachment_id } => {
+                self.live()?;
+                let Some((file_id, file_name, file_size)) = self.attachments.get(&attachment_id)
+                else {
+                    return Err(err(ErrorCode::ATTACHMENT_NOT_FOUND, "attachment not found"));
+                };
+                Ok(vec![TaskEvent::AttachmentRemoved {
+                    attachment_id,
+                    file_id: *file_id,
+                    file_name: file_name.clone(),
+                    file_size: *file_size,
+                }])
             }
         }
     }

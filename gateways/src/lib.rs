@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod mcp;
 pub mod rest;
+pub mod storage;
 
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub login_limiter: LoginLimiter,
     pub cors: Cors,
+    /// Where attachment bytes go (local files by default).
+    pub storage: std::sync::Arc<storage::Storage>,
 }
 
 impl AppState {
@@ -40,7 +43,13 @@ impl AppState {
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
+            storage: std::sync::Arc::new(default_storage()),
         }
+    }
+
+    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
+        self.storage = std::sync::Arc::new(storage);
+        self
     }
 
     /// `CORS_ORIGINS` (comma-separated; empty allows any origin without
@@ -58,6 +67,15 @@ impl AppState {
 }
 
 pub use edge::{Cors, edge};
+
+/// Local files in a private temporary directory, signed with a random key:
+/// what in-process tests and embedders get unless they configure storage.
+fn default_storage() -> storage::Storage {
+    let dir = std::env::temp_dir().join(format!("paca-files-{}", uuid::Uuid::new_v4().simple()));
+    let secret = uuid::Uuid::new_v4().to_string();
+    storage::Storage::local(dir.clone(), &secret)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()))
+}
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

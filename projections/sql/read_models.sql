@@ -383,3 +383,17 @@ CREATE TABLE {schema}.doc_files (
     created_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX doc_files_doc_idx ON {schema}.doc_files (document_id, created_at);
+
+-- Files attached to tasks (the bytes are in object storage).
+CREATE TABLE {schema}.task_attachments (
+    id           UUID PRIMARY KEY,
+    task_id      UUID NOT NULL,
+    project_id   UUID NOT NULL,
+    file_id      UUID NOT NULL,
+    file_name    TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    file_size    BIGINT NOT NULL,
+    created_by   UUID NULL,
+    created_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX task_attachments_task_idx ON {schema}.task_attachments (task_id, created_at);

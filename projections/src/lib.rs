@@ -11,6 +11,7 @@ pub mod projector_tasks;
 pub mod queries;
 pub mod queries_agents;
 pub mod queries_docs;
+pub mod queries_files;
 pub mod queries_notifications;
 pub mod queries_sprints;
 pub mod queries_tasks;

@@ -44,6 +44,7 @@ pub const TABLES: &[&str] = &[
     "doc_snapshots",
     "doc_activities",
     "doc_files",
+    "task_attachments",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

@@ -66,7 +66,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
             web::delete().to(delete_comment),
-        );
+        )
+        .configure(crate::rest::files::doc_routes);
 }
 
 fn doc_not_found() -> ApiError {

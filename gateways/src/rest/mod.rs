@@ -5,6 +5,7 @@ pub mod admin;
 pub mod agents;
 pub mod conversations;
 pub mod docs;
+pub mod files;
 pub mod notifications;
 pub mod projects;
 pub mod session;
@@ -311,7 +312,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::post().to(tasks::revert),
             )
             .configure(agent_routes)
-            .configure(docs::routes),
+            .configure(docs::routes)
+            .configure(files::task_routes)
+            .configure(files::storage_routes),
     );
 }
 

@@ -543,6 +543,18 @@ pub async fn diff(
             vec![json!({"field": "content", "old": null, "new": content})]
         }
         TaskEvent::Deleted {} | TaskEvent::CommentDeleted { .. } => vec![],
+        TaskEvent::AttachmentAdded {
+            file_name,
+            file_size,
+            ..
+        } => vec![json!({"field": "attachment", "old": null,
+                         "new": {"file_name": file_name, "file_size": file_size}})],
+        TaskEvent::AttachmentRemoved {
+            file_name,
+            file_size,
+            ..
+        } => vec![json!({"field": "attachment",
+                         "old": {"file_name": file_name, "file_size": file_size}, "new": null})],
     };
     crate::error::ok(json!({
         "activity_id": activity_id,

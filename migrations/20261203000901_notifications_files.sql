@@ -20,3 +20,26 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_recipient_idx ON notifications (recipient_user_id, created_at DESC, id DESC);
 CREATE INDEX notifications_unread_idx ON notifications (recipient_user_id) WHERE read_at IS NULL;
+
+-- Uploads (issue 9): one row per initiated upload of a task attachment or a
+-- doc file. Storage bookkeeping, not domain state: the bytes live in object
+-- storage (`bucket`, `storage_key`), and the attachment itself is an event
+-- (`task.attachment_added`, `doc.file_added`) appended in the transaction
+-- that moves the row from `pending` to `uploaded`.
+CREATE TABLE files (
+    id           UUID        PRIMARY KEY,
+    project_id   UUID        NOT NULL,
+    owner_kind   TEXT        NOT NULL CHECK (owner_kind IN ('task', 'doc')),
+    owner_id     UUID        NOT NULL,
+    file_name    TEXT        NOT NULL,
+    content_type TEXT        NOT NULL,
+    file_size    BIGINT      NOT NULL,
+    storage_key  TEXT        NOT NULL,
+    bucket       TEXT        NOT NULL,
+    upload_id    TEXT        NULL,
+    status       TEXT        NOT NULL CHECK (status IN ('pending', 'uploaded', 'deleted')),
+    created_by   UUID        NULL,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    completed_at TIMESTAMPTZ NULL
+);
+CREATE INDEX files_owner_idx ON files (owner_kind, owner_id);
