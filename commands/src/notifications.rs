@@ -135,21 +135,20 @@ impl NotificationHandler {
                 }
                 _ => {}
             }
-        } else if event.stream_type == DocEvent::STREAM_TYPE {
-            if let Ok(DocEvent::CommentAdded {
+        } else if event.stream_type == DocEvent::STREAM_TYPE
+            && let Ok(DocEvent::CommentAdded {
                 comment_id,
                 content,
                 ..
             }) = DocEvent::from_stored(&event.event_type, &event.payload)
-            {
-                let project = self.commands.project_state(conn, project_id).await?;
-                let target = Target {
-                    doc_id: Some(event.stream_id),
-                    comment_id: Some(comment_id),
-                    ..Target::default()
-                };
-                self.mentioned(&project, &content, target, &mut out);
-            }
+        {
+            let project = self.commands.project_state(conn, project_id).await?;
+            let target = Target {
+                doc_id: Some(event.stream_id),
+                comment_id: Some(comment_id),
+                ..Target::default()
+            };
+            self.mentioned(&project, &content, target, &mut out);
         }
         // Never to the actor themselves.
         let actor = actor_of(event);

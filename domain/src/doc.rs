@@ -791,7 +791,7 @@ mod tests {
             panic!("{c:?}")
         };
         assert_eq!((title.as_str(), *snapshot_number), ("Spec", 1));
-        let doc = given(&[c.clone()]);
+        let doc = given(std::slice::from_ref(&c));
         let edit = doc
             .decide(DocCommand::Update {
                 title: None,
@@ -837,7 +837,7 @@ mod tests {
     fn restore_brings_back_a_snapshot_as_a_new_version() {
         let p = Uuid::now_v7();
         let c = created(p);
-        let doc = given(&[c.clone()]);
+        let doc = given(std::slice::from_ref(&c));
         let edit = doc
             .decide(DocCommand::Update {
                 title: Some("Spec 2".into()),

@@ -20,7 +20,7 @@ import requests
 
 from conftest import (PacaServer, _teardown_server, create_database, err, free_port, no_content, ok, psql,
                       unique)
-from test_2_support import P, items
+from test_2_support import P, items, rebuild_and_verify
 
 MIB = 1024 * 1024
 
@@ -292,3 +292,16 @@ def test_permissions(ctx):
     err(anon.post(P(pid, f"/tasks/{tid}/attachments/initiate-upload"),
                   json={"file_name": "a", "content_type": "text/plain", "file_size": 1}), 401)
     assert anon.get(P(pid, f"/tasks/{tid}/attachments")).status_code in (401, 404)
+
+
+def test_zz_rebuild_reproduces_attachments(ctx):
+    """Last in the module: a rebuild of the read models from the log gives the same attachments and feed."""
+    srv, adm, pid, tid, did = ctx
+    upload(adm, P(pid, f"/tasks/{tid}/attachments"), b"kept", name="kept.txt")
+    upload(adm, P(pid, f"/docs/{did}/files"), b"kept too", name="kept2.txt")
+    views = lambda c: (items(c.get(P(pid, f"/tasks/{tid}/attachments"))),  # noqa: E731
+                       items(c.get(P(pid, f"/docs/{did}/files"))),
+                       items(c.get(P(pid, f"/tasks/{tid}/activities"))))
+    before = views(adm)
+    rebuild_and_verify(srv)
+    assert views(srv.admin()) == before
