@@ -607,13 +607,13 @@ pub async fn local_put(
         return Err(refused());
     };
     if grant.op == "put" && !grant.content_type.is_empty() {
-        // The type is part of what was signed, as in an S3 presigned PUT.
+        // The type was signed: another one is refused. A body without a
+        // type (a bare `curl -T`) is stored with the declared one.
         let sent = req
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if sent != grant.content_type {
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        if sent.is_some_and(|t| t != grant.content_type) {
             return Err(ApiError::new(
                 ErrorCode::FORBIDDEN,
                 "Content-Type does not match the signed upload",
