@@ -43,3 +43,16 @@ CREATE TABLE files (
     completed_at TIMESTAMPTZ NULL
 );
 CREATE INDEX files_owner_idx ON files (owner_kind, owner_id);
+
+-- Write-side index of project documentation (see 20261202000001_write_index.sql):
+-- folders and documents with their parent folder, so deleting a folder can
+-- find its whole subtree inside the command's transaction. Kept by the
+-- write_index inline projector.
+CREATE TABLE doc_index (
+    id         UUID    PRIMARY KEY,
+    project_id UUID    NOT NULL,
+    is_folder  BOOLEAN NOT NULL,
+    parent_id  UUID    NULL,
+    deleted    BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX doc_index_parent_idx ON doc_index (parent_id) WHERE NOT deleted;

@@ -13,7 +13,7 @@ use domain::doc::{
     FolderCheck, ParentChain, Patch,
 };
 use domain::{DomainError, DomainEvent, ErrorCode};
-use eventstore::{AppendTx, Metadata};
+use eventstore::{AppendTx, LockMode, Metadata};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -200,6 +200,8 @@ impl Commands {
         Ok(())
     }
 
+    /// Deletes a folder and everything inside it (subfolders, documents),
+    /// each with its own event, in one transaction.
     pub async fn delete_doc_folder(
         &self,
         meta: &Metadata,
@@ -207,18 +209,50 @@ impl Commands {
         folder_id: Uuid,
     ) -> CommandResult<()> {
         transact!(self, tx => async {
+            // Under the tree lock no folder or document can enter the
+            // subtree while it is collected and deleted.
+            lock_folder_tree(tx, project_id).await?;
             if !self.folder_in(tx, folder_id).await?.is_live_in(project_id) {
                 return Err(folder_not_found().into());
             }
-            // Children move up: a concurrent re-parenting under this folder
-            // must see it deleted (or run first).
-            lock_folder_tree(tx, project_id).await?;
-            let mut decide = |f: &DocFolder| Ok((f.decide(DocFolderCommand::Delete)?, vec![]));
-            self.execute_in(tx, folder_id, Some(project_id), DocFolder::evolve, meta, &mut decide, None)
-                .await
+            let subtree: Vec<(Uuid, bool, i32)> = sqlx::query_as(
+                "WITH RECURSIVE sub(id, is_folder, depth) AS (
+                     SELECT id, is_folder, 0 FROM doc_index WHERE id = $1
+                     UNION ALL
+                     SELECT d.id, d.is_folder, s.depth + 1
+                     FROM doc_index d JOIN sub s ON d.parent_id = s.id
+                     WHERE s.is_folder AND NOT d.deleted AND s.depth < 64
+                 )
+                 SELECT id, is_folder, depth FROM sub WHERE id <> $1",
+            )
+            .bind(folder_id)
+            .fetch_all(tx.conn())
+            .await?;
+            let mut ids: Vec<Uuid> = subtree.iter().map(|(id, _, _)| *id).collect();
+            ids.push(folder_id);
+            tx.lock_streams(&ids, LockMode::Exclusive).await?;
+            for (id, is_folder, _) in &subtree {
+                if !is_folder {
+                    self.doc_command_in(tx, meta, project_id, *id, DocCommand::Delete)
+                        .await?;
+                }
+            }
+            // Deepest folders first, the folder itself last.
+            let mut folders: Vec<(i32, Uuid)> = subtree
+                .iter()
+                .filter(|(_, is_folder, _)| *is_folder)
+                .map(|(id, _, depth)| (-depth, *id))
+                .collect();
+            folders.sort();
+            folders.push((0, folder_id));
+            for (_, id) in folders {
+                let mut decide = |f: &DocFolder| Ok((f.decide(DocFolderCommand::Delete)?, vec![]));
+                self.execute_in(tx, id, Some(project_id), DocFolder::evolve, meta, &mut decide, None)
+                    .await?;
+            }
+            Ok(())
         }
-        .await)?;
-        Ok(())
+        .await)
     }
 
     pub async fn create_doc(
@@ -232,7 +266,10 @@ impl Commands {
             self.require_project(tx, project_id).await?;
             let folder = match new.folder_id {
                 None => None,
-                Some(f) => Some(self.folder_check(tx, project_id, f).await?),
+                Some(f) => {
+                    lock_folder_tree(tx, project_id).await?;
+                    Some(self.folder_check(tx, project_id, f).await?)
+                }
             };
             let command = DocCommand::Create {
                 project_id,
@@ -302,7 +339,10 @@ impl Commands {
             let folder = match patch.folder_id {
                 None => None,
                 Some(None) => Some(None),
-                Some(Some(f)) => Some(Some(self.folder_check(tx, project_id, f).await?)),
+                Some(Some(f)) => {
+                    lock_folder_tree(tx, project_id).await?;
+                    Some(Some(self.folder_check(tx, project_id, f).await?))
+                }
             };
             let command = DocCommand::Update {
                 title: patch.title.clone(),

@@ -51,9 +51,9 @@ pub enum DocFolderEvent {
     /// `changes` name `name`, `parent_id`, `position`.
     #[serde(rename = "doc.folder.updated")]
     Updated { changes: Vec<FieldChange> },
-    /// The folder's subfolders and documents move up to `parent_id` (the
-    /// read models apply that move; the children's own streams keep naming
-    /// this folder, and every reader skips deleted folders the same way).
+    /// Deleting a folder deletes its subtree, as Paca does: the command
+    /// appends `doc.deleted` / `doc.folder.deleted` to every document and
+    /// subfolder inside it in the same transaction.
     #[serde(rename = "doc.folder.deleted")]
     Deleted {
         name: String,

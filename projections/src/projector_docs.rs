@@ -1,6 +1,7 @@
 //! Doc and folder events -> `doc_folders`, `docs`, `doc_snapshots` (one
 //! row per version: the id is the event's id), `doc_activities` (the doc
 //! feed, folder entries included with no document) and `doc_files`.
+//! A deleted folder's contents are deleted by their own events.
 
 use domain::doc::{DocEvent, DocFolderEvent};
 use eventstore::RecordedEvent;
@@ -124,26 +125,11 @@ pub fn folder(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: DocFolderEvent) {
                 json!({ "changes": changes }),
             ));
         }
-        DocFolderEvent::Deleted { name, parent_id } => {
+        DocFolderEvent::Deleted { name, .. } => {
             stmts.push(
                 Stmt::new("UPDATE doc_folders SET deleted_at = $2, updated_at = $2 WHERE id = $1")
                     .arg(id)
                     .arg(at),
-            );
-            // Children move up to the deleted folder's parent (many rows:
-            // barriers in a replay).
-            stmts.push(
-                Stmt::new(
-                    "UPDATE doc_folders SET parent_id = $2 WHERE parent_id = $1
-                       AND deleted_at IS NULL",
-                )
-                .arg(id)
-                .arg(parent_id),
-            );
-            stmts.push(
-                Stmt::new("UPDATE docs SET folder_id = $2 WHERE folder_id = $1")
-                    .arg(id)
-                    .arg(parent_id),
             );
             stmts.push(activity(
                 e,

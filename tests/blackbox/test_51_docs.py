@@ -60,16 +60,23 @@ def test_folders_tree_and_moves(server, admin, project):
     root = ok(admin.patch(D(pid, f"/folders/{v1['id']}"), json={"parent_id": None}))
     assert root.get("parent_id") is None
 
-    # deleting a folder moves its children (folders and docs) up to its parent
+    # deleting a folder deletes its subtree (as Paca), each entry with its own event
     doc = ok(admin.post(D(pid), json={"title": "In API", "folder_id": api["id"]}), 201)
     sub = ok(admin.post(D(pid, "/folders"), json={"name": "Sub", "parent_id": api["id"]}), 201)
+    deep = ok(admin.post(D(pid), json={"title": "Deep", "folder_id": sub["id"]}), 201)
+    outside = ok(admin.post(D(pid), json={"title": "Outside", "folder_id": eng["id"]}), 201)
+    before = events(server)
     no_content(admin.delete(D(pid, f"/folders/{api['id']}")))
+    assert events(server) == before + 4  # two documents, two folders
     tree = {f["id"]: f for f in items(admin.get(D(pid, "/folders")))}
-    assert api["id"] not in tree and tree[sub["id"]]["parent_id"] == eng["id"]
-    assert ok(admin.get(D(pid, f"/{doc['id']}")))["folder_id"] == eng["id"]
+    assert api["id"] not in tree and sub["id"] not in tree and eng["id"] in tree
+    err(admin.get(D(pid, f"/{doc['id']}")), 404, "DOC_NOT_FOUND")
+    err(admin.get(D(pid, f"/{deep['id']}")), 404, "DOC_NOT_FOUND")
+    assert ok(admin.get(D(pid, f"/{outside['id']}")))["folder_id"] == eng["id"]
     err(admin.delete(D(pid, f"/folders/{api['id']}")), 404, "DOC_FOLDER_NOT_FOUND")
-    # a deleted folder is not a valid parent
-    err(admin.patch(D(pid, f"/folders/{sub['id']}"), json={"parent_id": api["id"]}), 404, "DOC_FOLDER_NOT_FOUND")
+    # a deleted folder is not a valid parent or home
+    err(admin.patch(D(pid, f"/folders/{v1['id']}"), json={"parent_id": api["id"]}), 404, "DOC_FOLDER_NOT_FOUND")
+    err(admin.post(D(pid), json={"title": "x", "folder_id": sub["id"]}), 404, "DOC_FOLDER_NOT_FOUND")
 
 
 def test_documents_crud(server, admin, project, make_project):
@@ -250,7 +257,10 @@ def test_rebuild_reproduces_docs(module_server):
     ok(adm.post(D(pid, f"/{d['id']}/snapshots/{s1['id']}/restore")))
     c = ok(adm.post(D(pid, f"/{d['id']}/comments"), json={"content": blocks("c")}), 201)
     ok(adm.patch(D(pid, f"/{d['id']}/comments/{c['id']}"), json={"content": blocks("c2")}))
-    no_content(adm.delete(D(pid, f"/folders/{b['id']}")))
+    gone = ok(adm.post(D(pid, "/folders"), json={"name": "Gone", "parent_id": a["id"]}), 201)
+    ok(adm.post(D(pid), json={"title": "Gone too", "folder_id": gone["id"]}), 201)
+    no_content(adm.delete(D(pid, f"/folders/{gone['id']}")))
+    ok(adm.patch(D(pid, f"/folders/{b['id']}"), json={"parent_id": None, "name": "B2"}))
     before = (items(adm.get(D(pid, "/folders"))), ok(adm.get(D(pid, f"/{d['id']}"))),
               items(adm.get(D(pid, f"/{d['id']}/snapshots"))), items(adm.get(D(pid, f"/{d['id']}/activities"))))
     rebuild_and_verify(srv)
