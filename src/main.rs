@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod embedded;
 mod plugins;
+mod notifications;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -243,6 +244,10 @@ async fn serve(config: Config) -> Result<()> {
         config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
             config::random_hex(32)
         })?;
+    let storage = gateways::storage::Storage::from_env(&config.data_dir, &jwt_secret)
+        .await
+        .context("configuring file storage (STORAGE_*)")?;
+    tracing::info!(storage = %storage.describe(), "attachment storage");
     let (admin_password, generated) = config::secret(
         config::ADMIN_PASSWORD,
         &config.data_dir,
@@ -299,10 +304,12 @@ async fn serve(config: Config) -> Result<()> {
     let background = agents::start(&config, &store, &commands).await?;
     let plugin_host = plugins::host(&config, &jwt_secret, commands.clone()).await?;
     plugin_host.start().await;
+    let notifications = notifications::start(&store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
-        .with_plugins(plugin_host.clone());
+        .with_plugins(plugin_host.clone())
+        .with_storage(storage);
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
@@ -315,6 +322,7 @@ async fn serve(config: Config) -> Result<()> {
     let _ = server.await;
     plugin_host.stop().await;
     background.stop().await;
+    notifications.stop().await;
     let _ = stop_directory.send(true);
     let _ = follower.await;
     db.close().await;

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod conversation;
+pub mod doc;
 pub mod error;
 pub mod event;
 pub mod global_role;

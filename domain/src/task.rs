@@ -166,6 +166,23 @@ pub enum TaskEvent {
     },
     #[serde(rename = "task.comment_deleted")]
     CommentDeleted { comment_id: Uuid },
+    /// A completed upload attached to the task (the bytes live in object
+    /// storage; the log records what was attached).
+    #[serde(rename = "task.attachment_added")]
+    AttachmentAdded {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        content_type: String,
+        file_size: i64,
+    },
+    #[serde(rename = "task.attachment_removed")]
+    AttachmentRemoved {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        file_size: i64,
+    },
     /// A link from this task (the source) to another task of the project
     /// (CONTRACT-NOTES §8 "Links"); it lives on the source's stream.
     #[serde(rename = "task.link.added")]
@@ -244,6 +261,8 @@ pub struct Task {
     pub comments: BTreeMap<Uuid, Comment>,
     /// Live links from this task.
     pub links: BTreeMap<Uuid, Link>,
+    /// attachment id -> (file id, file name, size)
+    pub attachments: BTreeMap<Uuid, (Uuid, String, i64)>,
 }
 
 /// What a decision needs to know about the world outside this stream. The
@@ -334,6 +353,16 @@ pub enum TaskCommand {
     },
     RemoveLink {
         link_id: Uuid,
+    },
+    AddAttachment {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        content_type: String,
+        file_size: i64,
+    },
+    RemoveAttachment {
+        attachment_id: Uuid,
     },
 }
 
@@ -546,6 +575,19 @@ impl Task {
             TaskEvent::LinkRemoved { link_id } => {
                 self.links.remove(link_id);
             }
+            TaskEvent::AttachmentAdded {
+                attachment_id,
+                file_id,
+                file_name,
+                file_size,
+                ..
+            } => {
+                self.attachments
+                    .insert(*attachment_id, (*file_id, file_name.clone(), *file_size));
+            }
+            TaskEvent::AttachmentRemoved { attachment_id, .. } => {
+                self.attachments.remove(attachment_id);
+            }
         }
         self
     }
@@ -687,6 +729,35 @@ impl Task {
                     return Err(err(ErrorCode::TASK_LINK_NOT_FOUND, "link not found"));
                 }
                 Ok(vec![TaskEvent::LinkRemoved { link_id }])
+            }
+            TaskCommand::AddAttachment {
+                attachment_id,
+                file_id,
+                file_name,
+                content_type,
+                file_size,
+            } => {
+                self.live()?;
+                Ok(vec![TaskEvent::AttachmentAdded {
+                    attachment_id,
+                    file_id,
+                    file_name,
+                    content_type,
+                    file_size,
+                }])
+            }
+            TaskCommand::RemoveAttachment { attachment_id } => {
+                self.live()?;
+                let Some((file_id, file_name, file_size)) = self.attachments.get(&attachment_id)
+                else {
+                    return Err(err(ErrorCode::ATTACHMENT_NOT_FOUND, "attachment not found"));
+                };
+                Ok(vec![TaskEvent::AttachmentRemoved {
+                    attachment_id,
+                    file_id: *file_id,
+                    file_name: file_name.clone(),
+                    file_size: *file_size,
+                }])
             }
         }
     }

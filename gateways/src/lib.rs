@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod mcp;
 pub mod rest;
+pub mod storage;
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub cors: Cors,
     /// The WASM plugin host (`None`: plugin routes answer PLUGIN_NOT_FOUND).
     pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
+    /// Where attachment bytes go (local files by default).
+    pub storage: std::sync::Arc<storage::Storage>,
 }
 
 impl AppState {
@@ -43,11 +46,17 @@ impl AppState {
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
             plugins: None,
+            storage: std::sync::Arc::new(default_storage()),
         }
     }
 
     pub fn with_plugins(mut self, host: std::sync::Arc<plugin_host::PluginHost>) -> Self {
         self.plugins = Some(host);
+        self
+    }
+
+    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
+        self.storage = std::sync::Arc::new(storage);
         self
     }
 
@@ -66,6 +75,15 @@ impl AppState {
 }
 
 pub use edge::{Cors, edge};
+
+/// Local files in a private temporary directory, signed with a random key:
+/// what in-process tests and embedders get unless they configure storage.
+fn default_storage() -> storage::Storage {
+    let dir = std::env::temp_dir().join(format!("paca-files-{}", uuid::Uuid::new_v4().simple()));
+    let secret = uuid::Uuid::new_v4().to_string();
+    storage::Storage::local(dir.clone(), &secret)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()))
+}
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

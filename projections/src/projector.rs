@@ -7,6 +7,7 @@
 use domain::DomainEvent;
 use domain::agent::AgentEvent;
 use domain::conversation::{ChatSessionEvent, ConversationEvent};
+use domain::doc::{DocEvent, DocFolderEvent};
 use domain::global_role::GlobalRoleEvent;
 use domain::plugin::PluginEvent;
 use domain::project::ProjectEvent;
@@ -99,6 +100,16 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             &mut stmts,
             event,
             PluginEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        DocEvent::STREAM_TYPE => crate::projector_docs::doc(
+            &mut stmts,
+            event,
+            DocEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
+        DocFolderEvent::STREAM_TYPE => crate::projector_docs::folder(
+            &mut stmts,
+            event,
+            DocFolderEvent::from_stored(&event.event_type, &event.payload)?,
         ),
         // Streams owned by other projections.
         _ => {}

@@ -391,6 +391,8 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
                 | TaskEvent::CommentDeleted { .. }
                 | TaskEvent::LinkAdded { .. }
                 | TaskEvent::LinkRemoved { .. }
+                | TaskEvent::AttachmentAdded { .. }
+                | TaskEvent::AttachmentRemoved { .. }
         ) {
             updated_at = e.recorded_at;
         }

@@ -41,6 +41,12 @@ pub const TABLES: &[&str] = &[
     "agent_chat_sessions",
     "plugins",
     "plugin_extension_settings",
+    "doc_folders",
+    "docs",
+    "doc_snapshots",
+    "doc_activities",
+    "doc_files",
+    "task_attachments",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

@@ -5,6 +5,9 @@ pub mod admin;
 pub mod agents;
 pub mod conversations;
 pub mod plugins;
+pub mod docs;
+pub mod files;
+pub mod notifications;
 pub mod projects;
 pub mod session;
 pub mod sprints;
@@ -43,6 +46,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/users/me/api-keys/{key_id}",
                 web::delete().to(users::revoke_api_key),
+            )
+            .route(
+                "/users/me/notifications",
+                web::get().to(notifications::list),
+            )
+            .route(
+                "/users/me/notifications/read-all",
+                web::post().to(notifications::mark_all_read),
+            )
+            .route(
+                "/users/me/notifications/{notification_id}/read",
+                web::patch().to(notifications::mark_read),
             )
             // Admin: users and global roles
             .route("/admin/users", web::get().to(admin::list_users))
@@ -341,7 +356,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/revert",
                 web::post().to(tasks::revert),
             )
-            .configure(agent_routes),
+            .configure(agent_routes)
+            .configure(docs::routes)
+            .configure(files::task_routes)
+            .configure(files::storage_routes),
     );
 }
 

@@ -578,7 +578,7 @@ fn blocks_text(value: &Value) -> String {
     text
 }
 
-fn line_diff(old: &Value, new: &Value) -> String {
+pub(crate) fn line_diff(old: &Value, new: &Value) -> String {
     let (old, new) = (blocks_text(old), blocks_text(new));
     similar::TextDiff::from_lines(&old, &new)
         .unified_diff()
@@ -640,6 +640,18 @@ pub async fn diff(
         | TaskEvent::LinkRemoved { .. } => {
             vec![]
         }
+        TaskEvent::AttachmentAdded {
+            file_name,
+            file_size,
+            ..
+        } => vec![json!({"field": "attachment", "old": null,
+                         "new": {"file_name": file_name, "file_size": file_size}})],
+        TaskEvent::AttachmentRemoved {
+            file_name,
+            file_size,
+            ..
+        } => vec![json!({"field": "attachment",
+                         "old": {"file_name": file_name, "file_size": file_size}, "new": null})],
     };
     crate::error::ok(json!({
         "activity_id": activity_id,
