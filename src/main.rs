@@ -4,6 +4,8 @@ mod agents;
 mod cli;
 mod config;
 mod embedded;
+mod notifications;
+mod plugins;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -49,6 +51,11 @@ enum Command {
     /// clients: Paca's tools as a client of a Paca API (PACA_API_KEY,
     /// PACA_API_URL, PACA_GATEWAY_URL, PACA_AGENT_ID, PACA_PROJECT_ID).
     Mcp,
+    /// Install, upgrade, uninstall and list WASM plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
+    },
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -200,6 +207,35 @@ async fn run(cli: Cli) -> Result<()> {
             result
         }
         Command::Mcp => unreachable!("handled above"),
+        Command::Plugins { command } => {
+            let (jwt_secret, _) =
+                config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
+                    config::random_hex(32)
+                })?;
+            let db = Database::open(&config).await?;
+            let store = db.store();
+            projections::ensure_ready(&store)
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?;
+            let commands = Commands::new(store, auth_config(&config, jwt_secret.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
+            let host = plugins::host(&config, &jwt_secret, commands).await?;
+            let result = plugins::run(&host, command).await;
+            db.close().await;
+            result
+        }
+    }
+}
+
+fn auth_config(config: &Config, jwt_secret: String) -> AuthConfig {
+    AuthConfig {
+        jwt_secret,
+        access_ttl: config.access_ttl,
+        refresh_ttl: config.refresh_ttl,
+        refresh_session_ttl: config.refresh_session_ttl,
+        cookie_secure: config.cookie_secure,
+        agent_api_key: config.agent_api_key.clone(),
     }
 }
 
@@ -208,6 +244,10 @@ async fn serve(config: Config) -> Result<()> {
         config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
             config::random_hex(32)
         })?;
+    let storage = gateways::storage::Storage::from_env(&config.data_dir, &jwt_secret)
+        .await
+        .context("configuring file storage (STORAGE_*)")?;
+    tracing::info!(storage = %storage.describe(), "attachment storage");
     let (admin_password, generated) = config::secret(
         config::ADMIN_PASSWORD,
         &config.data_dir,
@@ -233,19 +273,9 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let secrets = agents::secret_box(&config)?;
-    let commands = Commands::new(
-        store.clone(),
-        AuthConfig {
-            jwt_secret,
-            access_ttl: config.access_ttl,
-            refresh_ttl: config.refresh_ttl,
-            refresh_session_ttl: config.refresh_session_ttl,
-            cookie_secure: config.cookie_secure,
-            agent_api_key: config.agent_api_key.clone(),
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
+    let commands = Commands::new(store.clone(), auth_config(&config, jwt_secret.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
     let commands = match secrets {
         Some(secrets) => commands.with_secrets(secrets),
         None => commands,
@@ -272,9 +302,14 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let background = agents::start(&config, &store, &commands).await?;
+    let plugin_host = plugins::host(&config, &jwt_secret, commands.clone()).await?;
+    plugin_host.start().await;
+    let notifications = notifications::start(&store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
-        .with_login_ip_ceiling(config.login_max_failures_per_ip);
+        .with_login_ip_ceiling(config.login_max_failures_per_ip)
+        .with_plugins(plugin_host.clone())
+        .with_storage(storage);
     let hub = state.realtime.clone();
     let realtime = gateways::realtime::Realtime::start(
         &store,
@@ -295,7 +330,9 @@ async fn serve(config: Config) -> Result<()> {
     hub.close().await;
     handle.stop(true).await;
     let _ = server.await;
+    plugin_host.stop().await;
     background.stop().await;
+    notifications.stop().await;
     realtime.stop().await;
     let _ = stop_directory.send(true);
     let _ = follower.await;

@@ -7,6 +7,7 @@
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
 //! cargo run --release -p bench -- realtime  [--clients 1000] [--rate 20] [--seconds 10] [--redis-url ...]
+//! cargo run --release -p bench -- plugins   [--seconds 5] [--runs 3]
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
@@ -15,6 +16,7 @@
 mod append;
 mod db;
 mod http;
+mod plugins;
 mod realtime;
 mod rebuild;
 mod report;
@@ -104,6 +106,9 @@ enum Scenario {
     /// Commit -> Socket.IO receipt latency with many clients, against raw
     /// Valkey PUBLISH -> SUBSCRIBE; not part of `all`.
     Realtime,
+    /// A trivial WASM plugin route against the same native actix route,
+    /// and HandleEvent delivery lag; not part of `all`.
+    Plugins,
 }
 
 pub struct Settings {
@@ -180,6 +185,9 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
         realtime::run(db, settings, settings.clients, &settings.redis_url)
             .await?
             .print();
+    }
+    if scenario == Scenario::Plugins {
+        plugins::run(db, settings).await?.print();
     }
     Ok(())
 }

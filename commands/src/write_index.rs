@@ -7,6 +7,9 @@
 //!   "is this status still used").
 //! - `view_index`: a scope's views and their tab positions.
 //! - `user_roles`: who holds which global role.
+//! - `task_link_index`: links between tasks, from either side.
+//! - `doc_index`: doc folders and documents with their parent folder (a
+//!   folder's subtree, for deleting it).
 //!
 //! They are not read models: nothing rebuilds them blue/green and no query
 //! reads them, so a command never depends on a table that may be
@@ -14,6 +17,7 @@
 //! [`VERSION`] is newer than what the database holds.
 
 use domain::DomainEvent;
+use domain::doc::{DocEvent, DocFolderEvent};
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use domain::user::UserEvent;
 use domain::view::ViewEvent;
@@ -26,12 +30,14 @@ use crate::CommandResult;
 /// The projector's name (also its `write_index_state` row).
 pub const NAME: &str = "write_index";
 /// Bump when what the index holds changes; servers refill it on start.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 3;
 
-const STREAM_TYPES: [&str; 3] = [
+const STREAM_TYPES: [&str; 5] = [
     TaskEvent::STREAM_TYPE,
     ViewEvent::STREAM_TYPE,
     UserEvent::STREAM_TYPE,
+    DocEvent::STREAM_TYPE,
+    DocFolderEvent::STREAM_TYPE,
 ];
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -63,8 +69,83 @@ async fn apply(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxErro
         TaskEvent::STREAM_TYPE => task(conn, e).await,
         ViewEvent::STREAM_TYPE => view(conn, e).await,
         UserEvent::STREAM_TYPE => user(conn, e).await,
+        DocEvent::STREAM_TYPE => doc(conn, e).await,
+        DocFolderEvent::STREAM_TYPE => doc_folder(conn, e).await,
         _ => Ok(()),
     }
+}
+
+async fn doc_entry(
+    conn: &mut PgConnection,
+    id: Uuid,
+    project_id: Uuid,
+    is_folder: bool,
+    parent_id: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO doc_index (id, project_id, is_folder, parent_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(project_id)
+    .bind(is_folder)
+    .bind(parent_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn doc_parent(
+    conn: &mut PgConnection,
+    id: Uuid,
+    parent: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE doc_index SET parent_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(parent)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn doc_deleted(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE doc_index SET deleted = true WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn doc(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
+    match DocEvent::from_stored(&e.event_type, &e.payload)? {
+        DocEvent::Created {
+            project_id,
+            folder_id,
+            ..
+        } => doc_entry(conn, e.stream_id, project_id, false, folder_id).await?,
+        DocEvent::Moved { folder_id, .. } => doc_parent(conn, e.stream_id, folder_id).await?,
+        DocEvent::Deleted { .. } => doc_deleted(conn, e.stream_id).await?,
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn doc_folder(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
+    match DocFolderEvent::from_stored(&e.event_type, &e.payload)? {
+        DocFolderEvent::Created {
+            project_id,
+            parent_id,
+            ..
+        } => doc_entry(conn, e.stream_id, project_id, true, parent_id).await?,
+        DocFolderEvent::Updated { changes } => {
+            if let Some(c) = changes.iter().find(|c| c.field == "parent_id") {
+                let parent = serde_json::from_value(c.new.clone()).ok().flatten();
+                doc_parent(conn, e.stream_id, parent).await?;
+            }
+        }
+        DocFolderEvent::Deleted { .. } => doc_deleted(conn, e.stream_id).await?,
+    }
+    Ok(())
 }
 
 async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
@@ -141,6 +222,29 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
         TaskEvent::Deleted {} => {
             sqlx::query("UPDATE task_index SET deleted = true WHERE task_id = $1")
                 .bind(e.stream_id)
+                .execute(conn)
+                .await?;
+        }
+        TaskEvent::LinkAdded {
+            link_id,
+            target_task_id,
+            link_type,
+        } => {
+            sqlx::query(
+                "INSERT INTO task_link_index (link_id, source_id, target_id, link_type)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (link_id) DO NOTHING",
+            )
+            .bind(link_id)
+            .bind(e.stream_id)
+            .bind(target_task_id)
+            .bind(link_type.as_str())
+            .execute(conn)
+            .await?;
+        }
+        TaskEvent::LinkRemoved { link_id } => {
+            sqlx::query("UPDATE task_link_index SET deleted = true WHERE link_id = $1")
+                .bind(link_id)
                 .execute(conn)
                 .await?;
         }
@@ -260,7 +364,7 @@ pub async fn ensure(store: &EventStore) -> CommandResult<Option<usize>> {
         // Another node refilled it while we waited for the lock.
         return Ok(None);
     }
-    sqlx::query("TRUNCATE task_index, view_index, user_roles")
+    sqlx::query("TRUNCATE task_index, view_index, user_roles, task_link_index, doc_index")
         .execute(&mut *tx)
         .await?;
     let types: Vec<String> = STREAM_TYPES.iter().map(|t| (*t).to_owned()).collect();

@@ -7,10 +7,12 @@
 
 pub mod agent;
 pub mod conversation;
+pub mod doc;
 pub mod error;
 pub mod event;
 pub mod global_role;
 pub mod permissions;
+pub mod plugin;
 pub mod project;
 pub mod sprint;
 pub mod task;

@@ -516,7 +516,7 @@ impl TaskMutation {
         let body: rest_tasks::CreateBody = parse_input(input.0)?;
         let written = state(ctx)
             .commands
-            .create_task(&metadata(p), project_id, body.into_fields())
+            .create_task(&metadata(p), project_id, body.into_fields().gql()?)
             .await
             .gql()?;
         live_task(ctx, project_id, written.task_id).await
@@ -543,7 +543,7 @@ impl TaskMutation {
                 &metadata(p),
                 project_id,
                 task_id,
-                body.into_patch(),
+                body.into_patch().gql()?,
                 expected_version,
             )
             .await;

@@ -9,6 +9,7 @@ pub mod graphql;
 pub mod mcp;
 pub mod realtime;
 pub mod rest;
+pub mod storage;
 
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ pub struct AppState {
     pub cors: Cors,
     /// This node's Socket.IO server and realtime fan-out.
     pub realtime: realtime::Hub,
+    /// The WASM plugin host (`None`: plugin routes answer PLUGIN_NOT_FOUND).
+    pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
+    /// Where attachment bytes go (local files by default).
+    pub storage: std::sync::Arc<storage::Storage>,
 }
 
 impl AppState {
@@ -46,7 +51,19 @@ impl AppState {
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
+            plugins: None,
+            storage: std::sync::Arc::new(default_storage()),
         }
+    }
+
+    pub fn with_plugins(mut self, host: std::sync::Arc<plugin_host::PluginHost>) -> Self {
+        self.plugins = Some(host);
+        self
+    }
+
+    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
+        self.storage = std::sync::Arc::new(storage);
+        self
     }
 
     /// `CORS_ORIGINS` (comma-separated; empty allows any origin without
@@ -64,6 +81,15 @@ impl AppState {
 }
 
 pub use edge::{Cors, edge};
+
+/// Local files in a private temporary directory, signed with a random key:
+/// what in-process tests and embedders get unless they configure storage.
+fn default_storage() -> storage::Storage {
+    let dir = std::env::temp_dir().join(format!("paca-files-{}", uuid::Uuid::new_v4().simple()));
+    let secret = uuid::Uuid::new_v4().to_string();
+    storage::Storage::local(dir.clone(), &secret)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()))
+}
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -92,6 +118,19 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(realtime::socketio::routes)
             .app_data(schema)
             .configure(graphql::routes)
+            // Plugin bundles (seed page 07: the gateway serves these).
+            .route(
+                "/plugins/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_frontend),
+            )
+            .route(
+                "/plugins-mcp/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_mcp),
+            )
+            .route(
+                "/plugins-skills/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_skills),
+            )
             .default_service(web::to(not_found));
     }
 }

@@ -165,6 +165,19 @@ CREATE TABLE {schema}.task_activities (
 );
 CREATE INDEX task_activities_task_idx ON {schema}.task_activities (task_id, created_at, id);
 
+-- Links between tasks of one project, listed from either side.
+CREATE TABLE {schema}.task_links (
+    id             UUID PRIMARY KEY,
+    project_id     UUID NOT NULL,
+    source_task_id UUID NOT NULL,
+    target_task_id UUID NOT NULL,
+    link_type      TEXT NOT NULL,
+    created_by     UUID NULL,
+    created_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX task_links_source_idx ON {schema}.task_links (source_task_id);
+CREATE INDEX task_links_target_idx ON {schema}.task_links (target_task_id);
+
 -- Sprints (soft-deleted: the task side lists live ones by deleted_at).
 CREATE TABLE {schema}.sprints (
     id         UUID PRIMARY KEY,
@@ -303,3 +316,119 @@ CREATE TABLE {schema}.agent_chat_sessions (
     created_at      TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX agent_chat_sessions_agent_idx ON {schema}.agent_chat_sessions (agent_id, created_at DESC);
+
+-- Installed plugins (seed page 07). `id` is derived from the name
+-- (domain::plugin::plugin_id), so a reinstall reuses the row id.
+CREATE TABLE {schema}.plugins (
+    id           UUID PRIMARY KEY,
+    name         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    manifest     JSONB NOT NULL,
+    enabled      BOOLEAN NOT NULL,
+    installed_at TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL
+);
+
+-- Super-admin overrides per extension point; `id` is the uuid v5 of
+-- (plugin_id, extension_point).
+CREATE TABLE {schema}.plugin_extension_settings (
+    id              UUID PRIMARY KEY,
+    plugin_id       UUID NOT NULL,
+    extension_point TEXT NOT NULL,
+    settings        JSONB NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX plugin_extension_settings_plugin_idx ON {schema}.plugin_extension_settings (plugin_id);
+-- Project documentation (issue 9). Folders and documents are
+-- soft-deleted; a deleted folder's children move up to its parent.
+CREATE TABLE {schema}.doc_folders (
+    id         UUID PRIMARY KEY,
+    project_id UUID NOT NULL,
+    parent_id  UUID NULL,
+    name       TEXT NOT NULL,
+    position   BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ NULL
+);
+CREATE INDEX doc_folders_project_idx ON {schema}.doc_folders (project_id) WHERE deleted_at IS NULL;
+CREATE INDEX doc_folders_parent_idx ON {schema}.doc_folders (parent_id) WHERE parent_id IS NOT NULL;
+
+CREATE TABLE {schema}.docs (
+    id         UUID PRIMARY KEY,
+    project_id UUID NOT NULL,
+    folder_id  UUID NULL,
+    title      TEXT NOT NULL,
+    content    JSONB NOT NULL,
+    position   DOUBLE PRECISION NOT NULL,
+    created_by UUID NULL,
+    updated_by UUID NULL,
+    version    BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ NULL
+);
+CREATE INDEX docs_project_idx ON {schema}.docs (project_id, position, created_at) WHERE deleted_at IS NULL;
+CREATE INDEX docs_folder_idx ON {schema}.docs (folder_id) WHERE folder_id IS NOT NULL;
+
+-- One row per version of a document; the id is the event that made it.
+CREATE TABLE {schema}.doc_snapshots (
+    id                   UUID PRIMARY KEY,
+    document_id          UUID NOT NULL,
+    project_id           UUID NOT NULL,
+    snapshot_number      BIGINT NOT NULL,
+    title                TEXT NOT NULL,
+    content              JSONB NOT NULL,
+    created_by           UUID NULL,
+    created_by_agent     UUID NULL,
+    restored_from        UUID NULL,
+    restored_from_number BIGINT NULL,
+    created_at           TIMESTAMPTZ NOT NULL,
+    UNIQUE (document_id, snapshot_number)
+);
+
+-- The doc feed: one row per doc event, comments included; folder events
+-- have no document.
+CREATE TABLE {schema}.doc_activities (
+    id             UUID PRIMARY KEY,
+    document_id    UUID NULL,
+    folder_id      UUID NULL,
+    project_id     UUID NOT NULL,
+    actor_user_id  UUID NULL,
+    actor_agent_id UUID NULL,
+    activity_type  TEXT NOT NULL,
+    content        JSONB NOT NULL,
+    event_id       UUID NOT NULL,
+    version        BIGINT NOT NULL,
+    created_at     TIMESTAMPTZ NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL,
+    deleted_at     TIMESTAMPTZ NULL
+);
+CREATE INDEX doc_activities_doc_idx ON {schema}.doc_activities (document_id, created_at, id);
+
+-- Files attached to documents (id = the file id).
+CREATE TABLE {schema}.doc_files (
+    id           UUID PRIMARY KEY,
+    document_id  UUID NOT NULL,
+    project_id   UUID NOT NULL,
+    file_name    TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    file_size    BIGINT NOT NULL,
+    created_by   UUID NULL,
+    created_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX doc_files_doc_idx ON {schema}.doc_files (document_id, created_at);
+
+-- Files attached to tasks (the bytes are in object storage).
+CREATE TABLE {schema}.task_attachments (
+    id           UUID PRIMARY KEY,
+    task_id      UUID NOT NULL,
+    project_id   UUID NOT NULL,
+    file_id      UUID NOT NULL,
+    file_name    TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    file_size    BIGINT NOT NULL,
+    created_by   UUID NULL,
+    created_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX task_attachments_task_idx ON {schema}.task_attachments (task_id, created_at);

@@ -5,10 +5,16 @@
 pub mod history;
 pub mod projector;
 pub mod projector_agents;
+pub mod projector_docs;
+pub mod projector_plugins;
 pub mod projector_sprints;
 pub mod projector_tasks;
 pub mod queries;
 pub mod queries_agents;
+pub mod queries_docs;
+pub mod queries_files;
+pub mod queries_notifications;
+pub mod queries_plugins;
 pub mod queries_sprints;
 pub mod queries_tasks;
 pub mod rebuild;

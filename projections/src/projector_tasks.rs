@@ -189,6 +189,51 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                     .arg(at),
             );
         }
+        TaskEvent::LinkAdded {
+            link_id,
+            target_task_id,
+            link_type,
+        } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(
+                Stmt::new(
+                    "INSERT INTO task_links (id, project_id, source_task_id, target_task_id,
+                                             link_type, created_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .arg(link_id)
+                .arg(e.project_id)
+                .arg(task_id)
+                .arg(target_task_id)
+                .arg(link_type.as_str().to_owned())
+                .arg(actor(e))
+                .arg(at),
+            );
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.link.added",
+                json!({ "target_task_id": target_task_id, "link_type": link_type }),
+            ));
+        }
+        TaskEvent::LinkRemoved { link_id } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(Stmt::new("DELETE FROM task_links WHERE id = $1").arg(link_id));
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.link.removed",
+                json!({ "link_id": link_id }),
+            ));
+        }
         TaskEvent::CommentDeleted { comment_id } => {
             stmts.push(
                 Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
@@ -202,6 +247,60 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                 .arg(comment_id)
                 .arg(at),
             );
+        }
+        TaskEvent::AttachmentAdded {
+            attachment_id,
+            file_id,
+            file_name,
+            content_type,
+            file_size,
+        } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(
+                Stmt::new(
+                    "INSERT INTO task_attachments (id, task_id, project_id, file_id, file_name,
+                                                   content_type, file_size, created_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .arg(attachment_id)
+                .arg(task_id)
+                .arg(e.project_id)
+                .arg(file_id)
+                .arg(file_name.clone())
+                .arg(content_type)
+                .arg(file_size)
+                .arg(actor(e))
+                .arg(at),
+            );
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.attachment.added",
+                json!({ "file_name": file_name, "file_size": file_size }),
+            ));
+        }
+        TaskEvent::AttachmentRemoved {
+            attachment_id,
+            file_name,
+            file_size,
+            ..
+        } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(Stmt::new("DELETE FROM task_attachments WHERE id = $1").arg(attachment_id));
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.attachment.removed",
+                json!({ "file_name": file_name, "file_size": file_size }),
+            ));
         }
     }
 }

@@ -24,16 +24,7 @@ from mcp_client import McpError, McpSession, http_config, stdio_config
 
 # Tools whose REST endpoints are not on main yet (docs, doc folders and
 # attachments). The lead removes names as the endpoints land.
-PENDING_ENDPOINTS = {
-    "list_docs",
-    "read_doc",
-    "write_doc",
-    "delete_doc",
-    "move_doc",
-    "list_task_attachments",
-    "get_attachment_download_url",
-    "delete_task_attachment",
-}
+PENDING_ENDPOINTS: set[str] = set()
 
 # Page 18: every core tool, its permission key and whether it is project-scoped.
 PAGE_18 = {
@@ -433,12 +424,14 @@ def _rows():
     # Docs (filesystem model)
     @row
     def row_write_doc(w, s):
-        assert s.ok("write_doc", {"projectId": w.pid, "path": "Guides/Setup", "content": "# Setup\n\nRun it."}) \
-            == "Created document: Guides/Setup"
+        # A name of its own: both transports run this row on the same project.
+        name = unique("Setup")
+        assert s.ok("write_doc", {"projectId": w.pid, "path": f"Guides/{name}", "content": "# Setup\n\nRun it."}) \
+            == f"Created document: Guides/{name}"
         docs = ok(w.c.get(w.p("/docs")))["items"]
-        assert any(d["title"] == "Setup" for d in docs)
-        assert s.ok("write_doc", {"projectId": w.pid, "path": "Guides/Setup", "content": "v2"}) \
-            == "Updated document: Guides/Setup"
+        assert any(d["title"] == name for d in docs)
+        assert s.ok("write_doc", {"projectId": w.pid, "path": f"Guides/{name}", "content": "v2"}) \
+            == f"Updated document: Guides/{name}"
 
     @row
     def row_read_doc(w, s):

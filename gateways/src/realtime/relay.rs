@@ -28,10 +28,6 @@ use super::bus::Bus;
 
 pub const SUBSCRIPTION: &str = "realtime_relay";
 
-/// Names a notification after the event and recipient, so a replayed
-/// batch produces the same notification id.
-const NOTIFICATION_NS: Uuid = Uuid::from_u128(0x5f0c_7a51_8d2e_4b6a_9c3f_1e2d_3c4b_5a69);
-
 pub struct RelayHandler {
     bus: Bus,
     directory: Directory,
@@ -230,6 +226,52 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
                         json!({}),
                     ),
                 ),
+                // Seed page 17: `task.attachment.added|removed`; links as
+                // `task.link.added|removed`, each with the event's fields.
+                TaskEvent::AttachmentAdded { attachment_id, .. } => push(
+                    "task.attachment.added",
+                    activity(
+                        event,
+                        project,
+                        "task.attachment.added",
+                        attachment_id,
+                        "task.attachment.added",
+                        event.payload.clone(),
+                    ),
+                ),
+                TaskEvent::AttachmentRemoved { attachment_id, .. } => push(
+                    "task.attachment.removed",
+                    activity(
+                        event,
+                        project,
+                        "task.attachment.removed",
+                        attachment_id,
+                        "task.attachment.removed",
+                        event.payload.clone(),
+                    ),
+                ),
+                TaskEvent::LinkAdded { link_id, .. } => push(
+                    "task.link.added",
+                    activity(
+                        event,
+                        project,
+                        "task.link.added",
+                        link_id,
+                        "task.link.added",
+                        event.payload.clone(),
+                    ),
+                ),
+                TaskEvent::LinkRemoved { link_id } => push(
+                    "task.link.removed",
+                    activity(
+                        event,
+                        project,
+                        "task.link.removed",
+                        link_id,
+                        "task.link.removed",
+                        event.payload.clone(),
+                    ),
+                ),
             }
         }
         ConversationEvent::STREAM_TYPE => {
@@ -263,12 +305,18 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
         // their own events: `doc.*` goes to the docs room as an activity,
         // `notification.*` to its recipient, with the event's payload.
         _ if event.event_type.starts_with("doc.") => {
+            // The seeds' names for comment events (`doc.comment.added`, ...).
+            let kind = event
+                .event_type
+                .replace("comment_added", "comment.added")
+                .replace("comment_edited", "comment.updated")
+                .replace("comment_deleted", "comment.deleted");
             let mut payload = activity(
                 event,
                 project,
-                &event.event_type,
+                &kind,
                 event.event_id,
-                &event.event_type,
+                &kind,
                 event.payload.clone(),
             );
             if let Some(map) = payload.as_object_mut() {
@@ -276,7 +324,7 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
                 map.insert("doc_id".into(), json!(event.stream_id));
                 map.insert("stream_type".into(), json!(event.stream_type));
             }
-            push(&event.event_type, payload);
+            push(&kind, payload);
         }
         _ if event.event_type.starts_with("notification.") => {
             let mut payload = event.payload.clone();
@@ -298,7 +346,8 @@ fn notification(
     kind: &str,
 ) -> Value {
     json!({
-        "id": Uuid::new_v5(&NOTIFICATION_NS, format!("{}:{recipient}", event.event_id).as_bytes()),
+        // The id of the row the notifications subscription writes for it.
+        "id": commands::notifications::notification_id(event.event_id, recipient, kind),
         "recipient_user_id": recipient,
         "actor_member_id": actor_member(event, project),
         "type": kind,

@@ -4,6 +4,10 @@
 pub mod admin;
 pub mod agents;
 pub mod conversations;
+pub mod docs;
+pub mod files;
+pub mod notifications;
+pub mod plugins;
 pub mod projects;
 pub mod session;
 pub mod sprints;
@@ -43,6 +47,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/users/me/api-keys/{key_id}",
                 web::delete().to(users::revoke_api_key),
             )
+            .route(
+                "/users/me/notifications",
+                web::get().to(notifications::list),
+            )
+            .route(
+                "/users/me/notifications/read-all",
+                web::post().to(notifications::mark_all_read),
+            )
+            .route(
+                "/users/me/notifications/{notification_id}/read",
+                web::patch().to(notifications::mark_read),
+            )
             // Admin: users and global roles
             .route("/admin/users", web::get().to(admin::list_users))
             .route("/admin/users", web::post().to(admin::create_user))
@@ -73,6 +89,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/admin/global-roles/{role_id}",
                 web::delete().to(admin::delete_role),
+            )
+            // Plugins: installed list, route proxy, admin lifecycle, marketplace
+            .route("/plugins", web::get().to(plugins::list))
+            .route(
+                "/plugins/{plugin_id}/{tail:.*}",
+                web::route().to(plugins::proxy),
+            )
+            .route(
+                "/admin/plugins/marketplace",
+                web::get().to(plugins::marketplace),
+            )
+            .route(
+                "/admin/plugins/marketplace/install",
+                web::post().to(plugins::marketplace_install),
+            )
+            .route("/admin/plugins", web::post().to(plugins::register))
+            .route(
+                "/admin/plugins/{plugin_id}",
+                web::patch().to(plugins::patch),
+            )
+            .route(
+                "/admin/plugins/{plugin_id}",
+                web::delete().to(plugins::uninstall),
+            )
+            .route(
+                "/admin/plugins/{plugin_id}/upgrade",
+                web::post().to(plugins::upgrade),
+            )
+            .route(
+                "/admin/plugin-extension-settings",
+                web::patch().to(plugins::extension_settings),
             )
             // Projects
             .route("/projects", web::get().to(projects::list))
@@ -271,6 +318,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/projects/{project_id}/tasks/{task_id}/history",
                 web::get().to(tasks::history),
             )
+            // Task links
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/links",
+                web::get().to(tasks::links),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/links",
+                web::post().to(tasks::add_link),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/links/{link_id}",
+                web::delete().to(tasks::remove_link),
+            )
             // Task activities and comments
             .route(
                 "/projects/{project_id}/tasks/{task_id}/activities",
@@ -296,7 +356,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/revert",
                 web::post().to(tasks::revert),
             )
-            .configure(agent_routes),
+            .configure(agent_routes)
+            .configure(docs::routes)
+            .configure(files::task_routes)
+            .configure(files::storage_routes),
     );
 }
 

@@ -1,0 +1,501 @@
+//! `/projects/:id/docs`: folders, documents, versions (snapshots, their
+//! diffs and restores), the doc feed and doc comments (seed page 15,
+//! CONTRACT-NOTES §11). Doc files are in `files.rs`.
+
+use actix_web::{HttpResponse, web};
+use commands::docs::{DocPatch, NewDoc};
+use domain::ErrorCode;
+use domain::doc::DocCommand;
+use projections::queries_docs as q;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{ProjectAuth, ProjectRead, perm};
+use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::extract::Json;
+use crate::rest::task_config::three_state;
+use crate::rest::tasks::line_diff;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    const D: &str = "/projects/{project_id}/docs";
+    cfg.route(&format!("{D}/folders"), web::get().to(list_folders))
+        .route(&format!("{D}/folders"), web::post().to(create_folder))
+        .route(
+            &format!("{D}/folders/{{folder_id}}"),
+            web::patch().to(patch_folder),
+        )
+        .route(
+            &format!("{D}/folders/{{folder_id}}"),
+            web::delete().to(delete_folder),
+        )
+        .route(D, web::get().to(list))
+        .route(D, web::post().to(create))
+        .route(&format!("{D}/{{doc_id}}"), web::get().to(get))
+        .route(&format!("{D}/{{doc_id}}"), web::patch().to(patch))
+        .route(&format!("{D}/{{doc_id}}"), web::delete().to(delete))
+        .route(
+            &format!("{D}/{{doc_id}}/snapshots"),
+            web::get().to(snapshots),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/snapshots/diff"),
+            web::get().to(diff),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}"),
+            web::get().to(snapshot),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}/restore"),
+            web::post().to(restore),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/activities"),
+            web::get().to(activities),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/comments"),
+            web::post().to(add_comment),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
+            web::patch().to(edit_comment),
+        )
+        .route(
+            &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
+            web::delete().to(delete_comment),
+        )
+        .configure(crate::rest::files::doc_routes);
+}
+
+fn doc_not_found() -> ApiError {
+    ApiError::new(ErrorCode::DOC_NOT_FOUND, "document not found")
+}
+
+fn folder_not_found() -> ApiError {
+    ApiError::new(ErrorCode::DOC_FOLDER_NOT_FOUND, "folder not found")
+}
+
+pub(crate) async fn live_doc(
+    state: &AppState,
+    project_id: Uuid,
+    doc_id: Uuid,
+) -> ApiResult<q::DocView> {
+    q::doc(&state.pool, project_id, doc_id)
+        .await?
+        .ok_or_else(doc_not_found)
+}
+
+// ------------------------------------------------------------------ folders
+
+pub async fn list_folders(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    project_id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    ok(json!({ "items": q::folders(&state.pool, project_id.into_inner()).await? }))
+}
+
+#[derive(Deserialize)]
+pub struct FolderBody {
+    name: Option<String>,
+    parent_id: Option<Uuid>,
+    position: Option<i64>,
+}
+
+pub async fn create_folder(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    project_id: web::Path<Uuid>,
+    body: Json<FolderBody>,
+) -> ApiResult<HttpResponse> {
+    let project_id = project_id.into_inner();
+    let body = body.into_inner();
+    let name = body
+        .name
+        .ok_or_else(|| ApiError::new(ErrorCode::DOC_FOLDER_NAME_INVALID, "name is required"))?;
+    let id = state
+        .commands
+        .create_doc_folder(
+            &principal.metadata(),
+            project_id,
+            name,
+            body.parent_id,
+            body.position,
+        )
+        .await?;
+    created(
+        q::folder(&state.pool, project_id, id)
+            .await?
+            .ok_or_else(folder_not_found)?,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct FolderPatch {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "three_state")]
+    parent_id: Option<Option<Uuid>>,
+    position: Option<i64>,
+}
+
+pub async fn patch_folder(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<FolderPatch>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, folder_id) = path.into_inner();
+    let body = body.into_inner();
+    state
+        .commands
+        .update_doc_folder(
+            &principal.metadata(),
+            project_id,
+            folder_id,
+            body.name,
+            body.parent_id,
+            body.position,
+        )
+        .await?;
+    ok(q::folder(&state.pool, project_id, folder_id)
+        .await?
+        .ok_or_else(folder_not_found)?)
+}
+
+pub async fn delete_folder(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, folder_id) = path.into_inner();
+    state
+        .commands
+        .delete_doc_folder(&principal.metadata(), project_id, folder_id)
+        .await?;
+    no_content()
+}
+
+// ---------------------------------------------------------------- documents
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// A folder id, or `root` for documents outside any folder.
+    folder_id: Option<String>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    project_id: web::Path<Uuid>,
+    query: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let folder = match query.into_inner().folder_id.as_deref() {
+        None | Some("") => None,
+        Some("root" | "null") => Some(None),
+        Some(raw) => Some(Some(raw.parse::<Uuid>().map_err(|_| {
+            ApiError::bad_request("folder_id must be a UUID or \"root\"")
+        })?)),
+    };
+    ok(json!({ "items": q::docs(&state.pool, project_id.into_inner(), folder).await? }))
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    title: Option<String>,
+    folder_id: Option<Uuid>,
+    content: Option<Value>,
+    position: Option<f64>,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    project_id: web::Path<Uuid>,
+    body: Json<CreateBody>,
+) -> ApiResult<HttpResponse> {
+    let project_id = project_id.into_inner();
+    let body = body.into_inner();
+    let title = body
+        .title
+        .ok_or_else(|| ApiError::new(ErrorCode::DOC_TITLE_INVALID, "title is required"))?;
+    let id = state
+        .commands
+        .create_doc(
+            &principal.metadata(),
+            project_id,
+            NewDoc {
+                title,
+                folder_id: body.folder_id,
+                content: body.content.filter(|c| !c.is_null()),
+                position: body.position,
+            },
+        )
+        .await?;
+    created(live_doc(&state, project_id, id).await?)
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    ok(live_doc(&state, project_id, doc_id).await?)
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    title: Option<String>,
+    #[serde(default, deserialize_with = "three_state")]
+    content: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "three_state")]
+    folder_id: Option<Option<Uuid>>,
+    position: Option<f64>,
+}
+
+pub async fn patch(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<PatchBody>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    let body = body.into_inner();
+    state
+        .commands
+        .update_doc(
+            &principal.metadata(),
+            project_id,
+            doc_id,
+            DocPatch {
+                title: body.title,
+                content: body.content,
+                folder_id: body.folder_id,
+                position: body.position,
+            },
+        )
+        .await?;
+    ok(live_doc(&state, project_id, doc_id).await?)
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    state
+        .commands
+        .doc_command(
+            &principal.metadata(),
+            project_id,
+            doc_id,
+            DocCommand::Delete,
+        )
+        .await?;
+    no_content()
+}
+
+// ---------------------------------------------------------------- versions
+
+pub async fn snapshots(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    live_doc(&state, project_id, doc_id).await?;
+    ok(json!({ "items": q::snapshots(&state.pool, doc_id).await? }))
+}
+
+async fn snapshot_or_404(
+    state: &AppState,
+    doc_id: Uuid,
+    snapshot_id: Uuid,
+) -> ApiResult<q::SnapshotView> {
+    q::snapshot(&state.pool, doc_id, snapshot_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::DOC_SNAPSHOT_NOT_FOUND, "snapshot not found"))
+}
+
+pub async fn snapshot(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    path: web::Path<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id, snapshot_id) = path.into_inner();
+    live_doc(&state, project_id, doc_id).await?;
+    ok(snapshot_or_404(&state, doc_id, snapshot_id).await?)
+}
+
+#[derive(Deserialize)]
+pub struct DiffQuery {
+    from: Option<Uuid>,
+    /// Default: the latest version.
+    to: Option<Uuid>,
+}
+
+/// `GET …/snapshots/diff?from=<id>&to=<id>`: what changed between two
+/// versions (title, and a unified line diff of the content's text).
+pub async fn diff(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    path: web::Path<(Uuid, Uuid)>,
+    query: web::Query<DiffQuery>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    live_doc(&state, project_id, doc_id).await?;
+    let query = query.into_inner();
+    let from = query
+        .from
+        .ok_or_else(|| ApiError::bad_request("from (a snapshot id) is required"))?;
+    let from = snapshot_or_404(&state, doc_id, from).await?;
+    let to = match query.to {
+        Some(id) => snapshot_or_404(&state, doc_id, id).await?,
+        None => q::snapshots(&state.pool, doc_id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(ErrorCode::DOC_SNAPSHOT_NOT_FOUND, "no snapshots"))?,
+    };
+    let side = |s: &q::SnapshotView| {
+        json!({"id": s.id, "snapshot_number": s.snapshot_number, "title": s.title,
+               "created_at": s.created_at})
+    };
+    let title = (from.title != to.title).then(|| json!({"old": from.title, "new": to.title}));
+    let content_changed = from.content != to.content;
+    ok(json!({
+        "document_id": doc_id,
+        "from": side(&from),
+        "to": side(&to),
+        "title": title,
+        "content_changed": content_changed,
+        "content_diff": if content_changed { line_diff(&from.content, &to.content) } else { String::new() },
+    }))
+}
+
+/// `POST …/snapshots/:id/restore`: the snapshot's title and content become
+/// a new version that names what it restores.
+pub async fn restore(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id, snapshot_id) = path.into_inner();
+    state
+        .commands
+        .restore_doc_snapshot(&principal.metadata(), project_id, doc_id, snapshot_id)
+        .await?;
+    ok(live_doc(&state, project_id, doc_id).await?)
+}
+
+// ----------------------------------------------------- activity and comments
+
+pub async fn activities(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    // A deleted document's feed goes with it (its events stay in the log).
+    live_doc(&state, project_id, doc_id).await?;
+    ok(json!({ "items": q::activities(&state.pool, doc_id).await? }))
+}
+
+#[derive(Deserialize)]
+pub struct CommentBody {
+    content: Option<Value>,
+}
+
+async fn activity_or_404(
+    state: &AppState,
+    doc_id: Uuid,
+    id: Uuid,
+) -> ApiResult<q::DocActivityView> {
+    q::activity(&state.pool, doc_id, id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::DOC_ACTIVITY_NOT_FOUND, "activity not found"))
+}
+
+async fn comment_target(state: &AppState, doc_id: Uuid, id: Uuid) -> ApiResult<()> {
+    if activity_or_404(state, doc_id, id).await?.activity_type != "comment" {
+        return Err(ApiError::new(
+            ErrorCode::DOC_ACTIVITY_NOT_A_COMMENT,
+            "only comments can be edited or deleted",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn add_comment(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<CommentBody>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id) = path.into_inner();
+    let comment_id = Uuid::now_v7();
+    state
+        .commands
+        .doc_command(
+            &principal.metadata(),
+            project_id,
+            doc_id,
+            DocCommand::AddComment {
+                comment_id,
+                author_user_id: principal.id(),
+                content: body.into_inner().content.unwrap_or(Value::Null),
+            },
+        )
+        .await?;
+    created(activity_or_404(&state, doc_id, comment_id).await?)
+}
+
+pub async fn edit_comment(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid, Uuid)>,
+    body: Json<CommentBody>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id, comment_id) = path.into_inner();
+    comment_target(&state, doc_id, comment_id).await?;
+    state
+        .commands
+        .doc_command(
+            &principal.metadata(),
+            project_id,
+            doc_id,
+            DocCommand::EditComment {
+                comment_id,
+                actor_user_id: principal.id(),
+                content: body.into_inner().content.unwrap_or(Value::Null),
+            },
+        )
+        .await?;
+    ok(activity_or_404(&state, doc_id, comment_id).await?)
+}
+
+pub async fn delete_comment(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::DocsWrite>,
+    path: web::Path<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, doc_id, comment_id) = path.into_inner();
+    comment_target(&state, doc_id, comment_id).await?;
+    state
+        .commands
+        .doc_command(
+            &principal.metadata(),
+            project_id,
+            doc_id,
+            DocCommand::DeleteComment {
+                comment_id,
+                actor_user_id: principal.id(),
+            },
+        )
+        .await?;
+    no_content()
+}

@@ -1,0 +1,277 @@
+//! Project documentation queries: folders, documents, versions, the doc
+//! feed and doc files.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Uuid>,
+    pub name: String,
+    pub position: i64,
+    /// Nesting level in the tree (0 at the root).
+    pub depth: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn folder_from_row(r: &PgRow) -> FolderView {
+    FolderView {
+        id: r.get("id"),
+        project_id: r.get("project_id"),
+        parent_id: r.get("parent_id"),
+        name: r.get("name"),
+        position: r.get("position"),
+        depth: r.get("depth"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+/// The project's live folders in tree order: each folder right after its
+/// parent, siblings by position then name.
+pub async fn folders(pool: &PgPool, project_id: Uuid) -> Result<Vec<FolderView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE tree AS (
+             SELECT f.*, 0 AS depth,
+                    ARRAY[lpad((f.position::numeric + 9223372036854775808)::text, 20, '0') || f.name || f.id::text] AS path
+             FROM doc_folders f
+             WHERE f.project_id = $1 AND f.deleted_at IS NULL AND f.parent_id IS NULL
+             UNION ALL
+             SELECT c.*, t.depth + 1,
+                    t.path || (lpad((c.position::numeric + 9223372036854775808)::text, 20, '0') || c.name || c.id::text)
+             FROM doc_folders c JOIN tree t ON c.parent_id = t.id
+             WHERE c.deleted_at IS NULL AND t.depth < 64
+         )
+         SELECT id, project_id, parent_id, name, position, depth, created_at, updated_at
+         FROM tree ORDER BY path",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(folder_from_row).collect())
+}
+
+pub async fn folder(
+    pool: &PgPool,
+    project_id: Uuid,
+    folder_id: Uuid,
+) -> Result<Option<FolderView>, sqlx::Error> {
+    Ok(folders(pool, project_id)
+        .await?
+        .into_iter()
+        .find(|f| f.id == folder_id))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder_id: Option<Uuid>,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+    pub position: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<Uuid>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn doc_from_row(r: &PgRow, with_content: bool) -> DocView {
+    DocView {
+        id: r.get("id"),
+        project_id: r.get("project_id"),
+        folder_id: r.get("folder_id"),
+        title: r.get("title"),
+        content: with_content.then(|| r.get("content")),
+        position: r.get("position"),
+        created_by: r.get("created_by"),
+        updated_by: r.get("updated_by"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+/// The project's live documents without their content; `folder` filters
+/// by folder (`Some(None)`: the root).
+pub async fn docs(
+    pool: &PgPool,
+    project_id: Uuid,
+    folder: Option<Option<Uuid>>,
+) -> Result<Vec<DocView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, project_id, folder_id, title, position, created_by, updated_by, version,
+                created_at, updated_at
+         FROM docs WHERE project_id = $1 AND deleted_at IS NULL
+           AND (NOT $2 OR folder_id IS NOT DISTINCT FROM $3)
+         ORDER BY position, created_at, id",
+    )
+    .bind(project_id)
+    .bind(folder.is_some())
+    .bind(folder.flatten())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(|r| doc_from_row(r, false)).collect())
+}
+
+pub async fn doc(
+    pool: &PgPool,
+    project_id: Uuid,
+    doc_id: Uuid,
+) -> Result<Option<DocView>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT * FROM docs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL")
+            .bind(doc_id)
+            .bind(project_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.as_ref().map(|r| doc_from_row(r, true)))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotView {
+    pub id: Uuid,
+    pub document_id: Uuid,
+    pub title: String,
+    pub content: Value,
+    pub snapshot_number: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by_name: Option<String>,
+    /// Set when this version restored an earlier one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_from_snapshot_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_from_snapshot_number: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+const SNAPSHOT_SELECT: &str = "SELECT s.id, s.document_id, s.title, s.content, s.snapshot_number,
+        s.created_by, COALESCE(u.full_name, ag.name) AS created_by_name, s.restored_from,
+        s.restored_from_number, s.created_at
+     FROM doc_snapshots s
+     LEFT JOIN users u ON u.id = s.created_by
+     LEFT JOIN agents ag ON ag.id = s.created_by_agent";
+
+fn snapshot_from_row(r: &PgRow) -> SnapshotView {
+    SnapshotView {
+        id: r.get("id"),
+        document_id: r.get("document_id"),
+        title: r.get("title"),
+        content: r.get("content"),
+        snapshot_number: r.get("snapshot_number"),
+        created_by: r.get("created_by"),
+        created_by_name: r.get("created_by_name"),
+        restored_from_snapshot_id: r.get("restored_from"),
+        restored_from_snapshot_number: r.get("restored_from_number"),
+        created_at: r.get("created_at"),
+    }
+}
+
+/// A document's versions, newest first.
+pub async fn snapshots(pool: &PgPool, doc_id: Uuid) -> Result<Vec<SnapshotView>, sqlx::Error> {
+    let sql = format!("{SNAPSHOT_SELECT} WHERE s.document_id = $1 ORDER BY s.snapshot_number DESC");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(doc_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(snapshot_from_row).collect())
+}
+
+pub async fn snapshot(
+    pool: &PgPool,
+    doc_id: Uuid,
+    snapshot_id: Uuid,
+) -> Result<Option<SnapshotView>, sqlx::Error> {
+    let sql = format!("{SNAPSHOT_SELECT} WHERE s.document_id = $1 AND s.id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(doc_id)
+        .bind(snapshot_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(snapshot_from_row))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocActivityView {
+    pub id: Uuid,
+    pub document_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub actor_username: String,
+    pub actor_member_type: Option<String>,
+    pub activity_type: String,
+    pub content: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const ACTIVITY_SELECT: &str = "SELECT a.id, a.document_id, m.id AS actor_id,
+        COALESCE(u.full_name, ag.name, '') AS actor_name,
+        COALESCE(u.username, ag.handle, '') AS actor_username,
+        CASE WHEN a.actor_agent_id IS NOT NULL THEN 'agent'
+             WHEN a.actor_user_id IS NOT NULL THEN 'human' END AS actor_member_type,
+        a.activity_type, a.content, a.created_at, a.updated_at
+     FROM doc_activities a
+     LEFT JOIN users u ON u.id = a.actor_user_id
+     LEFT JOIN agents ag ON ag.id = a.actor_agent_id
+     LEFT JOIN project_members m ON m.project_id = a.project_id
+          AND (m.user_id = a.actor_user_id OR m.agent_id = a.actor_agent_id)";
+
+fn activity_from_row(r: &PgRow) -> DocActivityView {
+    DocActivityView {
+        id: r.get("id"),
+        document_id: r.get("document_id"),
+        actor_id: r.get("actor_id"),
+        actor_name: r.get("actor_name"),
+        actor_username: r.get("actor_username"),
+        actor_member_type: r.get("actor_member_type"),
+        activity_type: r.get("activity_type"),
+        content: r.get("content"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+/// A document's feed, oldest first.
+pub async fn activities(pool: &PgPool, doc_id: Uuid) -> Result<Vec<DocActivityView>, sqlx::Error> {
+    let sql = format!(
+        "{ACTIVITY_SELECT} WHERE a.document_id = $1 AND a.deleted_at IS NULL
+         ORDER BY a.created_at, a.version, a.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(doc_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(activity_from_row).collect())
+}
+
+pub async fn activity(
+    pool: &PgPool,
+    doc_id: Uuid,
+    id: Uuid,
+) -> Result<Option<DocActivityView>, sqlx::Error> {
+    let sql = format!(
+        "{ACTIVITY_SELECT} WHERE a.document_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(doc_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(activity_from_row))
+}
