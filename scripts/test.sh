@@ -211,6 +211,29 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+section "Realtime clients (target/rt-clients)"
+# The realtime black-box tests use the real Socket.IO v4 client and graphql-ws
+# under Node; installed once into a cached directory (the list matches
+# tests/blackbox/rt_client.py).
+export RT_CLIENTS_DIR="$ROOT/target/rt-clients"
+RT_PACKAGES=(socket.io-client@4.8.4 graphql-ws@6.4.2 ws@8.23.1 graphql@16.15.0)
+rt_have() {
+    local p name version
+    for p in "${RT_PACKAGES[@]}"; do
+        name="${p%@*}"; version="${p##*@}"
+        grep -q "\"version\": \"$version\"" "$RT_CLIENTS_DIR/node_modules/$name/package.json" 2>/dev/null || return 1
+    done
+}
+if rt_have; then
+    info "reusing ${RT_PACKAGES[*]}"
+else
+    mkdir -p "$RT_CLIENTS_DIR"
+    npm install --prefix "$RT_CLIENTS_DIR" --no-audit --no-fund --silent "${RT_PACKAGES[@]}" \
+        || die "npm install of the realtime clients failed"
+    info "installed ${RT_PACKAGES[*]}"
+fi
+
+# ---------------------------------------------------------------------------
 section "Black-box tests (pytest tests/blackbox)"
 export PACA_BIN="$ROOT/target/debug/paca"
 # Files written ahead of their feature are listed in tests/blackbox/pending.txt

@@ -310,6 +310,15 @@ async fn serve(config: Config) -> Result<()> {
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
         .with_plugins(plugin_host.clone())
         .with_storage(storage);
+    let hub = state.realtime.clone();
+    let realtime = gateways::realtime::Realtime::start(
+        &store,
+        &state.commands,
+        state.realtime.clone(),
+        config.redis_url.as_deref(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("starting realtime delivery: {e}"))?;
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
@@ -318,11 +327,13 @@ async fn serve(config: Config) -> Result<()> {
     let server = tokio::spawn(server);
     shutdown_signal().await;
     tracing::info!("shutting down");
+    hub.close().await;
     handle.stop(true).await;
     let _ = server.await;
     plugin_host.stop().await;
     background.stop().await;
     notifications.stop().await;
+    realtime.stop().await;
     let _ = stop_directory.send(true);
     let _ = follower.await;
     db.close().await;

@@ -66,7 +66,7 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         .and_then(|l| l.local_addr())
         .context("find a free loopback port")?
         .port();
-    let mut server = Server::start(&binary, &database_url, port)?;
+    let mut server = Server::start(&binary, &database_url, port, &[])?;
     println!(
         "paca {} on 127.0.0.1:{port} (pid {})",
         binary.display(),
@@ -108,7 +108,7 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
 
 /// `PACA_BIN`, or the release binary as `cargo build` reports it (a no-op
 /// when it is up to date, and never a stale binary).
-async fn server_binary() -> Result<PathBuf> {
+pub(crate) async fn server_binary() -> Result<PathBuf> {
     if let Ok(path) = std::env::var("PACA_BIN") {
         let path = PathBuf::from(path);
         anyhow::ensure!(path.is_file(), "PACA_BIN={} is not a file", path.display());
@@ -148,10 +148,10 @@ async fn server_binary() -> Result<PathBuf> {
 
 /// The `paca serve` child. `stop` ends it with SIGTERM; dropping it without
 /// `stop` (error, Ctrl-C) does the same, synchronously.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    pid: u32,
-    password: String,
+    pub(crate) pid: u32,
+    pub(crate) password: String,
     data_dir: PathBuf,
     /// The server's stderr (its warnings), kept if not empty.
     log: PathBuf,
@@ -159,7 +159,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, database_url: &str, port: u16) -> Result<Self> {
+    pub(crate) fn start(
+        binary: &Path,
+        database_url: &str,
+        port: u16,
+        extra_env: &[(&str, &str)],
+    ) -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("paca-bench-{}", std::process::id()));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("create {}", data_dir.display()))?;
@@ -179,6 +184,7 @@ impl Server {
             .env("PACA_DATA_DIR", &data_dir)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
+            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -195,7 +201,7 @@ impl Server {
         })
     }
 
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.stopped = true;
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = Command::new("kill")

@@ -7,6 +7,7 @@
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
 //! cargo run --release -p bench -- plugins   [--seconds 5] [--runs 3]
+//! cargo run --release -p bench -- realtime  [--clients 1000] [--rate 20] [--seconds 10] [--redis-url ...]
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
@@ -16,6 +17,7 @@ mod append;
 mod db;
 mod http;
 mod plugins;
+mod realtime;
 mod rebuild;
 mod report;
 mod subscribe;
@@ -67,6 +69,19 @@ struct Cli {
     #[arg(long, default_value_t = 1_000_000, global = true)]
     events: u64,
 
+    /// realtime: connected Socket.IO clients.
+    #[arg(long, default_value_t = 1_000, global = true)]
+    clients: usize,
+
+    /// realtime: the Valkey/Redis the server and the baseline use.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    redis_url: String,
+
     /// Keep the scratch database at the end (to inspect it).
     #[arg(long, global = true)]
     keep_db: bool,
@@ -91,6 +106,9 @@ enum Scenario {
     /// A trivial WASM plugin route against the same native actix route,
     /// and HandleEvent delivery lag; not part of `all`.
     Plugins,
+    /// Commit -> Socket.IO receipt latency with many clients, against raw
+    /// Valkey PUBLISH -> SUBSCRIBE; not part of `all`.
+    Realtime,
 }
 
 pub struct Settings {
@@ -101,6 +119,8 @@ pub struct Settings {
     pub events: u64,
     pub tasks: u64,
     pub database_url: String,
+    pub clients: usize,
+    pub redis_url: String,
 }
 
 #[tokio::main]
@@ -113,7 +133,9 @@ async fn main() -> Result<()> {
         phase: Duration::from_secs(cli.seconds),
         rate: cli
             .rate
-            .unwrap_or(if cli.scenario == Scenario::Http {
+            .unwrap_or(if cli.scenario == Scenario::Realtime {
+                20
+            } else if cli.scenario == Scenario::Http {
                 1_000
             } else {
                 10_000
@@ -123,6 +145,8 @@ async fn main() -> Result<()> {
         events: cli.events.max(10),
         tasks: cli.tasks,
         database_url: cli.database_url.clone(),
+        clients: cli.clients.max(1),
+        redis_url: cli.redis_url.clone(),
     };
 
     let scratch = ScratchDb::create(&cli.database_url).await?;
@@ -159,6 +183,11 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     }
     if scenario == Scenario::Plugins {
         plugins::run(db, settings).await?.print();
+    }
+    if scenario == Scenario::Realtime {
+        realtime::run(db, settings, settings.clients, &settings.redis_url)
+            .await?
+            .print();
     }
     Ok(())
 }

@@ -1,10 +1,13 @@
-//! Every edge that talks to clients: the REST API (actix-web) and MCP.
+//! Every edge that talks to clients: the REST API (actix-web), MCP, and
+//! realtime (Socket.IO over the Valkey bus).
 
 pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod graphql;
 pub mod mcp;
+pub mod realtime;
 pub mod rest;
 pub mod storage;
 
@@ -36,12 +39,15 @@ pub struct AppState {
     pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
     /// Where attachment bytes go (local files by default).
     pub storage: std::sync::Arc<storage::Storage>,
+    /// This node's Socket.IO server and realtime fan-out.
+    pub realtime: realtime::Hub,
 }
 
 impl AppState {
     pub fn new(commands: Commands, login_max_failures: usize) -> Self {
         Self {
             pool: commands.store.pool().clone(),
+            realtime: realtime::Hub::new(commands.clone()),
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
@@ -97,6 +103,7 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// and by in-process tests).
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        let schema = web::Data::new(graphql::schema(state.clone()));
         cfg.app_data(state)
             .app_data(web::PayloadConfig::new(extract::MAX_JSON_BYTES))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
@@ -121,6 +128,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 "/plugins-skills/{name}/{path:.*}",
                 web::get().to(rest::plugins::static_skills),
             )
+            .configure(realtime::socketio::routes)
+            .app_data(schema)
+            .configure(graphql::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -359,6 +359,22 @@ pub async fn activities(pool: &PgPool, task_id: Uuid) -> Result<Vec<ActivityView
     Ok(rows.iter().map(activity_from_row).collect())
 }
 
+/// The feeds of several tasks in one query (GraphQL's activities loader).
+pub async fn activities_of_tasks(
+    pool: &PgPool,
+    task_ids: &[Uuid],
+) -> Result<Vec<ActivityView>, sqlx::Error> {
+    let sql = format!(
+        "{ACTIVITY_SELECT} WHERE a.task_id = ANY($1) AND a.deleted_at IS NULL
+         ORDER BY a.task_id, a.created_at, a.version, a.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(task_ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(activity_from_row).collect())
+}
+
 pub async fn activity(
     pool: &PgPool,
     task_id: Uuid,

@@ -20,11 +20,11 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::SPRINT_NOT_FOUND, "sprint not found")
 }
 
-fn date(text: Option<String>) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
+pub(crate) fn date(text: Option<String>) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
     Ok(text.map(|t| parse_date(&t)).transpose()?)
 }
 
-async fn sprint_view(
+pub(crate) async fn sprint_view(
     state: &AppState,
     project_id: Uuid,
     sprint_id: Uuid,
@@ -45,11 +45,11 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct CreateBody {
-    name: Option<String>,
-    start_date: Option<String>,
-    end_date: Option<String>,
-    goal: Option<String>,
-    status: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) start_date: Option<String>,
+    pub(crate) end_date: Option<String>,
+    pub(crate) goal: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 pub async fn create(
@@ -122,14 +122,14 @@ pub async fn history(
 
 #[derive(Deserialize)]
 pub struct PatchBody {
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
-    start_date: Option<Option<String>>,
+    pub(crate) start_date: Option<Option<String>>,
     #[serde(default, deserialize_with = "three_state")]
-    end_date: Option<Option<String>>,
+    pub(crate) end_date: Option<Option<String>>,
     #[serde(default, deserialize_with = "three_state")]
-    goal: Option<Option<String>>,
-    status: Option<String>,
+    pub(crate) goal: Option<Option<String>>,
+    pub(crate) status: Option<String>,
 }
 
 pub async fn patch(
@@ -169,7 +169,7 @@ pub async fn delete(
 
 #[derive(Deserialize, Default)]
 pub struct CompleteBody {
-    move_to_sprint_id: Option<Uuid>,
+    pub(crate) move_to_sprint_id: Option<Uuid>,
 }
 
 /// `POST /:sprintId/complete`; the body is optional (no body: backlog).

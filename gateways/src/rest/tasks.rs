@@ -78,6 +78,30 @@ fn assignees(ids: Option<Vec<Uuid>>, alias: Option<Option<Uuid>>) -> ApiResult<O
     }
 }
 
+impl CreateBody {
+    /// The command's fields (shared with GraphQL's `createTask`).
+    pub(crate) fn into_fields(self) -> ApiResult<TaskFields> {
+        let b = self;
+        let assignee_ids = assignees(b.assignee_ids, b.assignee_id)?;
+        Ok(TaskFields {
+            title: b.title.unwrap_or_default(),
+            task_type_id: b.task_type_id,
+            status_id: b.status_id,
+            sprint_id: b.sprint_id,
+            parent_task_id: b.parent_task_id,
+            description: b.description.filter(|d| !d.is_null()),
+            importance: b.importance.unwrap_or(0),
+            story_points: b.story_points,
+            assignee_ids: assignee_ids.unwrap_or_default(),
+            reporter_id: b.reporter_id,
+            custom_fields: b.custom_fields.unwrap_or_default(),
+            start_date: date(b.start_date),
+            due_date: date(b.due_date),
+            tags: b.tags.unwrap_or_default(),
+        })
+    }
+}
+
 /// The response for one task, with its version as the `ETag`.
 fn task_response(status: actix_web::http::StatusCode, task: TaskView) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::build(status)
@@ -86,14 +110,22 @@ fn task_response(status: actix_web::http::StatusCode, task: TaskView) -> ApiResu
 }
 
 /// The task exists (possibly soft-deleted) and belongs to the project.
-async fn task_of_project(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResult<()> {
+pub(crate) async fn task_of_project(
+    state: &AppState,
+    project_id: Uuid,
+    task_id: Uuid,
+) -> ApiResult<()> {
     if state.commands.task_project(task_id).await? != Some(project_id) {
         return Err(ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"));
     }
     Ok(())
 }
 
-async fn live_task(state: &AppState, project_id: Uuid, task_id: Uuid) -> ApiResult<TaskView> {
+pub(crate) async fn live_task(
+    state: &AppState,
+    project_id: Uuid,
+    task_id: Uuid,
+) -> ApiResult<TaskView> {
     q::task(&state.pool, project_id, task_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"))
@@ -106,24 +138,7 @@ pub async fn create(
     body: Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    let b = body.into_inner();
-    let assignee_ids = assignees(b.assignee_ids, b.assignee_id)?;
-    let fields = TaskFields {
-        title: b.title.unwrap_or_default(),
-        task_type_id: b.task_type_id,
-        status_id: b.status_id,
-        sprint_id: b.sprint_id,
-        parent_task_id: b.parent_task_id,
-        description: b.description.filter(|d| !d.is_null()),
-        importance: b.importance.unwrap_or(0),
-        story_points: b.story_points,
-        assignee_ids: assignee_ids.unwrap_or_default(),
-        reporter_id: b.reporter_id,
-        custom_fields: b.custom_fields.unwrap_or_default(),
-        start_date: date(b.start_date),
-        due_date: date(b.due_date),
-        tags: b.tags.unwrap_or_default(),
-    };
+    let fields = body.into_inner().into_fields()?;
     let written = state
         .commands
         .create_task(&principal.metadata(), project_id, fields)
@@ -172,7 +187,7 @@ pub async fn get(
 }
 
 /// The task's stream, checked to belong to the project.
-async fn task_events(
+pub(crate) async fn task_events(
     state: &AppState,
     project_id: Uuid,
     task_id: Uuid,
@@ -255,24 +270,7 @@ pub async fn patch(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let expected = if_match(&req)?;
-    let b = body.into_inner();
-    let assignee_ids = assignees(b.assignee_ids.map(Option::unwrap_or_default), b.assignee_id)?;
-    let patch = TaskPatch {
-        title: b.title,
-        task_type_id: b.task_type_id,
-        status_id: b.status_id,
-        sprint_id: b.sprint_id,
-        parent_task_id: b.parent_task_id,
-        description: b.description.map(|d| d.filter(|v| !v.is_null())),
-        importance: b.importance,
-        story_points: b.story_points,
-        assignee_ids,
-        reporter_id: b.reporter_id,
-        custom_fields: b.custom_fields,
-        start_date: b.start_date.map(date),
-        due_date: b.due_date.map(date),
-        tags: b.tags.map(Option::unwrap_or_default),
-    };
+    let patch = body.into_inner().into_patch()?;
     let result = state
         .commands
         .update_task(&principal.metadata(), project_id, task_id, patch, expected)
@@ -303,6 +301,30 @@ pub async fn delete(
         .delete_task(&principal.metadata(), project_id, task_id)
         .await?;
     crate::error::ok(json!({ "message": "task deleted" }))
+}
+
+impl PatchBody {
+    /// The command's patch (shared with GraphQL's `updateTask`).
+    pub(crate) fn into_patch(self) -> ApiResult<TaskPatch> {
+        let b = self;
+        let assignee_ids = assignees(b.assignee_ids.map(Option::unwrap_or_default), b.assignee_id)?;
+        Ok(TaskPatch {
+            title: b.title,
+            task_type_id: b.task_type_id,
+            status_id: b.status_id,
+            sprint_id: b.sprint_id,
+            parent_task_id: b.parent_task_id,
+            description: b.description.map(|d| d.filter(|v| !v.is_null())),
+            importance: b.importance,
+            story_points: b.story_points,
+            assignee_ids,
+            reporter_id: b.reporter_id,
+            custom_fields: b.custom_fields,
+            start_date: b.start_date.map(date),
+            due_date: b.due_date.map(date),
+            tags: b.tags.map(Option::unwrap_or_default),
+        })
+    }
 }
 
 fn uuid_param(name: &str, raw: &str) -> ApiResult<Uuid> {
@@ -336,8 +358,20 @@ pub async fn list(
     project_id: web::Path<Uuid>,
     params: web::Query<HashMap<String, String>>,
 ) -> ApiResult<HttpResponse> {
-    let project_id = project_id.into_inner();
-    let p = params.into_inner();
+    ok_json(list_page(&state, project_id.into_inner(), &params.into_inner()).await?)
+}
+
+fn ok_json(value: Value) -> ApiResult<HttpResponse> {
+    crate::error::ok(value)
+}
+
+/// One page of a project's tasks from the REST query parameters (shared
+/// with GraphQL's `Project.tasks`, whose `filter` takes the same names).
+pub(crate) async fn list_page(
+    state: &AppState,
+    project_id: Uuid,
+    p: &HashMap<String, String>,
+) -> ApiResult<Value> {
     let page_size = p
         .get("page_size")
         .and_then(|s| s.parse::<i64>().ok())
@@ -351,18 +385,18 @@ pub async fn list(
         ),
     };
     // Single-valued filters combine with their list forms.
-    let mut status_ids = id_list(&p, "status_ids")?;
+    let mut status_ids = id_list(p, "status_ids")?;
     if let Some(one) = p.get("status_id").filter(|s| !s.is_empty()) {
         status_ids.push(uuid_param("status_id", one)?);
     }
     let filter = TaskFilter {
-        sprint: id_filter(&p, "sprint_id")?,
-        sprint_ids: id_list(&p, "sprint_ids")?,
+        sprint: id_filter(p, "sprint_id")?,
+        sprint_ids: id_list(p, "sprint_ids")?,
         status_ids,
-        assignee: id_filter(&p, "assignee_id")?,
-        assignee_ids: id_list(&p, "assignee_ids")?,
-        task_type: id_filter(&p, "task_type_id")?,
-        task_type_ids: id_list(&p, "task_type_ids")?,
+        assignee: id_filter(p, "assignee_id")?,
+        assignee_ids: id_list(p, "assignee_ids")?,
+        task_type: id_filter(p, "task_type_id")?,
+        task_type_ids: id_list(p, "task_type_ids")?,
         parent_task_id: match p.get("parent_task_id").filter(|s| !s.is_empty()) {
             Some(raw) => Some(uuid_param("parent_task_id", raw)?),
             None => None,
@@ -379,7 +413,7 @@ pub async fn list(
             }
         }
     }
-    crate::error::ok(json!({
+    Ok(json!({
         "items": page.items,
         "page_size": page_size,
         "next_cursor": page.next_cursor,
@@ -462,10 +496,14 @@ pub async fn remove_link(
 
 #[derive(Deserialize)]
 pub struct CommentBody {
-    content: Option<Value>,
+    pub(crate) content: Option<Value>,
 }
 
-async fn activity_or_404(state: &AppState, task_id: Uuid, id: Uuid) -> ApiResult<q::ActivityView> {
+pub(crate) async fn activity_or_404(
+    state: &AppState,
+    task_id: Uuid,
+    id: Uuid,
+) -> ApiResult<q::ActivityView> {
     q::activity(&state.pool, task_id, id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::ACTIVITY_NOT_FOUND, "activity not found"))
@@ -494,7 +532,7 @@ pub async fn add_comment(
 
 /// Comments are edited through their activity id; other entries are not
 /// comments.
-async fn comment_target(state: &AppState, task_id: Uuid, id: Uuid) -> ApiResult<()> {
+pub(crate) async fn comment_target(state: &AppState, task_id: Uuid, id: Uuid) -> ApiResult<()> {
     let entry = activity_or_404(state, task_id, id).await?;
     if entry.activity_type != "comment" {
         return Err(ApiError::new(

@@ -18,13 +18,13 @@ use crate::extract::Json;
 
 #[derive(Deserialize)]
 pub struct ScopeQuery {
-    context: Option<String>,
-    sprint_id: Option<String>,
+    pub(crate) context: Option<String>,
+    pub(crate) sprint_id: Option<String>,
 }
 
 impl ScopeQuery {
     /// The context (default `sprint`) and, for sprint context, the sprint.
-    fn scope(&self, project_id: Uuid) -> ApiResult<ViewScope> {
+    pub(crate) fn scope(&self, project_id: Uuid) -> ApiResult<ViewScope> {
         let context = match self.context.as_deref().filter(|c| !c.is_empty()) {
             None => ViewContext::Sprint,
             Some(text) => {
@@ -58,7 +58,11 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::VIEW_NOT_FOUND, "view not found")
 }
 
-async fn view(state: &AppState, project_id: Uuid, view_id: Uuid) -> ApiResult<queries::ViewView> {
+pub(crate) async fn view(
+    state: &AppState,
+    project_id: Uuid,
+    view_id: Uuid,
+) -> ApiResult<queries::ViewView> {
     queries::view(&state.pool, project_id, view_id)
         .await?
         .ok_or_else(not_found)
@@ -88,15 +92,15 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct ViewBody {
-    name: Option<String>,
-    view_type: Option<String>,
-    config: Option<Value>,
-    position: Option<f64>,
+    pub(crate) name: Option<String>,
+    pub(crate) view_type: Option<String>,
+    pub(crate) config: Option<Value>,
+    pub(crate) position: Option<f64>,
 }
 
 impl ViewBody {
     /// An empty `view_type` means "unchanged" (the default on create).
-    fn view_type(&self) -> Option<String> {
+    pub(crate) fn view_type(&self) -> Option<String> {
         self.view_type.clone().filter(|t| !t.is_empty())
     }
 }

@@ -1,0 +1,453 @@
+//! The realtime relay: a checkpointed subscription that turns log events
+//! into the seeds' realtime messages `{type, payload}` (seed page 17) and
+//! publishes them on the bus (Valkey `paca.events`, or in-process).
+//!
+//! The checkpoint advances only in the transaction that follows a
+//! successful publish of the whole batch: with Valkey down, or with a node
+//! that has not (re)subscribed yet, the batch fails, is retried, and
+//! nothing is skipped. Delivery is at least once; every message carries a
+//! stable `id` (source event id and index) so the fan-out drops repeats.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use commands::directory::Directory;
+use commands::triggers::{comment_text, mentions};
+use domain::DomainEvent;
+use domain::conversation::ConversationEvent;
+use domain::project::Project;
+use domain::task::{FieldValue, TaskEvent, TaskField};
+use eventstore::subscription::{HandlerError, SubscriptionHandler};
+use eventstore::{EventStore, RecordedEvent, Subscription};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::Message;
+use super::bus::Bus;
+
+pub const SUBSCRIPTION: &str = "realtime_relay";
+
+/// Names a notification after the event and recipient, so a replayed
+/// batch produces the same notification id.
+const NOTIFICATION_NS: Uuid = Uuid::from_u128(0x5f0c_7a51_8d2e_4b6a_9c3f_1e2d_3c4b_5a69);
+
+pub struct RelayHandler {
+    bus: Bus,
+    directory: Directory,
+}
+
+impl RelayHandler {
+    pub fn new(bus: Bus, directory: Directory) -> Self {
+        Self { bus, directory }
+    }
+}
+
+#[async_trait::async_trait]
+impl SubscriptionHandler for RelayHandler {
+    async fn handle(
+        &self,
+        _tx: &mut sqlx::PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), HandlerError> {
+        let mut batch = Vec::new();
+        for event in events {
+            batch.extend(messages(event, &self.directory));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.bus
+            .publish(&batch)
+            .await
+            .map_err(|e| Box::new(e) as HandlerError)
+    }
+}
+
+fn uuid_at(value: &Value, pointer: &str) -> Option<Uuid> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+fn member_of_user(project: Option<&Project>, user_id: Option<Uuid>) -> Option<Uuid> {
+    project?.member_by_user(user_id?).map(|(id, _)| id)
+}
+
+/// The project member who acted (seed: `actor_id` is a member id).
+fn actor_member(event: &RecordedEvent, project: Option<&Project>) -> Option<Uuid> {
+    uuid_at(&event.metadata, "/actor/member_id")
+        .or_else(|| member_of_user(project, uuid_at(&event.metadata, "/actor/user_id")))
+}
+
+fn activity(
+    event: &RecordedEvent,
+    project: Option<&Project>,
+    kind: &str,
+    id: Uuid,
+    activity_type: &str,
+    content: Value,
+) -> Value {
+    let at = event
+        .recorded_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    json!({
+        "id": id,
+        "task_id": event.stream_id,
+        "project_id": event.project_id,
+        "activity_type": activity_type,
+        // Seed page 17: `content` is the JSON-encoded activity body.
+        "content": content.to_string(),
+        "actor_id": actor_member(event, project),
+        "actor_user_id": uuid_at(&event.metadata, "/actor/user_id"),
+        "version": event.version,
+        "event_type": kind,
+        "created_at": at,
+        "updated_at": at,
+    })
+}
+
+/// The realtime messages one log event produces (none for most streams).
+pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
+    let Some(project_id) = event.project_id else {
+        return Vec::new();
+    };
+    let project = directory.project_state(project_id).map(|p| p.state);
+    let project = project.as_ref();
+    let mut out = Vec::new();
+    let mut push = |kind: &str, payload: Value| {
+        let id = format!("{}:{}", event.event_id, out.len());
+        out.push(Message {
+            kind: kind.to_owned(),
+            payload,
+            id: Some(id),
+        });
+    };
+    match event.stream_type.as_str() {
+        TaskEvent::STREAM_TYPE => {
+            let Ok(task_event) = TaskEvent::from_stored(&event.event_type, &event.payload) else {
+                return Vec::new();
+            };
+            match task_event {
+                TaskEvent::Created { fields, .. } => {
+                    let content = json!({ "title": fields.title });
+                    push(
+                        "task.created",
+                        activity(
+                            event,
+                            project,
+                            "task.created",
+                            event.event_id,
+                            "task.created",
+                            content,
+                        ),
+                    );
+                    for n in assigned(event, project, &fields.assignee_ids) {
+                        push("notification.created", n);
+                    }
+                }
+                TaskEvent::Updated { changes } => {
+                    let mut added = Vec::new();
+                    for change in changes.iter().filter(|c| c.field == TaskField::Assignee) {
+                        if let (Ok(FieldValue::Ids(old)), Ok(FieldValue::Ids(new))) =
+                            (change.old_value(), change.new_value())
+                        {
+                            added.extend(new.into_iter().filter(|id| !old.contains(id)));
+                        }
+                    }
+                    let content = json!({ "changes": changes });
+                    push(
+                        "task.updated",
+                        activity(
+                            event,
+                            project,
+                            "task.updated",
+                            event.event_id,
+                            "task.updated",
+                            content,
+                        ),
+                    );
+                    for n in assigned(event, project, &added) {
+                        push("notification.created", n);
+                    }
+                }
+                TaskEvent::Deleted {} => push(
+                    "task.deleted",
+                    activity(
+                        event,
+                        project,
+                        "task.deleted",
+                        event.event_id,
+                        "task.deleted",
+                        json!({}),
+                    ),
+                ),
+                TaskEvent::CommentAdded {
+                    comment_id,
+                    content,
+                    ..
+                } => {
+                    let mentioned = mentioned(event, project, directory, &content);
+                    push(
+                        "task.comment.added",
+                        activity(
+                            event,
+                            project,
+                            "task.comment.added",
+                            comment_id,
+                            "comment",
+                            content,
+                        ),
+                    );
+                    for n in mentioned {
+                        push("notification.created", n);
+                    }
+                }
+                TaskEvent::CommentEdited {
+                    comment_id,
+                    content,
+                    ..
+                } => push(
+                    "task.comment.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.comment.updated",
+                        comment_id,
+                        "comment",
+                        content,
+                    ),
+                ),
+                TaskEvent::CommentDeleted { comment_id } => push(
+                    "task.comment.deleted",
+                    activity(
+                        event,
+                        project,
+                        "task.comment.deleted",
+                        comment_id,
+                        "comment",
+                        json!({}),
+                    ),
+                ),
+                // Links and attachments change what a task shows: clients
+                // refresh it on `task.updated`, with the activity's own type.
+                TaskEvent::LinkAdded {
+                    target_task_id,
+                    link_type,
+                    ..
+                } => push(
+                    "task.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.updated",
+                        event.event_id,
+                        "task.link.added",
+                        json!({ "target_task_id": target_task_id, "link_type": link_type }),
+                    ),
+                ),
+                TaskEvent::LinkRemoved { link_id } => push(
+                    "task.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.updated",
+                        event.event_id,
+                        "task.link.removed",
+                        json!({ "link_id": link_id }),
+                    ),
+                ),
+                TaskEvent::AttachmentAdded {
+                    attachment_id,
+                    file_name,
+                    file_size,
+                    ..
+                } => push(
+                    "task.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.updated",
+                        event.event_id,
+                        "task.attachment.added",
+                        json!({ "attachment_id": attachment_id, "file_name": file_name,
+                                "file_size": file_size }),
+                    ),
+                ),
+                TaskEvent::AttachmentRemoved {
+                    attachment_id,
+                    file_name,
+                    ..
+                } => push(
+                    "task.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.updated",
+                        event.event_id,
+                        "task.attachment.removed",
+                        json!({ "attachment_id": attachment_id, "file_name": file_name }),
+                    ),
+                ),
+            }
+        }
+        ConversationEvent::STREAM_TYPE => {
+            let Ok(conversation) =
+                ConversationEvent::from_stored(&event.event_type, &event.payload)
+            else {
+                return Vec::new();
+            };
+            // Seed page 17: minimal monitoring signals; bodies stay in REST.
+            let kind = match &conversation {
+                ConversationEvent::AgentEvent { event: sdk, .. } => {
+                    format!("agent.{}", sdk.event_type.to_lowercase())
+                }
+                _ => format!("agent.{}", event.event_type),
+            };
+            let task_id = match &conversation {
+                ConversationEvent::Created { origin } => origin.task_id,
+                _ => None,
+            };
+            push(
+                &kind,
+                json!({
+                    "project_id": project_id,
+                    "conversation_id": event.stream_id,
+                    "task_id": task_id,
+                    "created_at": event.recorded_at,
+                }),
+            );
+        }
+        // Documents, folders and notifications from features that publish
+        // their own events: `doc.*` goes to the docs room as an activity,
+        // `notification.*` to its recipient, with the event's payload.
+        _ if event.event_type.starts_with("doc.") => {
+            let mut payload = activity(
+                event,
+                project,
+                &event.event_type,
+                event.event_id,
+                &event.event_type,
+                event.payload.clone(),
+            );
+            if let Some(map) = payload.as_object_mut() {
+                map.remove("task_id");
+                map.insert("doc_id".into(), json!(event.stream_id));
+                map.insert("stream_type".into(), json!(event.stream_type));
+            }
+            push(&event.event_type, payload);
+        }
+        _ if event.event_type.starts_with("notification.") => {
+            let mut payload = event.payload.clone();
+            if let Some(map) = payload.as_object_mut() {
+                map.entry("project_id").or_insert(json!(project_id));
+                map.entry("created_at").or_insert(json!(event.recorded_at));
+            }
+            push(&event.event_type, payload);
+        }
+        _ => {}
+    }
+    out
+}
+
+fn notification(
+    event: &RecordedEvent,
+    project: Option<&Project>,
+    recipient: Uuid,
+    kind: &str,
+) -> Value {
+    json!({
+        "id": Uuid::new_v5(&NOTIFICATION_NS, format!("{}:{recipient}", event.event_id).as_bytes()),
+        "recipient_user_id": recipient,
+        "actor_member_id": actor_member(event, project),
+        "type": kind,
+        "task_id": event.stream_id,
+        "project_id": event.project_id,
+        "created_at": event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    })
+}
+
+/// `assigned` notifications for the human members newly assigned (not the
+/// one who assigned themselves).
+fn assigned(event: &RecordedEvent, project: Option<&Project>, members: &[Uuid]) -> Vec<Value> {
+    let Some(p) = project else {
+        return Vec::new();
+    };
+    let actor = uuid_at(&event.metadata, "/actor/user_id");
+    let mut seen = BTreeSet::new();
+    members
+        .iter()
+        .filter_map(|m| p.members.get(m))
+        .filter(|m| m.agent_id.is_none() && !m.user_id.is_nil())
+        .map(|m| m.user_id)
+        .filter(|u| Some(*u) != actor && seen.insert(*u))
+        .map(|u| notification(event, project, u, "assigned"))
+        .collect()
+}
+
+/// `mentioned` notifications for the human members whose username a
+/// comment mentions (not the author).
+fn mentioned(
+    event: &RecordedEvent,
+    project: Option<&Project>,
+    directory: &Directory,
+    content: &Value,
+) -> Vec<Value> {
+    let Some(p) = project else {
+        return Vec::new();
+    };
+    let handles = mentions(&comment_text(content));
+    if handles.is_empty() {
+        return Vec::new();
+    }
+    let actor = uuid_at(&event.metadata, "/actor/user_id");
+    let mut seen = BTreeSet::new();
+    p.members
+        .values()
+        .filter(|m| m.agent_id.is_none() && !m.user_id.is_nil())
+        .filter(|m| Some(m.user_id) != actor)
+        .filter(|m| {
+            directory
+                .user(m.user_id)
+                .is_some_and(|u| handles.contains(&u.username.to_lowercase()))
+        })
+        .filter(|m| seen.insert(m.user_id))
+        .map(|m| notification(event, project, m.user_id, "mentioned"))
+        .collect()
+}
+
+/// A fresh relay starts at the log's head: clients get what happens from
+/// now on, not history (which the REST activity feed serves).
+pub async fn init_checkpoint(store: &EventStore) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO checkpoints (name, last_tx, last_pos)
+         SELECT $1, COALESCE(MAX(tx_id::text::bigint), 0), COALESCE(MAX(global_position), 0)
+         FROM (SELECT tx_id, global_position FROM events
+               WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+               ORDER BY tx_id DESC, global_position DESC LIMIT 1) head
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(SUBSCRIPTION)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Runs the relay until `shutdown` (as a standby while another node holds
+/// it).
+pub async fn run(
+    store: EventStore,
+    bus: Bus,
+    directory: Directory,
+    shutdown: watch::Receiver<bool>,
+) {
+    let subscription = Subscription::new(SUBSCRIPTION, store, RelayHandler::new(bus, directory))
+        .poll_interval(Duration::from_millis(250))
+        // Valkey back within a second of its restart means events flow
+        // again within a second.
+        .max_backoff(Duration::from_secs(1));
+    if let Err(error) = subscription.run(shutdown).await {
+        tracing::error!(%error, "realtime relay stopped");
+    }
+}

@@ -1,0 +1,321 @@
+//! The Socket.IO v4 gateway (seed page 17) on the API port.
+//!
+//! socketioxide is a tower/hyper service and actix-web is neither, so the
+//! actix routes `/socket.io/*` and `/ws/socket.io/*` hand requests over:
+//! long-polling requests are converted to `http::Request`s and called on
+//! the tower service; a WebSocket upgrade is answered by actix (101 with
+//! the accept key), after which the raw connection bytes are pumped through
+//! an in-memory duplex pipe whose other end socketioxide serves as an
+//! already-upgraded stream (its documented `(stream, request)` service).
+//!
+//! Auth: `handshake.auth.token` (access JWT) or the `access_token` cookie,
+//! checked against the in-memory directory (revoked sessions refused);
+//! otherwise the connection is refused with `invalid or expired token`.
+//! Every socket joins `user:<id>:notifications`; `join`/`leave`
+//! `{projectId}` manage `project:<id>:tasks` (tasks.read, or a public
+//! project) and `project:<id>:docs` (docs.read), silently nothing for
+//! others.
+
+use std::time::Duration;
+
+use actix_web::body::{BodyStream, MessageBody};
+use actix_web::{HttpRequest, HttpResponse, web};
+use commands::Commands;
+use commands::directory::{Directory, ProjectAccess, Refusal, UserAccess};
+use domain::permissions::project::{DOCS_READ, TASKS_READ};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Data, Extension, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::service::SocketIoService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::AppState;
+
+pub type Service = SocketIoService<NotFound>;
+
+/// What socketioxide answers for paths outside its own (never reached:
+/// only socket.io paths are routed to it).
+#[derive(Clone, Debug)]
+pub struct NotFound;
+
+impl tower_service::Service<http::Request<Full<web::Bytes>>> for NotFound {
+    type Response = http::Response<Full<web::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<Full<web::Bytes>>) -> Self::Future {
+        let mut response = http::Response::new(Full::new(web::Bytes::new()));
+        *response.status_mut() = http::StatusCode::NOT_FOUND;
+        std::future::ready(Ok(response))
+    }
+}
+
+/// The path socketioxide serves; `/ws/socket.io` is rewritten to it.
+const PATH: &str = "/socket.io";
+/// Largest polling POST body read into memory (socketioxide's own
+/// `max_payload` default is 100 kB).
+const MAX_POLL_BODY: usize = 1 << 20;
+
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid or expired token")
+    }
+}
+
+/// The authenticated user of a socket.
+#[derive(Clone)]
+struct Caller(UserAccess);
+
+fn cookie_token(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == "access_token" && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The user behind an access JWT, or `None`.
+pub async fn user_for_token(commands: &Commands, token: &str) -> Option<UserAccess> {
+    let claims = commands.auth.verify_access(token).ok()?;
+    let directory = &commands.directory;
+    match directory.session(claims.sub, claims.sid) {
+        Ok(user) => Some(user),
+        Err(Refusal::UnknownUser) => {
+            directory.sync().await.ok()?;
+            directory.session(claims.sub, claims.sid).ok()
+        }
+        Err(_) => None,
+    }
+    .filter(|u| !u.must_change_password)
+}
+
+/// Can `user` read `permission` in `project_id`? Unknown projects first
+/// catch the directory up with the log.
+pub async fn may_read(
+    directory: &Directory,
+    user: &UserAccess,
+    project_id: Uuid,
+    permission: &str,
+) -> bool {
+    let mut project = directory.project(project_id, Some(user.id));
+    if project.as_ref().is_none_or(|p| p.member.is_none()) && directory.sync().await.is_ok() {
+        project = directory.project(project_id, Some(user.id));
+    }
+    project.is_some_and(|p: ProjectAccess| p.is_public || Directory::grants(user, &p, permission))
+}
+
+fn project_id_of(data: &Value) -> Option<Uuid> {
+    data.get("projectId")
+        .or_else(|| data.get("project_id"))
+        .and_then(Value::as_str)
+        .or_else(|| data.as_str())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+pub fn build(commands: Commands) -> (Service, SocketIo) {
+    let (svc, io) = SocketIo::builder()
+        .req_path(PATH)
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
+        .build_with_inner_svc(NotFound);
+    let auth_commands = commands.clone();
+    let auth = move |s: SocketRef, TryData(auth): TryData<Value>| {
+        let commands = auth_commands.clone();
+        async move {
+            let token = auth
+                .ok()
+                .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned))
+                .filter(|t| !t.is_empty())
+                .or_else(|| cookie_token(&s.req_parts().headers));
+            let token = token.ok_or(Refused)?;
+            let user = user_for_token(&commands, token.trim_start_matches("Bearer ").trim())
+                .await
+                .ok_or(Refused)?;
+            s.extensions.insert(Caller(user));
+            Ok::<(), Refused>(())
+        }
+    };
+    let on_connect = move |s: SocketRef, Extension(Caller(user)): Extension<Caller>| {
+        let commands = commands.clone();
+        async move {
+            s.join(format!("user:{}:notifications", user.id));
+            let join_commands = commands.clone();
+            s.on(
+                "join",
+                move |s: SocketRef,
+                      Data(data): Data<Value>,
+                      ack: AckSender,
+                      Extension(Caller(user)): Extension<Caller>| {
+                    let commands = join_commands.clone();
+                    async move {
+                        let Some(project_id) = project_id_of(&data) else {
+                            let _ = ack.send(&serde_json::json!({"tasks": false, "docs": false}));
+                            return;
+                        };
+                        let directory = &commands.directory;
+                        tracing::debug!(%project_id, user = %user.id, "realtime join");
+                        let tasks = may_read(directory, &user, project_id, TASKS_READ).await;
+                        if tasks {
+                            s.join(format!("project:{project_id}:tasks"));
+                        }
+                        let docs = may_read(directory, &user, project_id, DOCS_READ).await;
+                        if docs {
+                            s.join(format!("project:{project_id}:docs"));
+                        }
+                        // Paca's clients emit without an ack; one that asks
+                        // learns which rooms it got (and that it is in them).
+                        let _ = ack.send(&serde_json::json!({"tasks": tasks, "docs": docs}));
+                    }
+                },
+            );
+            s.on(
+                "leave",
+                |s: SocketRef, Data(data): Data<Value>, ack: AckSender| async move {
+                    if let Some(project_id) = project_id_of(&data) {
+                        s.leave([
+                            format!("project:{project_id}:tasks"),
+                            format!("project:{project_id}:docs"),
+                        ]);
+                    }
+                    let _ = ack.send(&serde_json::json!({"left": true}));
+                },
+            );
+        }
+    };
+    io.ns("/", on_connect.with(auth));
+    (svc, io)
+}
+
+/// `/socket.io/*` and `/ws/socket.io/*` (the gateway's prefix) on the API
+/// port, plus `/ws/healthz`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/healthz", web::get().to(healthz))
+        .route("/socket.io{tail:.*}", web::route().to(socket_io))
+        .route("/ws/socket.io{tail:.*}", web::route().to(socket_io));
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let sockets = state.realtime.io.of("/").map_or(0, |ns| ns.sockets().len());
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok", "sockets": sockets}))
+}
+
+fn http_request(req: &HttpRequest) -> Option<http::request::Builder> {
+    let path = req.path();
+    let path = path
+        .strip_prefix("/ws")
+        .filter(|p| p.starts_with(PATH))
+        .unwrap_or(path);
+    let uri = match req.query_string() {
+        "" => path.to_owned(),
+        q => format!("{path}?{q}"),
+    };
+    let mut builder = http::Request::builder()
+        .method(http::Method::from_bytes(req.method().as_str().as_bytes()).ok()?)
+        .uri(uri);
+    for (name, value) in req.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    Some(builder)
+}
+
+fn is_websocket(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+async fn socket_io(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let Some(builder) = http_request(&req) else {
+        return Ok(HttpResponse::BadRequest().finish());
+    };
+    let mut svc = state.realtime.svc.clone();
+    if is_websocket(&req) {
+        let mut response = actix_http::ws::handshake(req.head())?;
+        let request = builder
+            .body(())
+            .map_err(actix_web::error::ErrorBadRequest)?;
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tower_service::Service::call(&mut svc, (theirs, request))
+            .await
+            .map_err(|e| actix_web::error::ErrorBadRequest(format!("{e:?}")))?;
+        let (read, mut write) = tokio::io::split(ours);
+        // Client -> socketioxide: the connection's bytes after the
+        // handshake arrive as the request payload.
+        actix_web::rt::spawn(async move {
+            let mut payload = payload;
+            while let Some(Ok(chunk)) = payload.next().await {
+                if write.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        // socketioxide -> client: the response body.
+        let outgoing = futures_util::stream::unfold(
+            (read, vec![0u8; 16 * 1024]),
+            |(mut read, mut buf)| async move {
+                match read.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => {
+                        let chunk = web::Bytes::copy_from_slice(&buf[..n]);
+                        Some((Ok::<_, std::io::Error>(chunk), (read, buf)))
+                    }
+                }
+            },
+        );
+        let response = response.message_body(BodyStream::new(outgoing).boxed())?;
+        return Ok(response.into());
+    }
+
+    let mut body = web::BytesMut::new();
+    let mut payload = payload;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > MAX_POLL_BODY {
+            return Ok(HttpResponse::PayloadTooLarge().finish());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let request = builder
+        .body(Full::new(body.freeze()))
+        .map_err(actix_web::error::ErrorBadRequest)?;
+    let response = tower_service::Service::call(&mut svc, request)
+        .await
+        .map_err(|e| actix_web::error::ErrorInternalServerError(format!("{e:?}")))?;
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| actix_web::error::ErrorInternalServerError(format!("{e:?}")))?
+        .to_bytes();
+    let mut out = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(parts.status.as_u16())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    for (name, value) in &parts.headers {
+        out.append_header((name.as_str(), value.as_bytes()));
+    }
+    Ok(out.body(bytes.to_vec()))
+}

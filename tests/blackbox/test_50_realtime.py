@@ -1,0 +1,243 @@
+"""Realtime delivery (seed pages 04, 16, 17) with real Socket.IO v4 clients
+(`socket.io-client` under Node): auth, rooms, event and notification
+payloads, several server nodes over one Valkey, and a Valkey restart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+from conftest import _make_server, _teardown_server, create_user, free_port, ok
+from rt_client import Driver
+from test_2_support import P, add_member, blocks, create_task, member_id, patch_task
+
+QUIET = 1.5  # how long "nothing arrives" is watched
+
+
+@pytest.fixture
+def rt():
+    with Driver() as d:
+        yield d
+
+
+@pytest.fixture
+def project(make_project):
+    return make_project(is_public=False)
+
+
+def token_of(client) -> str:
+    token = client.access_token
+    assert token, "login set no access_token cookie"
+    return token
+
+
+def test_healthz(server):
+    r = requests.get(server.base + "/ws/healthz", timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+
+
+def test_connection_needs_a_valid_token(server, admin, rt):
+    m = rt.sio("anon", server.base)
+    assert m["kind"] == "connect_error" and m["message"] == "invalid or expired token", m
+    m = rt.sio("forged", server.base, token="eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl")
+    assert m["kind"] == "connect_error", m
+    assert rt.sio("ok", server.base, token=token_of(admin))["kind"] == "connected"
+    # The cookie works too, on /socket.io and over long-polling.
+    m = rt.sio("cookie", server.base, cookie=f"access_token={token_of(admin)}", path="/socket.io",
+               transports=("polling",))
+    assert m["kind"] == "connected", m
+
+
+def test_member_receives_task_and_comment_events_non_member_nothing(server, admin, admin_id, project, make_user, rt):
+    pid = project["id"]
+    editor = make_user(prefix="rtmember")
+    add_member(admin, pid, editor.id, "Viewer")
+    outsider = make_user(prefix="rtoutsider")
+
+    assert rt.sio("member", server.base, token=token_of(editor.client))["kind"] == "connected"
+    assert rt.sio("outsider", server.base, token=token_of(outsider.client))["kind"] == "connected"
+    assert rt.emit("member", "join", {"projectId": pid}) == {"tasks": True, "docs": True}
+    assert rt.emit("outsider", "join", {"projectId": pid}) == {"tasks": False, "docs": False}
+
+    t = create_task(admin, pid, "Realtime one")
+    e = rt.wait_event("member", "task.created", lambda p: p["task_id"] == t["id"])
+    p = e["payload"]
+    assert set(e) == {"type", "payload"}
+    assert p["project_id"] == pid and p["activity_type"] == "task.created"
+    assert p["actor_id"] == member_id(admin, pid, admin_id), "actor_id is the project member id"
+    assert isinstance(p["content"], str) and "Realtime one" in p["content"]
+    assert p["created_at"] and p["updated_at"] and p["id"]
+
+    patch_task(admin, pid, t["id"], {"title": "Realtime renamed"})
+    e = rt.wait_event("member", "task.updated", lambda p: p["task_id"] == t["id"])
+    assert "Realtime renamed" in e["payload"]["content"]
+
+    c = ok(admin.post(P(pid, f"/tasks/{t['id']}/activities/comments"), json={"content": blocks("hello rt")}), 201)
+    e = rt.wait_event("member", "task.comment.added", lambda p: p["task_id"] == t["id"])
+    assert e["payload"]["id"] == c["id"] and e["payload"]["activity_type"] == "comment"
+    assert "hello rt" in e["payload"]["content"]
+
+    ok(admin.delete(P(pid, f"/tasks/{t['id']}")))
+    rt.wait_event("member", "task.deleted", lambda p: p["task_id"] == t["id"])
+
+    time.sleep(QUIET)
+    assert rt.events("outsider") == [], "a non-member must receive nothing"
+
+
+def test_public_project_and_leave(server, admin, make_project, make_user, rt):
+    pid = make_project(is_public=True)["id"]
+    reader = make_user(prefix="rtreader")
+    assert rt.sio("r", server.base, token=token_of(reader.client))["kind"] == "connected"
+    # Paca's web client emits `join` without an acknowledgement.
+    rt.emit("r", "join", {"projectId": pid}, ack=False)
+    deadline = time.monotonic() + 10
+    while True:
+        t = create_task(admin, pid, "Public one")
+        try:
+            rt.wait_event("r", "task.created", lambda p: p["task_id"] == t["id"], timeout=0.5)
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "join without ack never took effect"
+    rt.emit("r", "leave", {"projectId": pid})
+    after = create_task(admin, pid, "After leave")
+    time.sleep(QUIET)
+    seen = {e["payload"]["task_id"] for e in rt.events("r")}
+    assert after["id"] not in seen, "an event arrived after leave"
+
+
+def test_assignee_receives_notification(server, admin, admin_id, project, make_user, rt):
+    pid = project["id"]
+    u = make_user(prefix="rtassignee")
+    add_member(admin, pid, u.id, "Editor")
+    mid = member_id(admin, pid, u.id)
+    assert rt.sio("u", server.base, token=token_of(u.client))["kind"] == "connected"
+    t = create_task(admin, pid, "Assigned to you", assignee_ids=[mid])
+    n = rt.wait_event("u", "notification.created", kind="notification")
+    p = n["payload"]
+    assert p["type"] == "assigned" and p["recipient_user_id"] == u.id
+    assert p["task_id"] == t["id"] and p["project_id"] == pid
+    assert p["actor_member_id"] == member_id(admin, pid, admin_id)
+    # Without a join, the user room alone: no project events.
+    assert rt.events("u") == []
+
+
+# --------------------------------------------------------------------------- Valkey
+class PrivateRedis:
+    """A redis-server of our own on a free port (restartable)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="paca-rt-redis-")
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (scripts/test.sh installs it)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("private redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def valkey():
+    r = PrivateRedis()
+    r.start()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def two_nodes(valkey):
+    """Two `paca serve` processes on one database and one Valkey."""
+    a, dbname = _make_server("rt-a", extra_env={"REDIS_URL": valkey.url})
+    a.start()
+    b = None
+    try:
+        b = type(a)("rt-b", a.database_url, tempfile.mkdtemp(prefix="paca-data-rt-b-"),
+                    admin_password=a.admin_password, jwt_secret=a.jwt_secret,
+                    extra_env={"REDIS_URL": valkey.url})
+        b.start()
+        yield a, b
+    finally:
+        if b is not None:
+            _teardown_server(b, None)
+        _teardown_server(a, dbname)
+
+
+def test_two_nodes_both_deliver(two_nodes, rt):
+    a, b = two_nodes
+    admin_a = a.admin()
+    pid = ok(admin_a.post("/projects", json={"name": "Two nodes"}), 201)["id"]
+    admin_b = b.admin()
+    assert rt.sio("on_a", a.base, token=token_of(admin_a))["kind"] == "connected"
+    assert rt.sio("on_b", b.base, token=token_of(admin_b))["kind"] == "connected"
+    assert rt.emit("on_a", "join", {"projectId": pid})["tasks"]
+    assert rt.emit("on_b", "join", {"projectId": pid})["tasks"]
+    t1 = create_task(admin_a, pid, "written on a")
+    t2 = create_task(admin_b, pid, "written on b")
+    for client in ("on_a", "on_b"):
+        for t in (t1, t2):
+            rt.wait_event(client, "task.created", lambda p, t=t: p["task_id"] == t["id"])
+    time.sleep(0.5)
+    for client in ("on_a", "on_b"):
+        created = [e["payload"]["task_id"] for e in rt.events(client, type_="task.created")]
+        assert sorted(created) == sorted([t1["id"], t2["id"]]), f"{client}: each event exactly once: {created}"
+
+
+def test_valkey_restart_loses_nothing(two_nodes, valkey, rt):
+    a, b = two_nodes
+    admin_a = a.admin()
+    pid = ok(admin_a.post("/projects", json={"name": "Restart"}), 201)["id"]
+    assert rt.sio("on_b", b.base, token=token_of(b.admin()))["kind"] == "connected"
+    assert rt.emit("on_b", "join", {"projectId": pid})["tasks"]
+    before = create_task(admin_a, pid, "before")
+    rt.wait_event("on_b", "task.created", lambda p: p["task_id"] == before["id"])
+
+    valkey.stop()
+    during = [create_task(admin_a, pid, f"during {i}") for i in range(5)]
+    time.sleep(1.0)
+    valkey.start()
+    after = [create_task(admin_a, pid, f"after {i}") for i in range(3)]
+
+    for t in during + after:
+        rt.wait_event("on_b", "task.created", lambda p, t=t: p["task_id"] == t["id"], timeout=30)
+    created = [e["payload"]["task_id"] for e in rt.events("on_b", type_="task.created")]
+    expected = [before["id"]] + [t["id"] for t in during + after]
+    assert sorted(set(created)) == sorted(expected)
+    assert len(created) == len(set(created)), "no event delivered twice"
