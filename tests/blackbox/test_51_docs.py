@@ -268,3 +268,20 @@ def test_rebuild_reproduces_docs(module_server):
     after = (items(adm.get(D(pid, "/folders"))), ok(adm.get(D(pid, f"/{d['id']}"))),
              items(adm.get(D(pid, f"/{d['id']}/snapshots"))), items(adm.get(D(pid, f"/{d['id']}/activities"))))
     assert after == before
+
+
+def test_search(admin, project):
+    pid = project["id"]
+    a = ok(admin.post(D(pid), json={"title": "Deploy guide", "content": blocks("Run the installer.")}), 201)
+    b = ok(admin.post(D(pid), json={"title": "Notes", "content": blocks("How to deploy on Fridays: don't.",
+                                                                        "100% sure")}), 201)
+    ok(admin.post(D(pid), json={"title": "Other", "content": blocks("nothing here")}), 201)
+    hits = items(admin.get(D(pid, "/search"), params={"q": "DEPLOY"}))
+    assert [h["id"] for h in hits] == [a["id"], b["id"]]  # title matches first
+    assert hits[0]["matched_in"] == "title" and hits[1]["matched_in"] == "content"
+    assert "deploy on Fridays" in hits[1]["snippet"]
+    # JSON structure is not text, and patterns are literal
+    assert items(admin.get(D(pid, "/search"), params={"q": "paragraph"})) == []
+    assert [h["id"] for h in items(admin.get(D(pid, "/search"), params={"q": "100%"}))] == [b["id"]]
+    assert [h["id"] for h in items(admin.get(D(pid, "/search"), params={"q": "%"}))] == [b["id"]]
+    err(admin.get(D(pid, "/search")), 400)
