@@ -151,6 +151,29 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+section "WASM test plugins (tests/plugins -> target/test-plugins)"
+# C plugins compiled to WASI reactor modules with clang (TESTING.md). The
+# toolchain is installed only when a trial compile fails; build.sh rebuilds
+# only plugins whose sources changed.
+wasm_cc_ok() {
+    command -v clang >/dev/null || return 1
+    local probe_dir; probe_dir="$(mktemp -d)"
+    printf '__attribute__((export_name("f"))) int f(void) { return 1; }\n' > "$probe_dir/t.c"
+    clang --target=wasm32-wasi -mexec-model=reactor -O2 -o "$probe_dir/t.wasm" "$probe_dir/t.c" >/dev/null 2>&1
+    local rc=$?
+    rm -rf "$probe_dir"
+    return $rc
+}
+if wasm_cc_ok; then
+    info "clang with wasi-libc: present"
+else
+    apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
+    wasm_cc_ok || die "clang cannot build wasm32-wasi reactor modules"
+fi
+export PACA_TEST_PLUGINS="$ROOT/target/test-plugins"
+bash tests/plugins/build.sh "$PACA_TEST_PLUGINS" || die "building the test plugins failed"
+
+# ---------------------------------------------------------------------------
 section "Python environment (target/pyenv)"
 PYENV_DIR="$ROOT/target/pyenv"
 if [ ! -x "$PYENV_DIR/bin/python" ] || ! "$PYENV_DIR/bin/python" -c 'import sys' >/dev/null 2>&1; then

@@ -99,11 +99,15 @@ pub async fn events(store: &EventStore, command: EventsCommand) -> Result<()> {
             event_type,
             limit,
         } => {
-            // The newest `limit` matching events that every reader can see,
-            // then (with --follow) a gap-safe subscription from there.
+            // The newest `limit` matching events. With --follow, only those
+            // every reader can see (below the gap-safe horizon), since a
+            // gap-safe subscription continues from the last one; without,
+            // everything committed: the horizon is cluster-wide, and a long
+            // transaction elsewhere on the server must not hide a commit an
+            // operator just made.
             let rows = sqlx::query(
                 "SELECT global_position FROM events
-                 WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                 WHERE (NOT $4 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
                    AND ($1::uuid IS NULL OR stream_id = $1)
                    AND ($2::text IS NULL OR event_type = $2)
                  ORDER BY tx_id DESC, global_position DESC LIMIT $3",
@@ -111,6 +115,7 @@ pub async fn events(store: &EventStore, command: EventsCommand) -> Result<()> {
             .bind(stream)
             .bind(event_type.as_deref())
             .bind(limit.max(0))
+            .bind(follow)
             .fetch_all(store.pool())
             .await?;
             let mut shown = Vec::with_capacity(rows.len());

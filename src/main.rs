@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod embedded;
 mod notifications;
+mod plugins;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -50,6 +51,11 @@ enum Command {
     /// clients: Paca's tools as a client of a Paca API (PACA_API_KEY,
     /// PACA_API_URL, PACA_GATEWAY_URL, PACA_AGENT_ID, PACA_PROJECT_ID).
     Mcp,
+    /// Install, upgrade, uninstall and list WASM plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
+    },
 }
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -201,6 +207,35 @@ async fn run(cli: Cli) -> Result<()> {
             result
         }
         Command::Mcp => unreachable!("handled above"),
+        Command::Plugins { command } => {
+            let (jwt_secret, _) =
+                config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
+                    config::random_hex(32)
+                })?;
+            let db = Database::open(&config).await?;
+            let store = db.store();
+            projections::ensure_ready(&store)
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?;
+            let commands = Commands::new(store, auth_config(&config, jwt_secret.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
+            let host = plugins::host(&config, &jwt_secret, commands).await?;
+            let result = plugins::run(&host, command).await;
+            db.close().await;
+            result
+        }
+    }
+}
+
+fn auth_config(config: &Config, jwt_secret: String) -> AuthConfig {
+    AuthConfig {
+        jwt_secret,
+        access_ttl: config.access_ttl,
+        refresh_ttl: config.refresh_ttl,
+        refresh_session_ttl: config.refresh_session_ttl,
+        cookie_secure: config.cookie_secure,
+        agent_api_key: config.agent_api_key.clone(),
     }
 }
 
@@ -238,19 +273,9 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let secrets = agents::secret_box(&config)?;
-    let commands = Commands::new(
-        store.clone(),
-        AuthConfig {
-            jwt_secret,
-            access_ttl: config.access_ttl,
-            refresh_ttl: config.refresh_ttl,
-            refresh_session_ttl: config.refresh_session_ttl,
-            cookie_secure: config.cookie_secure,
-            agent_api_key: config.agent_api_key.clone(),
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
+    let commands = Commands::new(store.clone(), auth_config(&config, jwt_secret.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
     let commands = match secrets {
         Some(secrets) => commands.with_secrets(secrets),
         None => commands,
@@ -278,9 +303,12 @@ async fn serve(config: Config) -> Result<()> {
 
     let background = agents::start(&config, &store, &commands).await?;
     let notifications = notifications::start(&store, &commands).await?;
+    let plugin_host = plugins::host(&config, &jwt_secret, commands.clone()).await?;
+    plugin_host.start().await;
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
+        .with_plugins(plugin_host.clone())
         .with_storage(storage);
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
@@ -292,6 +320,7 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down");
     handle.stop(true).await;
     let _ = server.await;
+    plugin_host.stop().await;
     background.stop().await;
     notifications.stop().await;
     let _ = stop_directory.send(true);

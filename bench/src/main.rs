@@ -6,6 +6,7 @@
 //! cargo run --release -p bench -- subscribe [--seconds 10] [--rate 10000] [--via-notify]
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
+//! cargo run --release -p bench -- plugins   [--seconds 5] [--runs 3]
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
@@ -14,6 +15,7 @@
 mod append;
 mod db;
 mod http;
+mod plugins;
 mod rebuild;
 mod report;
 mod subscribe;
@@ -86,6 +88,9 @@ enum Scenario {
     /// Latency of the release server over HTTP (PATCH a task, a filtered
     /// task list) against GET /api/healthz; not part of `all`.
     Http,
+    /// A trivial WASM plugin route against the same native actix route,
+    /// and HandleEvent delivery lag; not part of `all`.
+    Plugins,
 }
 
 pub struct Settings {
@@ -151,6 +156,9 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     }
     if scenario == Scenario::Http {
         http::run(db, settings).await?.print();
+    }
+    if scenario == Scenario::Plugins {
+        plugins::run(db, settings).await?.print();
     }
     Ok(())
 }

@@ -166,6 +166,16 @@ impl Directory {
     }
 
     /// Catches up with everything committed before now.
+    ///
+    /// Two passes: up to the gap-safe horizon, which is where the cursor
+    /// advances to, then ahead of it without moving the cursor. The
+    /// horizon is cluster-wide: one long transaction anywhere on the
+    /// server (another database included) holds it back, and a directory
+    /// that waited for it would refuse a user created a moment ago on
+    /// another node (or before a restart). Reading ahead is safe because
+    /// folding is idempotent per stream version: what it applies is
+    /// skipped as seen when the safe pass reaches it, and an event that
+    /// commits late below it is still found by the safe pass.
     pub async fn sync(&self) -> CommandResult<()> {
         let _one = self.inner.syncing.lock().await;
         let types: Vec<String> = STREAM_TYPES.iter().map(|t| (*t).to_owned()).collect();
@@ -178,7 +188,7 @@ impl Directory {
                 .read_all_in(&mut conn, after, BATCH, Some(&types))
                 .await?;
             let Some(last) = events.last() else {
-                return Ok(());
+                break;
             };
             let last = GlobalPosition::of(last);
             let gaps = self.apply(&events);
@@ -186,6 +196,25 @@ impl Directory {
                 self.refill(&mut conn, stream_id).await?;
             }
             self.write().position = last;
+            if (events.len() as i64) < BATCH {
+                break;
+            }
+        }
+        let mut ahead = self.read().position;
+        loop {
+            let events = self
+                .inner
+                .store
+                .read_ahead_in(&mut conn, ahead, BATCH, &types)
+                .await?;
+            let Some(last) = events.last() else {
+                return Ok(());
+            };
+            ahead = GlobalPosition::of(last);
+            let gaps = self.apply(&events);
+            for stream_id in gaps {
+                self.refill(&mut conn, stream_id).await?;
+            }
             if (events.len() as i64) < BATCH {
                 return Ok(());
             }

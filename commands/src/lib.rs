@@ -14,6 +14,7 @@ pub mod directory;
 pub mod docs;
 pub mod files;
 pub mod notifications;
+pub mod plugins;
 pub mod projects;
 pub mod roles;
 pub mod secrets;

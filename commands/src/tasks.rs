@@ -3,8 +3,8 @@
 //! between sprints inside a caller's transaction.
 
 use domain::task::{
-    FieldValue, ParentInfo, Task, TaskChange, TaskCommand, TaskContext, TaskEvent, TaskField,
-    TaskFields, TaskPatch,
+    FieldValue, LinkType, ParentInfo, Task, TaskChange, TaskCommand, TaskContext, TaskEvent,
+    TaskField, TaskFields, TaskPatch,
 };
 use domain::task_config::EPIC;
 use domain::{DomainEvent, ErrorCode};
@@ -363,6 +363,114 @@ impl Commands {
                 comment_id,
                 actor_user_id,
             },
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Links `task_id` (the source) to another task of the same project.
+    /// Both tasks' streams are locked (in id order, so two opposite links
+    /// cannot deadlock) before the index is read for a link the other way.
+    pub async fn add_link(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        target_task_id: Uuid,
+        link_type: LinkType,
+    ) -> CommandResult<(Uuid, TaskWritten)> {
+        self.check_task_in(project_id, task_id).await?;
+        let link_id = Uuid::now_v7();
+        let written = transact!(self, tx => {
+            let mut pair = [task_id, target_task_id];
+            pair.sort();
+            tx.lock_streams(&pair, LockMode::Exclusive).await?;
+            let target: Option<(Uuid, bool)> =
+                sqlx::query_as("SELECT project_id, deleted FROM task_index WHERE task_id = $1")
+                    .bind(target_task_id)
+                    .fetch_optional(tx.conn())
+                    .await?;
+            match target {
+                None | Some((_, true)) => {
+                    return Err(CommandError::domain(
+                        ErrorCode::TASK_NOT_FOUND,
+                        "target task not found",
+                    ));
+                }
+                Some((target_project, _)) if target_project != project_id => {
+                    return Err(CommandError::domain(
+                        ErrorCode::TASK_LINK_CROSS_PROJECT,
+                        "tasks can only be linked within one project",
+                    ));
+                }
+                Some(_) => {}
+            }
+            let target_linked_back: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM task_link_index
+                                 WHERE source_id = $1 AND target_id = $2 AND link_type = $3
+                                   AND NOT deleted)",
+            )
+            .bind(target_task_id)
+            .bind(task_id)
+            .bind(link_type.as_str())
+            .fetch_one(tx.conn())
+            .await?;
+            let ctx = TaskContext {
+                self_id: Some(task_id),
+                ..TaskContext::default()
+            };
+            let command = TaskCommand::AddLink {
+                link_id,
+                target_task_id,
+                link_type,
+                target_linked_back,
+            };
+            let mut decide = |task: &Task| Ok((task.decide(command.clone(), &ctx)?, vec![]));
+            self.execute_in(
+                tx,
+                task_id,
+                Some(project_id),
+                Task::evolve,
+                meta,
+                &mut decide,
+                None,
+            )
+            .await
+            .map(|(_, version)| TaskWritten { task_id, version })
+        })?;
+        Ok((link_id, written))
+    }
+
+    /// Removes a link through either of its tasks; the event goes to the
+    /// source's stream, which owns the link.
+    pub async fn remove_link(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        link_id: Uuid,
+    ) -> CommandResult<()> {
+        self.check_task_in(project_id, task_id).await?;
+        let source: Option<Uuid> = sqlx::query_scalar(
+            "SELECT source_id FROM task_link_index
+              WHERE link_id = $1 AND NOT deleted AND (source_id = $2 OR target_id = $2)",
+        )
+        .bind(link_id)
+        .bind(task_id)
+        .fetch_optional(self.store.pool())
+        .await?;
+        let Some(source) = source else {
+            return Err(CommandError::domain(
+                ErrorCode::TASK_LINK_NOT_FOUND,
+                "link not found",
+            ));
+        };
+        self.task_command(
+            meta,
+            project_id,
+            source,
+            TaskCommand::RemoveLink { link_id },
             None,
         )
         .await?;

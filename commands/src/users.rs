@@ -103,12 +103,14 @@ impl Commands {
         &self,
         meta: &Metadata,
         user_id: Uuid,
-        full_name: String,
+        full_name: Option<String>,
+        email: Option<String>,
     ) -> CommandResult<()> {
         self.execute(user_id, None, User::evolve, meta, |user: &User| {
             Ok((
                 user.decide(UserCommand::UpdateProfile {
                     full_name: full_name.clone(),
+                    email: email.clone(),
                 })?,
                 vec![],
             ))

@@ -9,6 +9,7 @@
 //! - `user_roles`: who holds which global role.
 //! - `doc_index`: doc folders and documents with their parent folder (a
 //!   folder's subtree, for deleting it).
+//! - `task_link_index`: links between tasks, from either side.
 //!
 //! They are not read models: nothing rebuilds them blue/green and no query
 //! reads them, so a command never depends on a table that may be
@@ -29,7 +30,7 @@ use crate::CommandResult;
 /// The projector's name (also its `write_index_state` row).
 pub const NAME: &str = "write_index";
 /// Bump when what the index holds changes; servers refill it on start.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 const STREAM_TYPES: [&str; 5] = [
     TaskEvent::STREAM_TYPE,
@@ -224,6 +225,29 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
                 .execute(conn)
                 .await?;
         }
+        TaskEvent::LinkAdded {
+            link_id,
+            target_task_id,
+            link_type,
+        } => {
+            sqlx::query(
+                "INSERT INTO task_link_index (link_id, source_id, target_id, link_type)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (link_id) DO NOTHING",
+            )
+            .bind(link_id)
+            .bind(e.stream_id)
+            .bind(target_task_id)
+            .bind(link_type.as_str())
+            .execute(conn)
+            .await?;
+        }
+        TaskEvent::LinkRemoved { link_id } => {
+            sqlx::query("UPDATE task_link_index SET deleted = true WHERE link_id = $1")
+                .bind(link_id)
+                .execute(conn)
+                .await?;
+        }
         _ => {}
     }
     Ok(())
@@ -340,7 +364,7 @@ pub async fn ensure(store: &EventStore) -> CommandResult<Option<usize>> {
         // Another node refilled it while we waited for the lock.
         return Ok(None);
     }
-    sqlx::query("TRUNCATE task_index, view_index, user_roles, doc_index")
+    sqlx::query("TRUNCATE task_index, view_index, user_roles, task_link_index, doc_index")
         .execute(&mut *tx)
         .await?;
     let types: Vec<String> = STREAM_TYPES.iter().map(|t| (*t).to_owned()).collect();

@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod global_role;
 pub mod permissions;
+pub mod plugin;
 pub mod project;
 pub mod sprint;
 pub mod task;

@@ -595,11 +595,14 @@ impl Project {
                         });
                     }
                 };
-                if let Some(name) = name {
+                // Paca's settings page sends every field, blank ones included:
+                // a blank string means "unchanged" (CONTRACT-NOTES §6 "Update").
+                let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+                if let Some(name) = given(name) {
                     let name = normalize_project_name(&name)?;
                     change("name", self.name.clone().into(), name.into());
                 }
-                if let Some(description) = description {
+                if let Some(description) = given(description) {
                     check_description(&description)?;
                     change(
                         "description",
@@ -607,7 +610,7 @@ impl Project {
                         description.into(),
                     );
                 }
-                if let Some(prefix) = prefix {
+                if let Some(prefix) = given(prefix) {
                     let prefix = task_id_prefix(Some(&prefix), &self.name)?;
                     change(
                         "task_id_prefix",

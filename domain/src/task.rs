@@ -183,6 +183,62 @@ pub enum TaskEvent {
         file_name: String,
         file_size: i64,
     },
+    /// A link from this task (the source) to another task of the project
+    /// (CONTRACT-NOTES §8 "Links"); it lives on the source's stream.
+    #[serde(rename = "task.link.added")]
+    LinkAdded {
+        link_id: Uuid,
+        target_task_id: Uuid,
+        link_type: LinkType,
+    },
+    #[serde(rename = "task.link.removed")]
+    LinkRemoved { link_id: Uuid },
+}
+
+/// How the source relates to the target. The target side reads the
+/// inverse ([`LinkType::inverse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkType {
+    Blocks,
+    Duplicates,
+    RelatesTo,
+}
+
+impl LinkType {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s {
+            "blocks" => Ok(Self::Blocks),
+            "duplicates" => Ok(Self::Duplicates),
+            "relates_to" => Ok(Self::RelatesTo),
+            _ => Err(bad(
+                "link_type must be one of blocks, duplicates, relates_to",
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocks => "blocks",
+            Self::Duplicates => "duplicates",
+            Self::RelatesTo => "relates_to",
+        }
+    }
+
+    /// The type as the target task shows it.
+    pub fn inverse(self) -> &'static str {
+        match self {
+            Self::Blocks => "is_blocked_by",
+            Self::Duplicates => "is_duplicated_by",
+            Self::RelatesTo => "relates_to",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    pub target_task_id: Uuid,
+    pub link_type: LinkType,
 }
 
 impl DomainEvent for TaskEvent {
@@ -205,6 +261,8 @@ pub struct Task {
     pub comments: BTreeMap<Uuid, Comment>,
     /// attachment id -> (file id, file name, size)
     pub attachments: BTreeMap<Uuid, (Uuid, String, i64)>,
+    /// Live links from this task.
+    pub links: BTreeMap<Uuid, Link>,
 }
 
 /// What a decision needs to know about the world outside this stream. The
@@ -293,6 +351,18 @@ pub enum TaskCommand {
     },
     RemoveAttachment {
         attachment_id: Uuid,
+    },
+    /// `target_linked_back`: the target already links to this task with
+    /// the same type (the handler reads it from the write-side index under
+    /// both tasks' locks); a pair is linked once per type.
+    AddLink {
+        link_id: Uuid,
+        target_task_id: Uuid,
+        link_type: LinkType,
+        target_linked_back: bool,
+    },
+    RemoveLink {
+        link_id: Uuid,
     },
 }
 
@@ -502,6 +572,22 @@ impl Task {
             TaskEvent::AttachmentRemoved { attachment_id, .. } => {
                 self.attachments.remove(attachment_id);
             }
+            TaskEvent::LinkAdded {
+                link_id,
+                target_task_id,
+                link_type,
+            } => {
+                self.links.insert(
+                    *link_id,
+                    Link {
+                        target_task_id: *target_task_id,
+                        link_type: *link_type,
+                    },
+                );
+            }
+            TaskEvent::LinkRemoved { link_id } => {
+                self.links.remove(link_id);
+            }
         }
         self
     }
@@ -636,6 +722,42 @@ impl Task {
                     file_name: file_name.clone(),
                     file_size: *file_size,
                 }])
+            }
+            TaskCommand::AddLink {
+                link_id,
+                target_task_id,
+                link_type,
+                target_linked_back,
+            } => {
+                self.live()?;
+                if target_task_id == ctx.self_id.unwrap_or_default() {
+                    return Err(err(
+                        ErrorCode::TASK_LINK_CANNOT_LINK_TO_SELF,
+                        "a task cannot be linked to itself",
+                    ));
+                }
+                let exists = self
+                    .links
+                    .values()
+                    .any(|l| l.target_task_id == target_task_id && l.link_type == link_type);
+                if exists || target_linked_back {
+                    return Err(err(
+                        ErrorCode::TASK_LINK_ALREADY_EXISTS,
+                        format!("these tasks are already linked as {}", link_type.as_str()),
+                    ));
+                }
+                Ok(vec![TaskEvent::LinkAdded {
+                    link_id,
+                    target_task_id,
+                    link_type,
+                }])
+            }
+            TaskCommand::RemoveLink { link_id } => {
+                self.live()?;
+                if !self.links.contains_key(&link_id) {
+                    return Err(err(ErrorCode::TASK_LINK_NOT_FOUND, "link not found"));
+                }
+                Ok(vec![TaskEvent::LinkRemoved { link_id }])
             }
         }
     }
@@ -1109,6 +1231,66 @@ mod tests {
             &ctx(),
         );
         assert_eq!(bad.unwrap_err().code, ErrorCode::TASK_TITLE_INVALID);
+    }
+
+    fn link(target: Uuid, link_type: LinkType, back: bool) -> TaskCommand {
+        TaskCommand::AddLink {
+            link_id: Uuid::from_u128(900 + target.as_u128()),
+            target_task_id: target,
+            link_type,
+            target_linked_back: back,
+        }
+    }
+
+    #[test]
+    fn links_are_unique_per_pair_and_type_and_never_to_self() {
+        let task = created("Login");
+        let (task, events) = when(&task, link(BOB, LinkType::Blocks, false)).unwrap();
+        assert!(matches!(
+            events.as_slice(),
+            [TaskEvent::LinkAdded {
+                target_task_id: BOB,
+                link_type: LinkType::Blocks,
+                ..
+            }]
+        ));
+        // the same link again, or the target already linking back
+        assert_eq!(
+            when(&task, link(BOB, LinkType::Blocks, false)).unwrap_err(),
+            ErrorCode::TASK_LINK_ALREADY_EXISTS
+        );
+        assert_eq!(
+            when(&task, link(ALICE, LinkType::Duplicates, true)).unwrap_err(),
+            ErrorCode::TASK_LINK_ALREADY_EXISTS
+        );
+        // another type between the same pair is a different link
+        assert!(when(&task, link(BOB, LinkType::RelatesTo, false)).is_ok());
+        assert_eq!(
+            when(&task, link(ME, LinkType::RelatesTo, false)).unwrap_err(),
+            ErrorCode::TASK_LINK_CANNOT_LINK_TO_SELF
+        );
+    }
+
+    #[test]
+    fn a_removed_link_is_gone_and_can_be_made_again() {
+        let task = created("Login");
+        let (task, events) = when(&task, link(BOB, LinkType::Blocks, false)).unwrap();
+        let TaskEvent::LinkAdded { link_id, .. } = events[0] else {
+            panic!("expected a link")
+        };
+        let (task, _) = when(&task, TaskCommand::RemoveLink { link_id }).unwrap();
+        assert!(task.links.is_empty());
+        assert_eq!(
+            when(&task, TaskCommand::RemoveLink { link_id }).unwrap_err(),
+            ErrorCode::TASK_LINK_NOT_FOUND
+        );
+        assert!(when(&task, link(BOB, LinkType::Blocks, false)).is_ok());
+        assert_eq!(LinkType::Blocks.inverse(), "is_blocked_by");
+        assert_eq!(LinkType::Duplicates.inverse(), "is_duplicated_by");
+        assert_eq!(
+            LinkType::parse("parent_of").unwrap_err().code,
+            ErrorCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub enum UserEvent {
     ProfileUpdated {
         full_name: String,
         old_full_name: String,
+        /// Set only when the email changed (absent in events written before
+        /// email could be changed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_email: Option<String>,
     },
     #[serde(rename = "user.role_changed")]
     RoleChanged {
@@ -92,6 +98,7 @@ pub struct User {
     pub deleted: bool,
     pub username: String,
     pub full_name: String,
+    pub email: Option<String>,
     pub role_id: Uuid,
     pub must_change_password: bool,
     pub api_keys: BTreeMap<Uuid, ApiKeyState>,
@@ -108,7 +115,10 @@ pub enum UserCommand {
         must_change_password: bool,
     },
     UpdateProfile {
-        full_name: String,
+        /// `None` or blank: unchanged.
+        full_name: Option<String>,
+        /// `None` or blank: unchanged (Paca's profile page sends `""`).
+        email: Option<String>,
     },
     ChangeRole {
         role_id: Uuid,
@@ -162,6 +172,25 @@ pub fn validate_full_name(full_name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+pub const EMAIL_MAX: usize = 254;
+
+/// A deliberately loose check (one `@` with text on both sides, no
+/// whitespace): the address is shown, never used to send mail.
+pub fn validate_email(email: &str) -> Result<(), DomainError> {
+    let valid = email.chars().count() <= EMAIL_MAX
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, host)| {
+            !local.is_empty() && !host.is_empty() && !host.contains('@')
+        });
+    if !valid {
+        return Err(DomainError::new(
+            ErrorCode::BAD_REQUEST,
+            "email must be an address like name@example.com",
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_password(password: &str) -> Result<(), DomainError> {
     if password.chars().count() < PASSWORD_MIN {
         return Err(DomainError::new(
@@ -178,6 +207,7 @@ impl User {
             UserEvent::Created {
                 username,
                 full_name,
+                email,
                 role_id,
                 must_change_password,
                 ..
@@ -185,10 +215,18 @@ impl User {
                 self.exists = true;
                 self.username.clone_from(username);
                 self.full_name.clone_from(full_name);
+                self.email.clone_from(email);
                 self.role_id = *role_id;
                 self.must_change_password = *must_change_password;
             }
-            UserEvent::ProfileUpdated { full_name, .. } => self.full_name.clone_from(full_name),
+            UserEvent::ProfileUpdated {
+                full_name, email, ..
+            } => {
+                self.full_name.clone_from(full_name);
+                if email.is_some() {
+                    self.email.clone_from(email);
+                }
+            }
             UserEvent::RoleChanged { role_id, .. } => self.role_id = *role_id,
             UserEvent::PasswordChanged {
                 must_change_password,
@@ -251,16 +289,32 @@ impl User {
                     must_change_password,
                 }])
             }
-            UserCommand::UpdateProfile { full_name } => {
+            UserCommand::UpdateProfile { full_name, email } => {
                 self.live()?;
-                validate_full_name(&full_name)?;
-                let full_name = full_name.trim().to_owned();
-                if full_name == self.full_name {
+                let given =
+                    |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+                let full_name = match given(full_name) {
+                    Some(name) => {
+                        validate_full_name(&name)?;
+                        name
+                    }
+                    None => self.full_name.clone(),
+                };
+                let email = match given(email) {
+                    Some(email) => {
+                        validate_email(&email)?;
+                        Some(email).filter(|e| self.email.as_ref() != Some(e))
+                    }
+                    None => None,
+                };
+                if full_name == self.full_name && email.is_none() {
                     return Ok(vec![]);
                 }
                 Ok(vec![UserEvent::ProfileUpdated {
                     full_name,
                     old_full_name: self.full_name.clone(),
+                    old_email: email.as_ref().and(self.email.clone()),
+                    email,
                 }])
             }
             UserCommand::ChangeRole { role_id, role_name } => {
@@ -403,11 +457,54 @@ mod tests {
     }
 
     #[test]
+    fn blank_email_is_unchanged_and_a_new_one_is_recorded_with_the_old() {
+        let user = given(&[created()]);
+        let events = user
+            .decide(UserCommand::UpdateProfile {
+                full_name: None,
+                email: Some("ada@example.com".into()),
+            })
+            .unwrap();
+        let user = events.iter().fold(user, User::evolve);
+        assert_eq!(user.email.as_deref(), Some("ada@example.com"));
+        for blank in ["", "   "] {
+            assert_eq!(
+                user.decide(UserCommand::UpdateProfile {
+                    full_name: None,
+                    email: Some(blank.into()),
+                }),
+                Ok(vec![])
+            );
+        }
+        let events = user
+            .decide(UserCommand::UpdateProfile {
+                full_name: None,
+                email: Some(" lovelace@example.com ".into()),
+            })
+            .unwrap();
+        assert!(matches!(
+            events.as_slice(),
+            [UserEvent::ProfileUpdated { email: Some(e), old_email: Some(o), .. }]
+                if e == "lovelace@example.com" && o == "ada@example.com"
+        ));
+        assert_eq!(
+            user.decide(UserCommand::UpdateProfile {
+                full_name: None,
+                email: Some("not an address".into()),
+            })
+            .unwrap_err()
+            .code,
+            ErrorCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
     fn unchanged_profile_records_nothing() {
         let user = given(&[created()]);
         assert_eq!(
             user.decide(UserCommand::UpdateProfile {
-                full_name: "Ada".into()
+                full_name: Some("Ada".into()),
+                email: Some(String::new()),
             }),
             Ok(vec![])
         );

@@ -156,6 +156,41 @@ impl EventStore {
             .collect())
     }
 
+    /// Committed events after `after` *beyond* the gap-safe horizon too:
+    /// what a reader sees if it does not wait for older in-flight
+    /// transactions. A position read here is not a safe checkpoint (an
+    /// older transaction may still commit below it), so only folds that
+    /// are idempotent per stream version and re-read from their own safe
+    /// position may use it (the directory, to see a user committed on
+    /// another node while an unrelated long transaction holds the horizon).
+    pub async fn read_ahead_in(
+        &self,
+        conn: &mut PgConnection,
+        after: GlobalPosition,
+        limit: i64,
+        stream_types: &[String],
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+               AND stream_type = ANY($4)
+             ORDER BY events.tx_id, events.global_position
+             LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(after.tx_id.to_string())
+            .bind(after.position)
+            .bind(limit)
+            .bind(stream_types)
+            .fetch_all(conn)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| self.upcasters().upcast(from_row(r)))
+            .collect())
+    }
+
     /// Every committed event after `after`, without the in-flight horizon.
     /// Only correct while appends are blocked (the final catch-up of a
     /// projection rebuild holds a lock that excludes writers).

@@ -14,7 +14,7 @@
 //! projects) resolve the route's `{project_id}`, the caller's membership
 //! and the permission `P` once, before the handler runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -515,19 +515,24 @@ fn decide_access(
 }
 
 /// The caller's effective permissions in a project: global ∪ project role.
-pub async fn effective_project_permissions(
+/// `GET /projects/:id/members/me/permissions`: the caller's project role as
+/// Paca's clients read it, a map `{permission: true}` (its MCP server filters
+/// tools by it). A member gets exactly their role's map; an agent its
+/// member role's; a non-member who can still read the project (a public
+/// project, a global admin) gets their global permissions.
+pub async fn project_permission_map(
     state: &AppState,
     principal: &Principal,
     project_id: Uuid,
-) -> ApiResult<Vec<String>> {
+) -> ApiResult<BTreeMap<String, bool>> {
+    let as_map = |perms: &[String]| perms.iter().map(|p| (p.clone(), true)).collect();
     if let Some(agent) = &principal.agent {
         return Ok(if agent.project_id == project_id {
-            agent.permissions.to_vec()
+            as_map(&agent.permissions)
         } else {
-            vec![]
+            BTreeMap::new()
         });
     }
-    let mut perms: Vec<String> = principal.user.permissions.to_vec();
     let mut project = state
         .commands
         .directory
@@ -539,14 +544,10 @@ pub async fn effective_project_permissions(
             .directory
             .project(project_id, Some(principal.id()));
     }
-    if let Some((_, member)) = project.and_then(|p| p.member) {
-        for p in member.iter() {
-            if !perms.contains(p) {
-                perms.push(p.clone());
-            }
-        }
-    }
-    Ok(perms)
+    Ok(match project.and_then(|p| p.member) {
+        Some((_, role)) => as_map(&role),
+        None => as_map(&principal.user.permissions),
+    })
 }
 
 /// A project permission as a type, for [`ProjectAuth`] and [`ProjectRead`].

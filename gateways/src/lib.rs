@@ -34,6 +34,8 @@ pub struct AppState {
     pub cors: Cors,
     /// Where attachment bytes go (local files by default).
     pub storage: std::sync::Arc<storage::Storage>,
+    /// The WASM plugin host (`None`: plugin routes answer PLUGIN_NOT_FOUND).
+    pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
 }
 
 impl AppState {
@@ -44,11 +46,17 @@ impl AppState {
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
             storage: std::sync::Arc::new(default_storage()),
+            plugins: None,
         }
     }
 
     pub fn with_storage(mut self, storage: storage::Storage) -> Self {
         self.storage = std::sync::Arc::new(storage);
+        self
+    }
+
+    pub fn with_plugins(mut self, host: std::sync::Arc<plugin_host::PluginHost>) -> Self {
+        self.plugins = Some(host);
         self
     }
 
@@ -100,6 +108,19 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/healthz", web::get().to(healthz))
             .configure(rest::routes)
             .configure(mcp::http::routes)
+            // Plugin bundles (seed page 07: the gateway serves these).
+            .route(
+                "/plugins/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_frontend),
+            )
+            .route(
+                "/plugins-mcp/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_mcp),
+            )
+            .route(
+                "/plugins-skills/{name}/{path:.*}",
+                web::get().to(rest::plugins::static_skills),
+            )
             .default_service(web::to(not_found));
     }
 }

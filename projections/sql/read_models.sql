@@ -165,6 +165,19 @@ CREATE TABLE {schema}.task_activities (
 );
 CREATE INDEX task_activities_task_idx ON {schema}.task_activities (task_id, created_at, id);
 
+-- Links between tasks of one project, listed from either side.
+CREATE TABLE {schema}.task_links (
+    id             UUID PRIMARY KEY,
+    project_id     UUID NOT NULL,
+    source_task_id UUID NOT NULL,
+    target_task_id UUID NOT NULL,
+    link_type      TEXT NOT NULL,
+    created_by     UUID NULL,
+    created_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX task_links_source_idx ON {schema}.task_links (source_task_id);
+CREATE INDEX task_links_target_idx ON {schema}.task_links (target_task_id);
+
 -- Sprints (soft-deleted: the task side lists live ones by deleted_at).
 CREATE TABLE {schema}.sprints (
     id         UUID PRIMARY KEY,
@@ -305,7 +318,7 @@ CREATE TABLE {schema}.agent_chat_sessions (
 CREATE INDEX agent_chat_sessions_agent_idx ON {schema}.agent_chat_sessions (agent_id, created_at DESC);
 
 -- Project documentation (issue 9). Folders and documents are
--- soft-deleted; a deleted folder's children move up to its parent.
+-- soft-deleted; deleting a folder deletes its subtree (each with its own event).
 CREATE TABLE {schema}.doc_folders (
     id         UUID PRIMARY KEY,
     project_id UUID NOT NULL,
@@ -397,3 +410,26 @@ CREATE TABLE {schema}.task_attachments (
     created_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX task_attachments_task_idx ON {schema}.task_attachments (task_id, created_at);
+
+-- Installed plugins (seed page 07). `id` is derived from the name
+-- (domain::plugin::plugin_id), so a reinstall reuses the row id.
+CREATE TABLE {schema}.plugins (
+    id           UUID PRIMARY KEY,
+    name         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    manifest     JSONB NOT NULL,
+    enabled      BOOLEAN NOT NULL,
+    installed_at TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL
+);
+
+-- Super-admin overrides per extension point; `id` is the uuid v5 of
+-- (plugin_id, extension_point).
+CREATE TABLE {schema}.plugin_extension_settings (
+    id              UUID PRIMARY KEY,
+    plugin_id       UUID NOT NULL,
+    extension_point TEXT NOT NULL,
+    settings        JSONB NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX plugin_extension_settings_plugin_idx ON {schema}.plugin_extension_settings (plugin_id);

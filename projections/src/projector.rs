@@ -9,6 +9,7 @@ use domain::agent::AgentEvent;
 use domain::conversation::{ChatSessionEvent, ConversationEvent};
 use domain::doc::{DocEvent, DocFolderEvent};
 use domain::global_role::GlobalRoleEvent;
+use domain::plugin::PluginEvent;
 use domain::project::ProjectEvent;
 use domain::sprint::SprintEvent;
 use domain::task::TaskEvent;
@@ -105,6 +106,11 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             event,
             DocFolderEvent::from_stored(&event.event_type, &event.payload)?,
         ),
+        PluginEvent::STREAM_TYPE => crate::projector_plugins::plugin(
+            &mut stmts,
+            event,
+            PluginEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
         // Streams owned by other projections.
         _ => {}
     }
@@ -153,12 +159,18 @@ fn user(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: UserEvent) {
             .arg(must_change_password)
             .arg(at));
         }
-        UserEvent::ProfileUpdated { full_name, .. } => {
+        UserEvent::ProfileUpdated {
+            full_name, email, ..
+        } => {
             stmts.push(
-                Stmt::new("UPDATE users SET full_name = $2, updated_at = $3 WHERE id = $1")
-                    .arg(id)
-                    .arg(full_name)
-                    .arg(at),
+                Stmt::new(
+                    "UPDATE users SET full_name = $2, email = COALESCE($3, email), updated_at = $4
+                      WHERE id = $1",
+                )
+                .arg(id)
+                .arg(full_name)
+                .arg(email)
+                .arg(at),
             );
         }
         UserEvent::RoleChanged { role_id, .. } => {

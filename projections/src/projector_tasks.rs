@@ -189,6 +189,51 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                     .arg(at),
             );
         }
+        TaskEvent::LinkAdded {
+            link_id,
+            target_task_id,
+            link_type,
+        } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(
+                Stmt::new(
+                    "INSERT INTO task_links (id, project_id, source_task_id, target_task_id,
+                                             link_type, created_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .arg(link_id)
+                .arg(e.project_id)
+                .arg(task_id)
+                .arg(target_task_id)
+                .arg(link_type.as_str().to_owned())
+                .arg(actor(e))
+                .arg(at),
+            );
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.link.added",
+                json!({ "target_task_id": target_task_id, "link_type": link_type }),
+            ));
+        }
+        TaskEvent::LinkRemoved { link_id } => {
+            stmts.push(
+                Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")
+                    .arg(task_id)
+                    .arg(e.version),
+            );
+            stmts.push(Stmt::new("DELETE FROM task_links WHERE id = $1").arg(link_id));
+            stmts.push(activity(
+                e,
+                e.event_id,
+                "task.link.removed",
+                json!({ "link_id": link_id }),
+            ));
+        }
         TaskEvent::CommentDeleted { comment_id } => {
             stmts.push(
                 Stmt::new("UPDATE tasks SET version = $2 WHERE id = $1")

@@ -29,7 +29,9 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub story_points: Option<i64>,
     pub assignee_ids: Vec<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The first assignee, for clients written against Paca's single
+    /// assignee (its web app and MCP server read `assignee_id`).
+    pub assignee_id: Option<Uuid>,
     pub reporter_id: Option<Uuid>,
     pub custom_fields: Map<String, Value>,
     #[serde(
@@ -68,6 +70,7 @@ const TASK_COLUMNS: &str = "id, project_id, task_number, title, task_type_id, st
     custom_fields, start_date, due_date, tags, version, created_at, updated_at, deleted_at";
 
 fn task_from_row(r: &PgRow) -> TaskView {
+    let assignee_ids: Vec<Uuid> = serde_json::from_value(r.get("assignee_ids")).unwrap_or_default();
     TaskView {
         id: r.get("id"),
         project_id: r.get("project_id"),
@@ -80,7 +83,8 @@ fn task_from_row(r: &PgRow) -> TaskView {
         description: r.get("description"),
         importance: r.get("importance"),
         story_points: r.get("story_points"),
-        assignee_ids: serde_json::from_value(r.get("assignee_ids")).unwrap_or_default(),
+        assignee_id: assignee_ids.first().copied(),
+        assignee_ids,
         reporter_id: r.get("reporter_id"),
         custom_fields: match r.get::<Value, _>("custom_fields") {
             Value::Object(map) => map,
@@ -387,6 +391,8 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
                 | TaskEvent::CommentDeleted { .. }
                 | TaskEvent::AttachmentAdded { .. }
                 | TaskEvent::AttachmentRemoved { .. }
+                | TaskEvent::LinkAdded { .. }
+                | TaskEvent::LinkRemoved { .. }
         ) {
             updated_at = e.recorded_at;
         }
@@ -406,6 +412,7 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
         description: f.description,
         importance: f.importance,
         story_points: f.story_points,
+        assignee_id: f.assignee_ids.first().copied(),
         assignee_ids: f.assignee_ids,
         reporter_id: f.reporter_id,
         custom_fields: f.custom_fields,
@@ -419,4 +426,76 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
         updated_at,
         deleted: task.deleted,
     })
+}
+
+/// A link as one of its tasks shows it: `linked_task` is the other task and
+/// `display_link_type` reads from this side (`is_blocked_by` on the target
+/// of a `blocks` link).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLinkView {
+    pub id: Uuid,
+    pub source_task_id: Uuid,
+    pub target_task_id: Uuid,
+    pub link_type: String,
+    pub display_link_type: String,
+    pub linked_task: LinkedTask,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedTask {
+    pub id: Uuid,
+    pub task_number: i64,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_type_id: Option<Uuid>,
+}
+
+/// The live links of a task, from both sides, oldest first; links to a
+/// deleted task are not shown.
+pub async fn task_links(pool: &PgPool, task_id: Uuid) -> Result<Vec<TaskLinkView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT l.id, l.source_task_id, l.target_task_id, l.link_type, l.created_by, l.created_at,
+                t.id AS other_id, t.task_number, t.title, t.status_id, t.task_type_id
+           FROM task_links l
+           JOIN tasks t ON t.id = CASE WHEN l.source_task_id = $1 THEN l.target_task_id
+                                       ELSE l.source_task_id END
+          WHERE (l.source_task_id = $1 OR l.target_task_id = $1) AND t.deleted_at IS NULL
+          ORDER BY l.created_at, l.id",
+    )
+    .bind(task_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let link_type: String = r.get("link_type");
+            let source: Uuid = r.get("source_task_id");
+            let display = if source == task_id {
+                link_type.clone()
+            } else {
+                domain::task::LinkType::parse(&link_type)
+                    .map_or_else(|_| link_type.clone(), |t| t.inverse().to_owned())
+            };
+            TaskLinkView {
+                id: r.get("id"),
+                source_task_id: source,
+                target_task_id: r.get("target_task_id"),
+                link_type,
+                display_link_type: display,
+                linked_task: LinkedTask {
+                    id: r.get("other_id"),
+                    task_number: r.get("task_number"),
+                    title: r.get("title"),
+                    status_id: r.get("status_id"),
+                    task_type_id: r.get("task_type_id"),
+                },
+                created_by: r.get("created_by"),
+                created_at: r.get("created_at"),
+            }
+        })
+        .collect())
 }

@@ -45,6 +45,8 @@ pub const TABLES: &[&str] = &[
     "doc_activities",
     "doc_files",
     "task_attachments",
+    "plugins",
+    "plugin_extension_settings",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

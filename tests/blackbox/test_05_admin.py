@@ -171,9 +171,9 @@ def test_global_role_crud(server, admin):
     assert data["name"] == renamed and data["permissions"] == {"projects.create": True}
     assert role_by_name(admin, renamed)["id"] == role["id"]
 
-    no_content(admin.delete(f"/admin/global-roles/{role['id']}"))
+    assert ok(admin.delete(f"/admin/global-roles/{role['id']}")) == {"message": "global role deleted"}
     assert role_by_name(admin, renamed) is None
-    no_content(admin.delete(f"/admin/global-roles/{map_role['id']}"))
+    assert ok(admin.delete(f"/admin/global-roles/{map_role['id']}")) == {"message": "global role deleted"}
 
 
 def test_system_global_roles_are_protected(admin):

@@ -89,8 +89,8 @@ def test_viewer_can_read_but_not_write(server, admin, project, make_user):
     assert ok(c.get(f"/projects/{pid}"))["id"] == pid
     assert pid in {x["id"] for x in ok(c.get("/projects"))["items"]}
     perms = ok(c.get(f"/projects/{pid}/members/me/permissions"))["permissions"]
-    assert isinstance(perms, list) and "projects.read" in perms
-    assert not ({"projects.write", "projects.*", "*"} & set(perms)), perms
+    assert isinstance(perms, dict) and perms.get("projects.read") is True
+    assert not ({"projects.write", "projects.*", "*"} & {k for k, v in perms.items() if v}), perms
 
     err(c.patch(f"/projects/{pid}", json={"name": "viewer edit"}), 403, "FORBIDDEN")
     err(c.delete(f"/projects/{pid}"), 403, "FORBIDDEN")
@@ -101,7 +101,7 @@ def test_viewer_can_read_but_not_write(server, admin, project, make_user):
 
 def test_my_permissions_as_project_admin(admin, project):
     perms = ok(admin.get(f"/projects/{project['id']}/members/me/permissions"))["permissions"]
-    assert isinstance(perms, list) and perms
+    assert isinstance(perms, dict) and perms and all(v is True for v in perms.values())
 
 
 def test_change_member_role_by_member_id_and_user_id(server, admin, project, make_user):
@@ -134,8 +134,8 @@ def test_remove_member(server, admin, project, make_user):
     b = make_user(prefix="rm_b")
     ma = ok(admin.post(f"/projects/{pid}/members", json={"user_id": a.id, "project_role_id": viewer["id"]}), 201)
     ok(admin.post(f"/projects/{pid}/members", json={"user_id": b.id, "project_role_id": viewer["id"]}), 201)
-    no_content(admin.delete(f"/projects/{pid}/members/{ma['id']}"))  # by member id
-    no_content(admin.delete(f"/projects/{pid}/members/{b.id}"))  # by user id
+    assert ok(admin.delete(f"/projects/{pid}/members/{ma['id']}")) == {"message": "member removed"}  # by member id
+    assert ok(admin.delete(f"/projects/{pid}/members/{b.id}")) == {"message": "member removed"}  # by user id
     remaining = {x["user_id"] for x in members_of(admin, pid)}
     assert a.id not in remaining and b.id not in remaining
     err(a.client.get(f"/projects/{pid}"), 403, "FORBIDDEN")
@@ -167,8 +167,8 @@ def test_project_role_crud(admin, project, make_user):
     # the custom role's permissions apply: projects.write lets the member edit
     assert ok(u.client.patch(f"/projects/{pid}", json={"description": "by QA"}))["description"] == "by QA"
     err(admin.delete(f"/projects/{pid}/roles/{role['id']}"), 409, "ROLE_IN_USE")
-    no_content(admin.delete(f"/projects/{pid}/members/{u.id}"))
-    no_content(admin.delete(f"/projects/{pid}/roles/{role['id']}"))
+    assert ok(admin.delete(f"/projects/{pid}/members/{u.id}")) == {"message": "member removed"}
+    assert ok(admin.delete(f"/projects/{pid}/roles/{role['id']}")) == {"message": "project role deleted"}
     assert "QA Lead" not in roles_of(admin, pid)
 
     # same role name in another project is fine

@@ -60,7 +60,7 @@ def history(module_server):
     tmp_role = ok(admin.post("/admin/global-roles", json={"name": "HIST_TMP", "permissions": {"users.read": True}}),
                   201)
     ok(admin.patch(f"/admin/global-roles/{tmp_role['id']}", json={"name": "HIST_TMP2"}))
-    no_content(admin.delete(f"/admin/global-roles/{tmp_role['id']}"))
+    ok(admin.delete(f"/admin/global-roles/{tmp_role['id']}"))
     h["cr"], h["tmp_role"] = cr, tmp_role
 
     # projects, roles, members
@@ -75,8 +75,8 @@ def history(module_server):
     m = ok(admin.post(f"/projects/{pa['id']}/members", json={"user_id": u.id,
                                                              "project_role_id": roles["Viewer"]["id"]}), 201)
     ok(admin.patch(f"/projects/{pa['id']}/members/{m['id']}", json={"project_role_id": qa["id"]}))
-    no_content(admin.delete(f"/projects/{pa['id']}/members/{m['id']}"))
-    no_content(admin.delete(f"/projects/{pa['id']}/roles/{qa['id']}"))
+    ok(admin.delete(f"/projects/{pa['id']}/members/{m['id']}"))
+    ok(admin.delete(f"/projects/{pa['id']}/roles/{qa['id']}"))
     ok(admin.post(f"/projects/{pa['id']}/members", json={"user_id": u.id,
                                                          "project_role_id": roles["Editor"]["id"]}), 201)
     h.update(pu=pu, pa=pa, qa=qa, member=m)

@@ -228,6 +228,20 @@ ROUTES = [
     Route("GET", "/agents/llm-models"),
     Route("POST", "/projects/{pid}/tasks/{task}/write-with-ai", {"agent_id": "00000000-0000-0000-0000-000000000001"},
           typed=[("agent_id",)], baseline=False),
+    # plugins (issue 13): no plugin is installed here, so every write names an unknown one (a 4xx)
+    Route("GET", "/plugins"),
+    Route("GET", "/admin/plugins/marketplace", baseline=False),  # no catalog configured: a 400
+    Route("POST", "/admin/plugins/marketplace/install", {"name": "fuzz-no-such-plugin", "enabled": True},
+          text=[("name",)], baseline=False),
+    Route("POST", "/admin/plugins", {"name": "fuzz-plugin", "version": "1.0.0", "manifest": {"name": "fuzz"},
+                                     "enabled": False},
+          text=[("name",), ("version",)], baseline=False),
+    Route("PATCH", "/admin/plugins/{victim_link}", {"enabled": False}, baseline=False),
+    Route("DELETE", "/admin/plugins/{victim_link}", baseline=False),
+    Route("POST", "/admin/plugins/{victim_link}/upgrade", takes_body=False, baseline=False),
+    Route("PATCH", "/admin/plugin-extension-settings", {"plugin_id": "fuzz-no-such-plugin",
+                                                        "extension_point": "board", "settings": {"a": "b"}},
+          text=[("plugin_id",), ("extension_point",), ("settings", "a")], baseline=False),
     # auth last: logout ends sessions and failed logins count towards the limits
     Route("POST", "/auth/refresh", takes_body=False, baseline=False, client="anon"),
     Route("POST", "/auth/logout", takes_body=False, baseline=False, client="fresh"),

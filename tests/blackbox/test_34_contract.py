@@ -324,7 +324,7 @@ def test_link_delete_and_activities(linkworld):
     removed = [x for x in acts if x["activity_type"] == "task.link.removed"]
     assert len(added) == 1 and added[0]["content"] == {"target_task_id": dst["id"], "link_type": "blocks"}, acts
     assert len(removed) == 1 and removed[0]["content"] == {"link_id": link["id"]}, acts
-    assert added[0]["actor_id"] == a.me()["id"]
+    assert added[0]["actor_id"] == member_id(a, pid, a.me()["id"]), "actor_id is the member id (test_25)"
     assert [x["activity_type"] for x in acts].index("task.link.added") < \
         [x["activity_type"] for x in acts].index("task.link.removed")
 

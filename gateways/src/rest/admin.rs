@@ -105,6 +105,7 @@ pub async fn get_user(
 #[derive(Deserialize)]
 pub struct PatchUserBody {
     full_name: Option<String>,
+    email: Option<String>,
     role: Option<String>,
 }
 
@@ -123,8 +124,11 @@ pub async fn patch_user(
         let role_id = role_id_by_name(&state, role).await?;
         state.commands.change_user_role(&meta, id, role_id).await?;
     }
-    if let Some(full_name) = body.full_name {
-        state.commands.update_profile(&meta, id, full_name).await?;
+    if body.full_name.is_some() || body.email.is_some() {
+        state
+            .commands
+            .update_profile(&meta, id, body.full_name, body.email)
+            .await?;
     }
     user_response(&state, id).await
 }
@@ -293,5 +297,5 @@ pub async fn delete_role(
         .commands
         .delete_global_role(&principal.metadata(), id.into_inner())
         .await?;
-    no_content()
+    ok(json!({"message": "global role deleted"}))
 }

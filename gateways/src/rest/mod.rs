@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod docs;
 pub mod files;
 pub mod notifications;
+pub mod plugins;
 pub mod projects;
 pub mod session;
 pub mod sprints;
@@ -88,6 +89,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/admin/global-roles/{role_id}",
                 web::delete().to(admin::delete_role),
+            )
+            // Plugins: installed list, route proxy, admin lifecycle, marketplace
+            .route("/plugins", web::get().to(plugins::list))
+            .route(
+                "/plugins/{plugin_id}/{tail:.*}",
+                web::route().to(plugins::proxy),
+            )
+            .route(
+                "/admin/plugins/marketplace",
+                web::get().to(plugins::marketplace),
+            )
+            .route(
+                "/admin/plugins/marketplace/install",
+                web::post().to(plugins::marketplace_install),
+            )
+            .route("/admin/plugins", web::post().to(plugins::register))
+            .route(
+                "/admin/plugins/{plugin_id}",
+                web::patch().to(plugins::patch),
+            )
+            .route(
+                "/admin/plugins/{plugin_id}",
+                web::delete().to(plugins::uninstall),
+            )
+            .route(
+                "/admin/plugins/{plugin_id}/upgrade",
+                web::post().to(plugins::upgrade),
+            )
+            .route(
+                "/admin/plugin-extension-settings",
+                web::patch().to(plugins::extension_settings),
             )
             // Projects
             .route("/projects", web::get().to(projects::list))
@@ -285,6 +317,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/projects/{project_id}/tasks/{task_id}/history",
                 web::get().to(tasks::history),
+            )
+            // Task links
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/links",
+                web::get().to(tasks::links),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/links",
+                web::post().to(tasks::add_link),
+            )
+            .route(
+                "/projects/{project_id}/tasks/{task_id}/links/{link_id}",
+                web::delete().to(tasks::remove_link),
             )
             // Task activities and comments
             .route(

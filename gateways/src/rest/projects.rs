@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Auth, ProjectAuth, ProjectRead, effective_project_permissions, perm};
-use crate::error::{ApiError, ApiResult, created, no_content, ok};
+use crate::auth::{Auth, ProjectAuth, ProjectRead, perm, project_permission_map};
+use crate::error::{ApiError, ApiResult, created, ok};
 use crate::extract::Json;
 use crate::rest::{Paging, parse_permissions};
 
@@ -173,7 +173,7 @@ pub async fn my_permissions(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    let permissions = effective_project_permissions(&state, &principal, id).await?;
+    let permissions = project_permission_map(&state, &principal, id).await?;
     ok(json!({ "permissions": permissions }))
 }
 
@@ -212,7 +212,7 @@ pub async fn remove_member(
         .commands
         .remove_member(&principal.metadata(), id, member_id)
         .await?;
-    no_content()
+    ok(json!({"message": "member removed"}))
 }
 
 pub async fn roles(
@@ -294,5 +294,5 @@ pub async fn delete_role(
         .commands
         .delete_project_role(&principal.metadata(), id, role_id)
         .await?;
-    no_content()
+    ok(json!({"message": "project role deleted"}))
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::task::{TaskChange, TaskEvent, TaskField, TaskFields, TaskPatch};
+use domain::task::{LinkType, TaskChange, TaskEvent, TaskField, TaskFields, TaskPatch};
 use domain::{DomainEvent, ErrorCode};
 use projections::history::{self, AsOf, HistoryEntry};
 use projections::queries_tasks::{self as q, Cursor, IdFilter, TaskFilter, TaskView};
@@ -53,11 +53,29 @@ pub struct CreateBody {
     importance: Option<i64>,
     story_points: Option<i64>,
     assignee_ids: Option<Vec<Uuid>>,
+    /// Paca's single-assignee field: an alias of a one-element `assignee_ids`.
+    #[serde(default, deserialize_with = "three_state")]
+    assignee_id: Option<Option<Uuid>>,
     reporter_id: Option<Uuid>,
     custom_fields: Option<Map<String, Value>>,
     start_date: Option<DateInput>,
     due_date: Option<DateInput>,
     tags: Option<Vec<String>>,
+}
+
+/// `assignee_ids` merged with the `assignee_id` alias (`null` = nobody);
+/// both given and disagreeing is a client mistake, not a guess.
+fn assignees(ids: Option<Vec<Uuid>>, alias: Option<Option<Uuid>>) -> ApiResult<Option<Vec<Uuid>>> {
+    let Some(alias) = alias else {
+        return Ok(ids);
+    };
+    let from_alias: Vec<Uuid> = alias.into_iter().collect();
+    match ids {
+        Some(ids) if ids != from_alias => Err(ApiError::bad_request(
+            "assignee_id and assignee_ids disagree; send one of them",
+        )),
+        _ => Ok(Some(from_alias)),
+    }
 }
 
 /// The response for one task, with its version as the `ETag`.
@@ -89,6 +107,7 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let b = body.into_inner();
+    let assignee_ids = assignees(b.assignee_ids, b.assignee_id)?;
     let fields = TaskFields {
         title: b.title.unwrap_or_default(),
         task_type_id: b.task_type_id,
@@ -98,7 +117,7 @@ pub async fn create(
         description: b.description.filter(|d| !d.is_null()),
         importance: b.importance.unwrap_or(0),
         story_points: b.story_points,
-        assignee_ids: b.assignee_ids.unwrap_or_default(),
+        assignee_ids: assignee_ids.unwrap_or_default(),
         reporter_id: b.reporter_id,
         custom_fields: b.custom_fields.unwrap_or_default(),
         start_date: date(b.start_date),
@@ -199,6 +218,8 @@ pub struct PatchBody {
     #[serde(default, deserialize_with = "three_state")]
     assignee_ids: Option<Option<Vec<Uuid>>>,
     #[serde(default, deserialize_with = "three_state")]
+    assignee_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "three_state")]
     reporter_id: Option<Option<Uuid>>,
     custom_fields: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "three_state")]
@@ -235,6 +256,7 @@ pub async fn patch(
     let (project_id, task_id) = path.into_inner();
     let expected = if_match(&req)?;
     let b = body.into_inner();
+    let assignee_ids = assignees(b.assignee_ids.map(Option::unwrap_or_default), b.assignee_id)?;
     let patch = TaskPatch {
         title: b.title,
         task_type_id: b.task_type_id,
@@ -244,7 +266,7 @@ pub async fn patch(
         description: b.description.map(|d| d.filter(|v| !v.is_null())),
         importance: b.importance,
         story_points: b.story_points,
-        assignee_ids: b.assignee_ids.map(Option::unwrap_or_default),
+        assignee_ids,
         reporter_id: b.reporter_id,
         custom_fields: b.custom_fields,
         start_date: b.start_date.map(date),
@@ -373,6 +395,69 @@ pub async fn activities(
     // The feed outlives a soft delete: it is where `task.deleted` shows.
     task_of_project(&state, project_id, task_id).await?;
     crate::error::ok(json!({ "items": q::activities(&state.pool, task_id).await? }))
+}
+
+pub async fn links(
+    state: web::Data<AppState>,
+    ProjectRead { caller: _, .. }: ProjectRead<perm::TasksRead>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, task_id) = path.into_inner();
+    live_task(&state, project_id, task_id).await?;
+    crate::error::ok(json!({ "items": q::task_links(&state.pool, task_id).await? }))
+}
+
+#[derive(Deserialize)]
+pub struct LinkBody {
+    target_task_id: Option<Uuid>,
+    link_type: Option<String>,
+}
+
+pub async fn add_link(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
+    path: web::Path<(Uuid, Uuid)>,
+    body: Json<LinkBody>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, task_id) = path.into_inner();
+    let body = body.into_inner();
+    let target = body
+        .target_task_id
+        .ok_or_else(|| ApiError::bad_request("target_task_id is required"))?;
+    let link_type = LinkType::parse(
+        body.link_type
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("link_type is required"))?,
+    )?;
+    let (link_id, _) = state
+        .commands
+        .add_link(
+            &principal.metadata(),
+            project_id,
+            task_id,
+            target,
+            link_type,
+        )
+        .await?;
+    let link = q::task_links(&state.pool, task_id)
+        .await?
+        .into_iter()
+        .find(|l| l.id == link_id)
+        .ok_or_else(|| ApiError::new(ErrorCode::TASK_LINK_NOT_FOUND, "link not found"))?;
+    created(link)
+}
+
+pub async fn remove_link(
+    state: web::Data<AppState>,
+    ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
+    path: web::Path<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let (project_id, task_id, link_id) = path.into_inner();
+    state
+        .commands
+        .remove_link(&principal.metadata(), project_id, task_id, link_id)
+        .await?;
+    no_content()
 }
 
 #[derive(Deserialize)]
@@ -542,7 +627,6 @@ pub async fn diff(
         TaskEvent::CommentAdded { content, .. } => {
             vec![json!({"field": "content", "old": null, "new": content})]
         }
-        TaskEvent::Deleted {} | TaskEvent::CommentDeleted { .. } => vec![],
         TaskEvent::AttachmentAdded {
             file_name,
             file_size,
@@ -555,6 +639,19 @@ pub async fn diff(
             ..
         } => vec![json!({"field": "attachment",
                          "old": {"file_name": file_name, "file_size": file_size}, "new": null})],
+        TaskEvent::LinkAdded {
+            target_task_id,
+            link_type,
+            ..
+        } => {
+            vec![json!({"field": "link", "old": null,
+                        "new": {"target_task_id": target_task_id, "link_type": link_type}})]
+        }
+        TaskEvent::Deleted {}
+        | TaskEvent::CommentDeleted { .. }
+        | TaskEvent::LinkRemoved { .. } => {
+            vec![]
+        }
     };
     crate::error::ok(json!({
         "activity_id": activity_id,

@@ -22,6 +22,7 @@ pub async fn me(state: web::Data<AppState>, Auth(principal): Auth) -> ApiResult<
 #[derive(Deserialize)]
 pub struct ProfileBody {
     full_name: Option<String>,
+    email: Option<String>,
 }
 
 pub async fn update_me(
@@ -29,13 +30,15 @@ pub async fn update_me(
     Auth(principal): Auth,
     body: Json<ProfileBody>,
 ) -> ApiResult<HttpResponse> {
-    let full_name = body
-        .into_inner()
-        .full_name
-        .ok_or_else(|| ApiError::bad_request("full_name is required"))?;
+    let body = body.into_inner();
     state
         .commands
-        .update_profile(&principal.metadata(), principal.id(), full_name)
+        .update_profile(
+            &principal.metadata(),
+            principal.id(),
+            body.full_name,
+            body.email,
+        )
         .await?;
     user_response(&state, principal.id()).await
 }

@@ -295,3 +295,67 @@ async fn role_delete_and_assign_race_leaves_no_holder_of_a_deleted_role(
     }
     assert_eq!(outcomes.0 + outcomes.1, 20);
 }
+
+/// The gap-safe horizon is cluster-wide: one open transaction anywhere
+/// holds it back. A node must still let in a user another node created
+/// after that transaction began (the login was refused until the
+/// transaction ended, seen as flaky logins after a restart while another
+/// database on the server ran a long test).
+#[sqlx::test(migrations = "../migrations")]
+async fn directory_sees_other_nodes_users_past_a_held_horizon(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use sqlx::Connection;
+    let node1 = app(options.clone()).await;
+    let node2 = app(options.clone()).await;
+    let mut holder = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let role = node2
+        .commands
+        .create_global_role(&meta(), "Late".into(), vec![])
+        .await
+        .unwrap();
+    let user = node2
+        .commands
+        .create_user(
+            &meta(),
+            NewUser {
+                username: "late-comer".into(),
+                password: "late-password".into(),
+                full_name: "Late".into(),
+                email: None,
+                role_id: role,
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+    // Still behind the horizon: the safe read alone would not see it.
+    let safe = node1
+        .commands
+        .store
+        .read_all(eventstore::GlobalPosition::default(), 10_000)
+        .await
+        .unwrap();
+    assert!(
+        !safe.iter().any(|e| e.stream_id == user),
+        "the held transaction should hold the horizon before the user"
+    );
+    node1.commands.directory.sync().await.unwrap();
+    let seen = node1.commands.directory.user_by_name("late-comer");
+    assert_eq!(seen.map(|u| u.id), Some(user));
+    node1.login("late-comer", "late-password").await;
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    node1.commands.directory.sync().await.unwrap();
+    assert_eq!(
+        node1.commands.directory.user(user).map(|u| u.id),
+        Some(user)
+    );
+}
