@@ -4,8 +4,8 @@ mod agents;
 mod cli;
 mod config;
 mod embedded;
-mod notifications;
 mod plugins;
+mod notifications;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -302,9 +302,9 @@ async fn serve(config: Config) -> Result<()> {
     }
 
     let background = agents::start(&config, &store, &commands).await?;
-    let notifications = notifications::start(&store, &commands).await?;
     let plugin_host = plugins::host(&config, &jwt_secret, commands.clone()).await?;
     plugin_host.start().await;
+    let notifications = notifications::start(&store, &commands).await?;
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip)

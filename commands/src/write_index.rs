@@ -7,9 +7,9 @@
 //!   "is this status still used").
 //! - `view_index`: a scope's views and their tab positions.
 //! - `user_roles`: who holds which global role.
+//! - `task_link_index`: links between tasks, from either side.
 //! - `doc_index`: doc folders and documents with their parent folder (a
 //!   folder's subtree, for deleting it).
-//! - `task_link_index`: links between tasks, from either side.
 //!
 //! They are not read models: nothing rebuilds them blue/green and no query
 //! reads them, so a command never depends on a table that may be

@@ -259,10 +259,10 @@ pub struct Task {
     pub task_number: i64,
     pub fields: TaskFields,
     pub comments: BTreeMap<Uuid, Comment>,
-    /// attachment id -> (file id, file name, size)
-    pub attachments: BTreeMap<Uuid, (Uuid, String, i64)>,
     /// Live links from this task.
     pub links: BTreeMap<Uuid, Link>,
+    /// attachment id -> (file id, file name, size)
+    pub attachments: BTreeMap<Uuid, (Uuid, String, i64)>,
 }
 
 /// What a decision needs to know about the world outside this stream. The
@@ -342,16 +342,6 @@ pub enum TaskCommand {
         comment_id: Uuid,
         actor_user_id: Uuid,
     },
-    AddAttachment {
-        attachment_id: Uuid,
-        file_id: Uuid,
-        file_name: String,
-        content_type: String,
-        file_size: i64,
-    },
-    RemoveAttachment {
-        attachment_id: Uuid,
-    },
     /// `target_linked_back`: the target already links to this task with
     /// the same type (the handler reads it from the write-side index under
     /// both tasks' locks); a pair is linked once per type.
@@ -363,6 +353,16 @@ pub enum TaskCommand {
     },
     RemoveLink {
         link_id: Uuid,
+    },
+    AddAttachment {
+        attachment_id: Uuid,
+        file_id: Uuid,
+        file_name: String,
+        content_type: String,
+        file_size: i64,
+    },
+    RemoveAttachment {
+        attachment_id: Uuid,
     },
 }
 
@@ -559,19 +559,6 @@ impl Task {
                     c.deleted = true;
                 }
             }
-            TaskEvent::AttachmentAdded {
-                attachment_id,
-                file_id,
-                file_name,
-                file_size,
-                ..
-            } => {
-                self.attachments
-                    .insert(*attachment_id, (*file_id, file_name.clone(), *file_size));
-            }
-            TaskEvent::AttachmentRemoved { attachment_id, .. } => {
-                self.attachments.remove(attachment_id);
-            }
             TaskEvent::LinkAdded {
                 link_id,
                 target_task_id,
@@ -587,6 +574,19 @@ impl Task {
             }
             TaskEvent::LinkRemoved { link_id } => {
                 self.links.remove(link_id);
+            }
+            TaskEvent::AttachmentAdded {
+                attachment_id,
+                file_id,
+                file_name,
+                file_size,
+                ..
+            } => {
+                self.attachments
+                    .insert(*attachment_id, (*file_id, file_name.clone(), *file_size));
+            }
+            TaskEvent::AttachmentRemoved { attachment_id, .. } => {
+                self.attachments.remove(attachment_id);
             }
         }
         self
@@ -694,35 +694,6 @@ impl Task {
                 self.comment(comment_id, actor_user_id)?;
                 Ok(vec![TaskEvent::CommentDeleted { comment_id }])
             }
-            TaskCommand::AddAttachment {
-                attachment_id,
-                file_id,
-                file_name,
-                content_type,
-                file_size,
-            } => {
-                self.live()?;
-                Ok(vec![TaskEvent::AttachmentAdded {
-                    attachment_id,
-                    file_id,
-                    file_name,
-                    content_type,
-                    file_size,
-                }])
-            }
-            TaskCommand::RemoveAttachment { attachment_id } => {
-                self.live()?;
-                let Some((file_id, file_name, file_size)) = self.attachments.get(&attachment_id)
-                else {
-                    return Err(err(ErrorCode::ATTACHMENT_NOT_FOUND, "attachment not found"));
-                };
-                Ok(vec![TaskEvent::AttachmentRemoved {
-                    attachment_id,
-                    file_id: *file_id,
-                    file_name: file_name.clone(),
-                    file_size: *file_size,
-                }])
-            }
             TaskCommand::AddLink {
                 link_id,
                 target_task_id,
@@ -758,6 +729,35 @@ impl Task {
                     return Err(err(ErrorCode::TASK_LINK_NOT_FOUND, "link not found"));
                 }
                 Ok(vec![TaskEvent::LinkRemoved { link_id }])
+            }
+            TaskCommand::AddAttachment {
+                attachment_id,
+                file_id,
+                file_name,
+                content_type,
+                file_size,
+            } => {
+                self.live()?;
+                Ok(vec![TaskEvent::AttachmentAdded {
+                    attachment_id,
+                    file_id,
+                    file_name,
+                    content_type,
+                    file_size,
+                }])
+            }
+            TaskCommand::RemoveAttachment { attachment_id } => {
+                self.live()?;
+                let Some((file_id, file_name, file_size)) = self.attachments.get(&attachment_id)
+                else {
+                    return Err(err(ErrorCode::ATTACHMENT_NOT_FOUND, "attachment not found"));
+                };
+                Ok(vec![TaskEvent::AttachmentRemoved {
+                    attachment_id,
+                    file_id: *file_id,
+                    file_name: file_name.clone(),
+                    file_size: *file_size,
+                }])
             }
         }
     }

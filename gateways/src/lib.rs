@@ -32,10 +32,10 @@ pub struct AppState {
     pub pool: PgPool,
     pub login_limiter: LoginLimiter,
     pub cors: Cors,
-    /// Where attachment bytes go (local files by default).
-    pub storage: std::sync::Arc<storage::Storage>,
     /// The WASM plugin host (`None`: plugin routes answer PLUGIN_NOT_FOUND).
     pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
+    /// Where attachment bytes go (local files by default).
+    pub storage: std::sync::Arc<storage::Storage>,
 }
 
 impl AppState {
@@ -45,18 +45,18 @@ impl AppState {
             commands,
             login_limiter: LoginLimiter::new(login_max_failures, Duration::from_secs(60)),
             cors: Cors::default(),
-            storage: std::sync::Arc::new(default_storage()),
             plugins: None,
+            storage: std::sync::Arc::new(default_storage()),
         }
-    }
-
-    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
-        self.storage = std::sync::Arc::new(storage);
-        self
     }
 
     pub fn with_plugins(mut self, host: std::sync::Arc<plugin_host::PluginHost>) -> Self {
         self.plugins = Some(host);
+        self
+    }
+
+    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
+        self.storage = std::sync::Arc::new(storage);
         self
     }
 

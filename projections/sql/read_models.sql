@@ -317,6 +317,28 @@ CREATE TABLE {schema}.agent_chat_sessions (
 );
 CREATE INDEX agent_chat_sessions_agent_idx ON {schema}.agent_chat_sessions (agent_id, created_at DESC);
 
+-- Installed plugins (seed page 07). `id` is derived from the name
+-- (domain::plugin::plugin_id), so a reinstall reuses the row id.
+CREATE TABLE {schema}.plugins (
+    id           UUID PRIMARY KEY,
+    name         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    manifest     JSONB NOT NULL,
+    enabled      BOOLEAN NOT NULL,
+    installed_at TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL
+);
+
+-- Super-admin overrides per extension point; `id` is the uuid v5 of
+-- (plugin_id, extension_point).
+CREATE TABLE {schema}.plugin_extension_settings (
+    id              UUID PRIMARY KEY,
+    plugin_id       UUID NOT NULL,
+    extension_point TEXT NOT NULL,
+    settings        JSONB NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX plugin_extension_settings_plugin_idx ON {schema}.plugin_extension_settings (plugin_id);
 -- Project documentation (issue 9). Folders and documents are
 -- soft-deleted; deleting a folder deletes its subtree (each with its own event).
 CREATE TABLE {schema}.doc_folders (
@@ -410,26 +432,3 @@ CREATE TABLE {schema}.task_attachments (
     created_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX task_attachments_task_idx ON {schema}.task_attachments (task_id, created_at);
-
--- Installed plugins (seed page 07). `id` is derived from the name
--- (domain::plugin::plugin_id), so a reinstall reuses the row id.
-CREATE TABLE {schema}.plugins (
-    id           UUID PRIMARY KEY,
-    name         TEXT NOT NULL,
-    version      TEXT NOT NULL,
-    manifest     JSONB NOT NULL,
-    enabled      BOOLEAN NOT NULL,
-    installed_at TIMESTAMPTZ NOT NULL,
-    updated_at   TIMESTAMPTZ NOT NULL
-);
-
--- Super-admin overrides per extension point; `id` is the uuid v5 of
--- (plugin_id, extension_point).
-CREATE TABLE {schema}.plugin_extension_settings (
-    id              UUID PRIMARY KEY,
-    plugin_id       UUID NOT NULL,
-    extension_point TEXT NOT NULL,
-    settings        JSONB NOT NULL,
-    updated_at      TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX plugin_extension_settings_plugin_idx ON {schema}.plugin_extension_settings (plugin_id);

@@ -96,6 +96,11 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             event,
             ChatSessionEvent::from_stored(&event.event_type, &event.payload)?,
         ),
+        PluginEvent::STREAM_TYPE => crate::projector_plugins::plugin(
+            &mut stmts,
+            event,
+            PluginEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
         DocEvent::STREAM_TYPE => crate::projector_docs::doc(
             &mut stmts,
             event,
@@ -105,11 +110,6 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             &mut stmts,
             event,
             DocFolderEvent::from_stored(&event.event_type, &event.payload)?,
-        ),
-        PluginEvent::STREAM_TYPE => crate::projector_plugins::plugin(
-            &mut stmts,
-            event,
-            PluginEvent::from_stored(&event.event_type, &event.payload)?,
         ),
         // Streams owned by other projections.
         _ => {}

@@ -389,10 +389,10 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
             TaskEvent::CommentAdded { .. }
                 | TaskEvent::CommentEdited { .. }
                 | TaskEvent::CommentDeleted { .. }
-                | TaskEvent::AttachmentAdded { .. }
-                | TaskEvent::AttachmentRemoved { .. }
                 | TaskEvent::LinkAdded { .. }
                 | TaskEvent::LinkRemoved { .. }
+                | TaskEvent::AttachmentAdded { .. }
+                | TaskEvent::AttachmentRemoved { .. }
         ) {
             updated_at = e.recorded_at;
         }

@@ -39,14 +39,14 @@ pub const TABLES: &[&str] = &[
     "agent_conversations",
     "agent_conversation_events",
     "agent_chat_sessions",
+    "plugins",
+    "plugin_extension_settings",
     "doc_folders",
     "docs",
     "doc_snapshots",
     "doc_activities",
     "doc_files",
     "task_attachments",
-    "plugins",
-    "plugin_extension_settings",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

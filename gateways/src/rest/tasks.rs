@@ -627,18 +627,6 @@ pub async fn diff(
         TaskEvent::CommentAdded { content, .. } => {
             vec![json!({"field": "content", "old": null, "new": content})]
         }
-        TaskEvent::AttachmentAdded {
-            file_name,
-            file_size,
-            ..
-        } => vec![json!({"field": "attachment", "old": null,
-                         "new": {"file_name": file_name, "file_size": file_size}})],
-        TaskEvent::AttachmentRemoved {
-            file_name,
-            file_size,
-            ..
-        } => vec![json!({"field": "attachment",
-                         "old": {"file_name": file_name, "file_size": file_size}, "new": null})],
         TaskEvent::LinkAdded {
             target_task_id,
             link_type,
@@ -652,6 +640,18 @@ pub async fn diff(
         | TaskEvent::LinkRemoved { .. } => {
             vec![]
         }
+        TaskEvent::AttachmentAdded {
+            file_name,
+            file_size,
+            ..
+        } => vec![json!({"field": "attachment", "old": null,
+                         "new": {"file_name": file_name, "file_size": file_size}})],
+        TaskEvent::AttachmentRemoved {
+            file_name,
+            file_size,
+            ..
+        } => vec![json!({"field": "attachment",
+                         "old": {"file_name": file_name, "file_size": file_size}, "new": null})],
     };
     crate::error::ok(json!({
         "activity_id": activity_id,
