@@ -4,8 +4,8 @@ mod agents;
 mod cli;
 mod config;
 mod embedded;
-mod notifications;
 mod plugins;
+mod notifications;
 
 use std::str::FromStr;
 use std::sync::Arc;

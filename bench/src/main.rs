@@ -6,8 +6,8 @@
 //! cargo run --release -p bench -- subscribe [--seconds 10] [--rate 10000] [--via-notify]
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
-//! cargo run --release -p bench -- realtime  [--clients 1000] [--rate 20] [--seconds 10] [--redis-url ...]
 //! cargo run --release -p bench -- plugins   [--seconds 5] [--runs 3]
+//! cargo run --release -p bench -- realtime  [--clients 1000] [--rate 20] [--seconds 10] [--redis-url ...]
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
@@ -103,12 +103,12 @@ enum Scenario {
     /// Latency of the release server over HTTP (PATCH a task, a filtered
     /// task list) against GET /api/healthz; not part of `all`.
     Http,
-    /// Commit -> Socket.IO receipt latency with many clients, against raw
-    /// Valkey PUBLISH -> SUBSCRIBE; not part of `all`.
-    Realtime,
     /// A trivial WASM plugin route against the same native actix route,
     /// and HandleEvent delivery lag; not part of `all`.
     Plugins,
+    /// Commit -> Socket.IO receipt latency with many clients, against raw
+    /// Valkey PUBLISH -> SUBSCRIBE; not part of `all`.
+    Realtime,
 }
 
 pub struct Settings {
@@ -181,13 +181,13 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     if scenario == Scenario::Http {
         http::run(db, settings).await?.print();
     }
+    if scenario == Scenario::Plugins {
+        plugins::run(db, settings).await?.print();
+    }
     if scenario == Scenario::Realtime {
         realtime::run(db, settings, settings.clients, &settings.redis_url)
             .await?
             .print();
-    }
-    if scenario == Scenario::Plugins {
-        plugins::run(db, settings).await?.print();
     }
     Ok(())
 }

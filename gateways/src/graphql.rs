@@ -514,9 +514,10 @@ impl TaskMutation {
         let p = principal(ctx)?;
         allow(ctx, project_id, perms::TASKS_WRITE).await?;
         let body: rest_tasks::CreateBody = parse_input(input.0)?;
+        let fields = body.into_fields().map_err(gql_error)?;
         let written = state(ctx)
             .commands
-            .create_task(&metadata(p), project_id, body.into_fields().gql()?)
+            .create_task(&metadata(p), project_id, fields)
             .await
             .gql()?;
         live_task(ctx, project_id, written.task_id).await
@@ -537,13 +538,14 @@ impl TaskMutation {
         let p = principal(ctx)?;
         allow(ctx, project_id, perms::TASKS_WRITE).await?;
         let body: rest_tasks::PatchBody = parse_input(input.0)?;
+        let patch = body.into_patch().map_err(gql_error)?;
         let result = state(ctx)
             .commands
             .update_task(
                 &metadata(p),
                 project_id,
                 task_id,
-                body.into_patch().gql()?,
+                patch,
                 expected_version,
             )
             .await;

@@ -35,12 +35,12 @@ pub struct AppState {
     pub pool: PgPool,
     pub login_limiter: LoginLimiter,
     pub cors: Cors,
-    /// This node's Socket.IO server and realtime fan-out.
-    pub realtime: realtime::Hub,
     /// The WASM plugin host (`None`: plugin routes answer PLUGIN_NOT_FOUND).
     pub plugins: Option<std::sync::Arc<plugin_host::PluginHost>>,
     /// Where attachment bytes go (local files by default).
     pub storage: std::sync::Arc<storage::Storage>,
+    /// This node's Socket.IO server and realtime fan-out.
+    pub realtime: realtime::Hub,
 }
 
 impl AppState {
@@ -115,9 +115,6 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .route("/api/healthz", web::get().to(healthz))
             .configure(rest::routes)
             .configure(mcp::http::routes)
-            .configure(realtime::socketio::routes)
-            .app_data(schema)
-            .configure(graphql::routes)
             // Plugin bundles (seed page 07: the gateway serves these).
             .route(
                 "/plugins/{name}/{path:.*}",
@@ -131,6 +128,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 "/plugins-skills/{name}/{path:.*}",
                 web::get().to(rest::plugins::static_skills),
             )
+            .configure(realtime::socketio::routes)
+            .app_data(schema)
+            .configure(graphql::routes)
             .default_service(web::to(not_found));
     }
 }

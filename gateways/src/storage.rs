@@ -564,6 +564,19 @@ fn percent_decode(s: &str) -> Option<String> {
 
 // ---------------------------------------------------------------------- S3
 
+/// `STORAGE_PUBLIC_URL`: a presigned URL on the internal endpoint
+/// (`http://minio:9000/bucket/key?X-Amz-…`) as browsers must call it
+/// (`https://paca.example.com/storage/bucket/key?X-Amz-…`); the gateway
+/// strips the prefix again before MinIO checks the signature.
+pub fn rewrite_origin(url: String, internal: &str, public: &str) -> String {
+    match url.strip_prefix(internal) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => {
+            format!("{public}{rest}")
+        }
+        _ => url,
+    }
+}
+
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     pub bucket: String,
@@ -683,10 +696,8 @@ impl S3Store {
 
     fn public(&self, url: String) -> String {
         match &self.rewrite {
-            Some((internal, public)) if url.starts_with(internal.as_str()) => {
-                format!("{public}{}", &url[internal.len()..])
-            }
-            _ => url,
+            Some((internal, public)) => rewrite_origin(url, internal, public),
+            None => url,
         }
     }
 
@@ -881,6 +892,28 @@ mod tests {
         assert!(store.path("../etc/passwd").is_err());
         assert!(store.path("task/a/..").is_err());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn public_url_replaces_the_internal_origin_only() {
+        let url = "http://minio:9000/paca/task/a/b?X-Amz-Signature=abc".to_owned();
+        assert_eq!(
+            rewrite_origin(
+                url.clone(),
+                "http://minio:9000",
+                "https://paca.example.com/storage"
+            ),
+            "https://paca.example.com/storage/paca/task/a/b?X-Amz-Signature=abc"
+        );
+        // another host, or a longer port that merely starts the same, stays
+        assert_eq!(
+            rewrite_origin(url.clone(), "http://minio:900", "https://x"),
+            url
+        );
+        assert_eq!(
+            rewrite_origin(url.clone(), "http://other:9000", "https://x"),
+            url
+        );
     }
 
     #[test]

@@ -340,7 +340,7 @@ CREATE TABLE {schema}.plugin_extension_settings (
 );
 CREATE INDEX plugin_extension_settings_plugin_idx ON {schema}.plugin_extension_settings (plugin_id);
 -- Project documentation (issue 9). Folders and documents are
--- soft-deleted; a deleted folder's children move up to its parent.
+-- soft-deleted; deleting a folder deletes its subtree (each with its own event).
 CREATE TABLE {schema}.doc_folders (
     id         UUID PRIMARY KEY,
     project_id UUID NOT NULL,

@@ -275,3 +275,117 @@ pub async fn activity(
         .await?;
     Ok(row.as_ref().map(activity_from_row))
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder_id: Option<Uuid>,
+    pub title: String,
+    /// `title` or `content`.
+    pub matched_in: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `text` as a literal ILIKE pattern (`%`, `_` and `\` escaped).
+fn like_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Up to 60 characters either side of the first case-insensitive match.
+fn snippet(body: &str, query: &str) -> Option<String> {
+    let lower: Vec<char> = body.chars().flat_map(char::to_lowercase).collect();
+    let chars: Vec<char> = body.chars().collect();
+    let needle: Vec<char> = query.chars().flat_map(char::to_lowercase).collect();
+    if needle.is_empty() || lower.len() != chars.len() {
+        return None;
+    }
+    let at = lower
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())?;
+    let start = at.saturating_sub(60);
+    let end = (at + needle.len() + 60).min(chars.len());
+    let mut out: String = chars[start..end].iter().collect();
+    if start > 0 {
+        out.insert(0, '…');
+    }
+    if end < chars.len() {
+        out.push('…');
+    }
+    Some(out)
+}
+
+/// Live documents whose title or text contains `query` (case-insensitive);
+/// title matches first, then the most recently updated.
+pub async fn search(
+    pool: &PgPool,
+    project_id: Uuid,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<SearchHit>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT d.id, d.project_id, d.folder_id, d.title, d.updated_at, t.body,
+                d.title ILIKE $2 AS in_title
+         FROM docs d
+         CROSS JOIN LATERAL (
+             SELECT COALESCE(string_agg(v #>> '{}', ' '), '') AS body
+             FROM jsonb_path_query(d.content, 'lax $.**.text') v
+             WHERE jsonb_typeof(v) = 'string'
+         ) t
+         WHERE d.project_id = $1 AND d.deleted_at IS NULL
+           AND (d.title ILIKE $2 OR t.body ILIKE $2)
+         ORDER BY in_title DESC, d.updated_at DESC, d.id
+         LIMIT $3",
+    )
+    .bind(project_id)
+    .bind(like_pattern(query))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let in_title: bool = r.get("in_title");
+            let body: String = r.get("body");
+            SearchHit {
+                id: r.get("id"),
+                project_id: r.get("project_id"),
+                folder_id: r.get("folder_id"),
+                title: r.get("title"),
+                matched_in: if in_title { "title" } else { "content" },
+                snippet: if in_title {
+                    None
+                } else {
+                    snippet(&body, query)
+                },
+                updated_at: r.get("updated_at"),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_literal_and_snippets_centred() {
+        assert_eq!(like_pattern("50%_a\\"), "%50\\%\\_a\\\\%");
+        let body = format!("{}needle{}", "a".repeat(100), "b".repeat(100));
+        let s = snippet(&body, "NEEDLE").unwrap();
+        assert!(s.starts_with('…') && s.ends_with('…') && s.contains("needle"));
+        assert_eq!(s.chars().count(), 60 + 6 + 60 + 2);
+        assert_eq!(snippet("short", "zz"), None);
+    }
+}

@@ -223,6 +223,47 @@ ROUTES = [
     Route("POST", "/projects/{pid}/tasks/{task}/links", {"target_task_id": "{task2}", "link_type": "relates_to"},
           typed=[("target_task_id",), ("link_type",)], baseline=False),
     Route("DELETE", "/projects/{pid}/tasks/{task}/links/{victim_link}", baseline=False),
+    # notifications (issue 9)
+    Route("GET", "/users/me/notifications", query={"page_size": "5", "cursor": ""}, qtyped=["page_size", "cursor"]),
+    Route("PATCH", "/users/me/notifications/{victim_key}/read", takes_body=False, baseline=False),
+    Route("POST", "/users/me/notifications/read-all", takes_body=False),
+    # docs (issue 9)
+    Route("GET", "/projects/{pid}/docs/folders"),
+    Route("POST", "/projects/{pid}/docs/folders", {"name": "Folder {n}", "parent_id": "{folder}", "position": 1},
+          text=[("name",)], typed=[("parent_id",)], nums=["position"]),
+    Route("PATCH", "/projects/{pid}/docs/folders/{folder}", {"name": "Folder x{n}"}, text=[("name",)],
+          nums=["position"]),
+    Route("DELETE", "/projects/{pid}/docs/folders/{victim_folder}", baseline=False),
+    Route("GET", "/projects/{pid}/docs", query={"folder_id": "{folder}"}, qtyped=["folder_id"]),
+    Route("GET", "/projects/{pid}/docs/search", query={"q": "fuzz"}, qtext=["q"]),
+    Route("POST", "/projects/{pid}/docs", {"title": "Doc {n}", "folder_id": "{folder}", "content": bn("d"),
+                                           "position": 1.5},
+          text=[("title",), CONTENT], typed=[("folder_id",)], nums=["position"]),
+    Route("GET", "/projects/{pid}/docs/{doc}"),
+    Route("PATCH", "/projects/{pid}/docs/{doc}", {"title": "Doc x{n}", "content": bn("dd")},
+          text=[("title",), CONTENT], nums=["position"]),
+    Route("DELETE", "/projects/{pid}/docs/{victim_doc}", baseline=False),
+    Route("GET", "/projects/{pid}/docs/{doc}/snapshots"),
+    Route("GET", "/projects/{pid}/docs/{doc}/snapshots/{snapshot}"),
+    Route("GET", "/projects/{pid}/docs/{doc}/snapshots/diff", query={"from": "{snapshot}"}, qtyped=["from"]),
+    Route("POST", "/projects/{pid}/docs/{doc}/snapshots/{snapshot}/restore", takes_body=False),
+    Route("GET", "/projects/{pid}/docs/{doc}/activities"),
+    Route("POST", "/projects/{pid}/docs/{doc}/comments", {"content": bn("c")}, text=[CONTENT]),
+    Route("PATCH", "/projects/{pid}/docs/{doc}/comments/{doc_comment}", {"content": bn("c2")}, text=[CONTENT]),
+    Route("DELETE", "/projects/{pid}/docs/{doc}/comments/{victim_doc_comment}", baseline=False),
+    # attachments and doc files (issue 9)
+    Route("GET", "/projects/{pid}/tasks/{task}/attachments"),
+    Route("POST", "/projects/{pid}/tasks/{task}/attachments/initiate-upload",
+          {"file_name": "f{n}.txt", "content_type": "text/plain", "file_size": 10},
+          text=[("file_name",)], typed=[("content_type",)], nums=["file_size"]),
+    Route("POST", "/projects/{pid}/tasks/{task}/attachments/complete-upload", {"file_id": "{victim_key}"},
+          typed=[("file_id",)], baseline=False),
+    Route("GET", "/projects/{pid}/docs/{doc}/files"),
+    Route("POST", "/projects/{pid}/docs/{doc}/files/initiate-upload",
+          {"file_name": "f{n}.txt", "content_type": "text/plain", "file_size": 10},
+          text=[("file_name",)], typed=[("content_type",)], nums=["file_size"]),
+    Route("GET", "/storage/task/{task}/x", query={"op": "get", "exp": "1", "sig": "00"}, qtyped=["op", "exp", "sig"],
+          baseline=False),
     # agents (issue 11): the catalog routes, and write-with-ai naming no agent (a 4xx)
     Route("GET", "/agents/skill-templates"),
     Route("GET", "/agents/llm-models"),
@@ -316,6 +357,15 @@ def world(module_server):
                                     json={"content": bn("bye")}), 201)["id"]
     r = a.post(P(pid, f"/tasks/{task['id']}/links"), json={"target_task_id": w["victim_task"], "link_type": "blocks"})
     w["victim_link"] = r.json()["data"]["id"] if r.status_code == 201 else str(uuid.uuid4())
+
+    w["folder"] = ok(a.post(P(pid, "/docs/folders"), json={"name": "Fuzz folder"}), 201)["id"]
+    w["victim_folder"] = ok(a.post(P(pid, "/docs/folders"), json={"name": "Fuzz victim folder"}), 201)["id"]
+    w["doc"] = ok(a.post(P(pid, "/docs"), json={"title": "Fuzz doc", "content": bn("x")}), 201)["id"]
+    w["victim_doc"] = ok(a.post(P(pid, "/docs"), json={"title": "Fuzz victim doc"}), 201)["id"]
+    w["snapshot"] = ok(a.get(P(pid, f"/docs/{w['doc']}/snapshots")))["items"][0]["id"]
+    w["doc_comment"] = ok(a.post(P(pid, f"/docs/{w['doc']}/comments"), json={"content": bn("hi")}), 201)["id"]
+    w["victim_doc_comment"] = ok(a.post(P(pid, f"/docs/{w['doc']}/comments"), json={"content": bn("bye")}),
+                                 201)["id"]
 
     w["pw_current"] = u3.password
     w["pw_new"] = "Pw-new-" + uuid.uuid4().hex[:12]

@@ -202,3 +202,8 @@ def test_survives_a_crash_without_duplicates_or_gaps(restartable_server):
     srv.restart()
     ann.client = srv.login(ann.username, ann.password)
     assert len(settle(ann.client)) == 3
+    # the subscription is visible to operators, caught up and healthy
+    status = srv.cli("projections", "status")
+    assert status.returncode == 0, status.stderr
+    line = next((ln for ln in status.stdout.splitlines() if "notifications" in ln), None)
+    assert line is not None, status.stdout

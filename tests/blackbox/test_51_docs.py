@@ -268,3 +268,45 @@ def test_rebuild_reproduces_docs(module_server):
     after = (items(adm.get(D(pid, "/folders"))), ok(adm.get(D(pid, f"/{d['id']}"))),
              items(adm.get(D(pid, f"/{d['id']}/snapshots"))), items(adm.get(D(pid, f"/{d['id']}/activities"))))
     assert after == before
+
+
+def test_search(admin, project):
+    pid = project["id"]
+    a = ok(admin.post(D(pid), json={"title": "Deploy guide", "content": blocks("Run the installer.")}), 201)
+    b = ok(admin.post(D(pid), json={"title": "Notes", "content": blocks("How to deploy on Fridays: don't.",
+                                                                        "100% sure")}), 201)
+    ok(admin.post(D(pid), json={"title": "Other", "content": blocks("nothing here")}), 201)
+    hits = items(admin.get(D(pid, "/search"), params={"q": "DEPLOY"}))
+    assert [h["id"] for h in hits] == [a["id"], b["id"]]  # title matches first
+    assert hits[0]["matched_in"] == "title" and hits[1]["matched_in"] == "content"
+    assert "deploy on Fridays" in hits[1]["snippet"]
+    # JSON structure is not text, and patterns are literal
+    assert items(admin.get(D(pid, "/search"), params={"q": "paragraph"})) == []
+    assert [h["id"] for h in items(admin.get(D(pid, "/search"), params={"q": "100%"}))] == [b["id"]]
+    assert [h["id"] for h in items(admin.get(D(pid, "/search"), params={"q": "%"}))] == [b["id"]]
+    err(admin.get(D(pid, "/search")), 400)
+
+
+def test_concurrent_folder_delete_and_writes_into_it(server, admin, project):
+    """A folder deleted while documents and subfolders are being created in it: every write either lands before
+    the delete (and is deleted with the folder) or is refused; nothing survives inside a deleted folder."""
+    from test_2_support import clone, parallel
+    pid = project["id"]
+    for round_ in range(3):
+        f = ok(admin.post(D(pid, "/folders"), json={"name": f"Busy {round_}"}), 201)
+        clients = [clone(admin) for _ in range(8)]
+
+        def create_doc(c, i):
+            return lambda: c.post(D(pid), json={"title": f"d{i}", "folder_id": f["id"]})
+
+        def create_folder(c, i):
+            return lambda: c.post(D(pid, "/folders"), json={"name": f"s{i}", "parent_id": f["id"]})
+
+        fns = [create_doc(c, i) if i % 2 else create_folder(c, i) for i, c in enumerate(clients[:6])]
+        fns.insert(3, lambda: clients[6].delete(D(pid, f"/folders/{f['id']}")))
+        results = parallel(fns, workers=8)
+        assert all(r.status_code in (201, 204, 404) for r in results), [r.text for r in results]
+        live_folders = {x["id"]: x for x in items(admin.get(D(pid, "/folders")))}
+        assert f["id"] not in live_folders
+        assert not [x for x in live_folders.values() if x.get("parent_id") == f["id"]]
+        assert not [x for x in items(admin.get(D(pid))) if x.get("folder_id") == f["id"]]

@@ -226,50 +226,64 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
                         json!({}),
                     ),
                 ),
-                // Seed page 17: `task.attachment.added|removed`; links as
-                // `task.link.added|removed`, each with the event's fields.
-                TaskEvent::AttachmentAdded { attachment_id, .. } => push(
-                    "task.attachment.added",
+                // Links and attachments change what a task shows: clients
+                // refresh it on `task.updated`, with the activity's own type.
+                TaskEvent::LinkAdded {
+                    target_task_id,
+                    link_type,
+                    ..
+                } => push(
+                    "task.updated",
                     activity(
                         event,
                         project,
-                        "task.attachment.added",
-                        attachment_id,
-                        "task.attachment.added",
-                        event.payload.clone(),
-                    ),
-                ),
-                TaskEvent::AttachmentRemoved { attachment_id, .. } => push(
-                    "task.attachment.removed",
-                    activity(
-                        event,
-                        project,
-                        "task.attachment.removed",
-                        attachment_id,
-                        "task.attachment.removed",
-                        event.payload.clone(),
-                    ),
-                ),
-                TaskEvent::LinkAdded { link_id, .. } => push(
-                    "task.link.added",
-                    activity(
-                        event,
-                        project,
+                        "task.updated",
+                        event.event_id,
                         "task.link.added",
-                        link_id,
-                        "task.link.added",
-                        event.payload.clone(),
+                        json!({ "target_task_id": target_task_id, "link_type": link_type }),
                     ),
                 ),
                 TaskEvent::LinkRemoved { link_id } => push(
-                    "task.link.removed",
+                    "task.updated",
                     activity(
                         event,
                         project,
+                        "task.updated",
+                        event.event_id,
                         "task.link.removed",
-                        link_id,
-                        "task.link.removed",
-                        event.payload.clone(),
+                        json!({ "link_id": link_id }),
+                    ),
+                ),
+                TaskEvent::AttachmentAdded {
+                    attachment_id,
+                    file_name,
+                    file_size,
+                    ..
+                } => push(
+                    "task.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.updated",
+                        event.event_id,
+                        "task.attachment.added",
+                        json!({ "attachment_id": attachment_id, "file_name": file_name,
+                                "file_size": file_size }),
+                    ),
+                ),
+                TaskEvent::AttachmentRemoved {
+                    attachment_id,
+                    file_name,
+                    ..
+                } => push(
+                    "task.updated",
+                    activity(
+                        event,
+                        project,
+                        "task.updated",
+                        event.event_id,
+                        "task.attachment.removed",
+                        json!({ "attachment_id": attachment_id, "file_name": file_name }),
                     ),
                 ),
             }

@@ -30,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             &format!("{D}/folders/{{folder_id}}"),
             web::delete().to(delete_folder),
         )
+        .route(&format!("{D}/search"), web::get().to(search))
         .route(D, web::get().to(list))
         .route(D, web::post().to(create))
         .route(&format!("{D}/{{doc_id}}"), web::get().to(get))
@@ -200,6 +201,38 @@ pub async fn list(
         })?)),
     };
     ok(json!({ "items": q::docs(&state.pool, project_id.into_inner(), folder).await? }))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    query: Option<String>,
+    search: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /docs/search?q=…` (`query` and `search` are accepted too: the
+/// parameter's name is not recorded): documents whose title or text
+/// contains the words.
+pub async fn search(
+    state: web::Data<AppState>,
+    _: ProjectRead<perm::DocsRead>,
+    project_id: web::Path<Uuid>,
+    query: web::Query<SearchQuery>,
+) -> ApiResult<HttpResponse> {
+    let query = query.into_inner();
+    let text = query
+        .q
+        .or(query.query)
+        .or(query.search)
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("q (the text to search for) is required"))?;
+    if text.chars().count() > 200 {
+        return Err(ApiError::bad_request("q must be at most 200 characters"));
+    }
+    let limit = query.limit.filter(|n| (1..=100).contains(n)).unwrap_or(20);
+    ok(json!({ "items": q::search(&state.pool, project_id.into_inner(), &text, limit).await? }))
 }
 
 #[derive(Deserialize)]
