@@ -125,6 +125,14 @@ def test_assignee_receives_notification(server, admin, admin_id, project, make_u
     assert p["type"] == "assigned" and p["recipient_user_id"] == u.id
     assert p["task_id"] == t["id"] and p["project_id"] == pid
     assert p["actor_member_id"] == member_id(admin, pid, admin_id)
+    # The same id as the stored notification (written by its own subscription).
+    deadline = time.monotonic() + 10
+    while True:
+        stored = [n["id"] for n in ok(u.client.get("/users/me/notifications"))["items"]]
+        if p["id"] in stored or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert p["id"] in stored, (p["id"], stored)
     # Without a join, the user room alone: no project events.
     assert rt.events("u") == []
 
