@@ -541,13 +541,7 @@ impl TaskMutation {
         let patch = body.into_patch().map_err(gql_error)?;
         let result = state(ctx)
             .commands
-            .update_task(
-                &metadata(p),
-                project_id,
-                task_id,
-                patch,
-                expected_version,
-            )
+            .update_task(&metadata(p), project_id, task_id, patch, expected_version)
             .await;
         match result {
             Err(commands::CommandError::Stale { .. }) => {
