@@ -564,7 +564,13 @@ fn search(state: &Shared, id: &str, query: &HashMap<String, String>) -> (u16, Va
     {
         events.reverse();
     }
-    let items: Vec<Value> = events.iter().skip(start).take(limit).cloned().cloned().collect();
+    let items: Vec<Value> = events
+        .iter()
+        .skip(start)
+        .take(limit)
+        .cloned()
+        .cloned()
+        .collect();
     let next = (start + limit < events.len()).then(|| (start + limit).to_string());
     (200, json!({"items": items, "next_page_id": next}))
 }

@@ -354,5 +354,8 @@ async fn directory_sees_other_nodes_users_past_a_held_horizon(
 
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     node1.commands.directory.sync().await.unwrap();
-    assert_eq!(node1.commands.directory.user(user).map(|u| u.id), Some(user));
+    assert_eq!(
+        node1.commands.directory.user(user).map(|u| u.id),
+        Some(user)
+    );
 }
