@@ -151,7 +151,13 @@ pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> 
         watcher.clone(),
     )));
     // The in-process runner, when a Docker API answers (said once why not).
-    match docker().await {
+    let wanted = std::env::var("PACA_AGENT_RUNNER").unwrap_or_default();
+    let available = if wanted.trim().eq_ignore_ascii_case("off") {
+        Err("PACA_AGENT_RUNNER=off".to_owned())
+    } else {
+        docker().await
+    };
+    match available {
         Err(why) => tracing::info!("agent runner not started in-process: {why}"),
         Ok((endpoint, docker)) => {
             let runner_config = RunnerConfig::from_env();
