@@ -728,7 +728,7 @@ async fn record(
         }
         Err(error) => {
             // The next reconcile brings them again (deduplicated).
-            tracing::warn!(%error, conversation = %id, "cannot record agent events");
+            tracing::warn!(error = ?error, conversation = %id, "cannot record agent events");
         }
     }
 }

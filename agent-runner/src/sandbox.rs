@@ -147,20 +147,10 @@ pub async fn start(docker: &Docker, spec: &SandboxSpec) -> Result<String, Sandbo
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
-    let created = match docker
-        .create_container(Some(options.clone()), body.clone())
-        .await
-    {
-        Ok(created) => created,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => {
-            tracing::info!(container = %name, "removing a container left by an earlier runner");
-            remove(docker, &name).await;
-            docker.create_container(Some(options), body).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A container of this conversation left by a runner that died (Podman
+    // answers a name conflict with 500, Docker with 409: remove first).
+    remove(docker, &name).await;
+    let created = docker.create_container(Some(options), body).await?;
     if let Err(error) = docker.start_container(&created.id, None).await {
         remove(docker, &created.id).await;
         return Err(error.into());
