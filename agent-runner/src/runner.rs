@@ -500,23 +500,22 @@ async fn initial_message(shared: &Shared, spec: &commands::conversations::RunSpe
     let mut text = String::new();
     if let Some(message) = &origin.message {
         text.push_str(message);
-    } else if let Some(task_id) = origin.task_id {
-        if let Ok(task) = shared
+    } else if let Some(task_id) = origin.task_id
+        && let Ok(task) = shared
             .commands
             .load_typed::<domain::task::TaskEvent, domain::task::Task>(
                 task_id,
                 domain::task::Task::evolve,
             )
             .await
-        {
-            let task = task.state;
-            text.push_str(&format!(
-                "You have been assigned task #{} \"{}\" (id {task_id}).",
-                task.task_number, task.fields.title
-            ));
-            if let Some(description) = &task.fields.description {
-                text.push_str(&format!("\n\nDescription:\n{description}"));
-            }
+    {
+        let task = task.state;
+        text.push_str(&format!(
+            "You have been assigned task #{} \"{}\" (id {task_id}).",
+            task.task_number, task.fields.title
+        ));
+        if let Some(description) = &task.fields.description {
+            text.push_str(&format!("\n\nDescription:\n{description}"));
         }
     }
     if text.is_empty() {

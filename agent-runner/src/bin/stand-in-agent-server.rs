@@ -616,7 +616,8 @@ async fn websocket(
         }
     }
     // Decided under the lock, answered after it (no guard across an await).
-    let decided: Result<(Vec<Value>, broadcast::Receiver<Frame>, String), (u16, &str)> = {
+    type Accepted = (Vec<Value>, broadcast::Receiver<Frame>, String);
+    let decided: Result<Accepted, (u16, &str)> = {
         let convs = state.convs.lock().unwrap();
         match convs.get(&id) {
             None => Err((4004, "conversation not found")),
