@@ -211,6 +211,20 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+section "Agent sandboxes (Podman Docker API, stand-in agent-server image)"
+# Podman serves the Docker API here (no Docker engine, no registry): installed
+# when missing, its service started on /run/paca-podman.sock, and the stand-in
+# agent-server (built above) imported as a local image, re-imported only when
+# the binary changed. test_42_runner.py calls the same script (cached).
+command -v curl >/dev/null || apt_install curl
+if SANDBOX_ENV="$(bash tests/agent-sandbox/podman.sh "$ROOT")"; then
+    info "$(echo "$SANDBOX_ENV" | tr '\n' ' ')"
+else
+    info "Podman cannot serve the Docker API here: see target/podman-service.log; the runner tests will fail"
+    FAILED+=("tests/agent-sandbox/podman.sh")
+fi
+
+# ---------------------------------------------------------------------------
 section "Black-box tests (pytest tests/blackbox)"
 export PACA_BIN="$ROOT/target/debug/paca"
 # Files written ahead of their feature are listed in tests/blackbox/pending.txt

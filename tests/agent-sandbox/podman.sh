@@ -49,9 +49,13 @@ if ! podman image exists "$IMAGE"; then
     done
     tar -C "$dir" -cf "$dir.tar" .
     log "podman import $IMAGE"
-    podman import --change 'ENTRYPOINT ["/bin/agent-server"]' --change 'EXPOSE 8000/tcp' \
+    podman import -q --change 'ENTRYPOINT ["/bin/agent-server"]' --change 'EXPOSE 8000/tcp' \
         "$dir.tar" "$IMAGE" >/dev/null
     rm -rf "$dir" "$dir.tar"
+    # Older builds of the stand-in are not needed any more.
+    podman images --format '{{.Repository}}:{{.Tag}}' \
+        | grep '^localhost/paca-test/stand-in-agent-server:' | grep -v ":$TAG\$" \
+        | xargs -r podman rmi -f >/dev/null 2>&1 || true
 fi
 echo "DOCKER_HOST=unix://$SOCK"
 echo "AGENT_SERVER_IMAGE=$IMAGE"

@@ -291,3 +291,34 @@ def test_kill_9_the_runner_mid_conversation(srv, adm, runner, sandbox_env):
             successor.stop()
     finally:
         victim.kill9()
+
+
+def test_serve_runs_the_runner_in_process_when_a_docker_api_answers(sandbox_env):
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB + 1).flushdb()
+    s, dbname = _make_server("runner-inproc", extra_env={
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB + 1}", "AGENT_API_KEY": AGENT_KEY,
+        "PORT_POOL_START": "12700", "PORT_POOL_SIZE": "10", **sandbox_env})
+    s.secrets.update({AGENT_KEY, LLM_KEY})
+    try:
+        s.start()
+        adm = s.admin()
+        p, a = new_setup(adm)
+        cid = assign(adm, p, a, "success")
+        c = wait_status(adm, p, cid, {"finished", "failed", "stopped"})
+        assert c["status"] == "finished", (c, s.log_tail())
+        check_events(events(adm, p, cid), SUCCESS)
+        assert "agent runner started in-process" in s.log_tail(400)
+        wait_for(lambda: containers_of(cid) == [], timeout=20, what="the sandbox removed")
+    finally:
+        _teardown_server(s, dbname)
+
+
+def test_serve_says_once_why_it_runs_no_runner():
+    s, dbname = _make_server("runner-none", extra_env={"DOCKER_HOST": "", "DOCKER_SOCKET": ""})
+    try:
+        s.start()
+        s.stop()
+        log = s.log_tail(400)
+        assert log.count("agent runner not started in-process: neither DOCKER_HOST nor DOCKER_SOCKET is set") == 1, log
+    finally:
+        _teardown_server(s, dbname)
