@@ -853,6 +853,14 @@ async fn follow(
     let mut poll = tokio::time::interval(Duration::from_secs(2));
     let mut reconcile_at = Instant::now() + Duration::from_secs(10);
     let mut check_stop = tokio::time::interval(Duration::from_millis(500));
+    // Messages recorded before this run (a reclaimed conversation) were
+    // delivered by the previous runner.
+    let mut delivered = shared
+        .commands
+        .conversation_state(id)
+        .await
+        .map(|c| c.messages.len())
+        .unwrap_or(0);
     let end = loop {
         let ws_event = async {
             match socket.as_mut() {
@@ -906,8 +914,22 @@ async fn follow(
                 }
             }
             _ = check_stop.tick() => {
-                if matches!(shared.commands.conversation_settled(id).await, Ok(Some(Status::Stopped))) {
+                let Ok(state) = shared.commands.conversation_state(id).await else { continue };
+                if state.status == Status::Stopped {
                     break End::Stopped;
+                }
+                // Follow-up messages (`POST …/messages`) not delivered yet.
+                for (message_id, text) in state.messages.iter().skip(delivered) {
+                    match server.send_message(&conv, text).await {
+                        Ok(()) => {
+                            delivered += 1;
+                            let _ = server.run(&conv).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(conversation = %id, %message_id, error = %e, "cannot deliver a message");
+                            break;
+                        }
+                    }
                 }
             }
             _ = stop.changed() => {

@@ -253,6 +253,20 @@ def test_stop_a_hanging_agent(srv, adm, runner):
     assert log.count("conversation.stopped") == 1 and "conversation.finished" not in log, log
 
 
+def test_follow_up_message_reaches_the_agent(srv, adm, runner):
+    p, a = new_setup(adm)
+    cid = assign(adm, p, a, "slow")
+    wait_status(adm, p, cid, {"running"}, runner=runner)
+    wait_for(lambda: len(events(adm, p, cid)) >= 2, timeout=30, what="the run under way")
+    ok(adm.post(f"/projects/{p['id']}/conversations/{cid}/messages", json={"message": "and also: add tests"}))
+    c = wait_status(adm, p, cid, {"finished", "failed", "stopped"}, timeout=60, runner=runner)
+    assert c["status"] == "finished", c
+    items = events(adm, p, cid)
+    users = [e for e in items if e["event_source"] == "user"]
+    assert len(users) == 2 and "and also: add tests" in json.dumps(users[1]["payload"]), users
+    assert [e["event_index"] for e in items] == list(range(len(items)))
+
+
 def test_kill_9_the_runner_mid_conversation(srv, adm, runner, sandbox_env):
     p, a = new_setup(adm)
     victim = Runner(srv, sandbox_env, "runner-victim", 12300)
