@@ -7,11 +7,13 @@
 //! cargo run --release -p bench -- rebuild   [--events 1000000]
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
 //! cargo run --release -p bench -- plugins   [--seconds 5] [--runs 3]
+//! cargo run --release -p bench -- agents    [--tasks 8] [--runs 3]   (DOCKER_HOST, AGENT_SERVER_IMAGE)
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
 //! migrations, and drops it at the end (also on error and on Ctrl-C).
 
+mod agents;
 mod append;
 mod db;
 mod http;
@@ -91,6 +93,10 @@ enum Scenario {
     /// A trivial WASM plugin route against the same native actix route,
     /// and HandleEvent delivery lag; not part of `all`.
     Plugins,
+    /// The agent runner with the stand-in agent-server through a real
+    /// Docker API: triggers/s to running and the per-conversation overhead
+    /// against bare container starts; not part of `all`.
+    Agents,
 }
 
 pub struct Settings {
@@ -156,6 +162,9 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     }
     if scenario == Scenario::Http {
         http::run(db, settings).await?.print();
+    }
+    if scenario == Scenario::Agents {
+        agents::run(db, settings).await?.print();
     }
     if scenario == Scenario::Plugins {
         plugins::run(db, settings).await?.print();
