@@ -31,10 +31,17 @@ use crate::db::ScratchDb;
 use crate::report::{Report, median};
 
 pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
-    let endpoint = sandbox::docker_endpoint()
-        .context("bench agents needs DOCKER_HOST or DOCKER_SOCKET (tests/agent-sandbox/podman.sh)")?;
+    // reqwest (the agent-server client) is built without a default TLS
+    // provider; the server binary installs this one at start-up.
+    gateways::install_tls_provider();
+    let endpoint = sandbox::docker_endpoint().context(
+        "bench agents needs DOCKER_HOST or DOCKER_SOCKET (tests/agent-sandbox/podman.sh)",
+    )?;
     let docker = sandbox::connect(&endpoint)?;
-    docker.ping().await.context("the Docker API does not answer")?;
+    docker
+        .ping()
+        .await
+        .context("the Docker API does not answer")?;
     let mut config = RunnerConfig::from_env();
     anyhow::ensure!(
         std::env::var("AGENT_SERVER_IMAGE").is_ok(),
