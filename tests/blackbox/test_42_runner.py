@@ -307,6 +307,19 @@ def test_kill_9_the_runner_mid_conversation(srv, adm, runner, sandbox_env):
         victim.kill9()
 
 
+def test_rebuild_and_verify_with_agent_events(srv, adm):
+    """Runs after the runs above: their agent events replay into the same read models."""
+    n = int(psql("SELECT count(*) FROM events WHERE event_type = 'conversation.agent_event'", srv.database_url))
+    assert n >= 20, n
+    srv.stop()
+    try:
+        for step in ("rebuild", "verify"):
+            res = srv.cli("projections", step)
+            assert res.returncode == 0, f"projections {step}: {res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+    finally:
+        srv.start()
+
+
 def test_serve_runs_the_runner_in_process_when_a_docker_api_answers(sandbox_env):
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB + 1).flushdb()
     s, dbname = _make_server("runner-inproc", extra_env={
