@@ -207,7 +207,9 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let elapsed_total = t0.elapsed();
-        let rows: Vec<(Uuid, Option<f64>, Option<f64>, Option<f64>)> = sqlx::query_as(
+        // (conversation, created, started, first agent event) in epoch seconds.
+        type Times = (Uuid, Option<f64>, Option<f64>, Option<f64>);
+        let rows: Vec<Times> = sqlx::query_as(
             "SELECT stream_id,
                     EXTRACT(EPOCH FROM MIN(recorded_at) FILTER (WHERE event_type = 'conversation.created'))::float8,
                     EXTRACT(EPOCH FROM MIN(recorded_at) FILTER (WHERE event_type = 'conversation.started'))::float8,
