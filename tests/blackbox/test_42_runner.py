@@ -269,10 +269,20 @@ def test_follow_up_message_reaches_the_agent(srv, adm, runner):
 
 def test_kill_9_the_runner_mid_conversation(srv, adm, runner, sandbox_env):
     p, a = new_setup(adm)
-    victim = Runner(srv, sandbox_env, "runner-victim", 12300)
     # Only the victim may take the trigger: stop the shared runner meanwhile.
     runner.stop()
+    # A conversation stopped while queued: its trigger is acknowledged
+    # without running; a managed container labelled with it (as a dead
+    # runner would leave) is removed when a runner starts.
+    settled = assign(adm, p, a, "success")
+    ok(adm.post(f"/projects/{p['id']}/conversations/{settled}/stop"))
+    stray = subprocess.run(["podman", "create", "--label", "paca.managed=true", "--label",
+                            f"paca.conversation_id={settled}", sandbox_env["AGENT_SERVER_IMAGE"]],
+                           capture_output=True, text=True, timeout=60)
+    assert stray.returncode == 0, stray.stderr
+    victim = Runner(srv, sandbox_env, "runner-victim", 12300)
     try:
+        wait_for(lambda: containers_of(settled) == [], timeout=20, what="the stray container removed at start-up")
         cid = assign(adm, p, a, "slow")
         wait_for(lambda: len(events(adm, p, cid)) >= 3, timeout=60,
                  what=f"the slow run under way\n{victim.tail()}")
@@ -299,6 +309,7 @@ def test_kill_9_the_runner_mid_conversation(srv, adm, runner, sandbox_env):
                 "paca:agent:triggers", "ai-agent-workers")["pending"] == 0, timeout=20,
                 what=f"no pending trigger (was {pending})")
             wait_for(lambda: containers_of(cid) == [], timeout=20, what="no sandbox left")
+            assert "conversation.started" not in log_events(srv, settled)
             for old in left:
                 assert old not in podman("ps", "-a", "-q", "--no-trunc"), "the left-behind container was removed"
         finally:
