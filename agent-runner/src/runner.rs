@@ -40,6 +40,8 @@ pub struct RunnerConfig {
     /// The Paca API as seen from inside a sandbox (the built-in MCP server).
     pub paca_api_url: String,
     pub agent_api_key: Option<String>,
+    /// Length of one `timeout_minutes` minute (60 s; tests shorten it).
+    pub minute: Duration,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -77,6 +79,7 @@ impl RunnerConfig {
                 )
             }),
             agent_api_key: env_var("AGENT_API_KEY"),
+            minute: Duration::from_secs_f64(env_num("PACA_TEST_MINUTE_SECS", 60.0f64).max(0.1)),
         }
     }
 }
@@ -805,8 +808,10 @@ async fn drive(
     )
     .await;
     // Teardown, bounded: delete the conversation, stop the container.
+    let teardown = Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(5), server.delete(&id.to_string())).await;
     sandbox::stop_and_remove(&shared.docker, &container, Duration::from_secs(2)).await;
+    tracing::info!(conversation = %id, teardown_ms = teardown.elapsed().as_millis() as u64, "sandbox removed");
     shared.ports.give_back(port);
     result
 }
@@ -849,7 +854,8 @@ async fn follow(
         .await
         .map_err(|e| format!("agent-server: {e}"))?;
     let deadline =
-        (timeout_minutes > 0).then(|| started + Duration::from_secs(timeout_minutes as u64 * 60));
+        (timeout_minutes > 0).then(|| started + shared.config.minute * timeout_minutes as u32);
+    tracing::debug!(conversation = %id, timeout_minutes, minute = ?shared.config.minute, "following the run");
     let mut poll = tokio::time::interval(Duration::from_secs(2));
     let mut reconcile_at = Instant::now() + Duration::from_secs(10);
     let mut check_stop = tokio::time::interval(Duration::from_millis(500));
@@ -939,6 +945,7 @@ async fn follow(
             }
         }
     };
+    tracing::info!(conversation = %id, ?end, "run ended");
     if matches!(end, End::Stopped | End::Timeout(_)) {
         // Interrupt, then one last reconcile: bounded even when the sandbox
         // hangs (the container is stopped right after).

@@ -76,6 +76,7 @@ class Runner:
             AGENT_CLAIM_IDLE_SECS="3",
             AGENT_STOP_TIMEOUT_SECS="6",
             AGENT_READY_TIMEOUT_SECS="30",
+            PACA_TEST_MINUTE_SECS="3",
             RUST_LOG="info,agent_runner=debug",
         )
         with open(self.log, "ab") as f:
@@ -265,6 +266,17 @@ def test_follow_up_message_reaches_the_agent(srv, adm, runner):
     users = [e for e in items if e["event_source"] == "user"]
     assert len(users) == 2 and "and also: add tests" in json.dumps(users[1]["payload"]), users
     assert [e["event_index"] for e in items] == list(range(len(items)))
+
+
+def test_timeout_minutes_ends_a_hung_run_failed(srv, adm, runner):
+    p, a = new_setup(adm)
+    patched = ok(adm.patch(f"/projects/{p['id']}/agents/{a['id']}", json={"timeout_minutes": 1}))
+    assert patched["timeout_minutes"] == 1, patched
+    cid = assign(adm, p, a, "hang")
+    # One "minute" is 3 s for this runner (PACA_TEST_MINUTE_SECS).
+    c = wait_status(adm, p, cid, {"finished", "failed", "stopped"}, timeout=40, runner=runner)
+    assert c["status"] == "failed" and c["error_message"].startswith("timeout:"), c
+    wait_for(lambda: containers_of(cid) == [], timeout=30, what="the hung sandbox removed")
 
 
 def test_kill_9_the_runner_mid_conversation(srv, adm, runner, sandbox_env):
