@@ -343,11 +343,15 @@ def test_rebuild_and_verify_with_agent_events(srv, adm):
         srv.start()
 
 
-def test_serve_runs_the_runner_in_process_when_a_docker_api_answers(sandbox_env):
+@pytest.mark.parametrize("bus", ["valkey", "in-process queue"])
+def test_serve_runs_the_runner_in_process_when_a_docker_api_answers(sandbox_env, bus):
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB + 1).flushdb()
-    s, dbname = _make_server("runner-inproc", extra_env={
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB + 1}", "AGENT_API_KEY": AGENT_KEY,
-        "PORT_POOL_START": "12700", "PORT_POOL_SIZE": "10", **sandbox_env})
+    env = {"AGENT_API_KEY": AGENT_KEY, "PORT_POOL_START": "12700", "PORT_POOL_SIZE": "10", **sandbox_env}
+    if bus == "valkey":
+        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DB + 1}"
+    else:
+        env["REDIS_URL"] = ""
+    s, dbname = _make_server("runner-inproc", extra_env=env)
     s.secrets.update({AGENT_KEY, LLM_KEY})
     try:
         s.start()
@@ -359,6 +363,10 @@ def test_serve_runs_the_runner_in_process_when_a_docker_api_answers(sandbox_env)
         check_events(events(adm, p, cid), SUCCESS)
         assert "agent runner started in-process" in s.log_tail(400)
         wait_for(lambda: containers_of(cid) == [], timeout=20, what="the sandbox removed")
+        if bus != "valkey":
+            # Acknowledged: the trigger's outbox row is gone.
+            wait_for(lambda: psql("SELECT count(*) FROM agent_outbox", s.database_url).strip() == "0",
+                     timeout=10, what="the outbox emptied")
     finally:
         _teardown_server(s, dbname)
 
