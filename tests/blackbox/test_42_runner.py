@@ -268,6 +268,28 @@ def test_follow_up_message_reaches_the_agent(srv, adm, runner):
     assert [e["event_index"] for e in items] == list(range(len(items)))
 
 
+def test_chat_turn_ends_paused_and_events_are_published(srv, adm, runner):
+    p, a = new_setup(adm)
+    sub = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, decode_responses=True).pubsub()
+    sub.subscribe("paca.events")
+    started = ok(adm.post(f"/projects/{p['id']}/agents/{a['id']}/chat-sessions",
+                          json={"message": "hello scenario:success"}), 201)
+    cid = started.get("conversation_id") or started["conversation"]["id"]
+    c = wait_status(adm, p, cid, {"paused", "finished", "failed", "stopped"}, runner=runner)
+    assert c["status"] == "paused", c
+    check_events(events(adm, p, cid), SUCCESS)
+    kinds = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(kinds) < len(SUCCESS):
+        m = sub.get_message(timeout=0.5)
+        if m and m["type"] == "message":
+            body = json.loads(m["data"])
+            if body["payload"]["conversation_id"] == cid:
+                kinds.append(body["type"])
+    assert kinds == ["agent.messageevent", "agent.messageevent", "agent.actionevent",
+                     "agent.observationevent", "agent.messageevent"], kinds
+
+
 def test_timeout_minutes_ends_a_hung_run_failed(srv, adm, runner):
     p, a = new_setup(adm)
     patched = ok(adm.patch(f"/projects/{p['id']}/agents/{a['id']}", json={"timeout_minutes": 1}))
