@@ -77,6 +77,7 @@ class Runner:
             AGENT_STOP_TIMEOUT_SECS="6",
             AGENT_READY_TIMEOUT_SECS="30",
             PACA_TEST_MINUTE_SECS="3",
+            PACA_DB_MAX_CONNECTIONS="5",  # the shared PostgreSQL has few to spare
             RUST_LOG="info,agent_runner=debug",
         )
         with open(self.log, "ab") as f:
