@@ -143,11 +143,15 @@ cargo build --workspace --all-targets || die "cargo build failed"
 [ -x target/debug/paca ] || die "target/debug/paca was not built"
 
 # ---------------------------------------------------------------------------
+section "cargo fmt --check"
+if cargo fmt --all --check >/dev/null 2>&1; then info "formatted"; else FAILED+=("cargo fmt --check (run cargo fmt --all)"); fi
+
+# ---------------------------------------------------------------------------
 if [ "${SKIP_CARGO_TEST:-0}" = "1" ]; then
     section "cargo test --workspace (skipped: SKIP_CARGO_TEST=1)"
 else
     section "cargo test --workspace"
-    if cargo test --workspace; then info "cargo test: ok"; else FAILED+=("cargo test --workspace"); fi
+    if cargo test --workspace --no-fail-fast; then info "cargo test: ok"; else FAILED+=("cargo test --workspace"); fi
 fi
 
 # ---------------------------------------------------------------------------
@@ -231,6 +235,20 @@ else
     npm install --prefix "$RT_CLIENTS_DIR" --no-audit --no-fund --silent "${RT_PACKAGES[@]}" \
         || die "npm install of the realtime clients failed"
     info "installed ${RT_PACKAGES[*]}"
+fi
+
+# ---------------------------------------------------------------------------
+section "Agent sandboxes (Podman Docker API, stand-in agent-server image)"
+# Podman serves the Docker API here (no Docker engine, no registry): installed
+# when missing, its service started on /run/paca-podman.sock, and the stand-in
+# agent-server (built above) imported as a local image, re-imported only when
+# the binary changed. test_42_runner.py calls the same script (cached).
+command -v curl >/dev/null || apt_install curl
+if SANDBOX_ENV="$(bash tests/agent-sandbox/podman.sh "$ROOT")"; then
+    info "$(echo "$SANDBOX_ENV" | tr '\n' ' ')"
+else
+    info "Podman cannot serve the Docker API here: see target/podman-service.log; the runner tests will fail"
+    FAILED+=("tests/agent-sandbox/podman.sh")
 fi
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use agent_runner::bus::{self, Bus, LocalQueue};
+use agent_runner::runner::{self, RunnerConfig};
+use agent_runner::sandbox;
 use anyhow::{Context, Result};
 use commands::Commands;
 use commands::secrets::SecretBox;
@@ -73,6 +75,49 @@ async fn init_checkpoint(store: &EventStore) -> Result<()> {
     Ok(())
 }
 
+/// The Docker API the runner uses, checked with a ping; `Err` says why
+/// there is none (logged once by the caller).
+pub async fn docker() -> std::result::Result<(String, bollard::Docker), String> {
+    let Some(endpoint) = sandbox::docker_endpoint() else {
+        return Err("neither DOCKER_HOST nor DOCKER_SOCKET is set".into());
+    };
+    let docker = sandbox::connect(&endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
+        Ok(Ok(_)) => Ok((endpoint, docker)),
+        Ok(Err(e)) => Err(format!("{endpoint} does not answer: {e}")),
+        Err(_) => Err(format!("{endpoint} does not answer within 5 s")),
+    }
+}
+
+/// `paca agent-runner`: the runner alone, on Valkey, until SIGINT/SIGTERM.
+pub async fn run_standalone(config: &Config, store: &EventStore, commands: Commands) -> Result<()> {
+    let url = config
+        .redis_url
+        .as_deref()
+        .context("paca agent-runner needs REDIS_URL (the trigger stream)")?;
+    let (endpoint, docker) = docker()
+        .await
+        .map_err(|why| anyhow::anyhow!("no Docker API: {why}"))?;
+    let runner_config = RunnerConfig::from_env();
+    let source = runner::valkey_source(url, runner_config.claim_idle)
+        .await
+        .with_context(|| format!("connecting to {} (REDIS_URL)", redact(url)))?;
+    let _ = store;
+    tracing::info!(docker = %endpoint, "agent runner using the Docker API");
+    let (shutdown, watcher) = watch::channel(false);
+    let task = tokio::spawn(runner::run(
+        commands,
+        docker,
+        runner_config,
+        source,
+        watcher,
+    ));
+    crate::shutdown_signal().await;
+    let _ = shutdown.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    Ok(())
+}
+
 pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> Result<Background> {
     let (shutdown, watcher) = watch::channel(false);
     let bus = match &config.redis_url {
@@ -102,9 +147,47 @@ pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> 
     }));
     tasks.push(tokio::spawn(bus::relay(
         store.clone(),
-        bus,
+        bus.clone(),
         watcher.clone(),
     )));
+    // The in-process runner, when a Docker API answers (said once why not).
+    let wanted = std::env::var("PACA_AGENT_RUNNER").unwrap_or_default();
+    let available = if wanted.trim().eq_ignore_ascii_case("off") {
+        Err("PACA_AGENT_RUNNER=off".to_owned())
+    } else {
+        docker().await
+    };
+    match available {
+        Err(why) => tracing::info!("agent runner not started in-process: {why}"),
+        Ok((endpoint, docker)) => {
+            let runner_config = RunnerConfig::from_env();
+            let source = match (&bus, &config.redis_url) {
+                (Bus::Valkey(_), Some(url)) => runner::valkey_source(url, runner_config.claim_idle)
+                    .await
+                    .ok(),
+                (Bus::Local(queue), _) => Some(runner::Source::Local {
+                    queue: queue.clone(),
+                    store: store.clone(),
+                }),
+                _ => None,
+            };
+            match source {
+                None => {
+                    tracing::warn!("agent runner not started: cannot connect its Valkey intake")
+                }
+                Some(source) => {
+                    tracing::info!(docker = %endpoint, "agent runner started in-process");
+                    tasks.push(tokio::spawn(runner::run(
+                        commands.clone(),
+                        docker,
+                        runner_config,
+                        source,
+                        watcher.clone(),
+                    )));
+                }
+            }
+        }
+    }
     Ok(Background { shutdown, tasks })
 }
 

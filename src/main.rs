@@ -4,8 +4,8 @@ mod agents;
 mod cli;
 mod config;
 mod embedded;
-mod plugins;
 mod notifications;
+mod plugins;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -51,6 +51,9 @@ enum Command {
     /// clients: Paca's tools as a client of a Paca API (PACA_API_KEY,
     /// PACA_API_URL, PACA_GATEWAY_URL, PACA_AGENT_ID, PACA_PROJECT_ID).
     Mcp,
+    /// Run AI agent conversations in Docker sandboxes (Valkey triggers,
+    /// DOCKER_HOST or DOCKER_SOCKET, AGENT_SERVER_IMAGE; docs/agents.md).
+    AgentRunner,
     /// Install, upgrade, uninstall and list WASM plugins.
     Plugins {
         #[command(subcommand)]
@@ -207,6 +210,27 @@ async fn run(cli: Cli) -> Result<()> {
             result
         }
         Command::Mcp => unreachable!("handled above"),
+        Command::AgentRunner => {
+            let (jwt_secret, _) =
+                config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
+                    config::random_hex(32)
+                })?;
+            let db = Database::open(&config).await?;
+            let store = db.store();
+            projections::ensure_ready(&store)
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing read models: {e}"))?;
+            let commands = Commands::new(store.clone(), auth_config(&config, jwt_secret))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the directory from the log: {e}"))?;
+            let commands = match agents::secret_box(&config)? {
+                Some(secrets) => commands.with_secrets(secrets),
+                None => commands,
+            };
+            let result = agents::run_standalone(&config, &store, commands).await;
+            db.close().await;
+            result
+        }
         Command::Plugins { command } => {
             let (jwt_secret, _) =
                 config::secret(config::JWT_SECRET, &config.data_dir, "jwt_secret", || {
@@ -340,7 +364,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

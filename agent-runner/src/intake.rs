@@ -85,6 +85,10 @@ impl Intake {
         })
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn consumer(&self) -> &str {
         &self.consumer
     }

@@ -8,11 +8,13 @@
 //! cargo run --release -p bench -- http      [--tasks 10000] [--rate 1000] [--seconds 10]
 //! cargo run --release -p bench -- plugins   [--seconds 5] [--runs 3]
 //! cargo run --release -p bench -- realtime  [--clients 1000] [--rate 20] [--seconds 10] [--redis-url ...]
+//! cargo run --release -p bench -- agents    [--tasks 8] [--runs 3]   (DOCKER_HOST, AGENT_SERVER_IMAGE)
 //! ```
 //!
 //! Each invocation creates a scratch database `paca_bench_<pid>`, applies the
 //! migrations, and drops it at the end (also on error and on Ctrl-C).
 
+mod agents;
 mod append;
 mod db;
 mod http;
@@ -109,6 +111,10 @@ enum Scenario {
     /// Commit -> Socket.IO receipt latency with many clients, against raw
     /// Valkey PUBLISH -> SUBSCRIBE; not part of `all`.
     Realtime,
+    /// The agent runner with the stand-in agent-server through a real
+    /// Docker API: triggers/s to running and the per-conversation overhead
+    /// against bare container starts; not part of `all`.
+    Agents,
 }
 
 pub struct Settings {
@@ -180,6 +186,9 @@ async fn run(scenario: Scenario, db: &ScratchDb, settings: &Settings) -> Result<
     }
     if scenario == Scenario::Http {
         http::run(db, settings).await?.print();
+    }
+    if scenario == Scenario::Agents {
+        agents::run(db, settings).await?.print();
     }
     if scenario == Scenario::Plugins {
         plugins::run(db, settings).await?.print();

@@ -56,6 +56,10 @@ pub struct Origin {
 pub struct AgentServerEvent {
     /// The agent-server's own event id (the dedup key).
     pub sdk_event_id: String,
+    /// The SDK's `kind`. Stored as `agent_event_type`: the event is
+    /// flattened into `conversation.agent_event`, whose tag is already
+    /// `event_type` (the same name would overwrite the tag).
+    #[serde(rename = "agent_event_type")]
     pub event_type: String,
     /// agent | user | environment | hook
     pub event_source: String,
@@ -585,6 +589,21 @@ mod tests {
             }]
         );
         assert_eq!(state.event_count, 3);
+    }
+
+    #[test]
+    fn agent_events_round_trip_through_json() {
+        let event = ConversationEvent::AgentEvent {
+            event_index: 3,
+            event: ev("a"),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["event_type"], "conversation.agent_event");
+        assert_eq!(json["agent_event_type"], "MessageEvent");
+        assert_eq!(
+            serde_json::from_value::<ConversationEvent>(json).unwrap(),
+            event
+        );
     }
 
     #[test]

@@ -4,10 +4,10 @@
 pub mod admin;
 pub mod agents;
 pub mod conversations;
-pub mod plugins;
 pub mod docs;
 pub mod files;
 pub mod notifications;
+pub mod plugins;
 pub mod projects;
 pub mod session;
 pub mod sprints;

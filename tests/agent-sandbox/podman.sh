@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The Docker API for agent sandbox tests (TESTING.md): Podman's
+# Docker-compatible service on a private socket, and the stand-in
+# agent-server packed into a local image (no image can be pulled here).
+#
+#   bash tests/agent-sandbox/podman.sh <root>     # prints DOCKER_HOST=… and AGENT_SERVER_IMAGE=…
+#
+# Idempotent and cached: podman is installed only when missing, the service
+# started only when its socket does not answer, and the image rebuilt only
+# when the stand-in binary changed (its sha256 is the image tag).
+set -euo pipefail
+ROOT="${1:-$(cd "$(dirname "$0")/../.." && pwd)}"
+SOCK=/run/paca-podman.sock
+BIN="$ROOT/target/debug/stand-in-agent-server"
+log() { printf '  %s\n' "$*" >&2; }
+
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+    log "apt-get install -y podman runc"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null
+fi
+# runc (crun needs cgroup features these machines lack), no default ulimits
+# (the container may not raise them here).
+if ! grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null; then
+    mkdir -p /etc/containers
+    printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' > /etc/containers/containers.conf
+fi
+answers() { curl -fsS --max-time 3 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+if ! answers; then
+    log "podman system service --time=0 unix://$SOCK"
+    rm -f "$SOCK"
+    setsid nohup podman system service --time=0 "unix://$SOCK" >"$ROOT/target/podman-service.log" 2>&1 < /dev/null &
+    for _ in $(seq 1 60); do answers && break; sleep 0.25; done
+    answers || { echo "podman service does not answer on $SOCK (see target/podman-service.log)" >&2; exit 1; }
+fi
+
+[ -x "$BIN" ] || cargo build -q -p agent-runner --bin stand-in-agent-server
+TAG="$(sha256sum "$BIN" | cut -c1-16)"
+IMAGE="localhost/paca-test/stand-in-agent-server:$TAG"
+if ! podman image exists "$IMAGE"; then
+    # A root filesystem holding the binary and the host's shared libraries it
+    # links (glibc), so no static toolchain is needed.
+    dir="$(mktemp -d)"
+    mkdir -p "$dir/bin" "$dir/tmp" "$dir/workspace"
+    cp "$BIN" "$dir/bin/agent-server"
+    for lib in $(ldd "$BIN" | grep -o '/[^ ]*'); do
+        mkdir -p "$dir$(dirname "$lib")"
+        cp -L "$lib" "$dir$lib"
+    done
+    tar -C "$dir" -cf "$dir.tar" .
+    log "podman import $IMAGE"
+    podman import -q --change 'ENTRYPOINT ["/bin/agent-server"]' --change 'EXPOSE 8000/tcp' \
+        "$dir.tar" "$IMAGE" >/dev/null
+    rm -rf "$dir" "$dir.tar"
+    # Older builds of the stand-in are not needed any more.
+    podman images --format '{{.Repository}}:{{.Tag}}' \
+        | grep '^localhost/paca-test/stand-in-agent-server:' | grep -v ":$TAG\$" \
+        | xargs -r podman rmi -f >/dev/null 2>&1 || true
+fi
+echo "DOCKER_HOST=unix://$SOCK"
+echo "AGENT_SERVER_IMAGE=$IMAGE"
