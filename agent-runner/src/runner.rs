@@ -725,23 +725,10 @@ async fn record(
                     if let Err(error) = added {
                         tracing::warn!(%error, "cannot XADD to paca:agent:events");
                     }
-                    // Paca's realtime fan-out: `agent.<kind lowercased>` on
-                    // the `paca.events` channel, for the project's rooms.
-                    let message = json!({
-                        "type": format!("agent.{}", event.event_type.to_lowercase()),
-                        "payload": {"project_id": project_id, "conversation_id": id,
-                            "event_index": index, "event_source": event.event_source},
-                    })
-                    .to_string();
-                    let published: Result<RValue, _> = client
-                        .custom(
-                            CustomCommand::new_static("PUBLISH", ClusterHash::FirstKey, false),
-                            vec!["paca.events".to_owned(), message],
-                        )
-                        .await;
-                    if let Err(error) = published {
-                        tracing::warn!(%error, "cannot PUBLISH to paca.events");
-                    }
+                    // Socket.IO rooms get `agent.<kind lowercased>` from the
+                    // realtime relay, which reads the recorded event from the
+                    // log (once, in log order); publishing here as well would
+                    // deliver it twice.
                 }
             }
         }

@@ -139,7 +139,9 @@ impl Directory {
             }),
         };
         directory.sync().await?;
-        store.observe_commits(Arc::new(directory.clone()));
+        // Weakly: the directory holds the store, so a strong observer would
+        // be a cycle that keeps the store (and its pool) alive forever.
+        store.observe_commits(Arc::new(WeakObserver(Arc::downgrade(&directory.inner))));
         Ok(directory)
     }
 
@@ -442,6 +444,16 @@ impl Directory {
                 .member
                 .as_ref()
                 .is_some_and(|(_, p)| permissions::grants(p, required))
+    }
+}
+
+struct WeakObserver(std::sync::Weak<Inner>);
+
+impl CommitObserver for WeakObserver {
+    fn committed(&self, events: &[RecordedEvent]) {
+        if let Some(inner) = self.0.upgrade() {
+            Directory { inner }.committed(events);
+        }
     }
 }
 

@@ -117,6 +117,8 @@ impl Seen {
 /// GraphQL subscriptions listen to. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
+    /// Keeps the handlers' weak reference alive as long as this hub.
+    _commands: Arc<Commands>,
     pub io: SocketIo,
     pub svc: socketio::Service,
     events: broadcast::Sender<Arc<Message>>,
@@ -125,9 +127,11 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(commands: Commands) -> Self {
-        let (svc, io) = socketio::build(commands);
+        let commands = Arc::new(commands);
+        let (svc, io) = socketio::build(&commands);
         let (events, _) = broadcast::channel(65_536);
         Self {
+            _commands: commands,
             io,
             svc,
             events,

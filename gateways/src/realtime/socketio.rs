@@ -16,6 +16,7 @@
 //! project) and `project:<id>:docs` (docs.read), silently nothing for
 //! others.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BodyStream, MessageBody};
@@ -129,7 +130,13 @@ fn project_id_of(data: &Value) -> Option<Uuid> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-pub fn build(commands: Commands) -> (Service, SocketIo) {
+/// The handlers hold the command side weakly: socketioxide keeps its
+/// namespaces (and so their closures) alive through internal reference
+/// cycles after the `SocketIo` is dropped, which leaked every dropped
+/// server's connection pool (seen as `too many clients` when tests build
+/// one app each). The [`super::Hub`] owns the strong reference.
+pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
+    let commands = Arc::downgrade(commands);
     let (svc, io) = SocketIo::builder()
         .req_path(PATH)
         .ping_interval(Duration::from_secs(25))
@@ -137,8 +144,9 @@ pub fn build(commands: Commands) -> (Service, SocketIo) {
         .build_with_inner_svc(NotFound);
     let auth_commands = commands.clone();
     let auth = move |s: SocketRef, TryData(auth): TryData<Value>| {
-        let commands = auth_commands.clone();
+        let commands = auth_commands.upgrade();
         async move {
+            let commands = commands.ok_or(Refused)?;
             let token = auth
                 .ok()
                 .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned))
@@ -155,6 +163,7 @@ pub fn build(commands: Commands) -> (Service, SocketIo) {
     let on_connect = move |s: SocketRef, Extension(Caller(user)): Extension<Caller>| {
         let commands = commands.clone();
         async move {
+            let commands = commands.clone();
             s.join(format!("user:{}:notifications", user.id));
             let join_commands = commands.clone();
             s.on(
@@ -163,8 +172,11 @@ pub fn build(commands: Commands) -> (Service, SocketIo) {
                       Data(data): Data<Value>,
                       ack: AckSender,
                       Extension(Caller(user)): Extension<Caller>| {
-                    let commands = join_commands.clone();
+                    let commands = join_commands.upgrade();
                     async move {
+                        let Some(commands) = commands else {
+                            return;
+                        };
                         let Some(project_id) = project_id_of(&data) else {
                             let _ = ack.send(&serde_json::json!({"tasks": false, "docs": false}));
                             return;
