@@ -193,10 +193,7 @@ impl Directory {
                 break;
             };
             let last = GlobalPosition::of(last);
-            let gaps = self.apply(&events);
-            for stream_id in gaps {
-                self.refill(&mut conn, stream_id).await?;
-            }
+            self.fold(&mut conn, &events).await?;
             self.write().position = last;
             if (events.len() as i64) < BATCH {
                 break;
@@ -213,14 +210,23 @@ impl Directory {
                 return Ok(());
             };
             ahead = GlobalPosition::of(last);
-            let gaps = self.apply(&events);
-            for stream_id in gaps {
-                self.refill(&mut conn, stream_id).await?;
-            }
+            self.fold(&mut conn, &events).await?;
             if (events.len() as i64) < BATCH {
                 return Ok(());
             }
         }
+    }
+
+    /// Applies a batch, re-reading the streams it showed a version gap in.
+    async fn fold(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        events: &[RecordedEvent],
+    ) -> CommandResult<()> {
+        for stream_id in self.apply(events) {
+            self.refill(conn, stream_id).await?;
+        }
+        Ok(())
     }
 
     /// Re-reads one stream from the version the directory holds.

@@ -131,29 +131,8 @@ impl EventStore {
         limit: i64,
         stream_types: Option<&[String]>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events
-             WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-               AND ($4::text[] IS NULL OR stream_type = ANY($4))
-             ORDER BY events.tx_id, events.global_position
-             LIMIT $3"
-        );
-        // Not a cached prepared statement: a generic plan cannot see where
-        // the cursor is and may estimate a large share of the log, choosing
-        // a bitmap scan + sort; the custom plan walks (tx_id, global_position).
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .persistent(false)
-            .bind(after.tx_id.to_string())
-            .bind(after.position)
-            .bind(limit)
-            .bind(stream_types)
-            .fetch_all(conn)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| self.upcasters().upcast(from_row(r)))
-            .collect())
+        self.read_after(conn, after, limit, stream_types, true)
+            .await
     }
 
     /// Committed events after `after` *beyond* the gap-safe horizon too:
@@ -170,19 +149,36 @@ impl EventStore {
         limit: i64,
         stream_types: &[String],
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        self.read_after(conn, after, limit, Some(stream_types), false)
+            .await
+    }
+
+    async fn read_after(
+        &self,
+        conn: &mut PgConnection,
+        after: GlobalPosition,
+        limit: i64,
+        stream_types: Option<&[String]>,
+        below_horizon: bool,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events
              WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-               AND stream_type = ANY($4)
+               AND (NOT $5 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
+               AND ($4::text[] IS NULL OR stream_type = ANY($4))
              ORDER BY events.tx_id, events.global_position
              LIMIT $3"
         );
+        // Not a cached prepared statement: a generic plan cannot see where
+        // the cursor is and may estimate a large share of the log, choosing
+        // a bitmap scan + sort; the custom plan walks (tx_id, global_position).
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .persistent(false)
             .bind(after.tx_id.to_string())
             .bind(after.position)
             .bind(limit)
             .bind(stream_types)
+            .bind(below_horizon)
             .fetch_all(conn)
             .await?;
         Ok(rows
