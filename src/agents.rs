@@ -138,7 +138,7 @@ pub async fn start(config: &Config, store: &EventStore, commands: &Commands) -> 
         store.clone(),
         TriggerHandler::new(commands.clone()),
     )
-    .stream_types(vec!["task".into()]);
+    .stream_types(commands::triggers::stream_types());
     let rx = watcher.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(error) = subscription.run(rx).await {

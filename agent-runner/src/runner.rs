@@ -485,6 +485,23 @@ async fn finish(
     }
 }
 
+/// The agent's per-trigger prompt field (seed page 12): a mention in a doc
+/// comment uses `doc_comment_trigger_prompt`, one in a task comment the
+/// task prompt.
+fn trigger_prompt<'a>(
+    settings: &'a domain::agent::AgentSettings,
+    origin: &domain::conversation::Origin,
+) -> Option<&'a String> {
+    match origin.trigger_type.as_str() {
+        "task_assigned" => Some(&settings.task_trigger_prompt),
+        "comment_mention" if origin.doc_id.is_some() => Some(&settings.doc_comment_trigger_prompt),
+        "comment_mention" => Some(&settings.task_trigger_prompt),
+        "chat_message" => Some(&settings.chat_trigger_prompt),
+        "description_write" => Some(&settings.description_write_trigger_prompt),
+        _ => None,
+    }
+}
+
 /// The agent's first message: the trigger's text, or the assigned task.
 async fn initial_message(shared: &Shared, spec: &commands::conversations::RunSpec) -> String {
     let origin = &spec.conversation.origin;
@@ -492,13 +509,8 @@ async fn initial_message(shared: &Shared, spec: &commands::conversations::RunSpe
         .agent
         .settings
         .as_ref()
-        .map(|settings| match origin.trigger_type.as_str() {
-            "task_assigned" => settings.task_trigger_prompt.clone(),
-            "comment_mention" => settings.doc_comment_trigger_prompt.clone(),
-            "chat_message" => settings.chat_trigger_prompt.clone(),
-            "description_write" => settings.description_write_trigger_prompt.clone(),
-            _ => String::new(),
-        })
+        .and_then(|settings| trigger_prompt(settings, origin))
+        .cloned()
         .unwrap_or_default();
     let mut text = String::new();
     if let Some(message) = &origin.message {
@@ -574,13 +586,7 @@ async fn create_payload(
             json!({"name": s.skill_name, "content": s.skill_content, "trigger": trigger})
         })
         .collect();
-    let trigger_prompt = match origin.trigger_type.as_str() {
-        "task_assigned" => &settings.task_trigger_prompt,
-        "comment_mention" => &settings.doc_comment_trigger_prompt,
-        "chat_message" => &settings.chat_trigger_prompt,
-        "description_write" => &settings.description_write_trigger_prompt,
-        _ => &settings.system_prompt,
-    };
+    let trigger_prompt = trigger_prompt(&settings, origin).unwrap_or(&settings.system_prompt);
     if !trigger_prompt.trim().is_empty() {
         skills.push(json!({"name": format!("paca-{}", origin.trigger_type), "content": trigger_prompt, "trigger": null}));
     }
@@ -626,6 +632,9 @@ async fn create_payload(
     ));
     if let Some(task) = origin.task_id {
         suffix.push_str(&format!("\nTask id: {task}"));
+    }
+    if let Some(doc) = origin.doc_id {
+        suffix.push_str(&format!("\nDocument id: {doc}"));
     }
     if let Some(comment) = origin.comment_id {
         suffix.push_str(&format!("\nComment id: {comment}"));

@@ -59,6 +59,8 @@ pub fn trigger_fields(conversation_id: Uuid, origin: &Origin) -> Vec<(String, St
     ];
     let optional = [
         ("task_id", origin.task_id.map(|v| v.to_string())),
+        // Beyond the seed's fields: which document a doc comment is on.
+        ("doc_id", origin.doc_id.map(|v| v.to_string())),
         ("comment_id", origin.comment_id.map(|v| v.to_string())),
         (
             "chat_session_id",

@@ -131,7 +131,8 @@ impl From<sqlx::Error> for CommandError {
 impl From<AppendError> for CommandError {
     fn from(error: AppendError) -> Self {
         match error {
-            AppendError::VersionConflict { stream_id, .. } => Self::Conflict(stream_id),
+            AppendError::VersionConflict { stream_id, .. }
+            | AppendError::GuardMoved { stream_id } => Self::Conflict(stream_id),
             AppendError::Database(e) => e.into(),
             other => Self::Infra(InfraError::Append(other)),
         }

@@ -19,6 +19,7 @@ pub mod projects;
 pub mod roles;
 pub mod secrets;
 pub mod sprints;
+pub mod task_cache;
 pub mod tasks;
 pub mod triggers;
 pub mod users;
@@ -44,6 +45,8 @@ pub struct Commands {
     /// Encrypts agent secrets (`ENCRYPTION_KEY`); without it, storing an
     /// LLM key or a secret MCP env value fails.
     secrets: Option<secrets::SecretBox>,
+    /// Task states for the one-round-trip task write (see `tasks.rs`).
+    tasks: std::sync::Arc<task_cache::TaskCache>,
 }
 
 /// An aggregate's state loaded from its stream, and the version it is at.
@@ -74,6 +77,7 @@ impl Commands {
             auth,
             directory,
             secrets: None,
+            tasks: Default::default(),
         })
     }
 
@@ -91,12 +95,21 @@ impl Commands {
         conn: &mut sqlx::PgConnection,
         project_id: Uuid,
     ) -> CommandResult<domain::project::Project> {
+        Ok(self.project_versioned(conn, project_id).await?.state)
+    }
+
+    /// [`Commands::project_state`] with the stream version it is at.
+    pub async fn project_versioned(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        project_id: Uuid,
+    ) -> CommandResult<directory::Versioned<domain::project::Project>> {
         use domain::project::{Project, ProjectEvent};
         let cached = self.directory.project_state(project_id).unwrap_or_default();
         let (mut version, mut state) = (cached.version, cached.state);
         let newer = self.store.read_stream_in(conn, project_id, version).await?;
         if newer.is_empty() {
-            return Ok(state);
+            return Ok(directory::Versioned { version, state });
         }
         for event in &newer {
             let typed = ProjectEvent::from_stored(&event.event_type, &event.payload)
@@ -104,9 +117,8 @@ impl Commands {
             state = Project::evolve(state, &typed);
             version = event.version;
         }
-        debug_assert_eq!(version, newer.last().map_or(0, |e| e.version));
         self.directory.extend(&newer);
-        Ok(state)
+        Ok(directory::Versioned { version, state })
     }
 
     /// Folds a stream into its aggregate state, on the given connection.

@@ -8,34 +8,36 @@
 //! Never to the actor themselves, and never to agent members (their
 //! assignments and mentions are agent triggers, see `triggers.rs`).
 //!
-//! Rows are written in the batch's own transaction (the one that moves the
-//! checkpoint), and each row's id is derived from the source event, the
-//! recipient and the type, so a redelivered batch (a crash between commit
-//! and acknowledgement, a restart, a standby taking over) inserts nothing
-//! twice and skips nothing: the checkpoint and the rows commit together.
+//! Each decision is recorded as `notification.created` in the recipient's
+//! inbox stream (domain/src/notification.rs); the read model is the inbox
+//! events' projection, so a rebuild reproduces notifications and their
+//! read state. The events are appended in their own transaction before the
+//! checkpoint moves; the event id is derived from the source event, the
+//! recipient and the type, so a redelivered batch (a crash between the two
+//! commits, a restart, a standby taking over) appends nothing twice and
+//! skips nothing.
 //!
-//! `read_at` is the recipient's own state, changed by [`Commands::mark_notification_read`]
-//! and [`Commands::mark_all_notifications_read`]; the subscription never
-//! touches it.
+//! Reading is the recipient's own command ([`Commands::mark_notification_read`],
+//! [`Commands::mark_all_notifications_read`]) on the same stream.
 
 use std::collections::BTreeSet;
 
 use domain::DomainEvent;
 use domain::doc::DocEvent;
+use domain::notification::{Inbox, InboxCommand, InboxEvent, NotificationBody};
 use domain::project::Project;
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use eventstore::subscription::{HandlerError, SubscriptionHandler};
-use eventstore::{Actor, RecordedEvent};
+use eventstore::{Actor, ExpectedVersion, Metadata, RecordedEvent, StreamRef};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::triggers::{comment_text, mentions};
-use crate::{CommandResult, Commands};
+use crate::{CommandResult, Commands, new_event};
 
 pub const SUBSCRIPTION: &str = "notifications";
-pub const ASSIGNED: &str = "assigned";
-pub const MENTIONED: &str = "mentioned";
+pub use domain::notification::{ASSIGNED, MENTIONED};
 
 /// The stream types the subscription reads.
 pub fn stream_types() -> Vec<String> {
@@ -211,6 +213,7 @@ impl SubscriptionHandler for NotificationHandler {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), HandlerError> {
+        let mut decided: Vec<(Uuid, NotificationBody, Metadata)> = Vec::new();
         for event in events {
             let pending = self
                 .on_event(tx, event)
@@ -220,10 +223,12 @@ impl SubscriptionHandler for NotificationHandler {
                 continue;
             }
             let actor = actor_of(event);
-            let project_id = event.project_id;
-            let actor_member = match (actor.member_id, actor.user_id, project_id) {
-                (Some(m), _, _) => Some(m),
-                (None, Some(user_id), Some(project_id)) => self
+            let Some(project_id) = event.project_id else {
+                continue;
+            };
+            let actor_member = match (actor.member_id, actor.user_id) {
+                (Some(m), _) => Some(m),
+                (None, Some(user_id)) => self
                     .commands
                     .project_state(tx, project_id)
                     .await
@@ -232,64 +237,106 @@ impl SubscriptionHandler for NotificationHandler {
                     .map(|(id, _)| id),
                 _ => None,
             };
+            let mut meta = Metadata::system("system");
+            meta.causation_id = Some(event.event_id);
+            meta.correlation_id = event
+                .metadata
+                .get("correlation_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             for p in pending {
-                let id = notification_id(event.event_id, p.recipient, p.kind);
-                let inserted = sqlx::query(
-                    "INSERT INTO notifications (id, recipient_user_id, type, project_id, task_id,
-                         doc_id, comment_id, actor_user_id, actor_agent_id, actor_member_id,
-                         source_event_id, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(p.recipient)
-                .bind(p.kind)
-                .bind(project_id)
-                .bind(p.target.task_id)
-                .bind(p.target.doc_id)
-                .bind(p.target.comment_id)
-                .bind(actor.user_id)
-                .bind(actor.agent_id)
-                .bind(actor_member)
-                .bind(event.event_id)
-                .bind(event.recorded_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted > 0 {
-                    tracing::debug!(notification_id = %id, recipient = %p.recipient, kind = p.kind, "notification created");
-                }
+                let body = NotificationBody {
+                    notification_id: notification_id(event.event_id, p.recipient, p.kind),
+                    kind: p.kind.to_owned(),
+                    project_id,
+                    task_id: p.target.task_id,
+                    doc_id: p.target.doc_id,
+                    comment_id: p.target.comment_id,
+                    actor_user_id: actor.user_id,
+                    actor_agent_id: actor.agent_id,
+                    actor_member_id: actor_member,
+                    source_event_id: event.event_id,
+                    created_at: event.recorded_at,
+                };
+                decided.push((p.recipient, body, meta.clone()));
             }
         }
-        Ok(())
+        if decided.is_empty() {
+            return Ok(());
+        }
+        self.commands
+            .record_notifications(&decided)
+            .await
+            .map_err(|e| Box::new(e) as HandlerError)
     }
 }
 
 impl Commands {
-    /// Marks one of `user_id`'s notifications read; `false` when there is
-    /// no such notification of theirs. Marking twice keeps the first time.
-    pub async fn mark_notification_read(&self, user_id: Uuid, id: Uuid) -> CommandResult<bool> {
-        let found = sqlx::query(
-            "UPDATE notifications SET read_at = COALESCE(read_at, now())
-             WHERE id = $1 AND recipient_user_id = $2",
-        )
-        .bind(id)
-        .bind(user_id)
-        .execute(self.store.pool())
-        .await?
-        .rows_affected();
-        Ok(found > 0)
+    /// Appends each decided notification to its recipient's inbox, in one
+    /// transaction. The event id is the notification id, so a batch
+    /// redelivered after a crash (these events commit before the
+    /// subscription's checkpoint moves) is an idempotent append.
+    async fn record_notifications(
+        &self,
+        decided: &[(Uuid, NotificationBody, Metadata)],
+    ) -> CommandResult<()> {
+        let commands = self;
+        transact!(commands, tx => async {
+            for (recipient, body, meta) in decided {
+                let mut event = new_event(&InboxEvent::Created(body.clone()), meta);
+                event.event_id = body.notification_id;
+                let stream = StreamRef {
+                    stream_type: InboxEvent::STREAM_TYPE,
+                    stream_id: *recipient,
+                    // Inbox events belong to no project's feed: the
+                    // project is in the payload.
+                    project_id: None,
+                };
+                let appended = tx.append(stream, ExpectedVersion::Any, vec![event]).await?;
+                if !appended.idempotent {
+                    tracing::debug!(notification_id = %body.notification_id, %recipient, kind = %body.kind, "notification created");
+                }
+            }
+            Ok(())
+        }
+        .await)
     }
 
-    pub async fn mark_all_notifications_read(&self, user_id: Uuid) -> CommandResult<u64> {
-        Ok(sqlx::query(
-            "UPDATE notifications SET read_at = now()
-             WHERE recipient_user_id = $1 AND read_at IS NULL",
-        )
-        .bind(user_id)
-        .execute(self.store.pool())
-        .await?
-        .rows_affected())
+    async fn inbox(
+        &self,
+        meta: &Metadata,
+        user_id: Uuid,
+        command: InboxCommand,
+    ) -> CommandResult<()> {
+        let commands = self;
+        transact!(commands, tx => async {
+            let mut decide = |inbox: &Inbox| Ok((inbox.decide(command.clone())?, vec![]));
+            commands
+                .execute_in(tx, user_id, None, Inbox::evolve, meta, &mut decide, None)
+                .await
+                .map(|_| ())
+        }
+        .await)
+    }
+
+    /// Marks one of the caller's notifications read (`NOTIFICATION_NOT_FOUND`
+    /// when it is not theirs). Marking twice keeps the first time.
+    pub async fn mark_notification_read(
+        &self,
+        meta: &Metadata,
+        user_id: Uuid,
+        notification_id: Uuid,
+    ) -> CommandResult<()> {
+        self.inbox(meta, user_id, InboxCommand::MarkRead { notification_id })
+            .await
+    }
+
+    pub async fn mark_all_notifications_read(
+        &self,
+        meta: &Metadata,
+        user_id: Uuid,
+    ) -> CommandResult<()> {
+        self.inbox(meta, user_id, InboxCommand::MarkAllRead).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! update, delete, comments, revert of a recorded change, and moving tasks
 //! between sprints inside a caller's transaction.
 
+use domain::project::Project;
 use domain::task::{
     FieldValue, LinkType, ParentInfo, Task, TaskChange, TaskCommand, TaskContext, TaskEvent,
     TaskField, TaskFields, TaskPatch,
@@ -12,7 +13,12 @@ use eventstore::{AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, Stream
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::task_cache::CachedTask;
 use crate::{CommandError, CommandResult, Commands};
+
+fn task_not_found() -> CommandError {
+    CommandError::domain(ErrorCode::TASK_NOT_FOUND, "task not found")
+}
 
 /// A task write's outcome: the task id and its stream version after it.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +56,37 @@ fn reverted_id(changes: &[TaskChange], field: TaskField) -> Option<Uuid> {
     }
 }
 
+/// A task decision's outside facts from the project aggregate, the one
+/// sprint the command may put the task into (already checked live and
+/// share-locked by `lock_sprint_for_task`) and the proposed parent.
+fn context_of(
+    project: &Project,
+    self_id: Option<Uuid>,
+    parent: Option<ParentInfo>,
+    sprint: Option<Uuid>,
+) -> TaskContext {
+    let config = &project.config;
+    TaskContext {
+        types: config
+            .types
+            .iter()
+            .map(|(id, t)| (*id, (t.name.clone(), t.is_system && t.name == EPIC)))
+            .collect(),
+        default_type: config.default_type,
+        statuses: config
+            .statuses
+            .iter()
+            .map(|(id, s)| (*id, s.name.clone()))
+            .collect(),
+        default_status: config.default_status,
+        fields: config.fields.values().cloned().collect(),
+        members: project.members.keys().copied().collect(),
+        sprints: sprint.into_iter().collect(),
+        parent,
+        self_id,
+    }
+}
+
 impl Commands {
     /// The outside facts a task decision needs: the project's task
     /// configuration and members, its sprints, and the proposed parent's
@@ -69,7 +106,6 @@ impl Commands {
                 "project not found",
             ));
         }
-        let config = &project.config;
         let parent = match parent {
             None => None,
             Some(parent_id) => {
@@ -95,27 +131,7 @@ impl Commands {
                 })
             }
         };
-        Ok(TaskContext {
-            types: config
-                .types
-                .iter()
-                .map(|(id, t)| (*id, (t.name.clone(), t.is_system && t.name == EPIC)))
-                .collect(),
-            default_type: config.default_type,
-            statuses: config
-                .statuses
-                .iter()
-                .map(|(id, s)| (*id, s.name.clone()))
-                .collect(),
-            default_status: config.default_status,
-            fields: config.fields.values().cloned().collect(),
-            members: project.members.keys().copied().collect(),
-            // The one sprint the command may put the task into, already
-            // checked live (and share-locked) by `lock_sprint_for_task`.
-            sprints: sprint.into_iter().collect(),
-            parent,
-            self_id,
-        })
+        Ok(context_of(&project, self_id, parent, sprint))
     }
 
     /// The project a task belongs to, deleted or not (`None` if unknown).
@@ -217,7 +233,6 @@ impl Commands {
         command: TaskCommand,
         if_version: Option<i64>,
     ) -> CommandResult<TaskWritten> {
-        self.check_task_in(project_id, task_id).await?;
         let parent = match &command {
             TaskCommand::Update(TaskPatch {
                 parent_task_id: Some(Some(p)),
@@ -243,6 +258,18 @@ impl Commands {
             TaskCommand::Revert { .. } => (true, true),
             _ => (false, false),
         };
+        // Commands that take no lock beyond the project's (parent and sprint
+        // changes serialise on the tree lock and the sprint row) commit in
+        // one round trip when the projectors can render them.
+        if !reparents
+            && sprint.is_none()
+            && let Some(written) = self
+                .task_command_fused(meta, project_id, task_id, &command, if_version)
+                .await?
+        {
+            return Ok(written);
+        }
+        self.check_task_in(project_id, task_id).await?;
         transact!(self, tx => {
             if reparents {
                 lock_task_tree(tx, project_id).await?;
@@ -269,6 +296,160 @@ impl Commands {
             .await
             .map(|(_, version)| TaskWritten { task_id, version })
         })
+    }
+
+    /// A task in `project_id` at its latest version: the cache's copy, or
+    /// the stream (one round trip). `TASK_NOT_FOUND` when the task is not
+    /// in that project.
+    async fn cached_task(
+        &self,
+        project_id: Uuid,
+        task_id: Uuid,
+        fresh: bool,
+    ) -> CommandResult<CachedTask> {
+        if !fresh && let Some(entry) = self.tasks.get(task_id) {
+            if entry.project_id != project_id {
+                return Err(task_not_found());
+            }
+            return Ok(entry);
+        }
+        let events = {
+            let mut conn = self.store.pool().acquire().await?;
+            self.store.read_stream_in(&mut conn, task_id, 0).await?
+        };
+        let Some(first) = events.first() else {
+            return Err(task_not_found());
+        };
+        if first.stream_type != TaskEvent::STREAM_TYPE || first.project_id != Some(project_id) {
+            return Err(task_not_found());
+        }
+        let mut state = Task::default();
+        for event in &events {
+            let typed = TaskEvent::from_stored(&event.event_type, &event.payload)
+                .map_err(|source| crate::decode_error(event, source))?;
+            state = Task::evolve(state, &typed);
+        }
+        let entry = CachedTask {
+            project_id,
+            version: events.last().map_or(0, |e| e.version),
+            state: std::sync::Arc::new(state),
+        };
+        self.tasks.put(task_id, entry.clone());
+        Ok(entry)
+    }
+
+    /// The one-round-trip task write (`EventStore::append_fused`): the
+    /// task from the cache, the project from the directory, the decision
+    /// in memory, and the append with the projectors' statements and a
+    /// guard that the project is still at the version decided from (held
+    /// `FOR SHARE` until commit, as the transactional path's config lock).
+    /// A stale cache or directory shows up as a conflict: reload, decide
+    /// again. `None`: the projectors cannot render these events, take the
+    /// transactional path.
+    async fn task_command_fused(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        command: &TaskCommand,
+        if_version: Option<i64>,
+    ) -> CommandResult<Option<TaskWritten>> {
+        let mut fresh = false;
+        let mut last = CommandError::Conflict(task_id);
+        for attempt in 0..crate::transact::ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(crate::transact::backoff(attempt)).await;
+            }
+            let mut task = self.cached_task(project_id, task_id, fresh).await?;
+            if let Some(expected) = if_version
+                && expected != task.version
+            {
+                if !fresh {
+                    // The cache may be behind what the client saw.
+                    task = self.cached_task(project_id, task_id, true).await?;
+                }
+                if expected != task.version {
+                    return Err(CommandError::Stale {
+                        stream_id: task_id,
+                        expected,
+                        actual: task.version,
+                    });
+                }
+            }
+            let project = match self.directory.project_state(project_id) {
+                Some(project) if !fresh => project,
+                _ => {
+                    let mut conn = self.store.pool().acquire().await?;
+                    self.project_versioned(&mut conn, project_id).await?
+                }
+            };
+            if !project.state.is_live() {
+                return Err(CommandError::domain(
+                    ErrorCode::PROJECT_NOT_FOUND,
+                    "project not found",
+                ));
+            }
+            let ctx = context_of(&project.state, Some(task_id), None, None);
+            let events = match task.state.decide(command.clone(), &ctx) {
+                // A refusal or a no-op decided from cached state is
+                // confirmed against the log before the caller sees it.
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Ok(events) if events.is_empty() && !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+                Ok(events) if events.is_empty() => {
+                    return Ok(Some(TaskWritten {
+                        task_id,
+                        version: task.version,
+                    }));
+                }
+                Ok(events) => events,
+            };
+            let new_events = events.iter().map(|e| crate::new_event(e, meta)).collect();
+            let stream = StreamRef {
+                stream_type: TaskEvent::STREAM_TYPE,
+                stream_id: task_id,
+                project_id: Some(project_id),
+            };
+            let guards = [(project_id, project.version)];
+            match self
+                .store
+                .append_fused(stream, task.version, new_events, &guards)
+                .await
+            {
+                Ok(Some(result)) => {
+                    let state = events.iter().fold((*task.state).clone(), Task::evolve);
+                    self.tasks.put(
+                        task_id,
+                        CachedTask {
+                            project_id,
+                            version: result.stream_version,
+                            state: std::sync::Arc::new(state),
+                        },
+                    );
+                    return Ok(Some(TaskWritten {
+                        task_id,
+                        version: result.stream_version,
+                    }));
+                }
+                Ok(None) => return Ok(None),
+                Err(error) => {
+                    let error = CommandError::from(error);
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
+                    self.tasks.evict(task_id);
+                    fresh = true;
+                    last = error;
+                }
+            }
+        }
+        Err(last)
     }
 
     pub async fn update_task(

@@ -2,8 +2,8 @@
 //! that turns task events into conversations (seed page 06):
 //!
 //! - a task gains an agent member as assignee -> `task_assigned`;
-//! - a task comment mentions an agent member's `@handle` -> `comment_mention`
-//!   with the comment's text.
+//! - a task or doc comment mentions an agent member's `@handle` ->
+//!   `comment_mention` with the comment's text (and `task_id` or `doc_id`).
 //!
 //! (Chat messages and write-with-ai create their conversations in the
 //! request's own transaction, see `conversations.rs`.)
@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 
 use domain::DomainEvent;
 use domain::agent::{Agent, AgentEvent};
+use domain::doc::DocEvent;
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use eventstore::subscription::{HandlerError, SubscriptionHandler};
 use eventstore::{Actor, Metadata, RecordedEvent};
@@ -28,6 +29,21 @@ use crate::conversations::derived_conversation_id;
 use crate::{CommandResult, Commands};
 
 pub const SUBSCRIPTION: &str = "agent_triggers";
+
+/// The stream types the subscription reads.
+pub fn stream_types() -> Vec<String> {
+    vec![
+        TaskEvent::STREAM_TYPE.to_owned(),
+        DocEvent::STREAM_TYPE.to_owned(),
+    ]
+}
+
+/// Where a mentioning comment is.
+#[derive(Debug, Clone, Copy)]
+enum CommentOn {
+    Task(Uuid),
+    Doc(Uuid),
+}
 
 pub struct TriggerHandler {
     commands: Commands,
@@ -130,6 +146,20 @@ impl TriggerHandler {
         let Some(project_id) = event.project_id else {
             return Ok(());
         };
+        if event.stream_type == DocEvent::STREAM_TYPE {
+            if let Ok(DocEvent::CommentAdded {
+                comment_id,
+                content,
+                ..
+            }) = DocEvent::from_stored(&event.event_type, &event.payload)
+            {
+                let on = CommentOn::Doc(event.stream_id);
+                return self
+                    .commented(event, project_id, on, comment_id, &content)
+                    .await;
+            }
+            return Ok(());
+        }
         let Ok(task_event) = TaskEvent::from_stored(&event.event_type, &event.payload) else {
             return Ok(());
         };
@@ -155,7 +185,8 @@ impl TriggerHandler {
                 content,
                 ..
             } => {
-                self.commented(event, project_id, comment_id, &content)
+                let on = CommentOn::Task(event.stream_id);
+                self.commented(event, project_id, on, comment_id, &content)
                     .await
             }
             _ => Ok(()),
@@ -224,6 +255,7 @@ impl TriggerHandler {
         &self,
         event: &RecordedEvent,
         project_id: Uuid,
+        on: CommentOn,
         comment_id: Uuid,
         content: &Value,
     ) -> CommandResult<()> {
@@ -240,7 +272,10 @@ impl TriggerHandler {
             }
             let mut origin =
                 Commands::origin_for(&agent, agent_id, "comment_mention", &Metadata::default());
-            origin.task_id = Some(event.stream_id);
+            match on {
+                CommentOn::Task(task_id) => origin.task_id = Some(task_id),
+                CommentOn::Doc(doc_id) => origin.doc_id = Some(doc_id),
+            }
             origin.comment_id = Some(comment_id);
             origin.message = Some(text.clone());
             origin.actor_user_id = actor.user_id;
@@ -285,9 +320,6 @@ impl SubscriptionHandler for TriggerHandler {
         events: &[RecordedEvent],
     ) -> Result<(), HandlerError> {
         for event in events {
-            if event.stream_type != TaskEvent::STREAM_TYPE {
-                continue;
-            }
             self.on_event(event)
                 .await
                 .map_err(|e| Box::new(e) as HandlerError)?;

@@ -21,6 +21,7 @@ use domain::doc::{DocEvent, DocFolderEvent};
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use domain::user::UserEvent;
 use domain::view::ViewEvent;
+use eventstore::stmt::{Arg, Stmt};
 use eventstore::{EventStore, InlineProjector, RecordedEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -61,6 +62,22 @@ impl InlineProjector for WriteIndex {
             apply(conn, event).await?;
         }
         Ok(())
+    }
+
+    /// Task events only (the fused append is the task write path); other
+    /// streams take the transactional path.
+    fn render(&self, events: &[RecordedEvent]) -> Option<Result<String, BoxError>> {
+        let mut out = String::new();
+        for event in events {
+            if event.stream_type != TaskEvent::STREAM_TYPE {
+                return None;
+            }
+            match task_statements(event) {
+                Ok(stmts) => stmts.iter().for_each(|s| s.render(&mut out)),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        Some(Ok(out))
     }
 }
 
@@ -149,29 +166,49 @@ async fn doc_folder(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), Bo
 }
 
 async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {
-    match TaskEvent::from_stored(&e.event_type, &e.payload)? {
+    for stmt in task_statements(e)? {
+        stmt.execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// A uuid list as a JSON parameter (the statement model has no array
+/// type), unpacked in SQL with [`UUIDS`].
+fn uuids(ids: &[Uuid]) -> Arg {
+    Arg::Json(Some(serde_json::json!(ids)))
+}
+
+/// `$n` (a JSON array of uuids) as `uuid[]`.
+macro_rules! uuids_sql {
+    ($n:literal) => {
+        concat!("ARRAY(SELECT jsonb_array_elements_text(", $n, ")::uuid)")
+    };
+}
+
+/// The task index's row changes for one task event (executed live, or
+/// rendered into a fused append).
+fn task_statements(e: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
+    let stmt = match TaskEvent::from_stored(&e.event_type, &e.payload)? {
         TaskEvent::Created {
             task_number,
             fields,
             ..
-        } => {
-            sqlx::query(
-                "INSERT INTO task_index (task_id, project_id, task_number, parent_id, sprint_id,
-                                         status_id, type_id, assignee_ids)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (task_id) DO NOTHING",
-            )
-            .bind(e.stream_id)
-            .bind(e.project_id)
-            .bind(task_number)
-            .bind(fields.parent_task_id)
-            .bind(fields.sprint_id)
-            .bind(fields.status_id)
-            .bind(fields.task_type_id)
-            .bind(&fields.assignee_ids)
-            .execute(conn)
-            .await?;
-        }
+        } => Stmt::new(concat!(
+            "INSERT INTO task_index (task_id, project_id, task_number, parent_id, sprint_id,
+                                     status_id, type_id, assignee_ids)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, ",
+            uuids_sql!("$8"),
+            ")
+             ON CONFLICT (task_id) DO NOTHING"
+        ))
+        .arg(e.stream_id)
+        .arg(e.project_id)
+        .arg(task_number)
+        .arg(fields.parent_task_id)
+        .arg(fields.sprint_id)
+        .arg(fields.status_id)
+        .arg(fields.task_type_id)
+        .arg(uuids(&fields.assignee_ids)),
         TaskEvent::Updated { changes } => {
             let mut parent = None;
             let mut sprint = None;
@@ -194,63 +231,54 @@ async fn task(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
                 && task_type.is_none()
                 && assignees.is_none()
             {
-                return Ok(());
+                return Ok(vec![]);
             }
             // Three-state per column: $n = whether it changed, $n+1 = to what.
-            sqlx::query(
+            Stmt::new(concat!(
                 "UPDATE task_index SET
                      parent_id = CASE WHEN $2 THEN $3 ELSE parent_id END,
                      sprint_id = CASE WHEN $4 THEN $5 ELSE sprint_id END,
                      status_id = CASE WHEN $6 THEN $7 ELSE status_id END,
                      type_id   = CASE WHEN $8 THEN $9 ELSE type_id END,
-                     assignee_ids = COALESCE($10, assignee_ids)
-                 WHERE task_id = $1",
-            )
-            .bind(e.stream_id)
-            .bind(parent.is_some())
-            .bind(parent.flatten())
-            .bind(sprint.is_some())
-            .bind(sprint.flatten())
-            .bind(status.is_some())
-            .bind(status.flatten())
-            .bind(task_type.is_some())
-            .bind(task_type.flatten())
-            .bind(assignees)
-            .execute(conn)
-            .await?;
+                     assignee_ids = CASE WHEN $10 THEN ",
+                uuids_sql!("$11"),
+                " ELSE assignee_ids END
+                 WHERE task_id = $1"
+            ))
+            .arg(e.stream_id)
+            .arg(parent.is_some())
+            .arg(parent.flatten())
+            .arg(sprint.is_some())
+            .arg(sprint.flatten())
+            .arg(status.is_some())
+            .arg(status.flatten())
+            .arg(task_type.is_some())
+            .arg(task_type.flatten())
+            .arg(assignees.is_some())
+            .arg(uuids(&assignees.unwrap_or_default()))
         }
         TaskEvent::Deleted {} => {
-            sqlx::query("UPDATE task_index SET deleted = true WHERE task_id = $1")
-                .bind(e.stream_id)
-                .execute(conn)
-                .await?;
+            Stmt::new("UPDATE task_index SET deleted = true WHERE task_id = $1").arg(e.stream_id)
         }
         TaskEvent::LinkAdded {
             link_id,
             target_task_id,
             link_type,
-        } => {
-            sqlx::query(
-                "INSERT INTO task_link_index (link_id, source_id, target_id, link_type)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (link_id) DO NOTHING",
-            )
-            .bind(link_id)
-            .bind(e.stream_id)
-            .bind(target_task_id)
-            .bind(link_type.as_str())
-            .execute(conn)
-            .await?;
-        }
+        } => Stmt::new(
+            "INSERT INTO task_link_index (link_id, source_id, target_id, link_type)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (link_id) DO NOTHING",
+        )
+        .arg(link_id)
+        .arg(e.stream_id)
+        .arg(target_task_id)
+        .arg(link_type.as_str().to_owned()),
         TaskEvent::LinkRemoved { link_id } => {
-            sqlx::query("UPDATE task_link_index SET deleted = true WHERE link_id = $1")
-                .bind(link_id)
-                .execute(conn)
-                .await?;
+            Stmt::new("UPDATE task_link_index SET deleted = true WHERE link_id = $1").arg(link_id)
         }
-        _ => {}
-    }
-    Ok(())
+        _ => return Ok(vec![]),
+    };
+    Ok(vec![stmt])
 }
 
 async fn view(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError> {

@@ -35,6 +35,10 @@ pub struct Origin {
     pub project_id: Uuid,
     pub trigger_type: String,
     pub task_id: Option<Uuid>,
+    /// The document whose comment mentioned the agent (doc-comment
+    /// `comment_mention`; absent from conversations created before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_id: Option<Uuid>,
     pub comment_id: Option<Uuid>,
     pub chat_session_id: Option<Uuid>,
     pub message: Option<String>,

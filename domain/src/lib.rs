@@ -11,6 +11,7 @@ pub mod doc;
 pub mod error;
 pub mod event;
 pub mod global_role;
+pub mod notification;
 pub mod permissions;
 pub mod plugin;
 pub mod project;

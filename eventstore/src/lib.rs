@@ -9,7 +9,9 @@
 //! - [`Upcasters`]: map stored old payload versions to the current shape on read.
 
 mod append;
+mod fused;
 mod read;
+pub mod stmt;
 pub mod subscription;
 mod upcast;
 
@@ -157,6 +159,10 @@ pub enum AppendError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A stream a fused append's decision read has moved since
+    /// ([`EventStore::append_fused`]'s guards): reload and decide again.
+    #[error("stream {stream_id} changed while the command was decided")]
+    GuardMoved { stream_id: Uuid },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -173,6 +179,17 @@ pub trait InlineProjector: Send + Sync {
         conn: &mut sqlx::PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    /// The same row changes as [`InlineProjector::apply`], rendered as SQL
+    /// text ([`stmt::Stmt::render`]) for the one-round-trip append
+    /// ([`EventStore::append_fused`]). `None` when this projector cannot
+    /// render these events; the append then takes the transactional path.
+    fn render(
+        &self,
+        _events: &[RecordedEvent],
+    ) -> Option<Result<String, Box<dyn std::error::Error + Send + Sync>>> {
+        None
+    }
 }
 
 /// Told, in process and synchronously, about every event this process

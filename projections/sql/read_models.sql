@@ -273,6 +273,7 @@ CREATE TABLE {schema}.agent_conversations (
     agent_id               UUID NOT NULL,
     trigger_type           TEXT NOT NULL,
     task_id                UUID NULL,
+    doc_id                 UUID NULL,
     comment_id             UUID NULL,
     chat_session_id        UUID NULL,
     triggered_by_member_id UUID NULL,
@@ -432,3 +433,23 @@ CREATE TABLE {schema}.task_attachments (
     created_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX task_attachments_task_idx ON {schema}.task_attachments (task_id, created_at);
+
+-- Users' notifications: the projection of the recipients' inbox streams
+-- (id = the notification id, the `notification.created` event's id).
+CREATE TABLE {schema}.notifications (
+    id                UUID        PRIMARY KEY,
+    recipient_user_id UUID        NOT NULL,
+    type              TEXT        NOT NULL,
+    project_id        UUID        NOT NULL,
+    task_id           UUID        NULL,
+    doc_id            UUID        NULL,
+    comment_id        UUID        NULL,
+    actor_user_id     UUID        NULL,
+    actor_agent_id    UUID        NULL,
+    actor_member_id   UUID        NULL,
+    source_event_id   UUID        NOT NULL,
+    read_at           TIMESTAMPTZ NULL,
+    created_at        TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX notifications_recipient_idx ON {schema}.notifications (recipient_user_id, created_at DESC, id DESC);
+CREATE INDEX notifications_unread_idx ON {schema}.notifications (recipient_user_id) WHERE read_at IS NULL;

@@ -18,7 +18,9 @@ pub mod queries_plugins;
 pub mod queries_sprints;
 pub mod queries_tasks;
 pub mod rebuild;
-pub mod stmt;
+// The statement model moved to the event store (the fused append renders
+// projector statements too); re-exported under its old path.
+pub use eventstore::stmt;
 
 pub use projector::ReadModelProjector;
 pub use rebuild::{READ_MODEL_VERSION, RebuildReport, TableDiff, ensure_ready, rebuild, verify};

@@ -9,6 +9,7 @@ use domain::agent::AgentEvent;
 use domain::conversation::{ChatSessionEvent, ConversationEvent};
 use domain::doc::{DocEvent, DocFolderEvent};
 use domain::global_role::GlobalRoleEvent;
+use domain::notification::InboxEvent;
 use domain::plugin::PluginEvent;
 use domain::project::ProjectEvent;
 use domain::sprint::SprintEvent;
@@ -44,6 +45,17 @@ impl InlineProjector for ReadModelProjector {
             }
         }
         Ok(())
+    }
+
+    fn render(&self, events: &[RecordedEvent]) -> Option<Result<String, BoxError>> {
+        let mut out = String::new();
+        for event in events {
+            match statements(event) {
+                Ok(stmts) => stmts.iter().for_each(|s| s.render(&mut out)),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        Some(Ok(out))
     }
 }
 
@@ -111,6 +123,11 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             event,
             DocFolderEvent::from_stored(&event.event_type, &event.payload)?,
         ),
+        InboxEvent::STREAM_TYPE => inbox(
+            &mut stmts,
+            event,
+            InboxEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
         // Streams owned by other projections.
         _ => {}
     }
@@ -134,6 +151,47 @@ pub async fn apply_rendered(
             .await?;
     }
     Ok(())
+}
+
+/// A user's notifications (the inbox stream's id is the recipient).
+fn inbox(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: InboxEvent) {
+    // `COALESCE`: the first read is the one that counts.
+    let read = |id: uuid::Uuid, at| {
+        Stmt::new("UPDATE notifications SET read_at = COALESCE(read_at, $2) WHERE id = $1")
+            .arg(id)
+            .arg(at)
+    };
+    match event {
+        InboxEvent::Created(n) => stmts.push(
+            Stmt::new(
+                "INSERT INTO notifications (id, recipient_user_id, type, project_id, task_id,
+                     doc_id, comment_id, actor_user_id, actor_agent_id, actor_member_id,
+                     source_event_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .arg(n.notification_id)
+            .arg(e.stream_id)
+            .arg(n.kind)
+            .arg(n.project_id)
+            .arg(n.task_id)
+            .arg(n.doc_id)
+            .arg(n.comment_id)
+            .arg(n.actor_user_id)
+            .arg(n.actor_agent_id)
+            .arg(n.actor_member_id)
+            .arg(n.source_event_id)
+            .arg(n.created_at),
+        ),
+        InboxEvent::Read {
+            notification_id,
+            read_at,
+        } => stmts.push(read(notification_id, read_at.unwrap_or(e.recorded_at))),
+        InboxEvent::AllRead { notification_ids } => {
+            for id in notification_ids {
+                stmts.push(read(id, e.recorded_at));
+            }
+        }
+    }
 }
 
 fn user(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: UserEvent) {

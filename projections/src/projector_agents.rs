@@ -203,9 +203,9 @@ pub fn conversation(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: Conversatio
                     "INSERT INTO agent_conversations (id, project_id, agent_id, trigger_type, task_id,
                          comment_id, chat_session_id, triggered_by_member_id, actor_user_id, message,
                          status, error_message, event_count, agent_name, agent_handle, started_at,
-                         finished_at, created_at, updated_at)
+                         finished_at, created_at, updated_at, doc_id)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', NULL, 0, $11, $12,
-                             NULL, NULL, $13, $13)",
+                             NULL, NULL, $13, $13, $14)",
                 )
                 .arg(id)
                 .arg(origin.project_id)
@@ -219,7 +219,8 @@ pub fn conversation(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: Conversatio
                 .arg(origin.message.clone())
                 .arg(origin.agent_name.clone())
                 .arg(origin.agent_handle.clone())
-                .arg(at),
+                .arg(at)
+                .arg(origin.doc_id),
             );
             // Task-timeline triggers show on the task (seed page 16): the
             // agent is the actor of its own session.

@@ -248,6 +248,8 @@ pub struct ConversationView {
     pub agent_handle: String,
     pub trigger_type: String,
     pub task_id: Option<Uuid>,
+    /// The document of a doc-comment mention.
+    pub doc_id: Option<Uuid>,
     pub comment_id: Option<Uuid>,
     pub chat_session_id: Option<Uuid>,
     pub triggered_by_member_id: Option<Uuid>,
@@ -275,6 +277,7 @@ fn conversation_from_row(r: &PgRow) -> ConversationView {
         agent_handle: r.get("agent_handle"),
         trigger_type: r.get("trigger_type"),
         task_id: r.get("task_id"),
+        doc_id: r.get("doc_id"),
         comment_id: r.get("comment_id"),
         chat_session_id: r.get("chat_session_id"),
         triggered_by_member_id: r.get("triggered_by_member_id"),

@@ -16,7 +16,7 @@ use crate::projector::{self, NAME};
 
 /// Bump when the read-model DDL or the projector's output changes; the
 /// server rebuilds into the new shape on its next start.
-pub const READ_MODEL_VERSION: i32 = 4;
+pub const READ_MODEL_VERSION: i32 = 5;
 pub const LIVE_SCHEMA: &str = "rm";
 pub const TABLES: &[&str] = &[
     "users",
@@ -47,6 +47,7 @@ pub const TABLES: &[&str] = &[
     "doc_activities",
     "doc_files",
     "task_attachments",
+    "notifications",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

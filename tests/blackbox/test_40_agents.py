@@ -296,6 +296,32 @@ def test_mention_triggers_comment_mention_with_message(srv, adm):
     assert not conversations(adm, p["id"], agent_id=other["id"])
 
 
+def test_mention_in_a_doc_comment_triggers_comment_mention(srv, adm):
+    p = new_project(adm)
+    a = new_agent(adm, p["id"], handle="doc-writer")
+    d = ok(adm.post(f"/projects/{p['id']}/docs", json={"title": "Runbook"}), 201)
+    body = {"content": [{"type": "paragraph", "content": [
+        {"type": "text", "text": "could "},
+        {"type": "mention", "props": {"handle": "doc-writer"}},
+        {"type": "text", "text": " add the restore steps"}]}]}
+    comment = ok(adm.post(f"/projects/{p['id']}/docs/{d['id']}/comments", json=body), 201)
+    convs = wait_for(lambda: conversations(adm, p["id"], trigger_type="comment_mention"), what="doc comment_mention")
+    assert len(convs) == 1 and convs[0]["agent_id"] == a["id"], convs
+    c = convs[0]
+    assert "@doc-writer" in c["message"] and "add the restore steps" in c["message"], c
+    assert c["comment_id"] == comment["id"] and c["task_id"] is None
+    fields = wait_for(lambda: entries(c["id"]), what="trigger entry")
+    assert len(fields) == 1, fields
+    f = fields[0]
+    assert f["type"] == "agent.comment_mention" and f["trigger_type"] == "comment_mention"
+    assert f["comment_id"] == comment["id"] and f["doc_id"] == d["id"] and "task_id" not in f
+    assert f["project_id"] == p["id"] and "add the restore steps" in f["message"]
+    # a doc comment with no agent handle, or an edit, triggers nothing more
+    ok(adm.post(f"/projects/{p['id']}/docs/{d['id']}/comments", json={"content": "no mention here"}), 201)
+    time.sleep(1.0)
+    assert len(conversations(adm, p["id"])) == 1
+
+
 def test_stop_and_follow_up_status_codes(srv, adm):
     p = new_project(adm)
     a = new_agent(adm, p["id"])

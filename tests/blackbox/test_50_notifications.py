@@ -207,3 +207,52 @@ def test_survives_a_crash_without_duplicates_or_gaps(restartable_server):
     assert status.returncode == 0, status.stderr
     line = next((ln for ln in status.stdout.splitlines() if "notifications" in ln), None)
     assert line is not None, status.stdout
+
+
+def test_notifications_and_read_state_are_events_and_survive_a_rebuild(restartable_server):
+    """Notifications and "mark read" are events in the recipient's inbox stream, so a
+    projection rebuild reproduces them exactly, read times included."""
+    from conftest import psql, db_url_for
+
+    srv = restartable_server
+    adm = srv.admin()
+    p = ok(adm.post("/projects", json={"name": unique("Inbox ")}), 201)
+    ann = create_user(srv, adm, prefix="ann")
+    add_member(adm, p["id"], ann.id)
+    ann_m = member_id(adm, p["id"], ann.id)
+    for i in range(3):
+        create_task(adm, p["id"], f"T{i}", assignee_ids=[ann_m])
+    items = wait_for(ann.client, lambda xs: len(xs) == 3)
+    no_content(ann.client.patch(f"/users/me/notifications/{items[0]['id']}/read"))
+    before = all_notifications(ann.client)
+    assert sum(1 for x in before if x["read_at"]) == 1
+
+    db = db_url_for(srv.database_url.rsplit("/", 1)[1].split("?", 1)[0])
+    rows = psql(
+        f"SELECT event_type, event_id FROM events WHERE stream_type = 'inbox' AND stream_id = '{ann.id}' "
+        "ORDER BY version", db).splitlines()
+    kinds = [r.split("|")[0] for r in rows]
+    assert kinds == ["notification.created"] * 3 + ["notification.read"], rows
+    # the event id of a created notification is the notification's id
+    assert sorted(r.split("|")[1] for r in rows[:3]) == sorted(x["id"] for x in before)
+    # inbox events belong to no project's feed
+    assert psql(f"SELECT count(*) FROM events WHERE stream_type = 'inbox' AND project_id IS NOT NULL", db) == "0"
+
+    # marking read again, or all read with one left unread, appends exactly what changed
+    no_content(ann.client.patch(f"/users/me/notifications/{items[0]['id']}/read"))
+    no_content(ann.client.post("/users/me/notifications/read-all"))
+    no_content(ann.client.post("/users/me/notifications/read-all"))
+    kinds = psql(f"SELECT event_type FROM events WHERE stream_type = 'inbox' AND stream_id = '{ann.id}' "
+                 "ORDER BY version", db).splitlines()
+    assert kinds == ["notification.created"] * 3 + ["notification.read", "notification.all_read"], kinds
+    before = all_notifications(ann.client)
+    assert all(x["read_at"] for x in before) and page(ann.client)["unread_count"] == 0
+
+    srv.stop()
+    res = srv.cli("projections", "rebuild")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = srv.cli("projections", "verify")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    srv.start()
+    ann.client = srv.login(ann.username, ann.password)
+    assert all_notifications(ann.client) == before

@@ -8,15 +8,14 @@
 //! nothing is skipped. Delivery is at least once; every message carries a
 //! stable `id` (source event id and index) so the fan-out drops repeats.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use commands::directory::Directory;
-use commands::triggers::{comment_text, mentions};
 use domain::DomainEvent;
 use domain::conversation::ConversationEvent;
+use domain::notification::InboxEvent;
 use domain::project::Project;
-use domain::task::{FieldValue, TaskEvent, TaskField};
+use domain::task::TaskEvent;
 use eventstore::subscription::{HandlerError, SubscriptionHandler};
 use eventstore::{EventStore, RecordedEvent, Subscription};
 use serde_json::{Value, json};
@@ -106,6 +105,9 @@ fn activity(
 
 /// The realtime messages one log event produces (none for most streams).
 pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
+    if event.stream_type == InboxEvent::STREAM_TYPE {
+        return inbox(event);
+    }
     let Some(project_id) = event.project_id else {
         return Vec::new();
     };
@@ -139,19 +141,8 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
                             content,
                         ),
                     );
-                    for n in assigned(event, project, &fields.assignee_ids) {
-                        push("notification.created", n);
-                    }
                 }
                 TaskEvent::Updated { changes } => {
-                    let mut added = Vec::new();
-                    for change in changes.iter().filter(|c| c.field == TaskField::Assignee) {
-                        if let (Ok(FieldValue::Ids(old)), Ok(FieldValue::Ids(new))) =
-                            (change.old_value(), change.new_value())
-                        {
-                            added.extend(new.into_iter().filter(|id| !old.contains(id)));
-                        }
-                    }
                     let content = json!({ "changes": changes });
                     push(
                         "task.updated",
@@ -164,9 +155,6 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
                             content,
                         ),
                     );
-                    for n in assigned(event, project, &added) {
-                        push("notification.created", n);
-                    }
                 }
                 TaskEvent::Deleted {} => push(
                     "task.deleted",
@@ -183,23 +171,17 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
                     comment_id,
                     content,
                     ..
-                } => {
-                    let mentioned = mentioned(event, project, directory, &content);
-                    push(
+                } => push(
+                    "task.comment.added",
+                    activity(
+                        event,
+                        project,
                         "task.comment.added",
-                        activity(
-                            event,
-                            project,
-                            "task.comment.added",
-                            comment_id,
-                            "comment",
-                            content,
-                        ),
-                    );
-                    for n in mentioned {
-                        push("notification.created", n);
-                    }
-                }
+                        comment_id,
+                        "comment",
+                        content,
+                    ),
+                ),
                 TaskEvent::CommentEdited {
                     comment_id,
                     content,
@@ -340,84 +322,61 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
             }
             push(&kind, payload);
         }
-        _ if event.event_type.starts_with("notification.") => {
-            let mut payload = event.payload.clone();
-            if let Some(map) = payload.as_object_mut() {
-                map.entry("project_id").or_insert(json!(project_id));
-                map.entry("created_at").or_insert(json!(event.recorded_at));
-            }
-            push(&event.event_type, payload);
-        }
         _ => {}
     }
     out
 }
 
-fn notification(
-    event: &RecordedEvent,
-    project: Option<&Project>,
-    recipient: Uuid,
-    kind: &str,
-) -> Value {
-    json!({
-        // The id of the row the notifications subscription writes for it.
-        "id": commands::notifications::notification_id(event.event_id, recipient, kind),
-        "recipient_user_id": recipient,
-        "actor_member_id": actor_member(event, project),
-        "type": kind,
-        "task_id": event.stream_id,
-        "project_id": event.project_id,
-        "created_at": event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-    })
-}
-
-/// `assigned` notifications for the human members newly assigned (not the
-/// one who assigned themselves).
-fn assigned(event: &RecordedEvent, project: Option<&Project>, members: &[Uuid]) -> Vec<Value> {
-    let Some(p) = project else {
+/// A user's inbox events, to that user (seed page 17's
+/// `notification.created` envelope; `notification.read` lets the user's other
+/// tabs clear their badge).
+fn inbox(event: &RecordedEvent) -> Vec<Message> {
+    let Ok(inbox_event) = InboxEvent::from_stored(&event.event_type, &event.payload) else {
         return Vec::new();
     };
-    let actor = uuid_at(&event.metadata, "/actor/user_id");
-    let mut seen = BTreeSet::new();
-    members
-        .iter()
-        .filter_map(|m| p.members.get(m))
-        .filter(|m| m.agent_id.is_none() && !m.user_id.is_nil())
-        .map(|m| m.user_id)
-        .filter(|u| Some(*u) != actor && seen.insert(*u))
-        .map(|u| notification(event, project, u, "assigned"))
-        .collect()
-}
-
-/// `mentioned` notifications for the human members whose username a
-/// comment mentions (not the author).
-fn mentioned(
-    event: &RecordedEvent,
-    project: Option<&Project>,
-    directory: &Directory,
-    content: &Value,
-) -> Vec<Value> {
-    let Some(p) = project else {
-        return Vec::new();
+    let recipient = event.stream_id;
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (kind, payload) = match inbox_event {
+        InboxEvent::Created(n) => (
+            "notification.created",
+            json!({
+                "id": n.notification_id,
+                "recipient_user_id": recipient,
+                "actor_member_id": n.actor_member_id,
+                "type": n.kind,
+                "task_id": n.task_id,
+                "doc_id": n.doc_id,
+                "comment_id": n.comment_id,
+                "project_id": n.project_id,
+                "created_at": at(n.created_at),
+            }),
+        ),
+        InboxEvent::Read {
+            notification_id,
+            read_at,
+        } => (
+            "notification.read",
+            json!({
+                "ids": [notification_id],
+                "recipient_user_id": recipient,
+                "read_at": at(read_at.unwrap_or(event.recorded_at)),
+            }),
+        ),
+        InboxEvent::AllRead { notification_ids } => (
+            "notification.read",
+            json!({
+                "ids": notification_ids,
+                "recipient_user_id": recipient,
+                "read_at": at(event.recorded_at),
+            }),
+        ),
     };
-    let handles = mentions(&comment_text(content));
-    if handles.is_empty() {
-        return Vec::new();
-    }
-    let actor = uuid_at(&event.metadata, "/actor/user_id");
-    let mut seen = BTreeSet::new();
-    p.members
-        .values()
-        .filter(|m| m.agent_id.is_none() && !m.user_id.is_nil())
-        .filter(|m| Some(m.user_id) != actor)
-        .filter(|m| {
-            directory
-                .user(m.user_id)
-                .is_some_and(|u| handles.contains(&u.username.to_lowercase()))
-        })
-        .filter(|m| seen.insert(m.user_id))
-        .map(|m| notification(event, project, m.user_id, "mentioned"))
-        .collect()
+    vec![Message {
+        kind: kind.to_owned(),
+        payload,
+        id: Some(format!("{}:0", event.event_id)),
+    }]
 }
 
 /// A fresh relay starts at the log's head: clients get what happens from

@@ -52,16 +52,10 @@ pub async fn mark_read(
     Auth(principal): Auth,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    if !state
+    state
         .commands
-        .mark_notification_read(principal.id(), id.into_inner())
-        .await?
-    {
-        return Err(ApiError::new(
-            ErrorCode::NOTIFICATION_NOT_FOUND,
-            "notification not found",
-        ));
-    }
+        .mark_notification_read(&principal.metadata(), principal.id(), id.into_inner())
+        .await?;
     no_content()
 }
 
@@ -71,7 +65,7 @@ pub async fn mark_all_read(
 ) -> ApiResult<HttpResponse> {
     state
         .commands
-        .mark_all_notifications_read(principal.id())
+        .mark_all_notifications_read(&principal.metadata(), principal.id())
         .await?;
     no_content()
 }

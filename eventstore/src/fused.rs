@@ -1,0 +1,240 @@
+//! The fused append: a decided command's whole write in one round trip.
+//!
+//! The transactional append ([`crate::AppendTx`]) costs a round trip per
+//! step: `BEGIN`, the stream lock, the append, one per projector statement,
+//! `COMMIT`. When the caller already knows the stream's version (an
+//! aggregate cache, or a load) and every inline projector can render its
+//! row changes as SQL text, all of it can go to the server as one
+//! multi-statement simple query, which PostgreSQL runs as one implicit
+//! transaction: it commits if every statement succeeds and rolls back
+//! entirely on the first error. So the guarantees are those of the
+//! transactional path:
+//!
+//! - **Version check.** The stream row is updated from `expected` and the
+//!   events are inserted with versions `expected + 1 ..`; if any other
+//!   append got there first, `UNIQUE (stream_id, version)` fails (waiting
+//!   for an in-flight appender to finish first), the batch rolls back and
+//!   the caller gets [`AppendError::VersionConflict`] to reload and retry.
+//! - **Guards.** Other streams the decision read (a task command reads its
+//!   project's configuration and members) are checked to still be at the
+//!   versions the decision saw; if one moved, [`AppendError::GuardMoved`].
+//! - **Projectors** run in the same transaction; a failing statement fails
+//!   the append.
+//! - **Timestamps.** The projectors render the events before they exist,
+//!   so `recorded_at` is a per-call random sentinel in their statements,
+//!   replaced by `now()`, the implicit transaction's start time, which is
+//!   also the events' `recorded_at` (the column default): live rows and a
+//!   replay agree exactly.
+//!
+//! Literals are rendered by [`crate::stmt`] under
+//! `standard_conforming_strings = on`, set for the batch.
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::TryStreamExt;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::stmt::{Arg, Stmt};
+use crate::{
+    AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamRef,
+};
+
+/// SQLSTATE raised by `expect_stream_version` (see the migration that
+/// defines it).
+const GUARD_SQLSTATE: &str = "PX409";
+const VERSION_KEY: &str = "events_stream_id_version_key";
+
+impl EventStore {
+    /// Appends `events` to a stream known to be at `expected` (≥ 1: the
+    /// fused path never creates streams), with every inline projector's
+    /// statements, in one round trip. `guards` are `(stream, version)`
+    /// pairs that must still hold.
+    ///
+    /// `Ok(None)`: some projector cannot render these events; nothing was
+    /// sent, use the transactional path.
+    pub async fn append_fused(
+        &self,
+        stream: StreamRef<'_>,
+        expected: i64,
+        events: Vec<NewEvent>,
+        guards: &[(Uuid, i64)],
+    ) -> Result<Option<AppendResult>, AppendError> {
+        if events.is_empty() || expected < 1 {
+            return Ok(None);
+        }
+        // A random instant in year 1001 stands for `now()` in the rendered
+        // statements; nothing a client sends can predict it.
+        let sentinel = sentinel();
+        let provisional: Vec<RecordedEvent> = events
+            .iter()
+            .zip(1..)
+            .map(|(event, i)| RecordedEvent {
+                global_position: 0,
+                tx_id: 0,
+                stream_type: stream.stream_type.to_owned(),
+                stream_id: stream.stream_id,
+                version: expected + i,
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                project_id: stream.project_id,
+                payload: event.payload.clone(),
+                metadata: serde_json::to_value(&event.metadata).unwrap_or_default(),
+                recorded_at: sentinel,
+            })
+            .collect();
+        let mut projected = String::new();
+        for projector in self.projectors() {
+            match projector.render(&provisional) {
+                None => return Ok(None),
+                Some(Ok(sql)) => projected.push_str(&sql),
+                Some(Err(source)) => {
+                    return Err(AppendError::Projector {
+                        projector: projector.name().to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+        let mut stamp = String::new();
+        Stmt::new("$1").arg(sentinel).render(&mut stamp);
+        let stamp = stamp.trim_end_matches(";\n");
+        let projected = projected.replace(stamp, "now()");
+        if projected.contains(&sentinel.format("1001-%m-%d").to_string()) {
+            // The sentinel ended up inside a value (a timestamp formatted
+            // into JSON, say), where it cannot be replaced.
+            return Ok(None);
+        }
+
+        let count = events.len() as i64;
+        let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
+        for (stream_id, version) in guards {
+            Stmt::new("SELECT expect_stream_version($1, $2)")
+                .arg(*stream_id)
+                .arg(*version)
+                .render(&mut sql);
+        }
+        Stmt::new("UPDATE streams SET version = $2 WHERE stream_id = $1 AND version = $3")
+            .arg(stream.stream_id)
+            .arg(expected + count)
+            .arg(expected)
+            .render(&mut sql);
+        sql.push_str(
+            "INSERT INTO events (stream_type, stream_id, project_id, version, event_id, \
+             event_type, schema_version, payload, metadata) VALUES ",
+        );
+        for (i, (event, recorded)) in events.iter().zip(&provisional).enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let mut row = String::new();
+            Stmt::new("($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .arg(stream.stream_type.to_owned())
+                .arg(stream.stream_id)
+                .arg(stream.project_id)
+                .arg(recorded.version)
+                .arg(event.event_id)
+                .arg(event.event_type.clone())
+                .arg(Arg::Int(Some(i64::from(event.schema_version))))
+                .arg(event.payload.clone())
+                .arg(recorded.metadata.clone())
+                .render(&mut row);
+            sql.push_str(row.trim_end_matches(";\n"));
+        }
+        sql.push_str(
+            " RETURNING global_position, tx_id::text::bigint AS tx_id, version, event_id, \
+             recorded_at;\n",
+        );
+        // An `expected` above the stream's version would leave a gap that
+        // no unique key catches (the update matches nothing, the insert
+        // succeeds): check where the stream ended up.
+        Stmt::new("SELECT expect_stream_version($1, $2)")
+            .arg(stream.stream_id)
+            .arg(expected + count)
+            .render(&mut sql);
+        sql.push_str(&projected);
+
+        let mut conn = self.pool().acquire().await?;
+        let rows: Vec<PgRow> = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_many(&mut *conn)
+            .try_filter_map(|step| async move { Ok(step.right()) })
+            .try_collect()
+            .await
+        {
+            Ok(rows) => rows,
+            Err(error) => return Err(classify(error, stream, expected, guards)),
+        };
+        drop(conn);
+
+        let mut recorded = provisional;
+        let mut stored = rows
+            .iter()
+            .filter(|row| row.try_column("global_position").is_ok())
+            .map(|row| {
+                (
+                    row.get::<Uuid, _>("event_id"),
+                    (
+                        row.get::<i64, _>("global_position"),
+                        row.get::<i64, _>("tx_id"),
+                        row.get::<DateTime<Utc>, _>("recorded_at"),
+                    ),
+                )
+            })
+            .collect::<std::collections::HashMap<_, _>>();
+        for event in &mut recorded {
+            if let Some((position, tx_id, at)) = stored.remove(&event.event_id) {
+                event.global_position = position;
+                event.tx_id = tx_id;
+                event.recorded_at = at;
+            }
+        }
+        self.after_commit(&recorded);
+        Ok(Some(AppendResult {
+            stream_version: expected + count,
+            events: recorded,
+            idempotent: false,
+        }))
+    }
+}
+
+fn sentinel() -> DateTime<Utc> {
+    let micros = (Uuid::new_v4().as_u128() % (364 * 86_400 * 1_000_000)) as i64;
+    Utc.with_ymd_and_hms(1001, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + chrono::Duration::microseconds(micros)
+}
+
+fn classify(
+    error: sqlx::Error,
+    stream: StreamRef<'_>,
+    expected: i64,
+    guards: &[(Uuid, i64)],
+) -> AppendError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.constraint() == Some(VERSION_KEY) {
+            return AppendError::VersionConflict {
+                stream_id: stream.stream_id,
+                expected: ExpectedVersion::Exact(expected),
+                actual: None,
+            };
+        }
+        if db.code().as_deref() == Some(GUARD_SQLSTATE) {
+            if db.message().contains(&stream.stream_id.to_string()) {
+                return AppendError::VersionConflict {
+                    stream_id: stream.stream_id,
+                    expected: ExpectedVersion::Exact(expected),
+                    actual: None,
+                };
+            }
+            let moved = guards
+                .iter()
+                .map(|(id, _)| *id)
+                .find(|id| db.message().contains(&id.to_string()))
+                .unwrap_or_default();
+            return AppendError::GuardMoved { stream_id: moved };
+        }
+    }
+    AppendError::Database(error)
+}

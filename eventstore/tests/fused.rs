@@ -1,0 +1,349 @@
+//! The one-round-trip append (`EventStore::append_fused`) against
+//! PostgreSQL: it keeps the transactional append's guarantees (version
+//! check, guards, projectors commit or fail with the events) and its
+//! projected timestamps are the events' own.
+
+#[allow(dead_code)] // the helpers other test files use
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use eventstore::stmt::Stmt;
+use eventstore::{
+    AppendError, EventStore, ExpectedVersion, InlineProjector, RecordedEvent, StreamRef,
+};
+use serde_json::json;
+use sqlx::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+use common::event;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn stream(stream_id: Uuid) -> StreamRef<'static> {
+    StreamRef {
+        stream_type: "task",
+        stream_id,
+        project_id: None,
+    }
+}
+
+/// One row per event with its version and `recorded_at`; an event whose
+/// payload says `"fail": "sql"` renders a failing statement, one that says
+/// `"render": false` cannot be rendered.
+struct Rows;
+
+fn statements(events: &[RecordedEvent]) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    for e in events {
+        out.push(
+            Stmt::new("INSERT INTO it_rows (event_id, version, at, note) VALUES ($1, $2, $3, $4)")
+                .arg(e.event_id)
+                .arg(e.version)
+                .arg(e.recorded_at)
+                .arg(e.payload["note"].as_str().map(str::to_owned)),
+        );
+        if e.payload["fail"] == "sql" {
+            out.push(Stmt::new("SELECT 1 / 0"));
+        }
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl InlineProjector for Rows {
+    fn name(&self) -> &str {
+        "it-rows"
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), BoxError> {
+        for stmt in statements(events) {
+            stmt.execute(conn).await?;
+        }
+        Ok(())
+    }
+
+    fn render(&self, events: &[RecordedEvent]) -> Option<Result<String, BoxError>> {
+        if events.iter().any(|e| e.payload["render"] == false) {
+            return None;
+        }
+        let mut out = String::new();
+        statements(events).iter().for_each(|s| s.render(&mut out));
+        Some(Ok(out))
+    }
+}
+
+async fn setup(connect: PgConnectOptions) -> (sqlx::PgPool, EventStore) {
+    let pool = common::pool(connect, 6).await;
+    sqlx::query(
+        "CREATE TABLE it_rows (event_id UUID PRIMARY KEY, version BIGINT NOT NULL,
+                               at TIMESTAMPTZ NOT NULL, note TEXT)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = EventStore::builder(pool.clone())
+        .projector(Arc::new(Rows))
+        .build();
+    (pool, store)
+}
+
+async fn counts(pool: &sqlx::PgPool, id: Uuid) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events WHERE stream_id = $1),
+                (SELECT version FROM streams WHERE stream_id = $1),
+                (SELECT count(*) FROM it_rows r JOIN events e USING (event_id) WHERE e.stream_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn fused_append_commits_events_and_projection_together(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let (pool, store) = setup(connect).await;
+    let id = Uuid::now_v7();
+    // Streams are created by the transactional path; the fused one only
+    // extends them.
+    store
+        .append(
+            stream(id),
+            ExpectedVersion::NoStream,
+            vec![event("it.a", json!({}))],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .append_fused(stream(id), 0, vec![event("it.x", json!({}))], &[])
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Quotes, backslashes and a dollar-number in values survive rendering.
+    let tricky = "it's a \\ $1 ''; DROP TABLE events; --";
+    let result = store
+        .append_fused(
+            stream(id),
+            1,
+            vec![
+                event("it.b", json!({ "note": tricky })),
+                event("it.c", json!({ "note": "two" })),
+            ],
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(result.stream_version, 3);
+    assert_eq!(
+        result.events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(
+        result
+            .events
+            .iter()
+            .all(|e| e.global_position > 0 && e.tx_id > 0)
+    );
+    assert_eq!(counts(&pool, id).await, (3, 3, 3));
+
+    // The projected timestamps are the events' `recorded_at`, which the
+    // result reports as stored.
+    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+        "SELECT r.version, r.at, e.recorded_at, r.note FROM it_rows r
+         JOIN events e USING (event_id) WHERE e.stream_id = $1 AND r.version > 1 ORDER BY r.version",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, recorded) in rows.iter().zip(&result.events) {
+        assert_eq!(row.1, row.2, "projected time differs from the event's");
+        assert_eq!(row.2, recorded.recorded_at);
+    }
+    assert_eq!(rows[0].3.as_deref(), Some(tricky));
+    // The stored events read back exactly as the result describes them.
+    let stored = store.read_stream(id, 1).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| (e.event_id, e.global_position, e.payload.clone()))
+            .collect::<Vec<_>>(),
+        result
+            .events
+            .iter()
+            .map(|e| (e.event_id, e.global_position, e.payload.clone()))
+            .collect::<Vec<_>>()
+    );
+    pool.close().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn fused_append_conflicts_and_failures_write_nothing(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let (pool, store) = setup(connect).await;
+    let id = Uuid::now_v7();
+    let other = Uuid::now_v7();
+    for s in [id, other] {
+        store
+            .append(
+                stream(s),
+                ExpectedVersion::NoStream,
+                vec![event("it.a", json!({}))],
+            )
+            .await
+            .unwrap();
+    }
+
+    // A stale expected version: nothing of the second append lands.
+    store
+        .append_fused(stream(id), 1, vec![event("it.b", json!({}))], &[])
+        .await
+        .unwrap()
+        .unwrap();
+    match store
+        .append_fused(stream(id), 1, vec![event("it.late", json!({}))], &[])
+        .await
+    {
+        Err(AppendError::VersionConflict { stream_id, .. }) => assert_eq!(stream_id, id),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    assert_eq!(counts(&pool, id).await, (2, 2, 2));
+    // An expected version beyond the stream's would leave a gap: refused.
+    match store
+        .append_fused(stream(id), 5, vec![event("it.gap", json!({}))], &[])
+        .await
+    {
+        Err(AppendError::VersionConflict { stream_id, .. }) => assert_eq!(stream_id, id),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    assert_eq!(counts(&pool, id).await, (2, 2, 2));
+
+    // A guard on a stream that moved: refused, nothing written; the same
+    // guard at the right version passes.
+    match store
+        .append_fused(stream(id), 2, vec![event("it.c", json!({}))], &[(other, 0)])
+        .await
+    {
+        Err(AppendError::GuardMoved { stream_id }) => assert_eq!(stream_id, other),
+        other => panic!("expected a moved guard, got {other:?}"),
+    }
+    assert_eq!(counts(&pool, id).await, (2, 2, 2));
+    store
+        .append_fused(stream(id), 2, vec![event("it.c", json!({}))], &[(other, 1)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counts(&pool, id).await, (3, 3, 3));
+
+    // A failing projector statement rolls back the events and the stream
+    // version with it.
+    match store
+        .append_fused(
+            stream(id),
+            3,
+            vec![
+                event("it.d", json!({})),
+                event("it.e", json!({ "fail": "sql" })),
+            ],
+            &[],
+        )
+        .await
+    {
+        Err(AppendError::Database(e)) => {
+            assert_eq!(
+                e.as_database_error().and_then(|d| d.code()).as_deref(),
+                Some("22012")
+            )
+        }
+        other => panic!("expected the projector's error, got {other:?}"),
+    }
+    assert_eq!(counts(&pool, id).await, (3, 3, 3));
+
+    // A projector that cannot render: nothing is sent at all.
+    assert!(
+        store
+            .append_fused(
+                stream(id),
+                3,
+                vec![event("it.f", json!({ "render": false }))],
+                &[]
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(counts(&pool, id).await, (3, 3, 3));
+    pool.close().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn concurrent_fused_appends_to_one_stream_never_lose_or_duplicate(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let (pool, store) = setup(connect).await;
+    let id = Uuid::now_v7();
+    store
+        .append(
+            stream(id),
+            ExpectedVersion::NoStream,
+            vec![event("it.a", json!({}))],
+        )
+        .await
+        .unwrap();
+    // Eight writers, each appending ten events by "read version, append
+    // fused, retry on conflict": every success lands once, at its own version.
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut done = 0;
+            let mut conflicts = 0;
+            while done < 10 {
+                let version = store.read_stream(id, 0).await.unwrap().len() as i64;
+                match store
+                    .append_fused(
+                        stream(id),
+                        version,
+                        vec![event("it.w", json!({ "note": format!("{w}") }))],
+                        &[],
+                    )
+                    .await
+                {
+                    Ok(Some(_)) => done += 1,
+                    Err(AppendError::VersionConflict { .. }) => conflicts += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            conflicts
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(counts(&pool, id).await, (81, 81, 81));
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM events WHERE stream_id = $1 ORDER BY version")
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(versions, (1..=81).collect::<Vec<_>>());
+    pool.close().await;
+}
