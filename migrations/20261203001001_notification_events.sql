@@ -3,8 +3,10 @@
 -- "mark read" updated them in place, so neither was in the log and a
 -- rebuild could not reproduce them. Now each notification is a
 -- `notification.created` event in its recipient's `inbox` stream (stream id
--- = the user's id, event id = the notification's id) and reading is a
--- `notification.read` event; `rm.notifications` is their projection.
+-- = the user's id with the UUID version digit set to 8, see
+-- domain::notification::inbox_id; event id = the notification's id) and
+-- reading is a `notification.read` event; `rm.notifications` is their
+-- projection.
 --
 -- Existing rows are carried over as those events, so an upgrade loses no
 -- notification and no read state: per recipient, the created events in
@@ -13,7 +15,8 @@
 -- next start (their fingerprint changed), which projects these events.
 
 INSERT INTO streams (stream_id, stream_type, version)
-SELECT recipient_user_id, 'inbox', count(*) + count(read_at)
+SELECT overlay(recipient_user_id::text PLACING '8' FROM 15 FOR 1)::uuid, 'inbox',
+       count(*) + count(read_at)
 FROM notifications
 GROUP BY recipient_user_id;
 
@@ -33,12 +36,12 @@ meta AS (
 )
 INSERT INTO events (stream_type, stream_id, project_id, version, event_id, event_type,
                     schema_version, payload, metadata)
-SELECT 'inbox', recipient_user_id, NULL, version, event_id, event_type, 1, payload, meta.m
+SELECT 'inbox', overlay(recipient_user_id::text PLACING '8' FROM 15 FOR 1)::uuid, NULL, version, event_id, event_type, 1, payload, meta.m
 FROM meta, (
     SELECT recipient_user_id, created_no AS version, id AS event_id,
            'notification.created' AS event_type,
            jsonb_strip_nulls(jsonb_build_object(
-               'notification_id', id, 'type', type, 'project_id', project_id,
+               'notification_id', id, 'recipient_user_id', recipient_user_id, 'type', type, 'project_id', project_id,
                'task_id', task_id, 'doc_id', doc_id, 'comment_id', comment_id,
                'actor_user_id', actor_user_id, 'actor_agent_id', actor_agent_id,
                'actor_member_id', actor_member_id, 'source_event_id', source_event_id,
@@ -47,7 +50,8 @@ FROM meta, (
     UNION ALL
     SELECT recipient_user_id, created_count + read_no, gen_random_uuid(),
            'notification.read',
-           jsonb_build_object('notification_id', id, 'read_at', read_at)
+           jsonb_build_object('notification_id', id, 'recipient_user_id', recipient_user_id,
+                              'read_at', read_at)
     FROM numbered
     WHERE read_at IS NOT NULL
 ) carried

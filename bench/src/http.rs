@@ -76,6 +76,7 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
     let (tx, rx) = oneshot::channel();
     let client = ClientSide {
         base: format!("http://127.0.0.1:{port}"),
+        database_url: database_url.clone(),
         password: server.password.clone(),
         tasks: settings.tasks as usize,
         rate: settings.rate,
@@ -258,6 +259,8 @@ impl Drop for Server {
 /// Everything the client thread needs (all `Send`).
 struct ClientSide {
     base: String,
+    /// The scratch database, for the raw-commit baseline.
+    database_url: String,
     password: String,
     tasks: usize,
     rate: u64,
@@ -317,8 +320,19 @@ fn client() -> Client {
 
 /// One request of a load phase.
 enum Request {
-    Get { url: String, auth: bool },
-    Patch { url: String, body: Value },
+    Get {
+        url: String,
+        auth: bool,
+    },
+    Patch {
+        url: String,
+        body: Value,
+    },
+    /// Answered `201 Created`.
+    Post {
+        url: String,
+        body: Value,
+    },
 }
 
 /// What a load phase measured.
@@ -425,6 +439,7 @@ async fn open_loop(
 
 /// One request, its response read to the end; anything but 200 is an error.
 async fn send(client: &Client, auth: &str, request: Request) -> Result<(), String> {
+    let mut expected = StatusCode::OK;
     let sent = match request {
         Request::Get { url, auth: false } => client.get(url).send().await,
         Request::Get { url, auth: true } => {
@@ -441,6 +456,14 @@ async fn send(client: &Client, auth: &str, request: Request) -> Result<(), Strin
                 .send_json(&body)
                 .await
         }
+        Request::Post { url, body } => {
+            expected = StatusCode::CREATED;
+            client
+                .post(url)
+                .insert_header((header::AUTHORIZATION, auth))
+                .send_json(&body)
+                .await
+        }
     };
     let mut response = sent.map_err(|e| e.to_string())?;
     let body = response
@@ -448,7 +471,7 @@ async fn send(client: &Client, auth: &str, request: Request) -> Result<(), Strin
         .limit(64 << 20)
         .await
         .map_err(|e| e.to_string())?;
-    if response.status() != StatusCode::OK {
+    if response.status() != expected {
         let text = String::from_utf8_lossy(&body);
         return Err(format!(
             "{} {}",
@@ -581,13 +604,121 @@ impl ClientSide {
             })
             .await;
             println!("  {}", describe("GET filtered list", &list));
-            for (name, ours) in [("PATCH task", &patch), ("GET filtered list", &list)] {
+            let one = open_loop(&client, &auth, self.rate, self.phase, |_| {
+                let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
+                Request::Get {
+                    url: format!("{tasks_url}/{task}"),
+                    auth: true,
+                }
+            })
+            .await;
+            println!("  {}", describe("GET task", &one));
+            let post = open_loop(&client, &auth, self.rate, self.phase, |i| Request::Post {
+                url: tasks_url.clone(),
+                body: json!({ "title": format!("new {run}-{i}") }),
+            })
+            .await;
+            println!("  {}", describe("POST task", &post));
+            let comment = open_loop(&client, &auth, self.rate, self.phase, |i| {
+                let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
+                Request::Post {
+                    url: format!("{tasks_url}/{task}/activities/comments"),
+                    body: json!({ "content": format!("comment {run}-{i}") }),
+                }
+            })
+            .await;
+            println!("  {}", describe("POST comment", &comment));
+            for (name, ours) in [
+                ("PATCH task", &patch),
+                ("GET filtered list", &list),
+                ("GET task", &one),
+                ("POST task", &post),
+                ("POST comment", &comment),
+            ] {
                 add_figures(&mut report, name, ours, &healthz);
+            }
+
+            // Saturation: closed-loop clients against raw commits on the
+            // same database, measured just before.
+            let raw = crate::saturation::raw_commits(&self.database_url, self.phase).await?;
+            println!(
+                "  raw commits ({} connections, UPDATE + INSERT per transaction): {} tx/s",
+                crate::saturation::CLIENTS,
+                number(raw)
+            );
+            let task_ids = seeded.task_ids.clone();
+            let url = tasks_url.clone();
+            let random_patch = Cell::new(next_random(&random));
+            let patch_sat = crate::saturation::closed_loop(&client, &auth, self.phase, move |n| {
+                let task = &task_ids[next_random(&random_patch) as usize % task_ids.len()];
+                crate::saturation::Call {
+                    method: Method::PATCH,
+                    url: format!("{url}/{task}"),
+                    body: Some(json!({ "title": format!("s-{n}") })),
+                }
+            })
+            .await;
+            let url = tasks_url.clone();
+            let post_sat = crate::saturation::closed_loop(&client, &auth, self.phase, move |n| {
+                crate::saturation::Call {
+                    method: Method::POST,
+                    url: url.clone(),
+                    body: Some(json!({ "title": format!("sat {run}-{n}") })),
+                }
+            })
+            .await;
+            let task_ids = seeded.task_ids.clone();
+            let url = tasks_url.clone();
+            let random_comment = Cell::new(next_random(&random));
+            let comment_sat =
+                crate::saturation::closed_loop(&client, &auth, self.phase, move |n| {
+                    let task = &task_ids[next_random(&random_comment) as usize % task_ids.len()];
+                    crate::saturation::Call {
+                        method: Method::POST,
+                        url: format!("{url}/{task}/activities/comments"),
+                        body: Some(json!({ "content": format!("sat {run}-{n}") })),
+                    }
+                })
+                .await;
+            for (name, sat) in [
+                ("PATCH task", &patch_sat),
+                ("POST task", &post_sat),
+                ("POST comment", &comment_sat),
+            ] {
+                println!(
+                    "  {name} saturation ({} clients): {} req/s = {:.2} x raw, p99 {:.1} ms, {} error(s){}",
+                    crate::saturation::CLIENTS,
+                    number(sat.throughput),
+                    sat.throughput / raw,
+                    ms(&sat.latency, 0.99),
+                    sat.errors,
+                    sat.first_error
+                        .as_deref()
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default()
+                );
+                report.add(
+                    &format!("{name} saturation, {} clients", crate::saturation::CLIENTS),
+                    "req/s",
+                    sat.throughput,
+                    raw,
+                    None,
+                );
+                report.add(
+                    &format!("{name} saturation / raw commits"),
+                    "ratio",
+                    sat.throughput / raw,
+                    1.0,
+                    Some(Target::AtLeast(0.5)),
+                );
             }
             for (name, phase) in [
                 ("GET /api/healthz", &healthz),
                 ("PATCH task", &patch),
                 ("GET filtered list", &list),
+                ("GET task", &one),
+                ("POST task", &post),
+                ("POST comment", &comment),
             ] {
                 if phase.achieved < 0.95 * self.rate as f64 || phase.errors > 0 {
                     saturated.push(format!(

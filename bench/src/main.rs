@@ -22,6 +22,7 @@ mod plugins;
 mod realtime;
 mod rebuild;
 mod report;
+mod saturation;
 mod subscribe;
 
 use std::time::Duration;

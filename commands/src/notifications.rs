@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 
 use domain::DomainEvent;
 use domain::doc::DocEvent;
-use domain::notification::{Inbox, InboxCommand, InboxEvent, NotificationBody};
+use domain::notification::{Inbox, InboxCommand, InboxEvent, NotificationBody, inbox_id};
 use domain::project::Project;
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use eventstore::subscription::{HandlerError, SubscriptionHandler};
@@ -247,6 +247,7 @@ impl SubscriptionHandler for NotificationHandler {
             for p in pending {
                 let body = NotificationBody {
                     notification_id: notification_id(event.event_id, p.recipient, p.kind),
+                    recipient_user_id: p.recipient,
                     kind: p.kind.to_owned(),
                     project_id,
                     task_id: p.target.task_id,
@@ -287,7 +288,7 @@ impl Commands {
                 event.event_id = body.notification_id;
                 let stream = StreamRef {
                     stream_type: InboxEvent::STREAM_TYPE,
-                    stream_id: *recipient,
+                    stream_id: inbox_id(*recipient),
                     // Inbox events belong to no project's feed: the
                     // project is in the payload.
                     project_id: None,
@@ -312,7 +313,7 @@ impl Commands {
         transact!(commands, tx => async {
             let mut decide = |inbox: &Inbox| Ok((inbox.decide(command.clone())?, vec![]));
             commands
-                .execute_in(tx, user_id, None, Inbox::evolve, meta, &mut decide, None)
+                .execute_in(tx, inbox_id(user_id), None, Inbox::evolve, meta, &mut decide, None)
                 .await
                 .map(|_| ())
         }
@@ -327,8 +328,11 @@ impl Commands {
         user_id: Uuid,
         notification_id: Uuid,
     ) -> CommandResult<()> {
-        self.inbox(meta, user_id, InboxCommand::MarkRead { notification_id })
-            .await
+        let command = InboxCommand::MarkRead {
+            recipient_user_id: user_id,
+            notification_id,
+        };
+        self.inbox(meta, user_id, command).await
     }
 
     pub async fn mark_all_notifications_read(
@@ -336,7 +340,10 @@ impl Commands {
         meta: &Metadata,
         user_id: Uuid,
     ) -> CommandResult<()> {
-        self.inbox(meta, user_id, InboxCommand::MarkAllRead).await
+        let command = InboxCommand::MarkAllRead {
+            recipient_user_id: user_id,
+        };
+        self.inbox(meta, user_id, command).await
     }
 }
 

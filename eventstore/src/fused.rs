@@ -29,6 +29,8 @@
 //! Literals are rendered by [`crate::stmt`] under
 //! `standard_conforming_strings = on`, set for the batch.
 
+use std::sync::atomic::Ordering;
+
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
 use sqlx::Row;
@@ -87,7 +89,10 @@ impl EventStore {
         let mut projected = String::new();
         for projector in self.projectors() {
             match projector.render(&provisional) {
-                None => return Ok(None),
+                None => {
+                    self.declined();
+                    return Ok(None);
+                }
                 Some(Ok(sql)) => projected.push_str(&sql),
                 Some(Err(source)) => {
                     return Err(AppendError::Projector {
@@ -104,6 +109,7 @@ impl EventStore {
         if projected.contains(&sentinel.format("1001-%m-%d").to_string()) {
             // The sentinel ended up inside a value (a timestamp formatted
             // into JSON, say), where it cannot be replaced.
+            self.declined();
             return Ok(None);
         }
 
@@ -189,12 +195,19 @@ impl EventStore {
                 event.recorded_at = at;
             }
         }
+        self.stats().fused.fetch_add(1, Ordering::Relaxed);
         self.after_commit(&recorded);
         Ok(Some(AppendResult {
             stream_version: expected + count,
             events: recorded,
             idempotent: false,
         }))
+    }
+}
+
+impl EventStore {
+    fn declined(&self) {
+        self.stats().fused_declined.fetch_add(1, Ordering::Relaxed);
     }
 }
 

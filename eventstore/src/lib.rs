@@ -220,6 +220,20 @@ struct Inner {
     /// Changes on every local commit and every `NOTIFY` from another
     /// process; started on first use (one LISTEN connection per process).
     wakeups: std::sync::OnceLock<watch::Sender<u64>>,
+    /// Commits by path, for operators (`/metrics`) and tests.
+    stats: AppendStats,
+}
+
+/// How this process's appends committed.
+#[derive(Debug, Default)]
+pub struct AppendStats {
+    /// Fused appends committed ([`EventStore::append_fused`]).
+    pub fused: std::sync::atomic::AtomicU64,
+    /// Fused appends declined because a projector could not render the
+    /// events (the caller then used the transactional path).
+    pub fused_declined: std::sync::atomic::AtomicU64,
+    /// Events committed, by any path.
+    pub events: std::sync::atomic::AtomicU64,
 }
 
 pub struct EventStoreBuilder {
@@ -263,6 +277,7 @@ impl EventStoreBuilder {
                 committed,
                 observers: Default::default(),
                 wakeups: Default::default(),
+                stats: Default::default(),
             }),
         }
     }
@@ -418,7 +433,15 @@ impl EventStore {
 
     /// Tells the observers, then wakes in-process subscribers at once, and
     /// the notifier task.
+    pub fn stats(&self) -> &AppendStats {
+        &self.inner.stats
+    }
+
     fn after_commit(&self, events: &[RecordedEvent]) {
+        self.inner
+            .stats
+            .events
+            .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for observer in self
             .inner
             .observers

@@ -153,7 +153,7 @@ pub async fn apply_rendered(
     Ok(())
 }
 
-/// A user's notifications (the inbox stream's id is the recipient).
+/// A user's notifications.
 fn inbox(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: InboxEvent) {
     // `COALESCE`: the first read is the one that counts.
     let read = |id: uuid::Uuid, at| {
@@ -170,7 +170,7 @@ fn inbox(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: InboxEvent) {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .arg(n.notification_id)
-            .arg(e.stream_id)
+            .arg(n.recipient_user_id)
             .arg(n.kind)
             .arg(n.project_id)
             .arg(n.task_id)
@@ -185,8 +185,11 @@ fn inbox(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: InboxEvent) {
         InboxEvent::Read {
             notification_id,
             read_at,
+            ..
         } => stmts.push(read(notification_id, read_at.unwrap_or(e.recorded_at))),
-        InboxEvent::AllRead { notification_ids } => {
+        InboxEvent::AllRead {
+            notification_ids, ..
+        } => {
             for id in notification_ids {
                 stmts.push(read(id, e.recorded_at));
             }

@@ -317,7 +317,7 @@ def test_mention_in_a_doc_comment_triggers_comment_mention(srv, adm):
     assert f["comment_id"] == comment["id"] and f["doc_id"] == d["id"] and "task_id" not in f
     assert f["project_id"] == p["id"] and "add the restore steps" in f["message"]
     # a doc comment with no agent handle, or an edit, triggers nothing more
-    ok(adm.post(f"/projects/{p['id']}/docs/{d['id']}/comments", json={"content": "no mention here"}), 201)
+    ok(adm.post(f"/projects/{p['id']}/docs/{d['id']}/comments", json={"content": {"text": "no mention here"}}), 201)
     time.sleep(1.0)
     assert len(conversations(adm, p["id"])) == 1
 

@@ -334,7 +334,6 @@ fn inbox(event: &RecordedEvent) -> Vec<Message> {
     let Ok(inbox_event) = InboxEvent::from_stored(&event.event_type, &event.payload) else {
         return Vec::new();
     };
-    let recipient = event.stream_id;
     let at =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let (kind, payload) = match inbox_event {
@@ -342,7 +341,7 @@ fn inbox(event: &RecordedEvent) -> Vec<Message> {
             "notification.created",
             json!({
                 "id": n.notification_id,
-                "recipient_user_id": recipient,
+                "recipient_user_id": n.recipient_user_id,
                 "actor_member_id": n.actor_member_id,
                 "type": n.kind,
                 "task_id": n.task_id,
@@ -354,20 +353,24 @@ fn inbox(event: &RecordedEvent) -> Vec<Message> {
         ),
         InboxEvent::Read {
             notification_id,
+            recipient_user_id,
             read_at,
         } => (
             "notification.read",
             json!({
                 "ids": [notification_id],
-                "recipient_user_id": recipient,
+                "recipient_user_id": recipient_user_id,
                 "read_at": at(read_at.unwrap_or(event.recorded_at)),
             }),
         ),
-        InboxEvent::AllRead { notification_ids } => (
+        InboxEvent::AllRead {
+            notification_ids,
+            recipient_user_id,
+        } => (
             "notification.read",
             json!({
                 "ids": notification_ids,
-                "recipient_user_id": recipient,
+                "recipient_user_id": recipient_user_id,
                 "read_at": at(event.recorded_at),
             }),
         ),

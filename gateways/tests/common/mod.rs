@@ -105,9 +105,23 @@ where
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = test::TestRequest::default()
             .method(method.parse().unwrap())
             .uri(path);
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
         if let Some(token) = token {
             req = if token.starts_with("paca_") {
                 req.insert_header(("X-API-Key", token))

@@ -407,3 +407,186 @@ async fn rejected_task_commands_append_nothing(_: PgPoolOptions, options: PgConn
         .unwrap();
     assert_eq!(counter, 1, "rejected creations do not consume task numbers");
 }
+
+/// Task writes that need no lock beyond the project's commit in one round
+/// trip (the fused append); what they project equals a replay of the log,
+/// and a node whose cached task is stale (another node wrote since) loses
+/// nothing: its write conflicts, reloads and lands on top.
+#[sqlx::test(migrations = "../migrations")]
+async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use std::sync::atomic::Ordering;
+    let t = app(options.clone()).await;
+    let admin = t.admin().await;
+    let p = t
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "Fused"})),
+        )
+        .await;
+    let p = id(&p.data()["id"]);
+    let r = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/custom-fields"),
+            Some(&admin),
+            Some(json!({"field_key": "size", "display_name": "Size", "field_type": "number"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let members = t
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{p}/members"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let me = id(&members.data().as_array().unwrap()[0]["id"]);
+    let task = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/tasks"),
+            Some(&admin),
+            Some(json!({"title": "fast"})),
+        )
+        .await;
+    let task = id(&task.data()["id"]);
+    let path = format!("/api/v1/projects/{p}/tasks/{task}");
+    let stats = t.commands.store.stats();
+    let fused_before = stats.fused.load(Ordering::Relaxed);
+
+    let writes = [
+        json!({"title": "it's \\ $1 fast"}),
+        json!({"assignee_ids": [me]}),
+        json!({"custom_fields": {"size": 3}}),
+        json!({"description": [{"type": "paragraph", "content": [{"type": "text", "text": "quote ' here"}]}]}),
+        json!({"importance": 2, "tags": ["a", "b"], "due_date": "2027-01-31"}),
+    ];
+    for (i, body) in writes.iter().enumerate() {
+        let r = t
+            .call("PATCH", &path, Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.data()["version"], i as i64 + 2, "{}", r.body);
+    }
+    assert_eq!(
+        t.call("GET", &path, Some(&admin), None).await.data()["title"],
+        "it's \\ $1 fast"
+    );
+    let c = t
+        .call(
+            "POST",
+            &format!("{path}/activities/comments"),
+            Some(&admin),
+            Some(json!({"content": "first"})),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    assert_eq!(
+        stats.fused.load(Ordering::Relaxed) - fused_before,
+        6,
+        "every write should have taken the fused path"
+    );
+
+    // A second node writes the task: this node's cached copy is now stale.
+    let other_store = eventstore::EventStore::builder(t.pool.clone())
+        .upcasters(commands::upcasters())
+        .projector(std::sync::Arc::new(commands::write_index::WriteIndex))
+        .projector(std::sync::Arc::new(projections::ReadModelProjector))
+        .build();
+    let other = commands::Commands::new(other_store, t.commands.auth.clone())
+        .await
+        .unwrap();
+    let task_id: uuid::Uuid = task.parse().unwrap();
+    let project_id: uuid::Uuid = p.parse().unwrap();
+    let meta = eventstore::Metadata::system("test");
+    other
+        .update_task(
+            &meta,
+            project_id,
+            task_id,
+            domain::task::TaskPatch {
+                title: Some("from the other node".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    // If-Match with the version the client saw on the other node is
+    // honoured although this node's cache is behind it.
+    let current = t.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(current.data()["version"], 8);
+    let r = t
+        .call_with(
+            "PATCH",
+            &path,
+            Some(&admin),
+            Some(json!({"importance": 3})),
+            &[("If-Match", "\"8\"")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.data()["version"], 9);
+    assert_eq!(r.data()["title"], "from the other node");
+    assert_eq!(r.data()["importance"], 3);
+    // A stale If-Match is still refused.
+    let r = t
+        .call_with(
+            "PATCH",
+            &path,
+            Some(&admin),
+            Some(json!({"importance": 4})),
+            &[("If-Match", "\"8\"")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // The other node's cache is stale too: its write lands on top.
+    other
+        .update_task(
+            &meta,
+            project_id,
+            task_id,
+            domain::task::TaskPatch {
+                story_points: Some(Some(5)),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let now = t.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(now.data()["version"], 10);
+    assert_eq!(now.data()["importance"], 3);
+    assert_eq!(now.data()["story_points"], 5);
+
+    // Refused writes append nothing.
+    let events = t.event_count().await;
+    let r = t
+        .call("PATCH", &path, Some(&admin), Some(json!({"title": ""})))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = t
+        .call(
+            "PATCH",
+            &path,
+            Some(&admin),
+            Some(json!({"assignee_ids": [uuid::Uuid::now_v7()]})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(t.event_count().await, events);
+
+    let diffs = projections::verify(&t.commands.store, &|_: u64, _: u64| {})
+        .await
+        .unwrap();
+    assert!(
+        diffs.is_empty(),
+        "live read models differ from a replay: {diffs:?}"
+    );
+}
