@@ -483,7 +483,7 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
             "POST",
             &format!("{path}/activities/comments"),
             Some(&admin),
-            Some(json!({"content": "first"})),
+            Some(json!({"content": {"text": "first"}})),
         )
         .await;
     assert_eq!(c.status, 201, "{}", c.body);
@@ -568,9 +568,14 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
     // Refused writes append nothing.
     let events = t.event_count().await;
     let r = t
-        .call("PATCH", &path, Some(&admin), Some(json!({"title": ""})))
+        .call(
+            "PATCH",
+            &path,
+            Some(&admin),
+            Some(json!({"status_id": uuid::Uuid::now_v7()})),
+        )
         .await;
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.code(), "TASK_STATUS_NOT_FOUND", "{}", r.body);
     let r = t
         .call(
             "PATCH",
@@ -579,7 +584,7 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
             Some(json!({"assignee_ids": [uuid::Uuid::now_v7()]})),
         )
         .await;
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.code(), "PROJECT_MEMBER_NOT_FOUND", "{}", r.body);
     assert_eq!(t.event_count().await, events);
 
     let diffs = projections::verify(&t.commands.store, &|_: u64, _: u64| {})
