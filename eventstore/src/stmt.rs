@@ -4,13 +4,15 @@
 //!   bound parameters;
 //! - replay (rebuild/verify): a whole batch rendered into one multi-statement
 //!   string and sent in a single round trip. Per-event round trips capped a
-//!   rebuild at ~9.7k events/s on a 2-core machine; batching removes them.
+//!   rebuild at ~9.7k events/s on a 2-core machine; batching removes them;
+//! - the fused append (`crate::fused`): a command's events and its
+//!   projector statements rendered into one string, one round trip per write.
 //!
 //! Rendering only ever produces typed literals: uuids, booleans and
 //! timestamps from their canonical forms, and strings/JSON as
 //! single-quoted literals with quotes doubled, under
-//! `standard_conforming_strings = on` (set by the replay transaction), where
-//! a doubled quote is the only escape there is.
+//! `standard_conforming_strings = on` (set by the replay transaction and the
+//! fused batch), where a doubled quote is the only escape there is.
 
 use std::fmt::Write;
 
