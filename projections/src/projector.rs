@@ -10,7 +10,7 @@ use domain::conversation::{ChatSessionEvent, ConversationEvent};
 use domain::doc::{DocEvent, DocFolderEvent};
 use domain::global_role::GlobalRoleEvent;
 use domain::notification::InboxEvent;
-use domain::plugin::PluginEvent;
+use domain::plugin::{PluginActivityEvent, PluginEvent};
 use domain::project::ProjectEvent;
 use domain::sprint::SprintEvent;
 use domain::task::TaskEvent;
@@ -123,6 +123,15 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
             event,
             DocFolderEvent::from_stored(&event.event_type, &event.payload)?,
         ),
+        // Plugins' own `event_emit` topics share this stream; only the
+        // activity records are the feed's.
+        PluginActivityEvent::STREAM_TYPE => {
+            if let Ok(activity) =
+                PluginActivityEvent::from_stored(&event.event_type, &event.payload)
+            {
+                crate::projector_tasks::plugin_activity(&mut stmts, event, activity);
+            }
+        }
         InboxEvent::STREAM_TYPE => inbox(
             &mut stmts,
             event,

@@ -1,5 +1,6 @@
 //! Task events -> `tasks` and `task_activities`.
 
+use domain::plugin::PluginActivityEvent;
 use domain::task::{FieldValue, TaskChange, TaskEvent, TaskField};
 use eventstore::RecordedEvent;
 use serde_json::{Value, json};
@@ -19,6 +20,38 @@ fn actor_agent(e: &RecordedEvent) -> Option<Uuid> {
         .pointer("/actor/agent_id")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
+}
+
+/// `paca.activity_record` from a plugin (its own `plugin_activity` stream):
+/// an entry on the named task's activity feed, by the calling user, with
+/// the plugin's type and content as recorded. (`version` is the plugin
+/// stream's; a revert finds no task change behind the entry and refuses.)
+pub fn plugin_activity(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: PluginActivityEvent) {
+    let PluginActivityEvent::ActivityRecorded {
+        task_id,
+        project_id,
+        activity_type,
+        content,
+        ..
+    } = event;
+    stmts.push(
+        Stmt::new(
+            "INSERT INTO task_activities (id, task_id, project_id, actor_user_id, activity_type,
+                                          content, event_id, version, created_at, updated_at,
+                                          actor_agent_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        )
+        .arg(e.event_id)
+        .arg(task_id)
+        .arg(project_id)
+        .arg(actor(e))
+        .arg(activity_type)
+        .arg(content)
+        .arg(e.event_id)
+        .arg(e.version)
+        .arg(e.recorded_at)
+        .arg(actor_agent(e)),
+    );
 }
 
 fn activity(e: &RecordedEvent, id: Uuid, activity_type: &str, content: Value) -> Stmt {

@@ -198,6 +198,12 @@ def test_every_host_function(psrv, padmin, project):
     activity = events_of(psrv, "plugin.activity_recorded")[-1]
     assert activity["payload"]["task_id"] == task["id"] and activity["payload"]["content"] == {"text": "hi"}
     assert activity["metadata"]["actor"]["kind"] == "plugin"
+    # ...and an entry on the task's activity feed, by the calling user.
+    feed = ok(padmin.get(f"/projects/{p['id']}/tasks/{task['id']}/activities"))
+    items = feed["items"] if isinstance(feed, dict) else feed
+    entry = [a for a in items if a.get("id") == activity["event_id"]]
+    assert entry, items
+    assert entry[0]["activity_type"] == "probe.note", entry
     assert not events_of(psrv, "task.deleted"), "the forged core topic reached the log"
     # The plugin's stdout/log lines go to the server log under its name.
     assert "warn line" in psrv.log_tail(400) and PROBE in psrv.log_tail(400)

@@ -56,6 +56,28 @@ def test_connection_needs_a_valid_token(server, admin, rt):
     assert m["kind"] == "connected", m
 
 
+def test_a_socket_whose_login_ends_is_disconnected(server, admin, make_user, rt):
+    """A socket is authenticated at connect; when that login ends later (logout, password change) the
+    server disconnects it instead of letting it keep receiving its rooms' messages."""
+    leaving = make_user(prefix="rtlogout")
+    changing = make_user(prefix="rtpasswd")
+    staying = make_user(prefix="rtstay")
+    for name, u in (("leaving", leaving), ("changing", changing), ("staying", staying)):
+        assert rt.sio(name, server.base, token=token_of(u.client))["kind"] == "connected"
+    ok(leaving.client.post("/auth/logout"))
+    m = rt.wait_for(lambda m: m.get("name") == "leaving" and m.get("kind") == "disconnect", timeout=10,
+                    what="the logged-out socket to be disconnected")
+    assert m["reason"] == "io server disconnect", m
+    r = changing.client.patch("/users/me/password", json={"current_password": changing.password,
+                                                          "new_password": "An0ther-passw0rd!"})
+    assert r.status_code in (200, 204), r.text
+    m = rt.wait_for(lambda m: m.get("name") == "changing" and m.get("kind") == "disconnect", timeout=10,
+                    what="the socket of a changed password to be disconnected")
+    assert m["reason"] == "io server disconnect", m
+    time.sleep(QUIET)
+    assert not rt.received("staying", "disconnect"), "a live login's socket was disconnected"
+
+
 def test_member_receives_task_and_comment_events_non_member_nothing(server, admin, admin_id, project, make_user, rt):
     pid = project["id"]
     editor = make_user(prefix="rtmember")

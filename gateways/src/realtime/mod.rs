@@ -125,10 +125,37 @@ pub struct Hub {
     seen: Arc<Mutex<Seen>>,
 }
 
+/// Re-checks open sockets' logins whenever the log may have changed (a
+/// commit here, a NOTIFY from another node), at most every 200 ms, and at
+/// least every 5 s. Ends with the hub (it holds the command side weakly).
+fn spawn_session_sweeper(io: SocketIo, commands: std::sync::Weak<Commands>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let Some(mut wakeups) = commands.upgrade().map(|c| c.store.wakeups()) else {
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), wakeups.changed()).await;
+            let Some(commands) = commands.upgrade() else {
+                return;
+            };
+            if commands.directory.sync().await.is_ok() {
+                socketio::sweep(&io, &commands.directory);
+            }
+            drop(commands);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+}
+
 impl Hub {
     pub fn new(commands: Commands) -> Self {
         let commands = Arc::new(commands);
         let (svc, io) = socketio::build(&commands);
+        spawn_session_sweeper(io.clone(), Arc::downgrade(&commands));
         let (events, _) = broadcast::channel(65_536);
         Self {
             _commands: commands,

@@ -11,6 +11,8 @@
 //! Auth: `handshake.auth.token` (access JWT) or the `access_token` cookie,
 //! checked against the in-memory directory (revoked sessions refused);
 //! otherwise the connection is refused with `invalid or expired token`.
+//! A socket whose login ends later (logout, password change, user deleted)
+//! is disconnected as soon as the log says so ([`sweep`]).
 //! Every socket joins `user:<id>:notifications`; `join`/`leave`
 //! `{projectId}` manage `project:<id>:tasks` (tasks.read, or a public
 //! project) and `project:<id>:docs` (docs.read), silently nothing for
@@ -92,9 +94,27 @@ fn cookie_token(headers: &http::HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// The login a socket was opened with, checked again whenever the log may
+/// have revoked it (see [`sweep`]).
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    user_id: Uuid,
+    family: Uuid,
+}
+
 /// The user behind an access JWT, or `None`.
 pub async fn user_for_token(commands: &Commands, token: &str) -> Option<UserAccess> {
+    session_for_token(commands, token)
+        .await
+        .map(|(user, _)| user)
+}
+
+async fn session_for_token(commands: &Commands, token: &str) -> Option<(UserAccess, Session)> {
     let claims = commands.auth.verify_access(token).ok()?;
+    let session = Session {
+        user_id: claims.sub,
+        family: claims.sid,
+    };
     let directory = &commands.directory;
     match directory.session(claims.sub, claims.sid) {
         Ok(user) => Some(user),
@@ -105,6 +125,27 @@ pub async fn user_for_token(commands: &Commands, token: &str) -> Option<UserAcce
         Err(_) => None,
     }
     .filter(|u| !u.must_change_password)
+    .map(|user| (user, session))
+}
+
+/// Disconnects every socket whose login has ended since it connected
+/// (logout, password change, user deleted): a socket is authenticated once,
+/// at connect, so without this a revoked session kept receiving its rooms'
+/// messages until the client went away.
+pub fn sweep(io: &SocketIo, directory: &Directory) -> usize {
+    let mut closed = 0;
+    for socket in io.sockets() {
+        let Some(session) = socket.extensions.get::<Session>() else {
+            continue;
+        };
+        if directory.session(session.user_id, session.family).is_err() {
+            tracing::info!(user = %session.user_id, socket = %socket.id, "realtime: session ended, socket disconnected");
+            if socket.disconnect().is_ok() {
+                closed += 1;
+            }
+        }
+    }
+    closed
 }
 
 /// Can `user` read `permission` in `project_id`? Unknown projects first
@@ -153,10 +194,12 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
                 .filter(|t| !t.is_empty())
                 .or_else(|| cookie_token(&s.req_parts().headers));
             let token = token.ok_or(Refused)?;
-            let user = user_for_token(&commands, token.trim_start_matches("Bearer ").trim())
-                .await
-                .ok_or(Refused)?;
+            let (user, session) =
+                session_for_token(&commands, token.trim_start_matches("Bearer ").trim())
+                    .await
+                    .ok_or(Refused)?;
             s.extensions.insert(Caller(user));
+            s.extensions.insert(session);
             Ok::<(), Refused>(())
         }
     };
