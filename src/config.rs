@@ -23,6 +23,7 @@ pub const PACA_DATA_DIR: &str = "PACA_DATA_DIR";
 pub const PACA_BIND: &str = "PACA_BIND";
 pub const PACA_WORKERS: &str = "PACA_WORKERS";
 pub const PACA_DB_MAX_CONNECTIONS: &str = "PACA_DB_MAX_CONNECTIONS";
+pub const PACA_FUSED_WRITES: &str = "PACA_FUSED_WRITES";
 pub const PACA_LOGIN_MAX_FAILURES: &str = "PACA_LOGIN_MAX_FAILURES";
 pub const PACA_LOGIN_MAX_FAILURES_PER_IP: &str = "PACA_LOGIN_MAX_FAILURES_PER_IP";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
@@ -117,6 +118,9 @@ pub struct Config {
     pub cors_origins: String,
     /// Valkey/Redis for agent triggers; `None`: an in-process queue.
     pub redis_url: Option<String>,
+    /// One-round-trip task writes (`PACA_FUSED_WRITES`, default on; off
+    /// sends every task write through the transactional path).
+    pub fused_writes: bool,
 }
 
 impl Config {
@@ -156,6 +160,7 @@ impl Config {
             )?,
             cors_origins: var(CORS_ORIGINS).unwrap_or_default(),
             redis_url: var(REDIS_URL),
+            fused_writes: parse_bool(PACA_FUSED_WRITES, true)?,
         })
     }
 }

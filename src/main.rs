@@ -303,7 +303,8 @@ async fn serve(config: Config) -> Result<()> {
     let commands = match secrets {
         Some(secrets) => commands.with_secrets(secrets),
         None => commands,
-    };
+    }
+    .with_fused_writes(config.fused_writes);
     let (stop_directory, directory_shutdown) = tokio::sync::watch::channel(false);
     let follower = commands.directory.follow(directory_shutdown);
     commands

@@ -47,6 +47,8 @@ pub struct Commands {
     secrets: Option<secrets::SecretBox>,
     /// Task states for the one-round-trip task write (see `tasks.rs`).
     tasks: std::sync::Arc<task_cache::TaskCache>,
+    /// Whether task writes may take the one-round-trip path.
+    fused_writes: bool,
 }
 
 /// An aggregate's state loaded from its stream, and the version it is at.
@@ -78,7 +80,14 @@ impl Commands {
             directory,
             secrets: None,
             tasks: Default::default(),
+            fused_writes: true,
         })
+    }
+
+    /// Turns the one-round-trip task write on or off (`PACA_FUSED_WRITES`).
+    pub fn with_fused_writes(mut self, on: bool) -> Self {
+        self.fused_writes = on;
+        self
     }
 
     /// Enables agent secrets under `ENCRYPTION_KEY`.

@@ -261,7 +261,8 @@ impl Commands {
         // Commands that take no lock beyond the project's (parent and sprint
         // changes serialise on the tree lock and the sprint row) commit in
         // one round trip when the projectors can render them.
-        if !reparents
+        if self.fused_writes
+            && !reparents
             && sprint.is_none()
             && let Some(written) = self
                 .task_command_fused(meta, project_id, task_id, &command, if_version)
