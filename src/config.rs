@@ -26,6 +26,7 @@ pub const PACA_DB_MAX_CONNECTIONS: &str = "PACA_DB_MAX_CONNECTIONS";
 pub const PACA_LOGIN_MAX_FAILURES: &str = "PACA_LOGIN_MAX_FAILURES";
 pub const PACA_LOGIN_MAX_FAILURES_PER_IP: &str = "PACA_LOGIN_MAX_FAILURES_PER_IP";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
+pub const METRICS_TOKEN: &str = "METRICS_TOKEN";
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -117,6 +118,8 @@ pub struct Config {
     pub cors_origins: String,
     /// Valkey/Redis for agent triggers; `None`: an in-process queue.
     pub redis_url: Option<String>,
+    /// Bearer token `GET /metrics` wants; `None`: open (docs/operations.md).
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -156,6 +159,7 @@ impl Config {
             )?,
             cors_origins: var(CORS_ORIGINS).unwrap_or_default(),
             redis_url: var(REDIS_URL),
+            metrics_token: var(METRICS_TOKEN),
         })
     }
 }

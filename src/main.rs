@@ -112,8 +112,11 @@ impl Database {
             .application_name("paca")
             .log_statements(log::LevelFilter::Trace)
             .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
+        // Acquires are reported (at TRACE, which the log filter drops) so
+        // GET /metrics can count the ping each one costs.
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
+            .acquire_time_level(log::LevelFilter::Trace)
             .acquire_timeout(std::time::Duration::from_secs(30))
             .connect_with(options)
             .await
@@ -155,19 +158,28 @@ async fn create_database(admin: PgConnectOptions, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+/// The log on stderr, filtered by `RUST_LOG`; for `serve`, also the layer
+/// that counts PostgreSQL round trips for `GET /metrics`, with its own
+/// filter (so the log filter is per-layer rather than global: a global one
+/// would silence sqlx's statement events for both).
+fn init_tracing(count_db_round_trips: bool) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let counter = count_db_round_trips.then(gateways::metrics::db_round_trips);
+    tracing_subscriber::registry()
+        .with(log)
+        .with(counter)
         .init();
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Serve));
     gateways::install_tls_provider();
     if let Err(error) = run(cli).await {
         eprintln!("error: {error:#}");
@@ -279,8 +291,10 @@ async fn serve(config: Config) -> Result<()> {
         || config::random_hex(12),
     )?;
 
+    gateways::metrics::install();
     let db = Database::open(&config).await?;
     let store = db.store();
+    store.observe_commits(Arc::new(gateways::metrics::AppendMetrics));
     store
         .check_xid_horizon()
         .await
@@ -333,7 +347,8 @@ async fn serve(config: Config) -> Result<()> {
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
         .with_plugins(plugin_host.clone())
-        .with_storage(storage);
+        .with_storage(storage)
+        .with_metrics_token(config.metrics_token.clone());
     let hub = state.realtime.clone();
     let realtime = gateways::realtime::Realtime::start(
         &store,
