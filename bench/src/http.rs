@@ -18,6 +18,15 @@
 //! `LocalSet`, as awc is not `Send`), so it does not compete with the
 //! database driver's runtime. Each phase starts with one unrecorded second
 //! at the same rate (connections opened, caches warm).
+//!
+//! The server's `GET /metrics` is scraped before, halfway through and after
+//! each phase: PostgreSQL round trips per request come from the deltas of
+//! the phase's route in `paca_http_db_queries` (sum / count), the server's
+//! resident memory idle (before the run's first phase) and under load
+//! (halfway through each phase) from `paca_process_resident_memory_bytes`.
+//! Before the server starts, the CPU cost of that round-trip counting is
+//! measured in process (the same statement with and without the counting
+//! layer) and printed with the report.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -47,6 +56,9 @@ const WARM_UP: Duration = Duration::from_secs(1);
 /// The goal for both measured endpoints, at 1,000 req/s.
 const P99_TARGET_MS: f64 = 10.0;
 const PAGE_SIZE: usize = 50;
+/// The issue-8 goals the server's own figures are held to.
+const PATCH_ROUND_TRIPS_TARGET: f64 = 4.0;
+const IDLE_RSS_TARGET_MB: f64 = 80.0;
 /// Per-request limit; a request that takes longer counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests on the wire at once (one keep-alive connection each). Later
@@ -66,6 +78,13 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         .and_then(|l| l.local_addr())
         .context("find a free loopback port")?
         .port();
+    let overhead = {
+        let url = database_url.clone();
+        tokio::task::spawn_blocking(move || counting_overhead(&url))
+            .await
+            .context("the overhead measurement panicked")??
+    };
+    println!("{}", overhead.describe());
     let mut server = Server::start(&binary, &database_url, port, &[])?;
     println!(
         "paca {} on 127.0.0.1:{port} (pid {})",
@@ -82,6 +101,7 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         rate: settings.rate,
         phase: settings.phase,
         runs: settings.runs,
+        overhead,
     };
     std::thread::Builder::new()
         .name("bench-http-client".into())
@@ -266,6 +286,7 @@ struct ClientSide {
     rate: u64,
     phase: Duration,
     runs: usize,
+    overhead: Overhead,
 }
 
 /// A JSON API session on the client thread.
@@ -549,6 +570,14 @@ impl ClientSide {
         let base: Rc<str> = self.base.clone().into();
         wait_healthy(&client, &base).await?;
         let auth: Rc<str> = login(&client, &base, &self.password).await?.into();
+        let at_start = scrape(&client, &base).await;
+        match &at_start {
+            Some(m) => println!(
+                "server RSS at start (idle, before seeding): {:.1} MB",
+                m.rss_mb()
+            ),
+            None => println!("GET /metrics unavailable: no round-trip or RSS figures"),
+        }
         let api = Api {
             client: client.clone(),
             base: base.clone(),
@@ -581,12 +610,16 @@ impl ClientSide {
         let mut saturated = Vec::new();
         for run in 1..=self.runs {
             println!("run {run}/{}:", self.runs);
+            let observed = Observer::start(&client, &base, self.phase).await;
             let healthz = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
                 url: healthz_url.clone(),
                 auth: false,
             })
             .await;
+            let healthz_server = observed.finish("GET").await;
             println!("  {}", describe("GET /api/healthz", &healthz));
+            healthz_server.print("GET /api/healthz");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let patch = open_loop(&client, &auth, self.rate, self.phase, |_| {
                 let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
                 let n = counter.get();
@@ -597,13 +630,19 @@ impl ClientSide {
                 }
             })
             .await;
+            let patch_server = observed.finish("PATCH").await;
             println!("  {}", describe("PATCH task", &patch));
+            patch_server.print("PATCH task");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let list = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
                 url: list_url.clone(),
                 auth: true,
             })
             .await;
+            let list_server = observed.finish("GET").await;
             println!("  {}", describe("GET filtered list", &list));
+            list_server.print("GET filtered list");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let one = open_loop(&client, &auth, self.rate, self.phase, |_| {
                 let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
                 Request::Get {
@@ -612,13 +651,19 @@ impl ClientSide {
                 }
             })
             .await;
+            let one_server = observed.finish("GET").await;
             println!("  {}", describe("GET task", &one));
+            one_server.print("GET task");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let post = open_loop(&client, &auth, self.rate, self.phase, |i| Request::Post {
                 url: tasks_url.clone(),
                 body: json!({ "title": format!("new {run}-{i}") }),
             })
             .await;
+            let post_server = observed.finish("POST").await;
             println!("  {}", describe("POST task", &post));
+            post_server.print("POST task");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let comment = open_loop(&client, &auth, self.rate, self.phase, |i| {
                 let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
                 Request::Post {
@@ -627,7 +672,9 @@ impl ClientSide {
                 }
             })
             .await;
+            let comment_server = observed.finish("POST").await;
             println!("  {}", describe("POST comment", &comment));
+            comment_server.print("POST comment");
             for (name, ours) in [
                 ("PATCH task", &patch),
                 ("GET filtered list", &list),
@@ -637,6 +684,17 @@ impl ClientSide {
             ] {
                 add_figures(&mut report, name, ours, &healthz);
             }
+            add_server_figures(
+                &mut report,
+                &healthz_server,
+                &[
+                    ("PATCH task", &patch_server),
+                    ("GET filtered list", &list_server),
+                    ("GET task", &one_server),
+                    ("POST task", &post_server),
+                    ("POST comment", &comment_server),
+                ],
+            );
 
             // Saturation: closed-loop clients against raw commits on the
             // same database, measured just before.
@@ -750,6 +808,13 @@ impl ClientSide {
             "targets: p99 <= {P99_TARGET_MS} ms for both at 1,000 req/s; client, server (paca, default workers) and PostgreSQL share this machine's {cpus} CPU(s); load average before {load_before}, after {}",
             load_average()
         ));
+        report.note(
+            "db round trips: PostgreSQL round trips per request of the phase's route, from the server's GET /metrics \
+             (delta of paca_http_db_queries_sum / delta of its _count; statements, BEGINs and pool acquires, see docs/operations.md); \
+             baseline: GET /api/healthz; RSS: paca_process_resident_memory_bytes, idle before each run's first phase \
+             (after seeding), under load the highest of the mid-phase scrapes, baseline the idle figure",
+        );
+        report.note(self.overhead.describe());
         for note in saturated {
             report.note(note);
         }
@@ -956,4 +1021,328 @@ async fn login(client: &Client, base: &str, password: &str) -> Result<String> {
         .filter(|t| !t.is_empty())
         .context("login: no access_token cookie")?;
     Ok(format!("Bearer {token}"))
+}
+
+// ----------------------------------------------------------------------------
+// The server's own figures, from GET /metrics
+
+/// One scrape of `GET /metrics`: `(name, labels, value)` per sample line.
+struct Scrape {
+    samples: Vec<(String, Vec<(String, String)>, f64)>,
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(parse_sample)
+            .collect();
+        Self { samples }
+    }
+
+    /// Sum of the samples of `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// Label `key` of every sample of `name` that has label `method`.
+    fn routes(&self, name: &str, method: &str) -> Vec<String> {
+        let mut routes: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == "method" && v == method))
+            .filter_map(|(_, l, _)| l.iter().find(|(k, _)| k == "route").map(|(_, v)| v.clone()))
+            .collect();
+        routes.sort();
+        routes.dedup();
+        routes
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.sum("paca_process_resident_memory_bytes", &[]) / (1 << 20) as f64
+    }
+}
+
+/// `name{k="v",...} value` (labels optional); `None` for anything else.
+fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value: f64 = value.parse().ok()?;
+    let Some((name, rest)) = series.split_once('{') else {
+        return Some((series.to_owned(), Vec::new(), value));
+    };
+    let mut labels = Vec::new();
+    let mut chars = rest.strip_suffix('}')?.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.push((key.trim_start_matches(',').to_owned(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    Some((name.to_owned(), labels, value))
+}
+
+async fn scrape(client: &Client, base: &str) -> Option<Scrape> {
+    let mut response = client.get(format!("{base}/metrics")).send().await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let body = response.body().limit(16 << 20).await.ok()?;
+    Some(Scrape::parse(&String::from_utf8_lossy(&body)))
+}
+
+/// Scrapes around one load phase: before, halfway through, after.
+struct Observer {
+    client: Client,
+    base: String,
+    before: Option<Scrape>,
+    halfway: tokio::task::JoinHandle<Option<Scrape>>,
+}
+
+/// What the server said about one phase.
+struct ServerSide {
+    /// Route pattern and PostgreSQL round trips per request.
+    round_trips: Option<(String, f64)>,
+    rss_before_mb: Option<f64>,
+    rss_under_load_mb: Option<f64>,
+}
+
+impl Observer {
+    /// Scrapes now, and schedules the halfway scrape.
+    async fn start(client: &Client, base: &str, phase: Duration) -> Self {
+        let before = scrape(client, base).await;
+        let halfway = {
+            let client = client.clone();
+            let base = base.to_owned();
+            let wait = WARM_UP + phase / 2;
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(wait).await;
+                scrape(&client, &base).await
+            })
+        };
+        Self {
+            client: client.clone(),
+            base: base.to_owned(),
+            before,
+            halfway,
+        }
+    }
+
+    async fn finish(self, method: &str) -> ServerSide {
+        let halfway = self.halfway.await.ok().flatten();
+        let after = scrape(&self.client, &self.base).await;
+        let round_trips = match (&self.before, &after) {
+            (Some(before), Some(after)) => round_trips(before, after, method),
+            _ => None,
+        };
+        ServerSide {
+            round_trips,
+            rss_before_mb: self.before.as_ref().map(Scrape::rss_mb),
+            rss_under_load_mb: halfway.as_ref().map(Scrape::rss_mb),
+        }
+    }
+}
+
+/// The route of `method` whose request count grew most between the two
+/// scrapes (the phase's own), and its round trips per request.
+fn round_trips(before: &Scrape, after: &Scrape, method: &str) -> Option<(String, f64)> {
+    const COUNT: &str = "paca_http_db_queries_count";
+    const SUM: &str = "paca_http_db_queries_sum";
+    let delta = |name: &str, route: &str| {
+        let labels = [("method", method), ("route", route)];
+        after.sum(name, &labels) - before.sum(name, &labels)
+    };
+    let (route, requests) = after
+        .routes(COUNT, method)
+        .into_iter()
+        .map(|route| {
+            let n = delta(COUNT, &route);
+            (route, n)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (requests > 0.0).then(|| {
+        let per_request = delta(SUM, &route) / requests;
+        (route, per_request)
+    })
+}
+
+impl ServerSide {
+    fn print(&self, name: &str) {
+        let trips = match &self.round_trips {
+            Some((route, n)) => format!("{n:.2} db round trips/request ({route})"),
+            None => "db round trips: n/a".to_owned(),
+        };
+        let mb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} MB"));
+        println!(
+            "  {:<18} {trips}; server RSS {} before, {} under load",
+            name,
+            mb(self.rss_before_mb),
+            mb(self.rss_under_load_mb)
+        );
+    }
+}
+
+fn add_server_figures(report: &mut Report, healthz: &ServerSide, phases: &[(&str, &ServerSide)]) {
+    let base_trips = healthz.round_trips.as_ref().map_or(f64::NAN, |(_, n)| *n);
+    for (name, phase) in phases {
+        let target = (*name == "PATCH task").then_some(Target::AtMost(PATCH_ROUND_TRIPS_TARGET));
+        report.add(
+            &format!("{name} db round trips"),
+            "/req",
+            phase.round_trips.as_ref().map_or(f64::NAN, |(_, n)| *n),
+            base_trips,
+            target,
+        );
+    }
+    let idle = healthz.rss_before_mb.unwrap_or(f64::NAN);
+    let under_load = std::iter::once(healthz)
+        .chain(phases.iter().map(|(_, p)| *p))
+        .filter_map(|p| p.rss_under_load_mb)
+        .fold(f64::NAN, f64::max);
+    report.add(
+        "server RSS idle",
+        "MB",
+        idle,
+        f64::NAN,
+        Some(Target::AtMost(IDLE_RSS_TARGET_MB)),
+    );
+    report.add("server RSS under load", "MB", under_load, idle, None);
+}
+
+// ----------------------------------------------------------------------------
+// What counting round trips costs
+
+/// Statements per sample of the overhead measurement.
+const OVERHEAD_STATEMENTS: usize = 2_000;
+const OVERHEAD_ROUNDS: usize = 5;
+const RECORD_CALLS: u32 = 100_000;
+
+/// CPU cost of the server's round-trip counting, measured in this process.
+struct Overhead {
+    /// Client CPU per statement without / with the counting layer, µs.
+    plain_us: f64,
+    counted_us: f64,
+    /// CPU of the per-request metrics (`record_request`), µs.
+    record_us: f64,
+}
+
+impl Overhead {
+    fn describe(&self) -> String {
+        format!(
+            "round-trip counting overhead (in process, client CPU, median of {OVERHEAD_ROUNDS} x {OVERHEAD_STATEMENTS} statements of ~400 characters): \
+             {:.2} µs per statement uncounted, {:.2} µs counted (+{:.2} µs); request metrics {:.2} µs per request",
+            self.plain_us,
+            self.counted_us,
+            self.counted_us - self.plain_us,
+            self.record_us
+        )
+    }
+}
+
+/// This thread's CPU time, ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("read /proc/thread-self/schedstat")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("parse /proc/thread-self/schedstat")
+}
+
+/// The same statement on one connection, logged at TRACE as the server's
+/// are, under the server's log layer alone and with the counting layer
+/// beside it; runs on this (blocking) thread so its CPU time is the cost.
+fn counting_overhead(database_url: &str) -> Result<Overhead> {
+    use sqlx::Connection;
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::prelude::*;
+
+    let log = || {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::EnvFilter::new("info,sqlx=warn"))
+    };
+    let plain = tracing::Dispatch::new(tracing_subscriber::registry().with(log()));
+    let counted = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(log())
+            .with(gateways::metrics::db_round_trips()),
+    );
+    // A statement the size of the server's (the log formats its text).
+    let columns: Vec<String> = (0..40).map(|i| format!("{i} AS column_{i}")).collect();
+    let statement = format!("SELECT {}", columns.join(", "));
+    let options = PgConnectOptions::from_str(database_url)?.log_statements(log::LevelFilter::Trace);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        let (mut plain_us, mut counted_us) = (Vec::new(), Vec::new());
+        for _ in 0..OVERHEAD_ROUNDS {
+            for (dispatch, out) in [(&plain, &mut plain_us), (&counted, &mut counted_us)] {
+                let started = thread_cpu_ns()?;
+                let (done, _) = gateways::metrics::counting_round_trips(
+                    async {
+                        for _ in 0..OVERHEAD_STATEMENTS {
+                            sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+                                .execute(&mut conn)
+                                .await?;
+                        }
+                        Ok::<_, sqlx::Error>(())
+                    }
+                    .with_subscriber(dispatch.clone()),
+                )
+                .await;
+                done?;
+                out.push((thread_cpu_ns()? - started) as f64 / 1e3 / OVERHEAD_STATEMENTS as f64);
+            }
+        }
+        conn.close().await?;
+
+        gateways::metrics::install();
+        let route = "/api/v1/projects/{project_id}/tasks/{task_id}";
+        let started = thread_cpu_ns()?;
+        for _ in 0..RECORD_CALLS {
+            gateways::metrics::record_request(
+                &Method::PATCH,
+                Some(route.to_owned()),
+                200,
+                Duration::from_micros(1500),
+                13,
+            );
+        }
+        let record_us = (thread_cpu_ns()? - started) as f64 / 1e3 / f64::from(RECORD_CALLS);
+        Ok(Overhead {
+            plain_us: crate::report::median(&plain_us),
+            counted_us: crate::report::median(&counted_us),
+            record_us,
+        })
+    })
 }
