@@ -25,8 +25,8 @@
 //! resident memory idle (before the run's first phase) and under load
 //! (halfway through each phase) from `paca_process_resident_memory_bytes`.
 //! Before the server starts, the CPU cost of that round-trip counting is
-//! measured in process (the same statement with and without the counting
-//! layer) and printed with the report.
+//! measured in process (sqlx's statement logger with and without the
+//! counting layer) and printed with the report.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -78,12 +78,9 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         .and_then(|l| l.local_addr())
         .context("find a free loopback port")?
         .port();
-    let overhead = {
-        let url = database_url.clone();
-        tokio::task::spawn_blocking(move || counting_overhead(&url))
-            .await
-            .context("the overhead measurement panicked")??
-    };
+    let overhead = tokio::task::spawn_blocking(counting_overhead)
+        .await
+        .context("the overhead measurement panicked")??;
     println!("{}", overhead.describe());
     let mut server = Server::start(&binary, &database_url, port, &[])?;
     println!(
@@ -1239,14 +1236,15 @@ fn add_server_figures(report: &mut Report, healthz: &ServerSide, phases: &[(&str
 // ----------------------------------------------------------------------------
 // What counting round trips costs
 
-/// Statements per sample of the overhead measurement.
-const OVERHEAD_STATEMENTS: usize = 2_000;
+/// Statements logged per sample of the overhead measurement.
+const OVERHEAD_STATEMENTS: u32 = 100_000;
 const OVERHEAD_ROUNDS: usize = 5;
 const RECORD_CALLS: u32 = 100_000;
 
 /// CPU cost of the server's round-trip counting, measured in this process.
 struct Overhead {
-    /// Client CPU per statement without / with the counting layer, µs.
+    /// CPU of sqlx's per-statement logger without / with the counting
+    /// layer, µs per statement.
     plain_us: f64,
     counted_us: f64,
     /// CPU of the per-request metrics (`record_request`), µs.
@@ -1256,8 +1254,9 @@ struct Overhead {
 impl Overhead {
     fn describe(&self) -> String {
         format!(
-            "round-trip counting overhead (in process, client CPU, median of {OVERHEAD_ROUNDS} x {OVERHEAD_STATEMENTS} statements of ~400 characters): \
-             {:.2} µs per statement uncounted, {:.2} µs counted (+{:.2} µs); request metrics {:.2} µs per request",
+            "round-trip counting cost (in process, CPU, median of {OVERHEAD_ROUNDS} x {} statements of {STATEMENT_CHARS} characters through sqlx's statement logger): \
+             {:.3} µs per statement without the counting layer, {:.3} µs with it (+{:.3} µs); request metrics {:.3} µs per request",
+            number(f64::from(OVERHEAD_STATEMENTS)),
             self.plain_us,
             self.counted_us,
             self.counted_us - self.plain_us,
@@ -1276,11 +1275,20 @@ fn thread_cpu_ns() -> Result<u64> {
         .context("parse /proc/thread-self/schedstat")
 }
 
-/// The same statement on one connection, logged at TRACE as the server's
-/// are, under the server's log layer alone and with the counting layer
-/// beside it; runs on this (blocking) thread so its CPU time is the cost.
-fn counting_overhead(database_url: &str) -> Result<Overhead> {
-    use sqlx::Connection;
+/// Length of the statement the overhead measurement logs (the server's
+/// statements are of this order; the logger copies the text).
+const STATEMENT_CHARS: usize = 400;
+
+/// What counting adds to a statement: sqlx's statement logger (the code
+/// that runs when a statement finishes, at the server's settings) under the
+/// server's log layer alone and with the counting layer beside it, inside
+/// a request's counting scope. No database: its round trip is the same
+/// either way and would only add noise. Runs on this (blocking) thread so
+/// that thread's CPU time is the cost.
+fn counting_overhead() -> Result<Overhead> {
+    use sqlx::SqlSafeStr;
+    use sqlx_core::connection::LogSettings;
+    use sqlx_core::logger::QueryLogger;
     use tracing::instrument::WithSubscriber;
     use tracing_subscriber::prelude::*;
 
@@ -1295,36 +1303,47 @@ fn counting_overhead(database_url: &str) -> Result<Overhead> {
             .with(log())
             .with(gateways::metrics::db_round_trips()),
     );
-    // A statement the size of the server's (the log formats its text).
-    let columns: Vec<String> = (0..40).map(|i| format!("{i} AS column_{i}")).collect();
-    let statement = format!("SELECT {}", columns.join(", "));
-    let options = PgConnectOptions::from_str(database_url)?.log_statements(log::LevelFilter::Trace);
+    let mut statement = "SELECT".to_owned();
+    for i in 0.. {
+        if statement.len() >= STATEMENT_CHARS {
+            break;
+        }
+        statement.push_str(&format!(" ${i}::text AS column_{i},"));
+    }
+    statement.truncate(STATEMENT_CHARS);
+    let sql = sqlx::AssertSqlSafe(statement).into_sql_str();
+    // The server's settings (src/main.rs).
+    let mut settings = LogSettings::default();
+    settings.log_statements(log::LevelFilter::Trace);
+    settings.log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
         let (mut plain_us, mut counted_us) = (Vec::new(), Vec::new());
-        for _ in 0..OVERHEAD_ROUNDS {
+        for round in 0..=OVERHEAD_ROUNDS {
             for (dispatch, out) in [(&plain, &mut plain_us), (&counted, &mut counted_us)] {
                 let started = thread_cpu_ns()?;
-                let (done, _) = gateways::metrics::counting_round_trips(
+                let (_, n) = gateways::metrics::counting_round_trips(
                     async {
                         for _ in 0..OVERHEAD_STATEMENTS {
-                            sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
-                                .execute(&mut conn)
-                                .await?;
+                            drop(QueryLogger::new(sql.clone(), settings.clone()));
                         }
-                        Ok::<_, sqlx::Error>(())
                     }
                     .with_subscriber(dispatch.clone()),
                 )
                 .await;
-                done?;
-                out.push((thread_cpu_ns()? - started) as f64 / 1e3 / OVERHEAD_STATEMENTS as f64);
+                let cpu = thread_cpu_ns()? - started;
+                anyhow::ensure!(
+                    n == 0 || n == u64::from(OVERHEAD_STATEMENTS),
+                    "counted {n} of {OVERHEAD_STATEMENTS} statements"
+                );
+                // Round 0 warms up (allocator, callsite registration).
+                if round > 0 {
+                    out.push(cpu as f64 / 1e3 / f64::from(OVERHEAD_STATEMENTS));
+                }
             }
         }
-        conn.close().await?;
 
         gateways::metrics::install();
         let route = "/api/v1/projects/{project_id}/tasks/{task_id}";
