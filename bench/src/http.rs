@@ -1023,9 +1023,25 @@ async fn login(client: &Client, base: &str, password: &str) -> Result<String> {
 // ----------------------------------------------------------------------------
 // The server's own figures, from GET /metrics
 
-/// One scrape of `GET /metrics`: `(name, labels, value)` per sample line.
+/// One sample line: `name{labels} value`.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One scrape of `GET /metrics`.
 struct Scrape {
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Scrape {
@@ -1042,23 +1058,18 @@ impl Scrape {
     fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, _, v)| v)
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value)
             .sum()
     }
 
-    /// Label `key` of every sample of `name` that has label `method`.
+    /// The `route` labels of the samples of `name` with this `method`.
     fn routes(&self, name: &str, method: &str) -> Vec<String> {
         let mut routes: Vec<String> = self
             .samples
             .iter()
-            .filter(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == "method" && v == method))
-            .filter_map(|(_, l, _)| l.iter().find(|(k, _)| k == "route").map(|(_, v)| v.clone()))
+            .filter(|s| s.name == name && s.label("method") == Some(method))
+            .filter_map(|s| s.label("route").map(str::to_owned))
             .collect();
         routes.sort();
         routes.dedup();
@@ -1071,11 +1082,15 @@ impl Scrape {
 }
 
 /// `name{k="v",...} value` (labels optional); `None` for anything else.
-fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample> {
     let (series, value) = line.rsplit_once(' ')?;
     let value: f64 = value.parse().ok()?;
     let Some((name, rest)) = series.split_once('{') else {
-        return Some((series.to_owned(), Vec::new(), value));
+        return Some(Sample {
+            name: series.to_owned(),
+            labels: Vec::new(),
+            value,
+        });
     };
     let mut labels = Vec::new();
     let mut chars = rest.strip_suffix('}')?.chars().peekable();
@@ -1103,7 +1118,11 @@ fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
             chars.next();
         }
     }
-    Some((name.to_owned(), labels, value))
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
 }
 
 async fn scrape(client: &Client, base: &str) -> Option<Scrape> {
@@ -1364,4 +1383,37 @@ fn counting_overhead() -> Result<Overhead> {
             record_us,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prometheus_samples() {
+        let text = "# HELP x y\n\
+            paca_http_db_queries_sum{method=\"PATCH\",route=\"/api/v1/projects/{project_id}/tasks/{task_id}\"} 65\n\
+            paca_http_db_queries_count{method=\"PATCH\",route=\"/api/v1/projects/{project_id}/tasks/{task_id}\"} 5\n\
+            odd{a=\"x\\\"y,z\"} 1.5\n\
+            paca_process_resident_memory_bytes 73400320\n";
+        let scrape = Scrape::parse(text);
+        assert_eq!(scrape.samples.len(), 4);
+        let route = "/api/v1/projects/{project_id}/tasks/{task_id}";
+        assert_eq!(
+            scrape.routes("paca_http_db_queries_count", "PATCH"),
+            [route]
+        );
+        assert_eq!(
+            scrape.sum(
+                "paca_http_db_queries_sum",
+                &[("method", "PATCH"), ("route", route)]
+            ),
+            65.0
+        );
+        assert_eq!(scrape.sum("odd", &[("a", "x\"y,z")]), 1.5);
+        assert_eq!(scrape.rss_mb(), 70.0);
+        let before = Scrape::parse("");
+        let (r, per_request) = round_trips(&before, &scrape, "PATCH").unwrap();
+        assert_eq!((r.as_str(), per_request), (route, 13.0));
+    }
 }
