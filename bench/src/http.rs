@@ -20,7 +20,7 @@
 //! at the same rate (connections opened, caches warm).
 //!
 //! The server's `GET /metrics` is scraped before, halfway through and after
-//! each phase: PostgreSQL round trips per request come from the deltas of
+//! each open-loop phase (not the saturation ones): PostgreSQL round trips per request come from the deltas of
 //! the phase's route in `paca_http_db_queries` (sum / count), the server's
 //! resident memory idle (before the run's first phase) and under load
 //! (halfway through each phase) from `paca_process_resident_memory_bytes`.
