@@ -27,6 +27,7 @@ pub const PACA_FUSED_WRITES: &str = "PACA_FUSED_WRITES";
 pub const PACA_LOGIN_MAX_FAILURES: &str = "PACA_LOGIN_MAX_FAILURES";
 pub const PACA_LOGIN_MAX_FAILURES_PER_IP: &str = "PACA_LOGIN_MAX_FAILURES_PER_IP";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
+pub const METRICS_TOKEN: &str = "METRICS_TOKEN";
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -121,6 +122,8 @@ pub struct Config {
     /// One-round-trip task writes (`PACA_FUSED_WRITES`, default on; off
     /// sends every task write through the transactional path).
     pub fused_writes: bool,
+    /// Bearer token `GET /metrics` wants; `None`: open (docs/operations.md).
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -161,6 +164,7 @@ impl Config {
             cors_origins: var(CORS_ORIGINS).unwrap_or_default(),
             redis_url: var(REDIS_URL),
             fused_writes: parse_bool(PACA_FUSED_WRITES, true)?,
+            metrics_token: var(METRICS_TOKEN),
         })
     }
 }

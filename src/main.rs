@@ -115,6 +115,15 @@ impl Database {
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(30))
+            // No ping before handing out a connection: it was a round trip
+            // on every acquire (a third of a task write's). A connection
+            // that died meanwhile (PostgreSQL restarted) fails its first
+            // statement and is discarded; that request answers an error and
+            // the next one gets a fresh connection. Idle connections are
+            // closed after five minutes, which bounds how many can be stale.
+            // (So acquires cost no round trip and GET /metrics counts none.)
+            .test_before_acquire(false)
+            .idle_timeout(std::time::Duration::from_secs(300))
             .connect_with(options)
             .await
             .context("connecting to PostgreSQL")?;
@@ -155,19 +164,28 @@ async fn create_database(admin: PgConnectOptions, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+/// The log on stderr, filtered by `RUST_LOG`; for `serve`, also the layer
+/// that counts PostgreSQL round trips for `GET /metrics`, with its own
+/// filter (so the log filter is per-layer rather than global: a global one
+/// would silence sqlx's statement events for both).
+fn init_tracing(count_db_round_trips: bool) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let counter = count_db_round_trips.then(gateways::metrics::db_round_trips);
+    tracing_subscriber::registry()
+        .with(log)
+        .with(counter)
         .init();
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Serve));
     gateways::install_tls_provider();
     if let Err(error) = run(cli).await {
         eprintln!("error: {error:#}");
@@ -279,8 +297,10 @@ async fn serve(config: Config) -> Result<()> {
         || config::random_hex(12),
     )?;
 
+    gateways::metrics::install();
     let db = Database::open(&config).await?;
     let store = db.store();
+    store.observe_commits(Arc::new(gateways::metrics::AppendMetrics));
     store
         .check_xid_horizon()
         .await
@@ -334,7 +354,8 @@ async fn serve(config: Config) -> Result<()> {
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
         .with_plugins(plugin_host.clone())
-        .with_storage(storage);
+        .with_storage(storage)
+        .with_metrics_token(config.metrics_token.clone());
     let hub = state.realtime.clone();
     let realtime = gateways::realtime::Realtime::start(
         &store,

@@ -18,6 +18,15 @@
 //! `LocalSet`, as awc is not `Send`), so it does not compete with the
 //! database driver's runtime. Each phase starts with one unrecorded second
 //! at the same rate (connections opened, caches warm).
+//!
+//! The server's `GET /metrics` is scraped before, halfway through and after
+//! each open-loop phase (not the saturation ones): PostgreSQL round trips per request come from the deltas of
+//! the phase's route in `paca_http_db_queries` (sum / count), the server's
+//! resident memory idle (before the run's first phase) and under load
+//! (halfway through each phase) from `paca_process_resident_memory_bytes`.
+//! Before the server starts, the CPU cost of that round-trip counting is
+//! measured in process (sqlx's statement logger with and without the
+//! counting layer) and printed with the report.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -47,6 +56,9 @@ const WARM_UP: Duration = Duration::from_secs(1);
 /// The goal for both measured endpoints, at 1,000 req/s.
 const P99_TARGET_MS: f64 = 10.0;
 const PAGE_SIZE: usize = 50;
+/// The issue-8 goals the server's own figures are held to.
+const PATCH_ROUND_TRIPS_TARGET: f64 = 4.0;
+const IDLE_RSS_TARGET_MB: f64 = 80.0;
 /// Per-request limit; a request that takes longer counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests on the wire at once (one keep-alive connection each). Later
@@ -66,6 +78,10 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         .and_then(|l| l.local_addr())
         .context("find a free loopback port")?
         .port();
+    let overhead = tokio::task::spawn_blocking(counting_overhead)
+        .await
+        .context("the overhead measurement panicked")??;
+    println!("{}", overhead.describe());
     let mut server = Server::start(&binary, &database_url, port, &[])?;
     println!(
         "paca {} on 127.0.0.1:{port} (pid {})",
@@ -82,6 +98,7 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         rate: settings.rate,
         phase: settings.phase,
         runs: settings.runs,
+        overhead,
     };
     std::thread::Builder::new()
         .name("bench-http-client".into())
@@ -266,6 +283,7 @@ struct ClientSide {
     rate: u64,
     phase: Duration,
     runs: usize,
+    overhead: Overhead,
 }
 
 /// A JSON API session on the client thread.
@@ -549,6 +567,14 @@ impl ClientSide {
         let base: Rc<str> = self.base.clone().into();
         wait_healthy(&client, &base).await?;
         let auth: Rc<str> = login(&client, &base, &self.password).await?.into();
+        let at_start = scrape(&client, &base).await;
+        match &at_start {
+            Some(m) => println!(
+                "server RSS at start (idle, before seeding): {:.1} MB",
+                m.rss_mb()
+            ),
+            None => println!("GET /metrics unavailable: no round-trip or RSS figures"),
+        }
         let api = Api {
             client: client.clone(),
             base: base.clone(),
@@ -581,12 +607,16 @@ impl ClientSide {
         let mut saturated = Vec::new();
         for run in 1..=self.runs {
             println!("run {run}/{}:", self.runs);
+            let observed = Observer::start(&client, &base, self.phase).await;
             let healthz = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
                 url: healthz_url.clone(),
                 auth: false,
             })
             .await;
+            let healthz_server = observed.finish("GET").await;
             println!("  {}", describe("GET /api/healthz", &healthz));
+            healthz_server.print("GET /api/healthz");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let patch = open_loop(&client, &auth, self.rate, self.phase, |_| {
                 let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
                 let n = counter.get();
@@ -597,13 +627,19 @@ impl ClientSide {
                 }
             })
             .await;
+            let patch_server = observed.finish("PATCH").await;
             println!("  {}", describe("PATCH task", &patch));
+            patch_server.print("PATCH task");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let list = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
                 url: list_url.clone(),
                 auth: true,
             })
             .await;
+            let list_server = observed.finish("GET").await;
             println!("  {}", describe("GET filtered list", &list));
+            list_server.print("GET filtered list");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let one = open_loop(&client, &auth, self.rate, self.phase, |_| {
                 let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
                 Request::Get {
@@ -612,22 +648,30 @@ impl ClientSide {
                 }
             })
             .await;
+            let one_server = observed.finish("GET").await;
             println!("  {}", describe("GET task", &one));
+            one_server.print("GET task");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let post = open_loop(&client, &auth, self.rate, self.phase, |i| Request::Post {
                 url: tasks_url.clone(),
                 body: json!({ "title": format!("new {run}-{i}") }),
             })
             .await;
+            let post_server = observed.finish("POST").await;
             println!("  {}", describe("POST task", &post));
+            post_server.print("POST task");
+            let observed = Observer::start(&client, &base, self.phase).await;
             let comment = open_loop(&client, &auth, self.rate, self.phase, |i| {
                 let task = &seeded.task_ids[next_random(&random) as usize % seeded.task_ids.len()];
                 Request::Post {
                     url: format!("{tasks_url}/{task}/activities/comments"),
-                    body: json!({ "content": format!("comment {run}-{i}") }),
+                    body: json!({ "content": { "text": format!("comment {run}-{i}") } }),
                 }
             })
             .await;
+            let comment_server = observed.finish("POST").await;
             println!("  {}", describe("POST comment", &comment));
+            comment_server.print("POST comment");
             for (name, ours) in [
                 ("PATCH task", &patch),
                 ("GET filtered list", &list),
@@ -637,6 +681,17 @@ impl ClientSide {
             ] {
                 add_figures(&mut report, name, ours, &healthz);
             }
+            add_server_figures(
+                &mut report,
+                &healthz_server,
+                &[
+                    ("PATCH task", &patch_server),
+                    ("GET filtered list", &list_server),
+                    ("GET task", &one_server),
+                    ("POST task", &post_server),
+                    ("POST comment", &comment_server),
+                ],
+            );
 
             // Saturation: closed-loop clients against raw commits on the
             // same database, measured just before.
@@ -676,7 +731,7 @@ impl ClientSide {
                     crate::saturation::Call {
                         method: Method::POST,
                         url: format!("{url}/{task}/activities/comments"),
-                        body: Some(json!({ "content": format!("sat {run}-{n}") })),
+                        body: Some(json!({ "content": { "text": format!("sat {run}-{n}") } })),
                     }
                 })
                 .await;
@@ -750,6 +805,13 @@ impl ClientSide {
             "targets: p99 <= {P99_TARGET_MS} ms for both at 1,000 req/s; client, server (paca, default workers) and PostgreSQL share this machine's {cpus} CPU(s); load average before {load_before}, after {}",
             load_average()
         ));
+        report.note(
+            "db round trips: PostgreSQL round trips per request of the phase's route, from the server's GET /metrics \
+             (delta of paca_http_db_queries_sum / delta of its _count; statements, BEGINs and pool acquires, see docs/operations.md); \
+             baseline: GET /api/healthz; RSS: paca_process_resident_memory_bytes, idle before each run's first phase \
+             (after seeding), under load the highest of the mid-phase scrapes, baseline the idle figure",
+        );
+        report.note(self.overhead.describe());
         for note in saturated {
             report.note(note);
         }
@@ -956,4 +1018,402 @@ async fn login(client: &Client, base: &str, password: &str) -> Result<String> {
         .filter(|t| !t.is_empty())
         .context("login: no access_token cookie")?;
     Ok(format!("Bearer {token}"))
+}
+
+// ----------------------------------------------------------------------------
+// The server's own figures, from GET /metrics
+
+/// One sample line: `name{labels} value`.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One scrape of `GET /metrics`.
+struct Scrape {
+    samples: Vec<Sample>,
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(parse_sample)
+            .collect();
+        Self { samples }
+    }
+
+    /// Sum of the samples of `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value)
+            .sum()
+    }
+
+    /// The `route` labels of the samples of `name` with this `method`.
+    fn routes(&self, name: &str, method: &str) -> Vec<String> {
+        let mut routes: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|s| s.name == name && s.label("method") == Some(method))
+            .filter_map(|s| s.label("route").map(str::to_owned))
+            .collect();
+        routes.sort();
+        routes.dedup();
+        routes
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.sum("paca_process_resident_memory_bytes", &[]) / (1 << 20) as f64
+    }
+}
+
+/// `name{k="v",...} value` (labels optional); `None` for anything else.
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value: f64 = value.parse().ok()?;
+    let Some((name, rest)) = series.split_once('{') else {
+        return Some(Sample {
+            name: series.to_owned(),
+            labels: Vec::new(),
+            value,
+        });
+    };
+    let mut labels = Vec::new();
+    let mut chars = rest.strip_suffix('}')?.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.push((key.trim_start_matches(',').to_owned(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+async fn scrape(client: &Client, base: &str) -> Option<Scrape> {
+    let mut response = client.get(format!("{base}/metrics")).send().await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let body = response.body().limit(16 << 20).await.ok()?;
+    Some(Scrape::parse(&String::from_utf8_lossy(&body)))
+}
+
+/// Scrapes around one load phase: before, halfway through, after.
+struct Observer {
+    client: Client,
+    base: String,
+    before: Option<Scrape>,
+    halfway: tokio::task::JoinHandle<Option<Scrape>>,
+}
+
+/// What the server said about one phase.
+struct ServerSide {
+    /// Route pattern and PostgreSQL round trips per request.
+    round_trips: Option<(String, f64)>,
+    rss_before_mb: Option<f64>,
+    rss_under_load_mb: Option<f64>,
+}
+
+impl Observer {
+    /// Scrapes now, and schedules the halfway scrape.
+    async fn start(client: &Client, base: &str, phase: Duration) -> Self {
+        let before = scrape(client, base).await;
+        let halfway = {
+            let client = client.clone();
+            let base = base.to_owned();
+            let wait = WARM_UP + phase / 2;
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(wait).await;
+                scrape(&client, &base).await
+            })
+        };
+        Self {
+            client: client.clone(),
+            base: base.to_owned(),
+            before,
+            halfway,
+        }
+    }
+
+    async fn finish(self, method: &str) -> ServerSide {
+        let halfway = self.halfway.await.ok().flatten();
+        let after = scrape(&self.client, &self.base).await;
+        let round_trips = match (&self.before, &after) {
+            (Some(before), Some(after)) => round_trips(before, after, method),
+            _ => None,
+        };
+        ServerSide {
+            round_trips,
+            rss_before_mb: self.before.as_ref().map(Scrape::rss_mb),
+            rss_under_load_mb: halfway.as_ref().map(Scrape::rss_mb),
+        }
+    }
+}
+
+/// The route of `method` whose request count grew most between the two
+/// scrapes (the phase's own), and its round trips per request.
+fn round_trips(before: &Scrape, after: &Scrape, method: &str) -> Option<(String, f64)> {
+    const COUNT: &str = "paca_http_db_queries_count";
+    const SUM: &str = "paca_http_db_queries_sum";
+    let delta = |name: &str, route: &str| {
+        let labels = [("method", method), ("route", route)];
+        after.sum(name, &labels) - before.sum(name, &labels)
+    };
+    let (route, requests) = after
+        .routes(COUNT, method)
+        .into_iter()
+        .map(|route| {
+            let n = delta(COUNT, &route);
+            (route, n)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (requests > 0.0).then(|| {
+        let per_request = delta(SUM, &route) / requests;
+        (route, per_request)
+    })
+}
+
+impl ServerSide {
+    fn print(&self, name: &str) {
+        let trips = match &self.round_trips {
+            Some((route, n)) => format!("{n:.2} db round trips/request ({route})"),
+            None => "db round trips: n/a".to_owned(),
+        };
+        let mb = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} MB"));
+        println!(
+            "  {:<18} {trips}; server RSS {} before, {} under load",
+            name,
+            mb(self.rss_before_mb),
+            mb(self.rss_under_load_mb)
+        );
+    }
+}
+
+fn add_server_figures(report: &mut Report, healthz: &ServerSide, phases: &[(&str, &ServerSide)]) {
+    let base_trips = healthz.round_trips.as_ref().map_or(f64::NAN, |(_, n)| *n);
+    for (name, phase) in phases {
+        let target = (*name == "PATCH task").then_some(Target::AtMost(PATCH_ROUND_TRIPS_TARGET));
+        report.add(
+            &format!("{name} db round trips"),
+            "/req",
+            phase.round_trips.as_ref().map_or(f64::NAN, |(_, n)| *n),
+            base_trips,
+            target,
+        );
+    }
+    let idle = healthz.rss_before_mb.unwrap_or(f64::NAN);
+    let under_load = std::iter::once(healthz)
+        .chain(phases.iter().map(|(_, p)| *p))
+        .filter_map(|p| p.rss_under_load_mb)
+        .fold(f64::NAN, f64::max);
+    report.add(
+        "server RSS idle",
+        "MB",
+        idle,
+        f64::NAN,
+        Some(Target::AtMost(IDLE_RSS_TARGET_MB)),
+    );
+    report.add("server RSS under load", "MB", under_load, idle, None);
+}
+
+// ----------------------------------------------------------------------------
+// What counting round trips costs
+
+/// Statements logged per sample of the overhead measurement.
+const OVERHEAD_STATEMENTS: u32 = 100_000;
+const OVERHEAD_ROUNDS: usize = 5;
+const RECORD_CALLS: u32 = 100_000;
+
+/// CPU cost of the server's round-trip counting, measured in this process.
+struct Overhead {
+    /// CPU of sqlx's per-statement logger without / with the counting
+    /// layer, µs per statement.
+    plain_us: f64,
+    counted_us: f64,
+    /// CPU of the per-request metrics (`record_request`), µs.
+    record_us: f64,
+}
+
+impl Overhead {
+    fn describe(&self) -> String {
+        format!(
+            "round-trip counting cost (in process, CPU, median of {OVERHEAD_ROUNDS} x {} statements of {STATEMENT_CHARS} characters through sqlx's statement logger): \
+             {:.3} µs per statement without the counting layer, {:.3} µs with it (+{:.3} µs); request metrics {:.3} µs per request",
+            number(f64::from(OVERHEAD_STATEMENTS)),
+            self.plain_us,
+            self.counted_us,
+            self.counted_us - self.plain_us,
+            self.record_us
+        )
+    }
+}
+
+/// This thread's CPU time, ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("read /proc/thread-self/schedstat")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("parse /proc/thread-self/schedstat")
+}
+
+/// Length of the statement the overhead measurement logs (the server's
+/// statements are of this order; the logger copies the text).
+const STATEMENT_CHARS: usize = 400;
+
+/// What counting adds to a statement: sqlx's statement logger (the code
+/// that runs when a statement finishes, at the server's settings) under the
+/// server's log layer alone and with the counting layer beside it, inside
+/// a request's counting scope. No database: its round trip is the same
+/// either way and would only add noise. Runs on this (blocking) thread so
+/// that thread's CPU time is the cost.
+fn counting_overhead() -> Result<Overhead> {
+    use sqlx::SqlSafeStr;
+    use sqlx_core::connection::LogSettings;
+    use sqlx_core::logger::QueryLogger;
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::prelude::*;
+
+    let log = || {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::EnvFilter::new("info,sqlx=warn"))
+    };
+    let plain = tracing::Dispatch::new(tracing_subscriber::registry().with(log()));
+    let counted = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(log())
+            .with(gateways::metrics::db_round_trips()),
+    );
+    let mut statement = "SELECT".to_owned();
+    for i in 0.. {
+        if statement.len() >= STATEMENT_CHARS {
+            break;
+        }
+        statement.push_str(&format!(" ${i}::text AS column_{i},"));
+    }
+    statement.truncate(STATEMENT_CHARS);
+    let sql = sqlx::AssertSqlSafe(statement).into_sql_str();
+    // The server's settings (src/main.rs).
+    let mut settings = LogSettings::default();
+    settings.log_statements(log::LevelFilter::Trace);
+    settings.log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (mut plain_us, mut counted_us) = (Vec::new(), Vec::new());
+        for round in 0..=OVERHEAD_ROUNDS {
+            for (dispatch, out) in [(&plain, &mut plain_us), (&counted, &mut counted_us)] {
+                let started = thread_cpu_ns()?;
+                let (_, n) = gateways::metrics::counting_round_trips(
+                    async {
+                        for _ in 0..OVERHEAD_STATEMENTS {
+                            drop(QueryLogger::new(sql.clone(), settings.clone()));
+                        }
+                    }
+                    .with_subscriber(dispatch.clone()),
+                )
+                .await;
+                let cpu = thread_cpu_ns()? - started;
+                anyhow::ensure!(
+                    n == 0 || n == u64::from(OVERHEAD_STATEMENTS),
+                    "counted {n} of {OVERHEAD_STATEMENTS} statements"
+                );
+                // Round 0 warms up (allocator, callsite registration).
+                if round > 0 {
+                    out.push(cpu as f64 / 1e3 / f64::from(OVERHEAD_STATEMENTS));
+                }
+            }
+        }
+
+        gateways::metrics::install();
+        let route = "/api/v1/projects/{project_id}/tasks/{task_id}";
+        let started = thread_cpu_ns()?;
+        for _ in 0..RECORD_CALLS {
+            gateways::metrics::record_request(
+                &Method::PATCH,
+                Some(route.to_owned()),
+                200,
+                Duration::from_micros(1500),
+                13,
+            );
+        }
+        let record_us = (thread_cpu_ns()? - started) as f64 / 1e3 / f64::from(RECORD_CALLS);
+        Ok(Overhead {
+            plain_us: crate::report::median(&plain_us),
+            counted_us: crate::report::median(&counted_us),
+            record_us,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prometheus_samples() {
+        let text = "# HELP x y\n\
+            paca_http_db_queries_sum{method=\"PATCH\",route=\"/api/v1/projects/{project_id}/tasks/{task_id}\"} 65\n\
+            paca_http_db_queries_count{method=\"PATCH\",route=\"/api/v1/projects/{project_id}/tasks/{task_id}\"} 5\n\
+            odd{a=\"x\\\"y,z\"} 1.5\n\
+            paca_process_resident_memory_bytes 73400320\n";
+        let scrape = Scrape::parse(text);
+        assert_eq!(scrape.samples.len(), 4);
+        let route = "/api/v1/projects/{project_id}/tasks/{task_id}";
+        assert_eq!(
+            scrape.routes("paca_http_db_queries_count", "PATCH"),
+            [route]
+        );
+        assert_eq!(
+            scrape.sum(
+                "paca_http_db_queries_sum",
+                &[("method", "PATCH"), ("route", route)]
+            ),
+            65.0
+        );
+        assert_eq!(scrape.sum("odd", &[("a", "x\"y,z")]), 1.5);
+        assert_eq!(scrape.rss_mb(), 70.0);
+        let before = Scrape::parse("");
+        let (r, per_request) = round_trips(&before, &scrape, "PATCH").unwrap();
+        assert_eq!((r.as_str(), per_request), (route, 13.0));
+    }
 }

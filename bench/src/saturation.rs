@@ -91,10 +91,10 @@ pub async fn closed_loop(
         let _ = w.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (ok, errors, first_error, latency) = Rc::try_unwrap(state)
-        .ok()
-        .expect("workers finished")
-        .into_inner();
+    let (ok, errors, first_error, latency) = match Rc::try_unwrap(state) {
+        Ok(state) => state.into_inner(),
+        Err(_) => unreachable!("every worker has finished"),
+    };
     Saturation {
         throughput: ok as f64 / elapsed,
         errors,

@@ -161,7 +161,8 @@ async fn fused_append_commits_events_and_projection_together(
 
     // The projected timestamps are the events' `recorded_at`, which the
     // result reports as stored.
-    let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+    type Row = (i64, DateTime<Utc>, DateTime<Utc>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT r.version, r.at, e.recorded_at, r.note FROM it_rows r
          JOIN events e USING (event_id) WHERE e.stream_id = $1 AND r.version > 1 ORDER BY r.version",
     )

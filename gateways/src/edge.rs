@@ -11,7 +11,9 @@
 //! - a body the handler did not read is not read either: the response
 //!   closes the connection instead, so a client streaming megabytes at a
 //!   route that takes no body gets its answer at once and cannot hold the
-//!   connection.
+//!   connection;
+//! - request metrics (count, latency, PostgreSQL round trips per route
+//!   pattern) for `GET /metrics`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -182,8 +184,9 @@ pub async fn edge(
         .map(|s| s.cors.allow(origin.as_deref()))
         .unwrap_or_default();
 
-    let mut res = REQUEST_ID
-        .scope(id.clone(), async {
+    // The round-trip counter covers the handler and the drain below.
+    let (res, db_round_trips) =
+        crate::metrics::counting_round_trips(REQUEST_ID.scope(id.clone(), async {
             // A preflight is answered here, for any path.
             if method == Method::OPTIONS
                 && req
@@ -219,8 +222,9 @@ pub async fn edge(
                     .set_connection_type(ConnectionType::Close);
             }
             Ok(res)
-        })
-        .await?;
+        }))
+        .await;
+    let mut res = res?;
 
     let headers = res.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -254,12 +258,20 @@ pub async fn edge(
             headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
+    let elapsed = started.elapsed();
+    crate::metrics::record_request(
+        &method,
+        res.request().match_pattern(),
+        res.status().as_u16(),
+        elapsed,
+        db_round_trips,
+    );
     tracing::info!(
         request_id = %id,
         %method,
         %path,
         status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1e3,
+        ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
     Ok(res)

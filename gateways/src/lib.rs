@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod graphql;
 pub mod mcp;
+pub mod metrics;
 pub mod realtime;
 pub mod rest;
 pub mod storage;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub storage: std::sync::Arc<storage::Storage>,
     /// This node's Socket.IO server and realtime fan-out.
     pub realtime: realtime::Hub,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             cors: Cors::default(),
             plugins: None,
             storage: std::sync::Arc::new(default_storage()),
+            metrics_token: None,
         }
     }
 
@@ -70,6 +74,13 @@ impl AppState {
     /// credentials).
     pub fn with_cors(mut self, origins: &str) -> Self {
         self.cors = Cors::new(origins);
+        self
+    }
+
+    /// `METRICS_TOKEN` (`None` or empty: `GET /metrics` is open, like
+    /// `/api/healthz`).
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.metrics_token = token.filter(|t| !t.is_empty());
         self
     }
 
@@ -113,6 +124,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 ApiError::bad_request(format!("invalid path parameter: {err}")).into()
             }))
             .route("/api/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics::scrape))
             .configure(rest::routes)
             .configure(mcp::http::routes)
             // Plugin bundles (seed page 07: the gateway serves these).
