@@ -337,7 +337,7 @@ fn client() -> Client {
 }
 
 /// One request of a load phase.
-enum Request {
+pub(crate) enum Request {
     Get {
         url: String,
         auth: bool,
@@ -456,7 +456,7 @@ async fn open_loop(
 }
 
 /// One request, its response read to the end; anything but 200 is an error.
-async fn send(client: &Client, auth: &str, request: Request) -> Result<(), String> {
+pub(crate) async fn send(client: &Client, auth: &str, request: Request) -> Result<(), String> {
     let mut expected = StatusCode::OK;
     let sent = match request {
         Request::Get { url, auth: false } => client.get(url).send().await,
@@ -706,19 +706,17 @@ impl ClientSide {
             let random_patch = Cell::new(next_random(&random));
             let patch_sat = crate::saturation::closed_loop(&client, &auth, self.phase, move |n| {
                 let task = &task_ids[next_random(&random_patch) as usize % task_ids.len()];
-                crate::saturation::Call {
-                    method: Method::PATCH,
+                Request::Patch {
                     url: format!("{url}/{task}"),
-                    body: Some(json!({ "title": format!("s-{n}") })),
+                    body: json!({ "title": format!("s-{n}") }),
                 }
             })
             .await;
             let url = tasks_url.clone();
             let post_sat = crate::saturation::closed_loop(&client, &auth, self.phase, move |n| {
-                crate::saturation::Call {
-                    method: Method::POST,
+                Request::Post {
                     url: url.clone(),
-                    body: Some(json!({ "title": format!("sat {run}-{n}") })),
+                    body: json!({ "title": format!("sat {run}-{n}") }),
                 }
             })
             .await;
@@ -728,10 +726,9 @@ impl ClientSide {
             let comment_sat =
                 crate::saturation::closed_loop(&client, &auth, self.phase, move |n| {
                     let task = &task_ids[next_random(&random_comment) as usize % task_ids.len()];
-                    crate::saturation::Call {
-                        method: Method::POST,
+                    Request::Post {
                         url: format!("{url}/{task}/activities/comments"),
-                        body: Some(json!({ "content": { "text": format!("sat {run}-{n}") } })),
+                        body: json!({ "content": { "text": format!("sat {run}-{n}") } }),
                     }
                 })
                 .await;

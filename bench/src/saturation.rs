@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use awc::Client;
-use awc::http::{Method, StatusCode, header};
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::http::{Request, send};
 use crate::report::histogram;
 
 /// Concurrent clients and raw connections.
@@ -35,21 +35,14 @@ pub struct Saturation {
     pub latency: Histogram<u64>,
 }
 
-/// One request of a closed-loop client.
-pub struct Call {
-    pub method: Method,
-    pub url: String,
-    pub body: Option<Value>,
-}
-
 /// `CLIENTS` closed-loop clients for `duration`, each sending `make(n)`
-/// (n counts requests across clients) and waiting for the answer; 200 and
-/// 201 are successes.
+/// (n counts requests across clients) and waiting for the answer (the
+/// status each kind of request expects is a success).
 pub async fn closed_loop(
     client: &Client,
     auth: &str,
     duration: Duration,
-    make: impl Fn(u64) -> Call + 'static,
+    make: impl Fn(u64) -> Request + 'static,
 ) -> Saturation {
     let make = Rc::new(make);
     let counter = Rc::new(std::cell::Cell::new(0u64));
@@ -101,33 +94,6 @@ pub async fn closed_loop(
         first_error,
         latency,
     }
-}
-
-async fn send(client: &Client, auth: &str, call: Call) -> Result<(), String> {
-    let request = client
-        .request(call.method, &call.url)
-        .insert_header((header::AUTHORIZATION, auth));
-    let sent = match call.body {
-        Some(body) => request.send_json(&body).await,
-        None => request.send().await,
-    };
-    let mut response = sent.map_err(|e| e.to_string())?;
-    let body = response
-        .body()
-        .limit(64 << 20)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !matches!(response.status(), StatusCode::OK | StatusCode::CREATED) {
-        return Err(format!(
-            "{} {}",
-            response.status(),
-            String::from_utf8_lossy(&body)
-                .chars()
-                .take(300)
-                .collect::<String>()
-        ));
-    }
-    Ok(())
 }
 
 /// Raw commits per second from `CLIENTS` connections on `database_url`

@@ -28,12 +28,12 @@ use domain::notification::{Inbox, InboxCommand, InboxEvent, NotificationBody, in
 use domain::project::Project;
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use eventstore::subscription::{HandlerError, SubscriptionHandler};
-use eventstore::{Actor, ExpectedVersion, Metadata, RecordedEvent, StreamRef};
+use eventstore::{ExpectedVersion, Metadata, RecordedEvent, StreamRef};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::triggers::{comment_text, mentions};
+use crate::triggers::{actor_of, caused_by, comment_text, mentions};
 use crate::{CommandResult, Commands, new_event};
 
 pub const SUBSCRIPTION: &str = "notifications";
@@ -63,11 +63,6 @@ impl NotificationHandler {
     pub fn new(commands: Commands) -> Self {
         Self { commands }
     }
-}
-
-fn actor_of(event: &RecordedEvent) -> Actor {
-    serde_json::from_value(event.metadata.get("actor").cloned().unwrap_or(Value::Null))
-        .unwrap_or_default()
 }
 
 /// What a notification points at.
@@ -237,13 +232,7 @@ impl SubscriptionHandler for NotificationHandler {
                     .map(|(id, _)| id),
                 _ => None,
             };
-            let mut meta = Metadata::system("system");
-            meta.causation_id = Some(event.event_id);
-            meta.correlation_id = event
-                .metadata
-                .get("correlation_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let meta = caused_by(event);
             for p in pending {
                 let body = NotificationBody {
                     notification_id: notification_id(event.event_id, p.recipient, p.kind),

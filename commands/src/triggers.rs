@@ -136,7 +136,21 @@ pub fn mentions(text: &str) -> BTreeSet<String> {
     out
 }
 
-fn actor_of(event: &RecordedEvent) -> Actor {
+/// Metadata of what a subscription appends because of `source`: the
+/// system acts, in the source's correlation, caused by it.
+pub(crate) fn caused_by(source: &RecordedEvent) -> Metadata {
+    let mut meta = Metadata::system("system");
+    meta.causation_id = Some(source.event_id);
+    meta.correlation_id = source
+        .metadata
+        .get("correlation_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    meta
+}
+
+/// Who acted in a log event (the subscriptions' view of its metadata).
+pub(crate) fn actor_of(event: &RecordedEvent) -> Actor {
     serde_json::from_value(event.metadata.get("actor").cloned().unwrap_or(Value::Null))
         .unwrap_or_default()
 }
@@ -293,13 +307,7 @@ impl TriggerHandler {
         origin: domain::conversation::Origin,
     ) -> CommandResult<()> {
         let conversation_id = derived_conversation_id(source.event_id, agent_id);
-        let mut meta = Metadata::system("system");
-        meta.causation_id = Some(source.event_id);
-        meta.correlation_id = source
-            .metadata
-            .get("correlation_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let meta = caused_by(source);
         let commands = &self.commands;
         let created = transact!(commands, tx => async {
             commands.create_conversation_in(tx, &meta, conversation_id, origin.clone()).await
