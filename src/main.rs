@@ -1,6 +1,7 @@
 //! `paca`: the Paca-RS server and its operator CLI.
 
 mod agents;
+mod backup;
 mod cli;
 mod config;
 mod embedded;
@@ -41,6 +42,14 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: cli::EventsCommand,
+    },
+    /// Who did what: the log as an audit trail, filtered.
+    Audit(cli::AuditArgs),
+    /// Checkpointed consumers of the log: list, replay from a position,
+    /// pause and resume.
+    Subscriptions {
+        #[command(subcommand)]
+        command: cli::SubscriptionsCommand,
     },
     /// Inspect, rebuild and verify projections.
     Projections {
@@ -221,6 +230,18 @@ async fn run(cli: Cli) -> Result<()> {
             db.close().await;
             result
         }
+        Command::Audit(args) => {
+            let db = Database::open(&config).await?;
+            let result = cli::audit(&db.store(), args).await;
+            db.close().await;
+            result
+        }
+        Command::Subscriptions { command } => {
+            let db = Database::open(&config).await?;
+            let result = cli::subscriptions(&db.store(), command).await;
+            db.close().await;
+            result
+        }
         Command::Projections { command } => {
             let db = Database::open(&config).await?;
             let result = cli::projections(&db.store(), command).await;
@@ -350,6 +371,21 @@ async fn serve(config: Config) -> Result<()> {
     let plugin_host = plugins::host(&config, &jwt_secret, commands.clone()).await?;
     plugin_host.start().await;
     let notifications = notifications::start(&store, &commands).await?;
+    // The tamper-evident chain, sealed behind the writers (eventstore::seal).
+    let (stop_sealer, sealer_shutdown) = tokio::sync::watch::channel(false);
+    let sealer = {
+        let subscription = eventstore::Subscription::new(
+            eventstore::seal::SEALER,
+            store.clone(),
+            eventstore::seal::Sealer,
+        )
+        .batch_size(1000);
+        tokio::spawn(async move {
+            if let Err(error) = subscription.run(sealer_shutdown).await {
+                tracing::error!(%error, "log sealer stopped");
+            }
+        })
+    };
     let state = gateways::AppState::new(commands, config.login_max_failures)
         .with_cors(&config.cors_origins)
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
@@ -379,6 +415,8 @@ async fn serve(config: Config) -> Result<()> {
     plugin_host.stop().await;
     background.stop().await;
     notifications.stop().await;
+    let _ = stop_sealer.send(true);
+    let _ = sealer.await;
     realtime.stop().await;
     let _ = stop_directory.send(true);
     let _ = follower.await;

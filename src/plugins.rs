@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use commands::Commands;
-use eventstore::Metadata;
 use plugin_host::{HostConfig, HostError, PluginHost};
 
 use crate::config::{Config, parse_duration};
@@ -131,7 +130,7 @@ fn host_error(e: HostError) -> anyhow::Error {
 }
 
 pub async fn run(host: &Arc<PluginHost>, command: PluginsCommand) -> Result<()> {
-    let metadata = Metadata::system("cli");
+    let metadata = crate::cli::cli_metadata();
     match command {
         PluginsCommand::Install { path, disabled } => {
             let plugin = host

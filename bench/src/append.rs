@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use eventstore::{EventStore, ExpectedVersion, StreamRef};
+use eventstore::{EventStore, ExpectedVersion, StreamRef, Subscription, seal};
 use hdrhistogram::Histogram;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -88,6 +88,18 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
                 );
             }
         }
+        // The same 8 writers while the log sealer chains behind them (as
+        // it does in a running server): what the tamper-evident log costs
+        // the write path.
+        let a = sealed_phase(&pool, &ours, settings.phase).await?;
+        let b = phase(&pool, &raw, 8, 1, settings.phase).await?;
+        report.add(
+            "8 writers, 1 event/tx, sealer running",
+            "appends/s",
+            a.txs_per_sec(),
+            b.txs_per_sec(),
+            Some(Target::AtLeast(12_000.0)),
+        );
         let a = phase(&pool, &ours, 8, 10, settings.phase).await?;
         let b = phase(&pool, &raw, 8, 10, settings.phase).await?;
         report.add(
@@ -120,6 +132,15 @@ async fn phase(
     duration: Duration,
 ) -> Result<Phase> {
     reset_log(pool).await?;
+    phase_on_current_log(mode, writers, batch, duration).await
+}
+
+async fn phase_on_current_log(
+    mode: &Mode,
+    writers: usize,
+    batch: usize,
+    duration: Duration,
+) -> Result<Phase> {
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..writers)
@@ -142,6 +163,31 @@ async fn phase(
     total.events = total.txs * batch as u64;
     total.elapsed = start.elapsed();
     Ok(total)
+}
+
+/// [`phase`] with 8 writers and `log_sealer` running beside them; fails
+/// unless the sealer keeps up (everything sealed within seconds of the end).
+async fn sealed_phase(pool: &PgPool, mode: &Mode, duration: Duration) -> Result<Phase> {
+    let Mode::Ours(store) = mode else {
+        anyhow::bail!("the sealer runs on our store");
+    };
+    reset_log(pool).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sealer = Subscription::new(seal::SEALER, store.clone(), seal::Sealer).batch_size(1000);
+    let sealing = tokio::spawn(async move { sealer.run(stopped).await });
+    let result = phase_on_current_log(mode, 8, 1, duration).await;
+    let appended = store.head().await?.1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seal::head(pool).await?.map_or(0, |h| h.seq) < appended {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the sealer fell behind by more than 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    sealing.await??;
+    result
 }
 
 async fn writer(

@@ -92,7 +92,7 @@ impl ScratchDb {
 /// table sizes (and the baseline table alongside it).
 pub async fn reset_log(pool: &PgPool) -> Result<()> {
     pool.execute(
-        "TRUNCATE events, streams, checkpoints;
+        "TRUNCATE events, streams, checkpoints, event_seals;
          DROP TABLE IF EXISTS public.bench_raw_events;
          -- Same columns, defaults, identity, constraints and indexes as the
          -- log, so the baseline pays for the same row shape.

@@ -13,6 +13,9 @@ pub mod global {
     pub const PROJECTS_READ: &str = "projects.read";
     pub const PROJECTS_WRITE: &str = "projects.write";
     pub const PROJECTS_DELETE: &str = "projects.delete";
+    /// The whole log as an audit trail (`GET /admin/audit`); only
+    /// `SUPER_ADMIN` (`*`) has it unless granted.
+    pub const AUDIT_READ: &str = "audit.read";
 }
 
 /// Project-scoped permissions (granted by a member's project role).
@@ -29,6 +32,8 @@ pub mod project {
     pub const DOCS_WRITE: &str = "docs.write";
     pub const AGENTS_READ: &str = "agents.read";
     pub const AGENTS_WRITE: &str = "agents.write";
+    /// A project's audit trail: the Admin role has it through `projects.*`.
+    pub const AUDIT_READ: &str = "projects.audit.read";
 }
 
 /// True when one granted pattern satisfies `required`: `*` grants

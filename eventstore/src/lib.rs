@@ -11,6 +11,7 @@
 mod append;
 mod fused;
 mod read;
+pub mod seal;
 pub mod stmt;
 pub mod subscription;
 mod upcast;

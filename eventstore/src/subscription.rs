@@ -49,6 +49,7 @@ pub struct SubscriptionStatus {
     pub name: String,
     pub checkpoint: GlobalPosition,
     pub status: String,
+    pub paused: bool,
     pub last_error: Option<String>,
     pub failures: i32,
     pub lag: i64,
@@ -214,10 +215,13 @@ impl<H: SubscriptionHandler> Subscription<H> {
     /// One batch: read after the checkpoint, handle, checkpoint, commit.
     async fn step(&self) -> Result<usize, SubscriptionError> {
         let pool = self.store.pool();
-        let row = sqlx::query("SELECT last_tx, last_pos FROM checkpoints WHERE name = $1")
+        let row = sqlx::query("SELECT last_tx, last_pos, paused FROM checkpoints WHERE name = $1")
             .bind(&self.name)
             .fetch_one(pool)
             .await?;
+        if row.get::<bool, _>("paused") {
+            return Ok(0);
+        }
         let after = GlobalPosition {
             tx_id: row.get("last_tx"),
             position: row.get("last_pos"),
@@ -245,16 +249,27 @@ impl<H: SubscriptionHandler> Subscription<H> {
             .handle(&mut tx, &events)
             .await
             .map_err(SubscriptionError::Handler)?;
-        sqlx::query(
+        // Only from where this batch started: an operator who reset or
+        // paused the subscription meanwhile (`paca subscriptions`) wins, and
+        // the batch is rolled back and read again from the new checkpoint.
+        let moved = sqlx::query(
             "UPDATE checkpoints SET last_tx = $2, last_pos = $3, status = 'running',
                     last_error = NULL, failures = 0, updated_at = now()
-             WHERE name = $1",
+             WHERE name = $1 AND last_tx = $4 AND last_pos = $5 AND NOT paused",
         )
         .bind(&self.name)
         .bind(last.tx_id)
         .bind(last.position)
+        .bind(after.tx_id)
+        .bind(after.position)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 0;
+        if moved {
+            tx.rollback().await?;
+            return Ok(events.len());
+        }
         tx.commit().await?;
         Ok(events.len())
     }
@@ -362,9 +377,107 @@ async fn release(mut conn: PgConnection, name: &str, held: bool) {
 impl EventStore {
     /// Every subscription with its checkpoint, state and lag (visible
     /// events after its checkpoint).
+    /// Moves a subscription's checkpoint so that it delivers every event
+    /// after `to` again (`GlobalPosition::default()`: the whole log). The
+    /// running runner picks it up at its next batch; a batch in flight is
+    /// rolled back. Returns false when no such subscription exists.
+    pub async fn reset_subscription(
+        &self,
+        name: &str,
+        to: GlobalPosition,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE checkpoints SET last_tx = $2, last_pos = $3, failures = 0,
+                    last_error = NULL, updated_at = now()
+             WHERE name = $1",
+        )
+        .bind(name)
+        .bind(to.tx_id)
+        .bind(to.position)
+        .execute(self.pool())
+        .await?;
+        self.nudge();
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pauses (or resumes) a subscription: its runner keeps the lock and
+    /// delivers nothing until resumed. Returns false when no such
+    /// subscription exists.
+    pub async fn pause_subscription(&self, name: &str, paused: bool) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE checkpoints SET paused = $2,
+                    status = CASE WHEN $2 THEN 'paused' ELSE 'running' END, updated_at = now()
+             WHERE name = $1",
+        )
+        .bind(name)
+        .bind(paused)
+        .execute(self.pool())
+        .await?;
+        self.nudge();
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The place in the global order of the event at `position` (so a
+    /// checkpoint there delivers what follows it); `None` when there is no
+    /// such event. Position 0 is the start of the log.
+    pub async fn order_key_of(&self, position: i64) -> Result<Option<GlobalPosition>, sqlx::Error> {
+        if position == 0 {
+            return Ok(Some(GlobalPosition::default()));
+        }
+        let tx: Option<i64> =
+            sqlx::query_scalar("SELECT tx_id::text::bigint FROM events WHERE global_position = $1")
+                .bind(position)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(tx.map(|tx_id| GlobalPosition { tx_id, position }))
+    }
+
+    /// The place in the global order just before the first event recorded
+    /// at or after `at`.
+    pub async fn order_key_before(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<GlobalPosition, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT tx_id::text::bigint AS tx_id, global_position FROM events
+             WHERE recorded_at < $1 ORDER BY events.tx_id DESC, global_position DESC LIMIT 1",
+        )
+        .bind(at)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(
+            row.map_or_else(GlobalPosition::default, |r| GlobalPosition {
+                tx_id: r.get("tx_id"),
+                position: r.get("global_position"),
+            }),
+        )
+    }
+
+    /// Per event type, how many visible events follow `after` (what a
+    /// reset would deliver again, before the subscription's own filter).
+    pub async fn types_after(
+        &self,
+        after: GlobalPosition,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT event_type, COUNT(*) AS n FROM events
+             WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             GROUP BY event_type ORDER BY n DESC, event_type",
+        )
+        .bind(after.tx_id.to_string())
+        .bind(after.position)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("event_type"), r.get("n")))
+            .collect())
+    }
+
     pub async fn subscription_status(&self) -> Result<Vec<SubscriptionStatus>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT name, last_tx, last_pos, status, last_error, failures, updated_at
+            "SELECT name, last_tx, last_pos, status, paused, last_error, failures, updated_at
              FROM checkpoints ORDER BY name",
         )
         .fetch_all(self.pool())
@@ -379,6 +492,7 @@ impl EventStore {
                 name: row.get("name"),
                 checkpoint,
                 status: row.get("status"),
+                paused: row.get("paused"),
                 last_error: row.get("last_error"),
                 failures: row.get("failures"),
                 lag: self.count_after(checkpoint).await?,

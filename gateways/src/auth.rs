@@ -99,7 +99,7 @@ impl Principal {
                     agent_id: Some(agent.agent_id),
                     ..Actor::default()
                 },
-                source: "rest".into(),
+                source: crate::error::source().into(),
                 request_id: request_id(),
                 correlation_id: request_id(),
                 causation_id: None,
@@ -117,7 +117,7 @@ impl Principal {
                 },
                 ..Actor::default()
             },
-            source: "rest".into(),
+            source: crate::error::source().into(),
             request_id: request_id(),
             correlation_id: request_id(),
             causation_id: None,
@@ -587,6 +587,7 @@ pub mod perm {
         ProjectsRead = global::PROJECTS_READ,
         ProjectsWrite = global::PROJECTS_WRITE,
         ProjectsDelete = global::PROJECTS_DELETE,
+        AuditRead = project::AUDIT_READ,
     }
 }
 

@@ -33,7 +33,7 @@ use domain::ErrorCode;
 use futures_util::Stream;
 
 use crate::AppState;
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::{ApiError, CLIENT_SOURCE, REQUEST_ID};
 
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str =
@@ -171,6 +171,11 @@ pub async fn edge(
         .filter(|v| valid_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let source = crate::error::client_source(
+        req.headers()
+            .get("x-paca-source")
+            .and_then(|v| v.to_str().ok()),
+    );
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -185,8 +190,9 @@ pub async fn edge(
         .unwrap_or_default();
 
     // The round-trip counter covers the handler and the drain below.
-    let (res, db_round_trips) =
-        crate::metrics::counting_round_trips(REQUEST_ID.scope(id.clone(), async {
+    let (res, db_round_trips) = crate::metrics::counting_round_trips(REQUEST_ID.scope(
+        id.clone(),
+        CLIENT_SOURCE.scope(source, async {
             // A preflight is answered here, for any path.
             if method == Method::OPTIONS
                 && req
@@ -222,8 +228,9 @@ pub async fn edge(
                     .set_connection_type(ConnectionType::Close);
             }
             Ok(res)
-        }))
-        .await;
+        }),
+    ))
+    .await;
     let mut res = res?;
 
     let headers = res.headers_mut();

@@ -17,6 +17,26 @@ pub fn request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+tokio::task_local! {
+    /// Which client surface sent the request, when it says so with
+    /// `X-Paca-Source` (our MCP server does): recorded as the events'
+    /// `source` for the audit trail. Self-declared, so only a label.
+    pub static CLIENT_SOURCE: &'static str;
+}
+
+/// `X-Paca-Source` values a client may claim; anything else is `rest`.
+pub fn client_source(header: Option<&str>) -> &'static str {
+    match header {
+        Some("mcp") => "mcp",
+        _ => "rest",
+    }
+}
+
+/// The current request's source (`rest` unless the client declared another).
+pub fn source() -> &'static str {
+    CLIENT_SOURCE.try_with(|s| *s).unwrap_or("rest")
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,

@@ -2,6 +2,7 @@
 //! with the log, the queries the REST layer runs against them, and the
 //! blue/green rebuild and verification of those tables.
 
+pub mod audit;
 pub mod history;
 pub mod projector;
 pub mod projector_agents;

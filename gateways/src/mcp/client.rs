@@ -58,7 +58,12 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(http: reqwest::Client, base: &str, headers: HeaderMap) -> Self {
+    pub fn new(http: reqwest::Client, base: &str, mut headers: HeaderMap) -> Self {
+        // The audit trail records these calls' events as coming from MCP.
+        headers.insert(
+            HeaderName::from_static("x-paca-source"),
+            HeaderValue::from_static("mcp"),
+        );
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod conversations;
 pub mod docs;
 pub mod files;
@@ -76,6 +77,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/admin/users/{user_id}/global-roles",
                 web::put().to(admin::assign_roles),
             )
+            // Audit: the log as who did what
+            .route("/admin/audit", web::get().to(audit::all))
+            .route(
+                "/admin/audit/requests/{request_id}",
+                web::get().to(audit::request),
+            )
             .route("/admin/global-roles", web::get().to(admin::list_roles))
             .route("/admin/global-roles", web::post().to(admin::create_role))
             .route(
@@ -124,6 +131,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             // Projects
             .route("/projects", web::get().to(projects::list))
             .route("/projects", web::post().to(projects::create))
+            .route(
+                "/projects/{project_id}/audit",
+                web::get().to(audit::project),
+            )
             .route("/projects/{project_id}", web::get().to(projects::get))
             .route("/projects/{project_id}", web::patch().to(projects::patch))
             .route("/projects/{project_id}", web::delete().to(projects::delete))

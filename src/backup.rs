@@ -1,0 +1,475 @@
+//! `paca events export` and `paca events import`: the log as JSON lines, the
+//! logical backup that restores into any empty database.
+//!
+//! The file is a header, every event in the log's order (its stored bytes:
+//! payload and metadata as PostgreSQL's `jsonb` text, so the import hashes
+//! to the same chain), the write-side rows the log cannot rebuild (password
+//! and key hashes, encrypted agent credentials, uniqueness reservations,
+//! task-number counters, file records), and a trailer with the count and the
+//! chain hash over the exported events. Export streams (constant memory);
+//! import checks the whole file against its trailer before writing
+//! anything.
+//!
+//! Import keeps every event's global position and the log's order. Events
+//! of one exported transaction stay together, and a new transaction starts
+//! whenever keeping them in one would change the order (an older
+//! transaction that took a higher position), so readers see the original
+//! order under the new cluster's transaction ids. That also means a
+//! restored log never has transaction ids ahead of its cluster.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use eventstore::EventStore;
+use eventstore::seal::{self, GENESIS, Hash, RawEvent};
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+const FORMAT: &str = "paca-events/1";
+
+/// Write-side tables that are not projections of the log (DESIGN.md §3:
+/// secrets live outside it; reservations and counters are taken in the
+/// append transaction). Everything else is rebuilt from the events.
+const STATE_TABLES: &[&str] = &[
+    "user_credentials",
+    "api_key_secrets",
+    "agent_credentials",
+    "reservations",
+    "task_counters",
+    "files",
+];
+
+pub async fn export(store: &EventStore, since: i64) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let pool = store.pool();
+    let mut conn = pool.acquire().await?;
+    // One snapshot: the events and the state rows agree.
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    let after = match store.order_key_of(since).await? {
+        Some(key) => key,
+        None => bail!("no event at position {since}"),
+    };
+    writeln!(
+        out,
+        "{}",
+        json!({
+            "kind": "header",
+            "format": FORMAT,
+            "paca_version": env!("CARGO_PKG_VERSION"),
+            "exported_at": chrono::Utc::now(),
+            "since": since,
+        })
+    )?;
+    let mut hash = GENESIS;
+    let mut count: u64 = 0;
+    {
+        let sql = format!(
+            "SELECT {}, e.tx_id::text::bigint AS tx FROM events e
+             WHERE e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+               AND (e.tx_id, e.global_position) > ($1::text::xid8, $2)
+             ORDER BY e.tx_id, e.global_position",
+            seal::RAW_COLUMNS
+        );
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.tx_id.to_string())
+            .bind(after.position)
+            .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let event = RawEvent::from_row(&row);
+            hash = seal::chain(&hash, &event);
+            count += 1;
+            let tx: i64 = row.get("tx");
+            writeln!(
+                out,
+                "{}",
+                json!({"kind": "event", "tx": tx, "event": event})
+            )?;
+        }
+    }
+    if since == 0 {
+        for table in STATE_TABLES {
+            let sql = format!("SELECT to_jsonb(t) FROM {table} t");
+            let mut rows =
+                sqlx::query_scalar::<_, Value>(sqlx::AssertSqlSafe(sql)).fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"kind": "state", "table": table, "row": row})
+                )?;
+            }
+        }
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    writeln!(
+        out,
+        "{}",
+        json!({"kind": "end", "events": count, "hash": hex::encode(hash)})
+    )?;
+    out.flush()?;
+    eprintln!("exported {count} events, chain hash {}", hex::encode(hash));
+    Ok(())
+}
+
+enum Line {
+    Header { since: i64 },
+    Event { tx: i64, event: RawEvent },
+    State { table: String, row: Value },
+    End { events: u64, hash: String },
+}
+
+fn parse(number: usize, text: &str) -> Result<Line> {
+    let value: Value =
+        serde_json::from_str(text).with_context(|| format!("line {number}: not JSON"))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .cloned()
+            .with_context(|| format!("line {number}: no {name:?}"))
+    };
+    Ok(match value.get("kind").and_then(Value::as_str) {
+        Some("header") => {
+            if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
+                bail!("line {number}: not a {FORMAT} export");
+            }
+            Line::Header {
+                since: field("since")?.as_i64().unwrap_or(-1),
+            }
+        }
+        Some("event") => Line::Event {
+            tx: field("tx")?
+                .as_i64()
+                .with_context(|| format!("line {number}: tx is not a number"))?,
+            event: serde_json::from_value(field("event")?)
+                .with_context(|| format!("line {number}: malformed event"))?,
+        },
+        Some("state") => {
+            let table = field("table")?.as_str().unwrap_or_default().to_owned();
+            if !STATE_TABLES.contains(&table.as_str()) {
+                bail!("line {number}: unknown table {table:?}");
+            }
+            Line::State {
+                table,
+                row: field("row")?,
+            }
+        }
+        Some("end") => Line::End {
+            events: field("events")?.as_u64().unwrap_or(u64::MAX),
+            hash: field("hash")?.as_str().unwrap_or_default().to_owned(),
+        },
+        _ => bail!("line {number}: unknown kind"),
+    })
+}
+
+fn lines(path: &Path) -> Result<impl Iterator<Item = Result<Line>>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(BufReader::new(file)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(|(i, line)| parse(i + 1, &line.context("reading the export")?)))
+}
+
+/// Pass one: the file is whole, in order, from the start of a log, and its
+/// events hash to its trailer. Nothing is written until this passes.
+fn check(path: &Path) -> Result<(u64, Hash)> {
+    let mut hash = GENESIS;
+    let mut count = 0u64;
+    let mut header = false;
+    let mut last_position = 0i64;
+    let mut end = None;
+    for line in lines(path)? {
+        if end.is_some() {
+            bail!("content after the trailer");
+        }
+        match line? {
+            Line::Header { since } => {
+                if header {
+                    bail!("two headers");
+                }
+                if since != 0 {
+                    bail!(
+                        "this export starts after position {since}; only a whole log \
+                         (exported without --since) can be imported"
+                    );
+                }
+                header = true;
+            }
+            _ if !header => bail!("the file does not start with an export header"),
+            Line::Event { event, .. } => {
+                if event.position <= 0 {
+                    bail!("event {} has an invalid position", event.event_id);
+                }
+                last_position = last_position.max(event.position);
+                hash = seal::chain(&hash, &event);
+                count += 1;
+            }
+            Line::State { .. } => {}
+            Line::End { events, hash: h } => end = Some((events, h)),
+        }
+    }
+    let Some((events, trailer)) = end else {
+        bail!("the export has no trailer: it is truncated");
+    };
+    if events != count || trailer != hex::encode(hash) {
+        bail!(
+            "the export does not match its trailer ({count} events hashing to {}, the trailer \
+             says {events} events, {trailer}): it was modified or is damaged",
+            hex::encode(hash)
+        );
+    }
+    Ok((count, hash))
+}
+
+struct Batch {
+    positions: Vec<i64>,
+    stream_types: Vec<String>,
+    stream_ids: Vec<uuid::Uuid>,
+    versions: Vec<i64>,
+    event_ids: Vec<uuid::Uuid>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i16>,
+    project_ids: Vec<Option<uuid::Uuid>>,
+    payloads: Vec<String>,
+    metadata: Vec<String>,
+    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            positions: vec![],
+            stream_types: vec![],
+            stream_ids: vec![],
+            versions: vec![],
+            event_ids: vec![],
+            event_types: vec![],
+            schema_versions: vec![],
+            project_ids: vec![],
+            payloads: vec![],
+            metadata: vec![],
+            recorded_at: vec![],
+        }
+    }
+
+    fn push(&mut self, e: RawEvent) {
+        self.positions.push(e.position);
+        self.stream_types.push(e.stream_type);
+        self.stream_ids.push(e.stream_id);
+        self.versions.push(e.version);
+        self.event_ids.push(e.event_id);
+        self.event_types.push(e.event_type);
+        self.schema_versions.push(e.schema_version);
+        self.project_ids.push(e.project_id);
+        self.payloads.push(e.payload);
+        self.metadata.push(e.metadata);
+        self.recorded_at.push(e.recorded_at);
+    }
+
+    async fn insert(&mut self, tx: &mut sqlx::PgConnection) -> Result<()> {
+        if self.positions.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO events (global_position, stream_type, stream_id, version, event_id,
+                                 event_type, schema_version, project_id, payload, metadata,
+                                 recorded_at)
+             OVERRIDING SYSTEM VALUE
+             SELECT p, st, sid, v, eid, et, sv, pid, pl::jsonb, md::jsonb, ra
+             FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::bigint[], $5::uuid[],
+                         $6::text[], $7::int2[], $8::uuid[], $9::text[], $10::text[],
+                         $11::timestamptz[])
+                  AS t(p, st, sid, v, eid, et, sv, pid, pl, md, ra)",
+        )
+        .bind(&self.positions)
+        .bind(&self.stream_types)
+        .bind(&self.stream_ids)
+        .bind(&self.versions)
+        .bind(&self.event_ids)
+        .bind(&self.event_types)
+        .bind(&self.schema_versions)
+        .bind(&self.project_ids)
+        .bind(&self.payloads)
+        .bind(&self.metadata)
+        .bind(&self.recorded_at)
+        .execute(&mut *tx)
+        .await?;
+        *self = Self::new();
+        Ok(())
+    }
+}
+
+pub async fn import(store: &EventStore, path: &Path) -> Result<()> {
+    let pool = store.pool();
+    let used: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM streams)
+             OR EXISTS (SELECT 1 FROM user_credentials)",
+    )
+    .fetch_one(pool)
+    .await?;
+    if used {
+        bail!("the database is not empty: import only restores into a fresh database");
+    }
+    let (count, hash) = check(path)?;
+    eprintln!(
+        "export checked: {count} events, chain hash {}",
+        hex::encode(hash)
+    );
+
+    // Pass two. One import transaction per run of exported transactions
+    // whose positions keep increasing (usually the whole log).
+    let mut tx = pool.begin().await?;
+    let mut batch = Batch::new();
+    let mut current_tx: Option<i64> = None;
+    let mut max_position = 0i64;
+    let mut group_min = i64::MAX;
+    let mut pending: Vec<RawEvent> = Vec::new();
+    let mut transactions = 1u64;
+    let mut states = 0u64;
+    for line in lines(path)? {
+        match line? {
+            Line::Event {
+                tx: source_tx,
+                event,
+            } => {
+                if current_tx != Some(source_tx) {
+                    // A new exported transaction: the previous one is whole.
+                    flush_group(
+                        &mut tx,
+                        pool,
+                        &mut batch,
+                        &mut pending,
+                        group_min,
+                        &mut max_position,
+                        &mut transactions,
+                    )
+                    .await?;
+                    current_tx = Some(source_tx);
+                    group_min = i64::MAX;
+                }
+                group_min = group_min.min(event.position);
+                pending.push(event);
+            }
+            Line::State { table, row } => {
+                flush_group(
+                    &mut tx,
+                    pool,
+                    &mut batch,
+                    &mut pending,
+                    group_min,
+                    &mut max_position,
+                    &mut transactions,
+                )
+                .await?;
+                group_min = i64::MAX;
+                let sql = format!(
+                    "INSERT INTO {table} SELECT * FROM jsonb_populate_record(NULL::{table}, $1)"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(row)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("restoring a {table} row"))?;
+                states += 1;
+            }
+            Line::Header { .. } | Line::End { .. } => {}
+        }
+    }
+    flush_group(
+        &mut tx,
+        pool,
+        &mut batch,
+        &mut pending,
+        group_min,
+        &mut max_position,
+        &mut transactions,
+    )
+    .await?;
+    batch.insert(&mut tx).await?;
+    sqlx::query(
+        "INSERT INTO streams (stream_id, stream_type, version)
+         SELECT stream_id, MIN(stream_type), MAX(version) FROM events GROUP BY stream_id",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('events', 'global_position'),
+                       GREATEST((SELECT MAX(global_position) FROM events), 1))",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    eprintln!(
+        "imported {count} events in {transactions} transaction(s) and {states} write-side rows"
+    );
+
+    commands::write_index::ensure(store)
+        .await
+        .map_err(|e| anyhow::anyhow!("filling the write-side indexes: {e}"))?;
+    let report = projections::rebuild(store, &|_: u64, _: u64| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("rebuilding read models: {e}"))?;
+    eprintln!(
+        "read models rebuilt: {} events in {:.2}s",
+        report.events, report.seconds
+    );
+    // Seal the imported log here, so the chain can be compared with the
+    // export's at once.
+    let sealer =
+        eventstore::Subscription::new(seal::SEALER, store.clone(), seal::Sealer).batch_size(1000);
+    sealer
+        .drain()
+        .await
+        .map_err(|e| anyhow::anyhow!("sealing the imported log: {e}"))?;
+    let head = seal::head(pool).await?;
+    let sealed = head.as_ref().map_or(GENESIS, |h| h.hash);
+    if sealed != hash {
+        bail!(
+            "the imported log seals to {}, the export to {}",
+            hex::encode(sealed),
+            hex::encode(hash)
+        );
+    }
+    println!(
+        "imported {count} events; chain head {} matches the export",
+        hex::encode(sealed)
+    );
+    Ok(())
+}
+
+/// Appends the exported transaction in `pending` to the current import
+/// transaction, or, when one of its positions is below a position already
+/// imported (it committed after a transaction that numbered later), commits
+/// first, so it gets a later transaction id and keeps its place in the order.
+async fn flush_group(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    pool: &sqlx::PgPool,
+    batch: &mut Batch,
+    pending: &mut Vec<RawEvent>,
+    group_min: i64,
+    max_position: &mut i64,
+    transactions: &mut u64,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    if group_min < *max_position {
+        batch.insert(tx).await?;
+        let done = std::mem::replace(tx, pool.begin().await?);
+        done.commit().await?;
+        *transactions += 1;
+    }
+    for event in pending.drain(..) {
+        *max_position = (*max_position).max(event.position);
+        batch.push(event);
+        if batch.positions.len() >= 1000 {
+            batch.insert(tx).await?;
+        }
+    }
+    Ok(())
+}
