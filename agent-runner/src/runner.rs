@@ -612,13 +612,12 @@ async fn create_payload(
     if let Some(key) = &shared.config.agent_api_key {
         mcp.insert(
             "paca".into(),
-            json!({"command": "npx", "args": ["-y", "@paca-ai/paca-mcp"], "env": {
-                "PACA_API_KEY": key,
-                "PACA_API_URL": shared.config.paca_api_url,
-                "PACA_GATEWAY_URL": shared.config.paca_api_url,
-                "PACA_AGENT_ID": origin.agent_id.to_string(),
-                "PACA_PROJECT_ID": origin.project_id.to_string(),
-            }}),
+            paca_mcp_entry(
+                &shared.config.paca_api_url,
+                key,
+                origin.agent_id,
+                origin.project_id,
+            ),
         );
     }
     let mut suffix = String::new();
@@ -981,4 +980,36 @@ async fn follow(
         }
         end => end,
     })
+}
+
+/// The built-in Paca MCP server of every conversation: our own `/api/mcp`
+/// over streamable HTTP, as the agent (agent key + `X-Agent-ID`) locked to
+/// its project, so the sandbox needs no Node and no npm package (Paca runs
+/// `npx -y @paca-ai/paca-mcp` with the same values as environment).
+pub fn paca_mcp_entry(api_url: &str, agent_key: &str, agent_id: Uuid, project_id: Uuid) -> Value {
+    json!({
+        "url": format!("{}/api/mcp", api_url.trim_end_matches('/')),
+        "transport": "http",
+        "headers": {
+            "X-API-Key": agent_key,
+            "X-Agent-ID": agent_id.to_string(),
+            "X-Project-ID": project_id.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_paca_server_is_our_own_api_mcp_as_the_agent() {
+        let (agent, project) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let entry = paca_mcp_entry("http://paca:8080/", "agent-key", agent, project);
+        assert_eq!(entry["url"], "http://paca:8080/api/mcp");
+        assert_eq!(entry["transport"], "http");
+        assert_eq!(entry["headers"]["X-API-Key"], "agent-key");
+        assert_eq!(entry["headers"]["X-Agent-ID"], agent.to_string());
+        assert_eq!(entry["headers"]["X-Project-ID"], project.to_string());
+    }
 }

@@ -1162,3 +1162,29 @@ def test_import_keeps_an_order_that_differs_from_positions():
     finally:
         drop_database(src_db)
         drop_database(dst_db)
+
+
+# ------------------------- the runner's built-in Paca MCP entry, as an agent, audited
+def test_agent_over_api_mcp_is_audited_as_the_agent_from_mcp(world):
+    """The agent runner gives every sandbox `{"url": <api>/api/mcp, "headers":
+    {X-API-Key: AGENT_API_KEY, X-Agent-ID, X-Project-ID}}` (runner.rs,
+    paca_mcp_entry). A real MCP client with exactly that entry acts as the
+    agent, locked to its project, and the audit trail says so."""
+    from mcp_client import McpSession, http_config
+
+    w = world
+    p1, p2 = w.p1["id"], w.p2["id"]
+    headers = {"X-API-Key": AGENT_KEY, "X-Agent-ID": w.agent["id"], "X-Project-ID": p1}
+    with McpSession(http_config(w.srv.base, headers)) as s:
+        names = s.tool_names()
+        assert "create_task" in names and "delete_project" not in names, names  # an Editor agent
+        locked = s.call("list_tasks", {"projectId": p2})
+        assert locked.is_error and p1 in locked.text, locked.text
+        text = s.ok("create_task", {"projectId": p1, "title": "Filed over MCP"})
+    task_id = re.search(r"ID: ([0-9a-f-]{36})", text).group(1)
+    items = wait_audit(w.adm, lambda xs: any(x["stream_id"] == task_id for x in xs), type="task.created")
+    made = one(items, "task.created", task_id)
+    assert made["source"] == "mcp", made
+    assert made["actor"]["kind"] == "agent", made["actor"]
+    assert w.agent["id"] in actor_ids(made), made["actor"]
+    assert made["project_id"] == p1
