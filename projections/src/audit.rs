@@ -433,6 +433,33 @@ fn clip(text: &str, max: usize) -> String {
     out
 }
 
+/// The text of a comment: a string, or a BlockNote document's text nodes.
+fn plain_text(content: &Value) -> String {
+    fn walk(value: &Value, out: &mut String) {
+        match value {
+            Value::String(text) => out.push_str(text),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            Value::Object(map) => {
+                if let Some(Value::String(text)) = map.get("text") {
+                    out.push_str(text);
+                }
+                for key in ["content", "children"] {
+                    if let Some(child) = map.get(key) {
+                        if !out.is_empty() && !out.ends_with(' ') {
+                            out.push(' ');
+                        }
+                        walk(child, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(content, &mut out);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// One line saying what happened: the event's verb, the object's name when
 /// the event carries it, and which fields an update touched.
 pub fn summary(event_type: &str, payload: &Value) -> String {
@@ -453,9 +480,11 @@ pub fn summary(event_type: &str, payload: &Value) -> String {
             out.push_str(": ");
             out.push_str(&fields.join(", "));
         }
-    } else if let Some(content) = payload.get("content").and_then(Value::as_str) {
+    } else if let Some(content) = payload.get("content").map(plain_text)
+        && !content.is_empty()
+    {
         out.push_str(": ");
-        out.push_str(&clip(content, 60));
+        out.push_str(&clip(&content, 60));
     } else if event_type.ends_with("updated")
         && let Some(object) = payload.as_object()
     {
@@ -492,7 +521,13 @@ mod tests {
         );
         assert_eq!(
             summary("task.comment_added", &json!({"content": "hi @bob\nmore"})),
-            "comment added: hi @bob…"
+            "comment added: hi @bob more"
+        );
+        let blocks = json!([{"type": "paragraph", "content": [{"type": "text", "text": "hey @bob"}],
+                             "children": [{"content": [{"text": "look"}]}]}]);
+        assert_eq!(
+            summary("task.comment_added", &json!({"content": blocks})),
+            "comment added: hey @bob look"
         );
         assert_eq!(
             summary("project.updated", &json!({"name": "N", "project_id": "x"})),
