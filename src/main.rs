@@ -392,6 +392,14 @@ async fn serve(config: Config) -> Result<()> {
         .with_plugins(plugin_host.clone())
         .with_storage(storage)
         .with_metrics_token(config.metrics_token.clone());
+    let state = match &config.redis_url {
+        Some(url) => state.with_shared_login_limits(
+            gateways::realtime::bus::connect(url, 16)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to Valkey for login limits: {e}"))?,
+        ),
+        None => state,
+    };
     let hub = state.realtime.clone();
     let realtime = gateways::realtime::Realtime::start(
         &store,

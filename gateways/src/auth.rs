@@ -366,13 +366,39 @@ impl FromRequest for MaybeAuth {
 /// one password over many accounts). Successful logins are not counted, so
 /// scripts that log in often are never throttled; only guessing is. Every
 /// refusal says when to retry.
+///
+/// With `REDIS_URL`, the windows live in Valkey (sorted sets
+/// `paca:login:fail:<ip>:<username>` and `paca:login:fail-ip:<ip>`), so
+/// every node behind the gateway counts the same failures; an attacker
+/// cannot multiply the allowance by the number of nodes. If Valkey does not
+/// answer, each node falls back to its own counts.
 pub struct LoginLimiter {
     max_failures: usize,
     max_failures_per_ip: usize,
     window: Duration,
     failures: Mutex<HashMap<(String, String), Vec<Instant>>>,
     per_ip: Mutex<HashMap<String, Vec<Instant>>>,
+    shared: Option<fred::clients::Client>,
 }
+
+/// Trims both windows, optionally records a failure in each, and returns
+/// `[count, oldest_ms]` per key, atomically.
+const LOGIN_WINDOW_SCRIPT: &str = r#"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local out = {}
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if ARGV[3] == '1' then
+    redis.call('ZADD', key, now, ARGV[4])
+    redis.call('PEXPIRE', key, window)
+  end
+  out[#out + 1] = redis.call('ZCARD', key)
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  out[#out + 1] = tonumber(oldest[2] or now)
+end
+return out
+"#;
 
 /// The default per-IP ceiling: generous enough for an office behind one
 /// NAT, low enough to stop a spray.
@@ -386,6 +412,90 @@ impl LoginLimiter {
             window,
             failures: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// Count failures in Valkey, shared by every node (`REDIS_URL`).
+    pub fn share_through(&mut self, client: fred::clients::Client) {
+        self.shared = Some(client);
+    }
+
+    /// `(failures for this ip+username, oldest ms, failures for this ip,
+    /// oldest ms)` from Valkey, recording one first when `record`.
+    async fn shared_window(
+        &self,
+        client: &fred::clients::Client,
+        ip: &str,
+        username: &str,
+        record: bool,
+    ) -> Result<[i64; 4], fred::error::Error> {
+        use fred::interfaces::ClientLike;
+        use fred::types::{ClusterHash, CustomCommand};
+        let now = chrono::Utc::now().timestamp_millis();
+        let args: Vec<String> = vec![
+            LOGIN_WINDOW_SCRIPT.into(),
+            "2".into(),
+            format!("paca:login:fail:{ip}:{}", username.to_lowercase()),
+            format!("paca:login:fail-ip:{ip}"),
+            now.to_string(),
+            self.window.as_millis().to_string(),
+            if record { "1" } else { "0" }.into(),
+            format!("{now}-{}", Uuid::new_v4().simple()),
+        ];
+        let out: Vec<i64> = client
+            .custom(
+                CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false),
+                args,
+            )
+            .await?;
+        out.try_into()
+            .map_err(|_| fred::error::Error::new(fred::error::ErrorKind::Parse, "window reply"))
+    }
+
+    /// The failed-login windows, from Valkey when shared and reachable.
+    pub async fn check_shared(&self, ip: &str, username: &str) -> ApiResult<()> {
+        let Some(client) = &self.shared else {
+            return self.check(ip, username);
+        };
+        let [user_n, user_oldest, ip_n, ip_oldest] = match self
+            .shared_window(client, ip, username, false)
+            .await
+        {
+            Ok(counts) => counts,
+            Err(error) => {
+                tracing::warn!(%error, "login limits: Valkey unavailable, counting on this node");
+                return self.check(ip, username);
+            }
+        };
+        let retry = |oldest: i64| {
+            let age = (chrono::Utc::now().timestamp_millis() - oldest).max(0) as u64;
+            (self.window.as_millis() as u64).saturating_sub(age) / 1000 + 1
+        };
+        if self.max_failures_per_ip > 0 && ip_n as usize >= self.max_failures_per_ip {
+            return Err(ApiError::new(
+                ErrorCode::TOO_MANY_REQUESTS,
+                "too many failed login attempts from this address; try again later",
+            )
+            .retry_after(retry(ip_oldest)));
+        }
+        if self.max_failures > 0 && user_n as usize >= self.max_failures {
+            return Err(ApiError::new(
+                ErrorCode::TOO_MANY_REQUESTS,
+                "too many failed login attempts; try again in a minute",
+            )
+            .retry_after(retry(user_oldest)));
+        }
+        Ok(())
+    }
+
+    /// Records a failure on this node and, when shared, in Valkey.
+    pub async fn record_failure_shared(&self, ip: &str, username: &str) {
+        self.record_failure(ip, username);
+        if let Some(client) = &self.shared
+            && let Err(error) = self.shared_window(client, ip, username, true).await
+        {
+            tracing::warn!(%error, "login limits: could not record a failure in Valkey");
         }
     }
 

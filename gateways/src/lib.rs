@@ -84,6 +84,12 @@ impl AppState {
         self
     }
 
+    /// Count failed logins in Valkey, so every node shares the limits.
+    pub fn with_shared_login_limits(mut self, client: fred::clients::Client) -> Self {
+        self.login_limiter.share_through(client);
+        self
+    }
+
     /// The failed-login ceiling per client IP, whatever the usernames.
     pub fn with_login_ip_ceiling(mut self, max_failures: usize) -> Self {
         self.login_limiter.set_ip_ceiling(max_failures);

@@ -100,7 +100,10 @@ pub async fn login(
         ));
     }
     let ip = client_ip(&req);
-    state.login_limiter.check(&ip, &body.username)?;
+    state
+        .login_limiter
+        .check_shared(&ip, &body.username)
+        .await?;
     let (user_id, must_change) = match state
         .commands
         .check_password_login(&body.username, &body.password)
@@ -108,7 +111,10 @@ pub async fn login(
     {
         Ok(found) => found,
         Err(error) => {
-            state.login_limiter.record_failure(&ip, &body.username);
+            state
+                .login_limiter
+                .record_failure_shared(&ip, &body.username)
+                .await;
             return Err(error.into());
         }
     };
