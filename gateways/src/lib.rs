@@ -112,6 +112,20 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// `GET /api/v1/version`: what this node runs, for operators and rolling
+/// upgrades (which read-model generation it builds, which migration its
+/// database is at). Public, like `/api/healthz`.
+async fn version(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let migration: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&state.pool)
+        .await?;
+    error::ok(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "read_model_version": projections::READ_MODEL_VERSION,
+        "database_migration": migration,
+    }))
+}
+
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::NOT_FOUND, "no such route"))
 }
@@ -130,6 +144,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 ApiError::bad_request(format!("invalid path parameter: {err}")).into()
             }))
             .route("/api/healthz", web::get().to(healthz))
+            .route("/api/v1/version", web::get().to(version))
             .route("/metrics", web::get().to(metrics::scrape))
             .configure(rest::routes)
             .configure(mcp::http::routes)

@@ -62,3 +62,16 @@ def test_created_returns_201_envelope(admin):
     data = ok(r, 201)
     assert r.json()["request_id"] == r.headers.get("X-Request-ID")
     assert data["name"] == "Envelope Check"
+
+
+def test_version_is_public_and_matches_the_binary(server):
+    import subprocess
+
+    from conftest import PACA_BIN
+
+    r = requests.get(server.base + "/api/v1/version", timeout=10)
+    data = ok(r)
+    binary = subprocess.run([PACA_BIN, "--version"], capture_output=True, text=True, timeout=30).stdout.split()
+    assert binary[0] == "paca" and data["version"] == binary[1], (data, binary)
+    assert isinstance(data["read_model_version"], int) and data["read_model_version"] >= 1
+    assert isinstance(data["database_migration"], int) and data["database_migration"] > 20261122000000
