@@ -473,3 +473,104 @@ async fn flush_group(
     }
     Ok(())
 }
+
+/// `paca events renumber`: after a logical restore (`pg_dump` →
+/// `pg_restore`) into a new cluster, the log's `tx_id`s come from the old
+/// cluster and may be ahead of this one's transaction counter; new events
+/// would sort before old ones and gap-safe readers would wait for ever. This
+/// rewrites them, keeping the log's order exactly, to small values below the
+/// counter: consecutive events whose positions keep increasing share one
+/// value (within one value readers order by position), and a new value
+/// starts wherever the order and the positions disagree (a transaction that
+/// committed after one that numbered later). Subscription checkpoints are
+/// moved with their events. The chain is untouched (it does not cover
+/// `tx_id`), so `paca events verify` still holds.
+pub async fn renumber(store: &EventStore) -> Result<()> {
+    let pool = store.pool();
+    let mut tx = pool.begin().await?;
+    // Nothing may append meanwhile (the server must be stopped; this makes
+    // sure of it).
+    sqlx::query("LOCK TABLE events, streams, checkpoints IN EXCLUSIVE MODE NOWAIT")
+        .execute(&mut *tx)
+        .await
+        .context("the log is in use: stop every server on this database first")?;
+    // An idle server holds no table lock, but its subscriptions hold their
+    // advisory locks as long as it runs.
+    let servers: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT l.pid) FROM pg_locks l
+         JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND d.datname = current_database()
+           AND l.pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if servers > 0 {
+        bail!(
+            "a server is running on this database ({servers} session(s) hold subscription locks): \
+             stop every server on this database first"
+        );
+    }
+    sqlx::query(
+        "CREATE TEMP TABLE renumbered ON COMMIT DROP AS
+         WITH ordered AS (
+             SELECT global_position,
+                    global_position < COALESCE(MAX(global_position) OVER (
+                        ORDER BY tx_id, global_position
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS breaks,
+                    tx_id, row_number() OVER (ORDER BY tx_id, global_position) AS n
+             FROM events)
+         SELECT global_position,
+                SUM(breaks::int) OVER (ORDER BY n) AS run
+         FROM ordered",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let runs: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(run), -1) + 1 FROM renumbered")
+        .fetch_one(&mut *tx)
+        .await?;
+    if runs == 0 {
+        println!("the log is empty: nothing to renumber");
+        return Ok(());
+    }
+    // Values from 3 (the first normal transaction id) up; they must stay
+    // below every transaction this cluster will run, ours included.
+    let current: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *tx)
+        .await?;
+    let base = 3i64;
+    if base + runs >= current {
+        bail!(
+            "the log needs {runs} ordered transaction ids but this cluster is only at {current}; \
+             advance it first (e.g. `SELECT pg_current_xact_id()` in {} separate transactions) \
+             or use `paca events export` / `import`, which needs no renumbering",
+            base + runs - current + 1
+        );
+    }
+    let moved = sqlx::query(
+        "UPDATE events e SET tx_id = ($1 + r.run)::text::xid8
+         FROM renumbered r WHERE r.global_position = e.global_position
+           AND e.tx_id <> ($1 + r.run)::text::xid8",
+    )
+    .bind(base)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE checkpoints c SET last_tx = e.tx_id::text::bigint
+         FROM events e WHERE e.global_position = c.last_pos AND c.last_pos > 0",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE projection_state p SET last_tx = e.tx_id::text::bigint
+         FROM events e WHERE e.global_position = p.last_pos AND p.last_pos > 0",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    println!(
+        "renumbered {moved} event(s) into {runs} ordered transaction id(s) below this cluster's \
+         counter ({current}); the log's order is unchanged"
+    );
+    Ok(())
+}

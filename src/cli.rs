@@ -68,6 +68,10 @@ pub enum EventsCommand {
     /// Restore an export into an empty database, rebuild its read models and
     /// check its chain against the export's.
     Import { file: std::path::PathBuf },
+    /// After a `pg_dump`/`pg_restore` into a new cluster: rewrite the log's
+    /// transaction ids below this cluster's counter, keeping its order.
+    /// Run with every server stopped.
+    Renumber,
 }
 
 #[derive(Subcommand)]
@@ -337,6 +341,7 @@ pub async fn events(store: &EventStore, command: EventsCommand) -> Result<()> {
         }
         EventsCommand::Export { since } => crate::backup::export(store, since).await,
         EventsCommand::Import { file } => crate::backup::import(store, &file).await,
+        EventsCommand::Renumber => crate::backup::renumber(store).await,
         EventsCommand::Stream { stream_id, json } => {
             let events = store.read_stream(stream_id, 0).await?;
             if events.is_empty() {

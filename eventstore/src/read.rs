@@ -291,8 +291,9 @@ impl EventStore {
             Ok(newest) if newest >= current => Err(format!(
                 "the event log's newest tx_id ({newest}) is ahead of this cluster's transaction \
                  counter ({current}); this happens after a logical restore into a new cluster. \
-                 Advance the counter past {newest} before starting (docs/operations.md, \
-                 \"Backup and restore\")"
+                 Run `paca events renumber` (with every server stopped), which rewrites the log's \
+                 transaction ids below this cluster's counter keeping its order, or advance the \
+                 counter past {newest} (docs/operations.md, \"Backup and restore\")"
             )),
             _ => Ok(()),
         }
