@@ -123,7 +123,10 @@ impl Database {
             .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(30))
+            // Fail fast when PostgreSQL is down or every connection is
+            // busy for this long: the request answers 503
+            // DATABASE_UNAVAILABLE instead of hanging.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             // No ping before handing out a connection: it was a round trip
             // on every acquire (a third of a task write's). A connection
             // that died meanwhile (PostgreSQL restarted) fails its first

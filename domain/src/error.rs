@@ -156,6 +156,9 @@ codes! {
     INTERNAL_ERROR = 500,
     PLUGIN_EXECUTION_ERROR = 500,
     PLUGIN_UNAVAILABLE = 503,
+    // PostgreSQL does not answer (restarting, unreachable, pool exhausted
+    // for 5 s); nothing was written. Retry after the `Retry-After` seconds.
+    DATABASE_UNAVAILABLE = 503,
     PLUGIN_TIMEOUT = 504,
 }
 

@@ -71,6 +71,16 @@ impl ApiError {
 
     /// An unexpected failure: the details go to the log with the request
     /// id, the client gets an opaque 500.
+    /// PostgreSQL is unavailable: `503 DATABASE_UNAVAILABLE`, retry soon.
+    pub fn unavailable(detail: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(request_id = request_id().unwrap_or_default(), %detail, "database unavailable");
+        Self::new(
+            ErrorCode::DATABASE_UNAVAILABLE,
+            "the database is unavailable; nothing was changed, retry shortly",
+        )
+        .retry_after(5)
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(request_id = request_id().unwrap_or_default(), %detail, "internal error");
         Self::new(ErrorCode::INTERNAL_ERROR, "internal server error")
@@ -150,15 +160,50 @@ impl From<CommandError> for ApiError {
                     "{stream_id} is at version {actual}, not {expected} (If-Match); reload and retry"
                 ),
             ),
-            CommandError::Infra(error) => Self::internal(ErrorChain(&error)),
+            CommandError::Infra(error) => {
+                match sqlx_source(&error as &(dyn std::error::Error + 'static)) {
+                    Some(db) if database_unavailable(db) => Self::unavailable(&ErrorChain(&error)),
+                    _ => Self::internal(ErrorChain(&error)),
+                }
+            }
         }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if database_unavailable(&error) {
+            return Self::unavailable(&error);
+        }
         Self::internal(error)
     }
+}
+
+/// True for the failures that mean PostgreSQL is not there (down,
+/// restarting, unreachable, or no connection free within the pool's acquire
+/// timeout) rather than a bug: the client gets a `503` and retries.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            // 08: connection exception; 57P01-03: admin/crash shutdown,
+            // cannot connect now (starting up or shutting down).
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// The first `sqlx::Error` in an error's source chain.
+fn sqlx_source<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a sqlx::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<sqlx::Error>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 #[derive(Serialize)]
