@@ -26,6 +26,7 @@ pub const PACA_DB_MAX_CONNECTIONS: &str = "PACA_DB_MAX_CONNECTIONS";
 pub const PACA_FUSED_WRITES: &str = "PACA_FUSED_WRITES";
 pub const PACA_LOGIN_MAX_FAILURES: &str = "PACA_LOGIN_MAX_FAILURES";
 pub const PACA_LOGIN_MAX_FAILURES_PER_IP: &str = "PACA_LOGIN_MAX_FAILURES_PER_IP";
+pub const PACA_TRUSTED_PROXIES: &str = "PACA_TRUSTED_PROXIES";
 pub const CORS_ORIGINS: &str = "CORS_ORIGINS";
 pub const METRICS_TOKEN: &str = "METRICS_TOKEN";
 
@@ -124,6 +125,8 @@ pub struct Config {
     pub fused_writes: bool,
     /// Bearer token `GET /metrics` wants; `None`: open (docs/operations.md).
     pub metrics_token: Option<String>,
+    /// Reverse proxies whose `X-Real-IP`/`X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -165,8 +168,29 @@ impl Config {
             redis_url: var(REDIS_URL),
             fused_writes: parse_bool(PACA_FUSED_WRITES, true)?,
             metrics_token: var(METRICS_TOKEN),
+            trusted_proxies: trusted_proxies(var(PACA_TRUSTED_PROXIES).as_deref())?,
         })
     }
+}
+
+/// `PACA_TRUSTED_PROXIES`: addresses (`10.0.0.2`) or ranges (`10.0.0.0/8`),
+/// comma-separated.
+fn trusted_proxies(value: Option<&str>) -> Result<Vec<ipnet::IpNet>> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "{PACA_TRUSTED_PROXIES}: {s:?} is neither an IP address nor a CIDR range"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Reads a secret from the environment, or from `<data_dir>/<file>`, or

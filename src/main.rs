@@ -394,7 +394,8 @@ async fn serve(config: Config) -> Result<()> {
         .with_login_ip_ceiling(config.login_max_failures_per_ip)
         .with_plugins(plugin_host.clone())
         .with_storage(storage)
-        .with_metrics_token(config.metrics_token.clone());
+        .with_metrics_token(config.metrics_token.clone())
+        .with_trusted_proxies(config.trusted_proxies.clone());
     let state = match &config.redis_url {
         Some(url) => state.with_shared_login_limits(
             gateways::realtime::bus::connect(url, 16)

@@ -44,6 +44,9 @@ pub struct AppState {
     pub realtime: realtime::Hub,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
     pub metrics_token: Option<String>,
+    /// `PACA_TRUSTED_PROXIES`: peers (the gateway) whose `X-Real-IP` /
+    /// `X-Forwarded-For` name the client; see [`AppState::client_ip`].
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
@@ -57,7 +60,53 @@ impl AppState {
             plugins: None,
             storage: std::sync::Arc::new(default_storage()),
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// `PACA_TRUSTED_PROXIES`: comma-separated addresses or CIDR ranges of
+    /// the reverse proxies in front of this node.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    fn trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address: the TCP peer, unless the peer is a trusted
+    /// proxy, then what the proxy says: `X-Real-IP`, else the right-most
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries
+    /// further left were written by the client and prove nothing).
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> String {
+        let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+            return String::new();
+        };
+        if !self.trusted(peer) {
+            return peer.to_string();
+        }
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if let Some(ip) =
+            header("x-real-ip").and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        {
+            return ip.to_string();
+        }
+        if let Some(list) = header("x-forwarded-for") {
+            for entry in list.rsplit(',') {
+                match entry.trim().parse::<std::net::IpAddr>() {
+                    Ok(ip) if self.trusted(ip) => continue,
+                    Ok(ip) => return ip.to_string(),
+                    Err(_) => break,
+                }
+            }
+        }
+        peer.to_string()
     }
 
     pub fn with_plugins(mut self, host: std::sync::Arc<plugin_host::PluginHost>) -> Self {

@@ -282,3 +282,45 @@ def test_password_change_revokes_refresh_tokens(server, make_user):
         401, "AUTH_INVALID_CREDENTIALS")
     c = server.login(u.username, newer)
     assert c.me()["username"] == u.username
+
+
+def test_client_address_behind_a_trusted_proxy():
+    """Behind the gateway every request comes from its address; with
+    PACA_TRUSTED_PROXIES the login limits count the client the proxy names
+    (X-Real-IP, else the right-most untrusted X-Forwarded-For entry), and a
+    client that is not a trusted proxy cannot choose its address."""
+    import requests as rq
+
+    from conftest import _make_server, _teardown_server
+
+    def login(srv, password, **headers):
+        return rq.post(srv.url("/auth/login"), json={"username": "admin", "password": password},
+                       headers=headers, timeout=10)
+
+    trusted, db1 = _make_server("proxied", extra_env={"PACA_TRUSTED_PROXIES": "127.0.0.1/32, ::1",
+                                                      "PACA_LOGIN_MAX_FAILURES": "3"})
+    direct, db2 = _make_server("direct", extra_env={"PACA_LOGIN_MAX_FAILURES": "3"})
+    try:
+        trusted.start()
+        for _ in range(3):
+            assert login(trusted, "wrong-password", **{"X-Real-IP": "10.1.1.1"}).status_code == 401
+        locked = login(trusted, trusted.admin_password, **{"X-Real-IP": "10.1.1.1"})
+        assert locked.status_code == 429 and locked.json()["error_code"] == "TOO_MANY_REQUESTS"
+        # Another client of the same gateway is not locked out.
+        assert login(trusted, trusted.admin_password, **{"X-Real-IP": "10.2.2.2"}).status_code == 200
+        # X-Forwarded-For: the right-most entry counts; what the client prepended does not.
+        for spoof in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
+            r = login(trusted, "wrong-password", **{"X-Forwarded-For": f"{spoof}, 10.3.3.3"})
+            assert r.status_code == 401
+        r = login(trusted, trusted.admin_password, **{"X-Forwarded-For": "9.9.9.9, 10.3.3.3"})
+        assert r.status_code == 429, r.text
+
+        direct.start()
+        # Not a trusted proxy: the headers are ignored, the peer is the client.
+        for i in range(3):
+            assert login(direct, "wrong-password", **{"X-Real-IP": f"10.0.0.{i}"}).status_code == 401
+        r = login(direct, direct.admin_password, **{"X-Real-IP": "10.0.0.99"})
+        assert r.status_code == 429, r.text
+    finally:
+        _teardown_server(trusted, db1)
+        _teardown_server(direct, db2)

@@ -79,12 +79,6 @@ fn with_credentials(
     Ok(response)
 }
 
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
-}
-
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -99,7 +93,7 @@ pub async fn login(
             "password must be at least 8 characters",
         ));
     }
-    let ip = client_ip(&req);
+    let ip = state.client_ip(&req);
     state
         .login_limiter
         .check_shared(&ip, &body.username)
