@@ -382,7 +382,8 @@ async fn serve(config: Config) -> Result<()> {
             store.clone(),
             eventstore::seal::Sealer,
         )
-        .batch_size(1000);
+        .batch_size(1000)
+        .coalesce(std::time::Duration::from_millis(250));
         tokio::spawn(async move {
             if let Err(error) = subscription.run(sealer_shutdown).await {
                 tracing::error!(%error, "log sealer stopped");

@@ -173,7 +173,9 @@ async fn sealed_phase(pool: &PgPool, mode: &Mode, duration: Duration) -> Result<
     };
     reset_log(pool).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sealer = Subscription::new(seal::SEALER, store.clone(), seal::Sealer).batch_size(1000);
+    let sealer = Subscription::new(seal::SEALER, store.clone(), seal::Sealer)
+        .batch_size(1000)
+        .coalesce(Duration::from_millis(250));
     let sealing = tokio::spawn(async move { sealer.run(stopped).await });
     let result = phase_on_current_log(mode, 8, 1, duration).await;
     let appended = store.head().await?.1;

@@ -42,6 +42,7 @@ pub struct Subscription<H> {
     poll_interval: Duration,
     max_backoff: Duration,
     stream_types: Option<Vec<String>>,
+    coalesce: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +87,16 @@ impl<H: SubscriptionHandler> Subscription<H> {
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             stream_types: None,
+            coalesce: Duration::ZERO,
         }
+    }
+
+    /// After a partial batch, wait this long before the next one instead of
+    /// waking on every commit: fewer, larger batches for a consumer whose
+    /// per-batch cost matters more than its latency (the log sealer).
+    pub fn coalesce(mut self, d: Duration) -> Self {
+        self.coalesce = d;
+        self
     }
 
     pub fn batch_size(mut self, n: i64) -> Self {
@@ -159,7 +169,15 @@ impl<H: SubscriptionHandler> Subscription<H> {
                         _ = shutdown.changed() => {}
                     }
                 }
-                Ok(_) => failures = 0,
+                Ok(n) => {
+                    failures = 0;
+                    if (n as i64) < self.batch_size && !self.coalesce.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.coalesce) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                }
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     let backoff =
