@@ -420,8 +420,7 @@ pub async fn import(store: &EventStore, path: &Path) -> Result<()> {
     );
     // Seal the imported log here, so the chain can be compared with the
     // export's at once.
-    let sealer =
-        eventstore::Subscription::new(seal::SEALER, store.clone(), seal::Sealer).batch_size(1000);
+    let sealer = seal::subscription(store.clone());
     sealer
         .drain()
         .await

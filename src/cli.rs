@@ -484,8 +484,7 @@ fn parse_anchor(text: &str) -> Result<(i64, seal::Hash)> {
 /// Seals what is visible now. While a server runs, its sealer holds the
 /// subscription: wait (up to 30 s) for it to reach the current head.
 async fn seal_now(store: &EventStore) -> Result<usize> {
-    let sealer =
-        eventstore::Subscription::new(seal::SEALER, store.clone(), seal::Sealer).batch_size(1000);
+    let sealer = seal::subscription(store.clone());
     match sealer.drain().await {
         Ok(n) => Ok(n),
         Err(error) if error.is_busy() => {

@@ -377,13 +377,7 @@ async fn serve(config: Config) -> Result<()> {
     // The tamper-evident chain, sealed behind the writers (eventstore::seal).
     let (stop_sealer, sealer_shutdown) = tokio::sync::watch::channel(false);
     let sealer = {
-        let subscription = eventstore::Subscription::new(
-            eventstore::seal::SEALER,
-            store.clone(),
-            eventstore::seal::Sealer,
-        )
-        .batch_size(1000)
-        .coalesce(std::time::Duration::from_millis(250));
+        let subscription = eventstore::seal::subscription(store.clone());
         tokio::spawn(async move {
             if let Err(error) = subscription.run(sealer_shutdown).await {
                 tracing::error!(%error, "log sealer stopped");

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use eventstore::{EventStore, ExpectedVersion, StreamRef, Subscription, seal};
+use eventstore::{EventStore, ExpectedVersion, StreamRef, seal};
 use hdrhistogram::Histogram;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -173,9 +173,7 @@ async fn sealed_phase(pool: &PgPool, mode: &Mode, duration: Duration) -> Result<
     };
     reset_log(pool).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sealer = Subscription::new(seal::SEALER, store.clone(), seal::Sealer)
-        .batch_size(1000)
-        .coalesce(Duration::from_millis(250));
+    let sealer = seal::subscription(store.clone());
     let sealing = tokio::spawn(async move { sealer.run(stopped).await });
     let result = phase_on_current_log(mode, 8, 1, duration).await;
     let appended = store.head().await?.1;

@@ -29,6 +29,12 @@ impl GlobalPosition {
 const COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, stream_type, stream_id, \
      version, event_id, event_type, schema_version, project_id, payload, metadata, recorded_at";
 
+/// [`COLUMNS`] without the payload and metadata (read as JSON `null`), for
+/// consumers that only need where events are (the log sealer).
+const HEADER_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, stream_type, \
+     stream_id, version, event_id, event_type, schema_version, project_id, \
+     'null'::jsonb AS payload, 'null'::jsonb AS metadata, recorded_at";
+
 pub(crate) fn from_row(row: &PgRow) -> RecordedEvent {
     RecordedEvent {
         global_position: row.get("global_position"),
@@ -131,7 +137,20 @@ impl EventStore {
         limit: i64,
         stream_types: Option<&[String]>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        self.read_after(conn, after, limit, stream_types, true)
+        self.read_after(conn, after, limit, stream_types, true, false)
+            .await
+    }
+
+    /// [`Self::read_all_in`] without payloads and metadata (JSON `null`),
+    /// not upcast: for consumers that only need positions and ids.
+    pub async fn read_all_headers_in(
+        &self,
+        conn: &mut PgConnection,
+        after: GlobalPosition,
+        limit: i64,
+        stream_types: Option<&[String]>,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        self.read_after(conn, after, limit, stream_types, true, true)
             .await
     }
 
@@ -149,7 +168,7 @@ impl EventStore {
         limit: i64,
         stream_types: &[String],
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        self.read_after(conn, after, limit, Some(stream_types), false)
+        self.read_after(conn, after, limit, Some(stream_types), false, false)
             .await
     }
 
@@ -160,9 +179,15 @@ impl EventStore {
         limit: i64,
         stream_types: Option<&[String]>,
         below_horizon: bool,
+        headers_only: bool,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let columns = if headers_only {
+            HEADER_COLUMNS
+        } else {
+            COLUMNS
+        };
         let sql = format!(
-            "SELECT {COLUMNS} FROM events
+            "SELECT {columns} FROM events
              WHERE (tx_id, global_position) > ($1::text::xid8, $2)
                AND (NOT $5 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
                AND ($4::text[] IS NULL OR stream_type = ANY($4))
@@ -181,6 +206,9 @@ impl EventStore {
             .bind(below_horizon)
             .fetch_all(conn)
             .await?;
+        if headers_only {
+            return Ok(rows.iter().map(from_row).collect());
+        }
         Ok(rows
             .iter()
             .map(|r| self.upcasters().upcast(from_row(r)))

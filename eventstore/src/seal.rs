@@ -134,6 +134,17 @@ pub async fn head(pool: &PgPool) -> Result<Option<Seal>, sqlx::Error> {
     .transpose()
 }
 
+/// The `log_sealer` subscription as every caller runs it: positions only
+/// (the handler re-reads the stored bytes), large batches, and a pause after
+/// a partial batch instead of a wake-up per commit, so sealing costs the
+/// writers as little as possible.
+pub fn subscription(store: crate::EventStore) -> crate::Subscription<Sealer> {
+    crate::Subscription::new(SEALER, store, Sealer)
+        .headers_only()
+        .batch_size(1000)
+        .coalesce(std::time::Duration::from_millis(250))
+}
+
 /// Seals each batch in the order it is delivered (the log's order).
 pub struct Sealer;
 

@@ -43,6 +43,7 @@ pub struct Subscription<H> {
     max_backoff: Duration,
     stream_types: Option<Vec<String>>,
     coalesce: Duration,
+    headers_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +89,15 @@ impl<H: SubscriptionHandler> Subscription<H> {
             max_backoff: Duration::from_secs(30),
             stream_types: None,
             coalesce: Duration::ZERO,
+            headers_only: false,
         }
+    }
+
+    /// Deliver events without payload and metadata (both JSON `null`): for
+    /// a handler that only needs positions and ids.
+    pub fn headers_only(mut self) -> Self {
+        self.headers_only = true;
+        self
     }
 
     /// After a partial batch, wait this long before the next one instead of
@@ -247,15 +256,25 @@ impl<H: SubscriptionHandler> Subscription<H> {
         // Read before the transaction writes anything: a transaction that has
         // taken an xid would hold the horizon back on itself.
         let mut conn = pool.acquire().await?;
-        let events = self
-            .store
-            .read_all_in(
-                &mut conn,
-                after,
-                self.batch_size,
-                self.stream_types.as_deref(),
-            )
-            .await?;
+        let events = if self.headers_only {
+            self.store
+                .read_all_headers_in(
+                    &mut conn,
+                    after,
+                    self.batch_size,
+                    self.stream_types.as_deref(),
+                )
+                .await?
+        } else {
+            self.store
+                .read_all_in(
+                    &mut conn,
+                    after,
+                    self.batch_size,
+                    self.stream_types.as_deref(),
+                )
+                .await?
+        };
         drop(conn);
         let Some(last) = events.last() else {
             return Ok(0);

@@ -67,6 +67,7 @@ async fn append(store: &EventStore, n: usize) -> Vec<Uuid> {
 
 async fn seal_all(store: &EventStore) -> usize {
     Subscription::new(seal::SEALER, store.clone(), Sealer)
+        .headers_only()
         .batch_size(4)
         .drain()
         .await
