@@ -5,11 +5,12 @@
 -- event) (eventstore::seal). Written by the `log_sealer` subscription after
 -- the fact, so appends are not serialised on the chain. Nothing but the
 -- sealer writes here; `paca events verify` recomputes it.
+-- One index only (the sealer inserts a row per event beside the writers);
+-- verify joins on global_position with a hash join over the whole log anyway.
 CREATE TABLE event_seals (
-    seq             BIGINT      PRIMARY KEY,
-    global_position BIGINT      NOT NULL UNIQUE,
-    hash            BYTEA       NOT NULL,
-    sealed_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+    seq             BIGINT PRIMARY KEY,
+    global_position BIGINT NOT NULL,
+    hash            BYTEA  NOT NULL
 );
 
 -- `paca subscriptions pause NAME`: a paused subscription's runner keeps its

@@ -155,13 +155,38 @@ impl SubscriptionHandler for Sealer {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), HandlerError> {
-        // The handler sees upcast payloads; the chain covers stored bytes.
-        let positions: Vec<i64> = events.iter().map(|e| e.global_position).collect();
+        let tail = sqlx::query(
+            "SELECT s.seq, s.hash, s.global_position, e.tx_id::text::bigint AS tx_id
+             FROM event_seals s LEFT JOIN events e ON e.global_position = s.global_position
+             ORDER BY s.seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (mut seq, mut prev, sealed_up_to) = match tail {
+            Some(row) => (
+                row.get::<i64, _>("seq"),
+                to_hash(row.get("hash"))?,
+                Some((
+                    row.get::<Option<i64>, _>("tx_id").unwrap_or(i64::MAX),
+                    row.get::<i64, _>("global_position"),
+                )),
+            ),
+            None => (0, GENESIS, None),
+        };
+        // Sealing is idempotent per event: what is at or before the sealed
+        // head in the log's order (a checkpoint moved back) is skipped.
+        let positions: Vec<i64> = events
+            .iter()
+            .filter(|e| sealed_up_to.is_none_or(|head| (e.tx_id, e.global_position) > head))
+            .map(|e| e.global_position)
+            .collect();
+        if positions.is_empty() {
+            return Ok(());
+        }
+        // The subscription delivers positions only; the chain covers the
+        // stored bytes.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RAW_COLUMNS} FROM events e
-             WHERE e.global_position = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM event_seals s
-                               WHERE s.global_position = e.global_position)"
+            "SELECT {RAW_COLUMNS} FROM events e WHERE e.global_position = ANY($1)"
         )))
         .bind(&positions)
         .fetch_all(&mut *tx)
@@ -171,18 +196,6 @@ impl SubscriptionHandler for Sealer {
             .map(RawEvent::from_row)
             .map(|e| (e.position, e))
             .collect();
-        if raw.is_empty() {
-            // Already sealed (a checkpoint moved back): sealing is
-            // idempotent per event.
-            return Ok(());
-        }
-        let tail = sqlx::query("SELECT seq, hash FROM event_seals ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev) = match tail {
-            Some(row) => (row.get::<i64, _>("seq"), to_hash(row.get("hash"))?),
-            None => (0, GENESIS),
-        };
         let (mut seqs, mut sealed, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
         for position in positions {
             let Some(event) = raw.remove(&position) else {
