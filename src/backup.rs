@@ -323,13 +323,15 @@ pub async fn import(store: &EventStore, path: &Path) -> Result<()> {
 
     // Pass two. One import transaction per run of exported transactions
     // whose positions keep increasing (usually the whole log).
-    let mut tx = pool.begin().await?;
-    let mut batch = Batch::new();
-    let mut current_tx: Option<i64> = None;
-    let mut max_position = 0i64;
-    let mut group_min = i64::MAX;
-    let mut pending: Vec<RawEvent> = Vec::new();
-    let mut transactions = 1u64;
+    let mut writer = Writer {
+        pool: pool.clone(),
+        tx: pool.begin().await?,
+        batch: Batch::new(),
+        pending: Vec::new(),
+        pending_tx: None,
+        max_position: 0,
+        transactions: 1,
+    };
     let mut states = 0u64;
     for line in lines(path)? {
         match line? {
@@ -337,42 +339,21 @@ pub async fn import(store: &EventStore, path: &Path) -> Result<()> {
                 tx: source_tx,
                 event,
             } => {
-                if current_tx != Some(source_tx) {
+                if writer.pending_tx != Some(source_tx) {
                     // A new exported transaction: the previous one is whole.
-                    flush_group(
-                        &mut tx,
-                        pool,
-                        &mut batch,
-                        &mut pending,
-                        group_min,
-                        &mut max_position,
-                        &mut transactions,
-                    )
-                    .await?;
-                    current_tx = Some(source_tx);
-                    group_min = i64::MAX;
+                    writer.flush().await?;
+                    writer.pending_tx = Some(source_tx);
                 }
-                group_min = group_min.min(event.position);
-                pending.push(event);
+                writer.pending.push(event);
             }
             Line::State { table, row } => {
-                flush_group(
-                    &mut tx,
-                    pool,
-                    &mut batch,
-                    &mut pending,
-                    group_min,
-                    &mut max_position,
-                    &mut transactions,
-                )
-                .await?;
-                group_min = i64::MAX;
+                writer.flush().await?;
                 let sql = format!(
                     "INSERT INTO {table} SELECT * FROM jsonb_populate_record(NULL::{table}, $1)"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(row)
-                    .execute(&mut *tx)
+                    .execute(&mut *writer.tx)
                     .await
                     .with_context(|| format!("restoring a {table} row"))?;
                 states += 1;
@@ -380,16 +361,13 @@ pub async fn import(store: &EventStore, path: &Path) -> Result<()> {
             Line::Header { .. } | Line::End { .. } => {}
         }
     }
-    flush_group(
-        &mut tx,
-        pool,
-        &mut batch,
-        &mut pending,
-        group_min,
-        &mut max_position,
-        &mut transactions,
-    )
-    .await?;
+    writer.flush().await?;
+    let Writer {
+        mut tx,
+        mut batch,
+        transactions,
+        ..
+    } = writer;
     batch.insert(&mut tx).await?;
     sqlx::query(
         "INSERT INTO streams (stream_id, stream_type, version)
@@ -441,36 +419,44 @@ pub async fn import(store: &EventStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Appends the exported transaction in `pending` to the current import
-/// transaction, or, when one of its positions is below a position already
-/// imported (it committed after a transaction that numbered later), commits
-/// first, so it gets a later transaction id and keeps its place in the order.
-async fn flush_group(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    pool: &sqlx::PgPool,
-    batch: &mut Batch,
-    pending: &mut Vec<RawEvent>,
-    group_min: i64,
-    max_position: &mut i64,
-    transactions: &mut u64,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    if group_min < *max_position {
-        batch.insert(tx).await?;
-        let done = std::mem::replace(tx, pool.begin().await?);
-        done.commit().await?;
-        *transactions += 1;
-    }
-    for event in pending.drain(..) {
-        *max_position = (*max_position).max(event.position);
-        batch.push(event);
-        if batch.positions.len() >= 1000 {
-            batch.insert(tx).await?;
+/// Import pass two's state: the open import transaction, the rows waiting
+/// for one multi-row insert, and the exported transaction being read.
+struct Writer {
+    pool: sqlx::PgPool,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    batch: Batch,
+    /// The events of exported transaction `pending_tx` read so far.
+    pending: Vec<RawEvent>,
+    pending_tx: Option<i64>,
+    max_position: i64,
+    transactions: u64,
+}
+
+impl Writer {
+    /// Appends the pending exported transaction to the current import
+    /// transaction, or, when one of its positions is below a position
+    /// already imported (it committed after a transaction that numbered
+    /// later), commits first, so it gets a later transaction id and keeps
+    /// its place in the order.
+    async fn flush(&mut self) -> Result<()> {
+        let Some(lowest) = self.pending.iter().map(|e| e.position).min() else {
+            return Ok(());
+        };
+        if lowest < self.max_position {
+            self.batch.insert(&mut self.tx).await?;
+            let done = std::mem::replace(&mut self.tx, self.pool.begin().await?);
+            done.commit().await?;
+            self.transactions += 1;
         }
+        for event in self.pending.drain(..) {
+            self.max_position = self.max_position.max(event.position);
+            self.batch.push(event);
+            if self.batch.positions.len() >= 1000 {
+                self.batch.insert(&mut self.tx).await?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `paca events renumber`: after a logical restore (`pg_dump` →
