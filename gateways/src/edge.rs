@@ -88,7 +88,7 @@ impl Cors {
     }
 }
 
-fn valid_request_id(id: &str) -> bool {
+pub(crate) fn valid_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id

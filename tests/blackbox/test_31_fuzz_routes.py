@@ -21,6 +21,7 @@ chunked body to a route that takes no body (answered quickly, no hung connection
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import threading
@@ -44,7 +45,7 @@ HTTP_TIMEOUT = 30
 # --------------------------------------------------------------------------- the route table
 class Route:
     def __init__(self, method, path, body=None, *, query=None, text=(), typed=(), dates=(), nums=(),
-                 qtext=(), qtyped=(), baseline=True, client="admin", takes_body=None):
+                 qtext=(), qtyped=(), baseline=True, client="admin", takes_body=None, free_path=False):
         self.method = method
         self.path = path
         self.body = body
@@ -57,6 +58,9 @@ class Route:
         self.qtyped = list(qtyped)  # typed query parameters
         self.baseline = baseline  # send the unmodified request first (must succeed)
         self.client = client  # admin | anon | pw (a user changing their own password) | fresh
+        # the path parameter is a free-form id (a request id), not a UUID:
+        # well-formed junk ("-1") is a valid unknown id, only malformed junk is a 4xx
+        self.free_path = free_path
         self.takes_body = (method in ("POST", "PATCH", "PUT") and body is not None) if takes_body is None \
             else takes_body
 
@@ -103,6 +107,12 @@ ROUTES = [
     Route("PATCH", "/admin/global-roles/{grole}", {"name": "FUZZ_ROLE_{n}", "permissions": {"tasks.read": True}},
           text=[("name",)]),
     Route("DELETE", "/admin/global-roles/{victim_grole}", baseline=False),
+    # audit
+    Route("GET", "/admin/audit", query={"page_size": "20", "type": "task", "since": "1h", "source": "rest"},
+          qtext=["type", "source"], qtyped=["page_size", "since"]),
+    Route("GET", "/admin/audit/requests/{pid}", free_path=True),
+    Route("GET", "/projects/{pid}/audit", query={"page_size": "10", "until": "2999-01-01T00:00:00Z"},
+          qtyped=["page_size", "until"]),
     # projects
     Route("GET", "/projects", query={"page": "1", "page_size": "20"}, qtyped=["page", "page_size"]),
     Route("POST", "/projects", {"name": "Fuzz {n}", "description": "d", "task_id_prefix": "FZ{n}",
@@ -580,6 +590,9 @@ def fuzz_route(srv, w, clients, route: Route) -> Fuzzer:
         if seg.startswith("{") and seg.endswith("}"):
             for junk in PATH_JUNK:
                 path = "/".join(segments[:i] + [junk] + segments[i + 1:])
+                if route.free_path and re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", junk):
+                    f.sane(f"path {seg}={junk[:20]}", lambda path=path: f.send(path=path, body=f.body()))
+                    continue
                 f.expect(f"path {seg}={junk[:20]}", lambda path=path: f.send(path=path, body=f.body()),
                          expect_4xx)
     return f

@@ -31,6 +31,9 @@ def _writer(base: str, token: str, pid: str, stop: threading.Event, log: list, s
         n += 1
         kind = rnd.choice(["create", "create", "rename", "comment"]) if mine else "create"
         value = f"w{seed}-{n}-{rnd.randrange(10**9)}"
+        # The task a rename or comment is for is known before the request: if
+        # the answer is lost, that task may or may not have the new value.
+        key = None if kind == "create" else rnd.choice(mine)
         try:
             if kind == "create":
                 r = s.post(f"{base}/api/v1/projects/{pid}/tasks", json={"title": value}, timeout=10)
@@ -39,16 +42,14 @@ def _writer(base: str, token: str, pid: str, stop: threading.Event, log: list, s
                     mine.append(key)
                 log.append(("create", key, value, r.status_code))
             elif kind == "rename":
-                key = rnd.choice(mine)
                 r = s.patch(f"{base}/api/v1/projects/{pid}/tasks/{key}", json={"title": value}, timeout=10)
                 log.append(("rename", key, value, r.status_code))
             else:
-                key = rnd.choice(mine)
                 r = s.post(f"{base}/api/v1/projects/{pid}/tasks/{key}/activities/comments",
                            json={"content": blocks(value)}, timeout=10)
                 log.append(("comment", key, value, r.status_code))
         except (requests.RequestException, ValueError, KeyError):
-            log.append((kind, None, value, None))  # outcome unknown: the server died mid-request
+            log.append((kind, key, value, None))  # outcome unknown: the server died mid-request
             return
 
 

@@ -125,6 +125,13 @@ pub async fn request(
 ) -> ApiResult<HttpResponse> {
     principal.require_global(global::AUDIT_READ)?;
     let request_id = request_id.into_inner();
+    // The shape every recorded request id has (generated, or a client's
+    // X-Request-ID the edge accepted); anything else cannot match.
+    if !crate::edge::valid_request_id(&request_id) {
+        return Err(ApiError::bad_request(
+            "request_id: 1-128 characters of letters, digits, '-', '_', '.' or ':'",
+        ));
+    }
     let events = audit::request(&state.pool, &request_id, MAX_CHAIN).await?;
     ok(json!({"request_id": request_id, "events": events}))
 }
