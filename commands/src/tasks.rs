@@ -160,7 +160,20 @@ impl Commands {
         project_id: Uuid,
         fields: TaskFields,
     ) -> CommandResult<TaskWritten> {
-        let task_id = Uuid::now_v7();
+        self.create_task_with_id(meta, project_id, Uuid::now_v7(), fields)
+            .await
+    }
+
+    /// Creates the task under a caller-chosen id (a plugin's origin key maps
+    /// to one): a second create of the same id is a `VersionConflict` and
+    /// appends nothing.
+    pub async fn create_task_with_id(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        fields: TaskFields,
+    ) -> CommandResult<TaskWritten> {
         let mut tx = self.store.begin().await?;
         if fields.parent_task_id.is_some() {
             lock_task_tree(&mut tx, project_id).await?;

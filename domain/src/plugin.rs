@@ -90,10 +90,64 @@ pub enum PluginActivityEvent {
         activity_type: String,
         content: Value,
     },
+    /// `paca.summary_set`: the plugin's orchestration summary of a task (or,
+    /// without `task_id`, of the project); `null` clears it.
+    #[serde(rename = "plugin.summary_set")]
+    SummarySet {
+        plugin: String,
+        project_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<Uuid>,
+        summary: Value,
+    },
 }
 
 impl DomainEvent for PluginActivityEvent {
     const STREAM_TYPE: &'static str = ACTIVITY_STREAM_TYPE;
+}
+
+/// The row id of a plugin's summary of a task or project.
+pub fn summary_id(plugin: &str, target: Uuid) -> Uuid {
+    Uuid::new_v5(&activity_stream_id(plugin), target.as_bytes())
+}
+
+/// The id of the task a plugin creates under `origin_key`: the same plugin
+/// and key always name the same task stream, so a second create with the
+/// key finds the stream taken instead of making a duplicate.
+pub fn origin_task_id(plugin: &str, origin_key: &str) -> Uuid {
+    Uuid::new_v5(
+        &plugin_id(plugin),
+        format!("task-origin:{origin_key}").as_bytes(),
+    )
+}
+
+/// Stream type of a plugin wakeup (one stream per wakeup).
+pub const WAKEUP_STREAM_TYPE: &str = "plugin_wakeup";
+
+/// A durable callback a plugin scheduled (`paca.wakeup_schedule`). Version
+/// 1 is the schedule; whichever of fired or cancelled is appended at
+/// version 2 wins, so a wakeup fires at most once across every node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type")]
+pub enum PluginWakeupEvent {
+    #[serde(rename = "plugin.wakeup_scheduled")]
+    Scheduled {
+        plugin: String,
+        project_id: Uuid,
+        /// The user the callback runs as (permissions re-checked when it
+        /// fires).
+        user_id: Uuid,
+        due_at: chrono::DateTime<chrono::Utc>,
+        payload: Value,
+    },
+    #[serde(rename = "plugin.wakeup_fired")]
+    Fired { plugin: String },
+    #[serde(rename = "plugin.wakeup_cancelled")]
+    Cancelled { plugin: String },
+}
+
+impl DomainEvent for PluginWakeupEvent {
+    const STREAM_TYPE: &'static str = WAKEUP_STREAM_TYPE;
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

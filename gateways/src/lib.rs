@@ -8,6 +8,7 @@ pub mod extract;
 pub mod graphql;
 pub mod mcp;
 pub mod metrics;
+pub mod plugin_api;
 pub mod realtime;
 pub mod rest;
 pub mod storage;
@@ -183,6 +184,12 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// and by in-process tests).
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        if let Some(host) = &state.plugins {
+            // The orchestration host functions run REST's handlers.
+            host.set_core_api(std::sync::Arc::new(plugin_api::PluginCoreApi(
+                state.clone().into_inner(),
+            )));
+        }
         let schema = web::Data::new(graphql::schema(state.clone()));
         cfg.app_data(state)
             .app_data(web::PayloadConfig::new(extract::MAX_JSON_BYTES))

@@ -67,6 +67,10 @@ pub fn topic_allowed(topic: &str) -> Result<(), String> {
 pub struct Core {
     pub pool: PgPool,
     pub store: EventStore,
+    /// The write side (orchestration: permissions from its directory).
+    pub commands: Option<commands::Commands>,
+    /// The gateway's task and document operations, once it is built.
+    pub api: crate::orchestrate::CoreApiSlot,
 }
 
 impl Core {

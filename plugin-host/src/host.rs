@@ -39,6 +39,8 @@ pub struct PluginServices {
     pub name: String,
     pub id: Uuid,
     pub backend: Backend,
+    /// The manifest's top-level `permissions` (orchestration capabilities).
+    pub permissions: Vec<String>,
     pub db: PluginDb,
     pub cache: Arc<dyn Cache>,
     pub fetcher: Arc<Fetcher>,
@@ -131,6 +133,7 @@ fn signatures(name: &str) -> Option<(HostFn, Signatures)> {
         }
         "http_respond" => (noop, vec![(vec![I32, I64, I64], vec![])]),
         "send_email" | "password_set_token_issue" => (unavailable, vec![(vec![I64; 2], vec![I32])]),
+        n if crate::orchestrate::FUNCTIONS.contains(&n) => (noop, vec![in_out()]),
         _ => return None,
     })
 }
@@ -169,6 +172,11 @@ pub fn paca_function(
         "http_request_body" | "http_request_headers" | "http_caller_identity" => {
             Function::new_with_env(store, env, ty, move |mut env: Env, args: &[W]| {
                 request_info(&mut env, &name, args)
+            })
+        }
+        n if crate::orchestrate::FUNCTIONS.contains(&n) => {
+            Function::new_with_env(store, env, ty, move |mut env: Env, args: &[W]| {
+                orchestrate(&mut env, &name, args)
             })
         }
         _ => Function::new_with_env(store, env, ty, move |mut env: Env, args: &[W]| {
@@ -627,6 +635,19 @@ fn core_read(env: &mut Env, name: &str, args: &[W]) -> Result<Vec<W>, RuntimeErr
             .await)
     })
     .unwrap_or_else(|e| json!({"error": e}));
+    respond_bytes(env, args, 2, &json_bytes(&value))
+}
+
+/// The orchestration host functions (`orchestrate.rs`): JSON in, JSON out.
+fn orchestrate(env: &mut Env, name: &str, args: &[W]) -> Result<Vec<W>, RuntimeError> {
+    let call = call_ctx(env)?;
+    let input = read(env, i64_arg(args, 0), i64_arg(args, 1))?;
+    let svc = services(env);
+    let name = name.to_owned();
+    let value = block(env, &call.clone(), async move {
+        Ok(svc.core.orchestrate(&svc, &name, &input, &call).await)
+    })
+    .unwrap_or_else(|e| json!({"error": e, "error_code": "TIMEOUT"}));
     respond_bytes(env, args, 2, &json_bytes(&value))
 }
 

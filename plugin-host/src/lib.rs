@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod host;
 pub mod install;
 pub mod manifest;
+pub mod orchestrate;
 pub mod router;
 pub mod runtime;
 
@@ -33,8 +34,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use commands::{CommandError, Commands};
-use domain::{DomainError, ErrorCode};
-use eventstore::EventStore;
+use domain::{DomainError, DomainEvent, ErrorCode};
+use eventstore::{EventStore, ExpectedVersion, NewEvent, StreamRef};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
@@ -45,6 +46,7 @@ pub use crate::core::Caller;
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::host::{CallContext, PluginServices, RequestInfo};
 use crate::manifest::Manifest;
+pub use crate::orchestrate::{CoreApi, Failure, Op, Target};
 use crate::router::{Matched, Router};
 pub use crate::runtime::{CallError, Limits};
 use crate::runtime::{CompiledModule, Instances};
@@ -278,6 +280,8 @@ impl PluginHost {
             core: crate::core::Core {
                 pool: store.pool().clone(),
                 store,
+                commands: Some(commands.clone()),
+                api: Default::default(),
             },
             cfg,
             commands,
@@ -290,6 +294,12 @@ impl PluginHost {
             shutdown: watch::Sender::new(false),
             serving: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// The gateway's task and document operations for the orchestration
+    /// host functions (first call wins: every worker's app passes the same).
+    pub fn set_core_api(&self, api: Arc<dyn CoreApi>) {
+        let _ = self.core.api.set(api);
     }
 
     pub fn is_serving(&self) -> bool {
@@ -323,6 +333,112 @@ impl PluginHost {
                 host.reconcile().await;
             }
         });
+        // Wakeups: due ones (including those that came due while no server
+        // ran) fire within a second; every node polls, the stream decides.
+        let host = Arc::downgrade(self);
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let Some(host) = host.upgrade() else { return };
+                host.fire_due_wakeups().await;
+            }
+        });
+    }
+
+    /// Claims each due wakeup of a loaded plugin by appending
+    /// `plugin.wakeup_fired` at version 2 (a cancel or another node's claim
+    /// makes that a conflict, so it fires once), then calls `HandleWakeup`
+    /// as the user who scheduled it. A claimed wakeup whose call fails is
+    /// not retried: at most once, as a timer should be.
+    pub async fn fire_due_wakeups(self: &Arc<Self>) {
+        let rows = match sqlx::query(
+            "SELECT id, plugin, project_id, user_id, due_at, payload FROM plugin_wakeups
+             WHERE state = 'scheduled' AND due_at <= now() ORDER BY due_at LIMIT 100",
+        )
+        .fetch_all(self.pool())
+        .await
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, "wakeups: cannot read due wakeups");
+                return;
+            }
+        };
+        for row in rows {
+            let id: Uuid = row.get("id");
+            let name: String = row.get("plugin");
+            let project_id: Uuid = row.get("project_id");
+            let user_id: Uuid = row.get("user_id");
+            let due_at: DateTime<Utc> = row.get("due_at");
+            let payload: Value = row.get("payload");
+            let Some(plugin) = self.plugin(&name) else {
+                continue; // fires when the plugin is loaded again
+            };
+            let Some(instances) = &plugin.instances else {
+                continue;
+            };
+            let caller = orchestrate::wakeup_caller(&self.commands.directory, user_id, project_id);
+            let mut ctx = CallContext {
+                deadline: runtime::deadline(instances.limits()),
+                request: caller.map(|caller| RequestInfo {
+                    caller,
+                    ..Default::default()
+                }),
+                event_id: None,
+            };
+            let event = domain::plugin::PluginWakeupEvent::Fired {
+                plugin: name.clone(),
+            };
+            let claimed = self
+                .store()
+                .append(
+                    StreamRef {
+                        stream_type: domain::plugin::WAKEUP_STREAM_TYPE,
+                        stream_id: id,
+                        project_id: Some(project_id),
+                    },
+                    ExpectedVersion::Exact(1),
+                    vec![NewEvent::new(
+                        event.event_type(),
+                        event.to_payload(),
+                        crate::core::Core::metadata(&name, plugin.id, &ctx),
+                    )],
+                )
+                .await;
+            let fired = match claimed {
+                Ok(result) => result.events.first().map(|e| e.event_id),
+                Err(eventstore::AppendError::VersionConflict { .. }) => continue,
+                Err(error) => {
+                    tracing::warn!(plugin = %name, wakeup = %id, %error, "wakeup claim failed");
+                    continue;
+                }
+            };
+            ctx.event_id = fired;
+            let input = serde_json::to_vec(&json!({
+                "id": id,
+                "payload": payload,
+                "project_id": project_id,
+                "user_id": user_id,
+                "due_at": due_at,
+            }))
+            .unwrap_or_default();
+            match instances
+                .call(move |slot, limits| slot.handle_wakeup(&input, ctx, limits))
+                .await
+            {
+                Ok(true) => tracing::debug!(plugin = %name, wakeup = %id, "wakeup delivered"),
+                Ok(false) => {
+                    tracing::warn!(plugin = %name, wakeup = %id, "plugin has no HandleWakeup export")
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = %name, wakeup = %id, %error, "HandleWakeup failed")
+                }
+            }
+        }
     }
 
     /// Unloads everything (calls `Shutdown`) and stops deliveries.
@@ -465,6 +581,7 @@ impl PluginHost {
                     name: name.to_owned(),
                     id,
                     backend: backend.clone(),
+                    permissions: manifest.permissions.clone(),
                     db,
                     cache: self.cache.clone(),
                     fetcher: self.fetcher.clone(),

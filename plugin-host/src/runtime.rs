@@ -428,6 +428,35 @@ impl Slot {
         result
     }
 
+    /// `HandleWakeup(payloadPtr, payloadLen)`: a wakeup the plugin
+    /// scheduled came due. `Ok(false)` when the module lacks the export.
+    pub fn handle_wakeup(
+        &mut self,
+        payload: &[u8],
+        ctx: CallContext,
+        limits: &Limits,
+    ) -> Result<bool, CallError> {
+        let Ok(handler) = self
+            .instance
+            .exports
+            .get_typed_function::<(i32, i32), ()>(&self.store, "HandleWakeup")
+        else {
+            return Ok(false);
+        };
+        self.begin(ctx, limits);
+        let result = (|| {
+            let (pp, pl) = self.write_input(payload)?;
+            handler
+                .call(&mut self.store, pp, pl)
+                .map_err(|e| self.classify(e))
+        })();
+        if !self.broken {
+            self.reset_allocator();
+        }
+        self.end();
+        result.map(|()| true)
+    }
+
     /// `Shutdown()` on unload, best effort.
     pub fn shutdown(&mut self, limits: &Limits) {
         if let Ok(shutdown) = self

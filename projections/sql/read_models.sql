@@ -136,7 +136,9 @@ CREATE TABLE {schema}.tasks (
     version        BIGINT NOT NULL,
     created_at     TIMESTAMPTZ NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL,
-    deleted_at     TIMESTAMPTZ NULL
+    deleted_at     TIMESTAMPTZ NULL,
+    -- {plugin, key} of a task a plugin created (task_create's origin_key).
+    origin         JSONB NULL
 );
 -- The list's keyset order, and the common filters.
 CREATE INDEX tasks_list_idx ON {schema}.tasks (project_id, created_at, id) WHERE deleted_at IS NULL;
@@ -154,6 +156,8 @@ CREATE TABLE {schema}.task_activities (
     actor_user_id UUID NULL,
     -- Set instead of actor_user_id when an agent acted (X-Agent-ID).
     actor_agent_id UUID NULL,
+    -- The plugin that acted for actor_user_id (orchestration host APIs).
+    actor_plugin  TEXT NULL,
     activity_type TEXT NOT NULL,
     content       JSONB NOT NULL,
     -- The event that recorded this entry (for diffs, reverts, history).
@@ -453,3 +457,31 @@ CREATE TABLE {schema}.notifications (
 );
 CREATE INDEX notifications_recipient_idx ON {schema}.notifications (recipient_user_id, created_at DESC, id DESC);
 CREATE INDEX notifications_unread_idx ON {schema}.notifications (recipient_user_id) WHERE read_at IS NULL;
+
+-- Orchestration summaries a plugin wrote about a task or a project
+-- (`paca.summary_set`); id = v5(plugin activity stream, target).
+CREATE TABLE {schema}.plugin_summaries (
+    id         UUID PRIMARY KEY,
+    plugin     TEXT NOT NULL,
+    project_id UUID NOT NULL,
+    task_id    UUID NULL,
+    summary    JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX plugin_summaries_task_idx ON {schema}.plugin_summaries (task_id) WHERE task_id IS NOT NULL;
+
+-- Plugin wakeups (`paca.wakeup_schedule`): one stream each. The scheduler
+-- reads the due ones; firing is claimed on the stream, not here.
+CREATE TABLE {schema}.plugin_wakeups (
+    id         UUID PRIMARY KEY,
+    plugin     TEXT NOT NULL,
+    project_id UUID NOT NULL,
+    user_id    UUID NOT NULL,
+    due_at     TIMESTAMPTZ NOT NULL,
+    payload    JSONB NOT NULL,
+    -- scheduled, fired, cancelled
+    state      TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX plugin_wakeups_due_idx ON {schema}.plugin_wakeups (due_at) WHERE state = 'scheduled';

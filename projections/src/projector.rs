@@ -10,7 +10,7 @@ use domain::conversation::{ChatSessionEvent, ConversationEvent};
 use domain::doc::{DocEvent, DocFolderEvent};
 use domain::global_role::GlobalRoleEvent;
 use domain::notification::InboxEvent;
-use domain::plugin::{PluginActivityEvent, PluginEvent};
+use domain::plugin::{PluginActivityEvent, PluginEvent, PluginWakeupEvent};
 use domain::project::ProjectEvent;
 use domain::sprint::SprintEvent;
 use domain::task::TaskEvent;
@@ -126,12 +126,21 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
         // Plugins' own `event_emit` topics share this stream; only the
         // activity records are the feed's.
         PluginActivityEvent::STREAM_TYPE => {
-            if let Ok(activity) =
-                PluginActivityEvent::from_stored(&event.event_type, &event.payload)
-            {
-                crate::projector_tasks::plugin_activity(&mut stmts, event, activity);
+            match PluginActivityEvent::from_stored(&event.event_type, &event.payload) {
+                Ok(activity @ PluginActivityEvent::ActivityRecorded { .. }) => {
+                    crate::projector_tasks::plugin_activity(&mut stmts, event, activity);
+                }
+                Ok(summary @ PluginActivityEvent::SummarySet { .. }) => {
+                    crate::projector_plugins::summary(&mut stmts, event, summary);
+                }
+                Err(_) => {}
             }
         }
+        PluginWakeupEvent::STREAM_TYPE => crate::projector_plugins::wakeup(
+            &mut stmts,
+            event,
+            PluginWakeupEvent::from_stored(&event.event_type, &event.payload)?,
+        ),
         InboxEvent::STREAM_TYPE => inbox(
             &mut stmts,
             event,

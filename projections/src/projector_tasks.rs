@@ -22,6 +22,26 @@ fn actor_agent(e: &RecordedEvent) -> Option<Uuid> {
         .and_then(|s| s.parse().ok())
 }
 
+/// The plugin that acted for the user (orchestration host APIs, activity
+/// records): `extra.plugin` of a `plugin` actor.
+fn actor_plugin(e: &RecordedEvent) -> Option<String> {
+    if e.metadata.pointer("/actor/kind").and_then(Value::as_str) != Some("plugin") {
+        return None;
+    }
+    e.metadata
+        .pointer("/extra/plugin")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// `{plugin, key}` of a task a plugin created under an origin key.
+pub fn task_origin(e: &RecordedEvent) -> Option<Value> {
+    e.metadata
+        .pointer("/extra/origin")
+        .filter(|o| o.is_object())
+        .cloned()
+}
+
 /// `paca.activity_record` from a plugin (its own `plugin_activity` stream):
 /// an entry on the named task's activity feed, by the calling user, with
 /// the plugin's type and content as recorded. (`version` is the plugin
@@ -33,13 +53,16 @@ pub fn plugin_activity(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: PluginAc
         activity_type,
         content,
         ..
-    } = event;
+    } = event
+    else {
+        return;
+    };
     stmts.push(
         Stmt::new(
             "INSERT INTO task_activities (id, task_id, project_id, actor_user_id, activity_type,
                                           content, event_id, version, created_at, updated_at,
-                                          actor_agent_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+                                          actor_agent_id, actor_plugin)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
         )
         .arg(e.event_id)
         .arg(task_id)
@@ -50,7 +73,8 @@ pub fn plugin_activity(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: PluginAc
         .arg(e.event_id)
         .arg(e.version)
         .arg(e.recorded_at)
-        .arg(actor_agent(e)),
+        .arg(actor_agent(e))
+        .arg(actor_plugin(e)),
     );
 }
 
@@ -58,8 +82,8 @@ fn activity(e: &RecordedEvent, id: Uuid, activity_type: &str, content: Value) ->
     Stmt::new(
         "INSERT INTO task_activities (id, task_id, project_id, actor_user_id, activity_type,
                                       content, event_id, version, created_at, updated_at,
-                                      actor_agent_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+                                      actor_agent_id, actor_plugin)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
     )
     .arg(id)
     .arg(e.stream_id)
@@ -71,6 +95,7 @@ fn activity(e: &RecordedEvent, id: Uuid, activity_type: &str, content: Value) ->
     .arg(e.version)
     .arg(e.recorded_at)
     .arg(actor_agent(e))
+    .arg(actor_plugin(e))
 }
 
 /// `SET` fragments for the tracked fields of a change list.
@@ -135,9 +160,9 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                     "INSERT INTO tasks (id, project_id, task_number, title, task_type_id, status_id,
                          sprint_id, parent_task_id, description, importance, story_points,
                          assignee_ids, reporter_id, custom_fields, start_date, due_date, tags,
-                         version, created_at, updated_at)
+                         version, created_at, updated_at, origin)
                      VALUES ($1, $2, $3::bigint, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                             $15::date, $16::date, $17, $18, $19, $19)",
+                             $15::date, $16::date, $17, $18, $19, $19, $20)",
                 )
                 .arg(task_id)
                 .arg(e.project_id)
@@ -157,7 +182,8 @@ pub fn statements(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: TaskEvent) {
                 .arg(f.due_date.map(|d| d.to_string()))
                 .arg(serde_json::to_value(&f.tags).unwrap_or_default())
                 .arg(e.version)
-                .arg(at),
+                .arg(at)
+                .arg(Arg::Json(task_origin(e))),
             );
             stmts.push(activity(
                 e,

@@ -53,6 +53,12 @@ pub struct TaskView {
     pub view_group_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `{plugin, key}` when a plugin created the task under an origin key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Value>,
+    /// Plugins' orchestration summaries by plugin name (single-task reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_summaries: Option<Map<String, Value>>,
     #[serde(skip)]
     pub deleted: bool,
 }
@@ -67,7 +73,7 @@ fn date_rfc3339<S: serde::Serializer>(date: &Option<NaiveDate>, s: S) -> Result<
 
 const TASK_COLUMNS: &str = "id, project_id, task_number, title, task_type_id, status_id, sprint_id, \
     parent_task_id, description, importance, story_points, assignee_ids, reporter_id, \
-    custom_fields, start_date, due_date, tags, version, created_at, updated_at, deleted_at";
+    custom_fields, start_date, due_date, tags, version, created_at, updated_at, deleted_at, origin";
 
 fn task_from_row(r: &PgRow) -> TaskView {
     let assignee_ids: Vec<Uuid> = serde_json::from_value(r.get("assignee_ids")).unwrap_or_default();
@@ -98,6 +104,8 @@ fn task_from_row(r: &PgRow) -> TaskView {
         view_group_key: None,
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
+        origin: r.get("origin"),
+        plugin_summaries: None,
         deleted: r.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some(),
     }
 }
@@ -308,6 +316,9 @@ pub struct ActivityView {
     pub actor_username: String,
     /// `human` or `agent` (null when the actor is unknown or gone).
     pub actor_member_type: Option<String>,
+    /// The plugin that acted for the actor (orchestration host APIs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_plugin: Option<String>,
     pub activity_type: String,
     pub content: Value,
     pub created_at: DateTime<Utc>,
@@ -323,7 +334,7 @@ const ACTIVITY_SELECT: &str = "SELECT a.id, a.task_id, m.id AS actor_id, a.actor
         COALESCE(u.username, ag.handle, '') AS actor_username,
         CASE WHEN a.actor_agent_id IS NOT NULL THEN 'agent'
              WHEN a.actor_user_id IS NOT NULL THEN 'human' END AS actor_member_type,
-        a.activity_type, a.content, a.event_id, a.created_at, a.updated_at
+        a.actor_plugin, a.activity_type, a.content, a.event_id, a.created_at, a.updated_at
      FROM task_activities a
      LEFT JOIN users u ON u.id = a.actor_user_id
      LEFT JOIN agents ag ON ag.id = a.actor_agent_id
@@ -339,6 +350,7 @@ fn activity_from_row(r: &PgRow) -> ActivityView {
         actor_name: r.get("actor_name"),
         actor_username: r.get("actor_username"),
         actor_member_type: r.get("actor_member_type"),
+        actor_plugin: r.get("actor_plugin"),
         activity_type: r.get("activity_type"),
         content: r.get("content"),
         event_id: r.get("event_id"),
@@ -440,6 +452,8 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
         view_group_key: None,
         created_at: first.recorded_at,
         updated_at,
+        origin: crate::projector_tasks::task_origin(first),
+        plugin_summaries: None,
         deleted: task.deleted,
     })
 }
@@ -513,5 +527,22 @@ pub async fn task_links(pool: &PgPool, task_id: Uuid) -> Result<Vec<TaskLinkView
                 created_at: r.get("created_at"),
             }
         })
+        .collect())
+}
+
+/// Plugins' summaries of a task, by plugin name.
+pub async fn plugin_summaries(
+    pool: &PgPool,
+    task_id: Uuid,
+) -> Result<Map<String, Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT plugin, summary FROM plugin_summaries WHERE task_id = $1 ORDER BY plugin",
+    )
+    .bind(task_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<String, _>("plugin"), r.get::<Value, _>("summary")))
         .collect())
 }

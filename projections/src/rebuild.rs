@@ -48,6 +48,8 @@ pub const TABLES: &[&str] = &[
     "doc_files",
     "task_attachments",
     "notifications",
+    "plugin_summaries",
+    "plugin_wakeups",
 ];
 const DDL: &str = include_str!("../sql/read_models.sql");
 

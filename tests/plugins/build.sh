@@ -25,3 +25,4 @@ build() { # name source-dir version
 build probe "$HERE/probe" 1.0.0
 build probe-1.1.0 "$HERE/probe" 1.1.0
 build hostile "$HERE/hostile" 1.0.0
+build orchestration "$HERE/orchestration" 1.0.0

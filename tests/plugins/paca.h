@@ -40,6 +40,23 @@ IMPORT("http_request_headers") void http_request_headers(i64, i64);
 IMPORT("http_caller_identity") void http_caller_identity(i64, i64);
 IMPORT("http_respond") void http_respond(int32_t, i64, i64);
 
+/* Orchestration: core writes as the calling user (the request's, or inside
+ * HandleWakeup the user who scheduled the wakeup). Each takes a JSON input
+ * (inP, inL) and writes the pointer/length of a JSON answer to (outP, outL);
+ * a failure answers {"error": "...", "error_code": "FORBIDDEN" | ...}. A
+ * module imports only the functions it calls. */
+IMPORT("task_create") void task_create(i64, i64, i64, i64);
+IMPORT("task_update") void task_update(i64, i64, i64, i64);
+IMPORT("task_comment") void task_comment(i64, i64, i64, i64);
+IMPORT("task_link") void task_link(i64, i64, i64, i64);
+IMPORT("docs_list") void docs_list(i64, i64, i64, i64);
+IMPORT("doc_get") void doc_get(i64, i64, i64, i64);
+IMPORT("doc_create") void doc_create(i64, i64, i64, i64);
+IMPORT("doc_update") void doc_update(i64, i64, i64, i64);
+IMPORT("wakeup_schedule") void wakeup_schedule(i64, i64, i64, i64);
+IMPORT("wakeup_cancel") void wakeup_cancel(i64, i64, i64, i64);
+IMPORT("summary_set") void summary_set(i64, i64, i64, i64);
+
 EXPORT("paca_malloc") void *paca_malloc(int32_t n) { return malloc(n > 0 ? (size_t)n : 1); }
 EXPORT("paca_free") void paca_free(void *p) { free(p); }
 

@@ -250,24 +250,38 @@ pub async fn create(
     body: Json<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
-    let body = body.into_inner();
-    let title = body
-        .title
-        .ok_or_else(|| ApiError::new(ErrorCode::DOC_TITLE_INVALID, "title is required"))?;
+    let new = body.into_inner().into_new()?;
     let id = state
         .commands
-        .create_doc(
-            &principal.metadata(),
-            project_id,
-            NewDoc {
-                title,
-                folder_id: body.folder_id,
-                content: body.content.filter(|c| !c.is_null()),
-                position: body.position,
-            },
-        )
+        .create_doc(&principal.metadata(), project_id, new)
         .await?;
     created(live_doc(&state, project_id, id).await?)
+}
+
+impl CreateBody {
+    /// The command's input (shared with the plugin host's `doc_create`).
+    pub(crate) fn into_new(self) -> ApiResult<NewDoc> {
+        let title = self
+            .title
+            .ok_or_else(|| ApiError::new(ErrorCode::DOC_TITLE_INVALID, "title is required"))?;
+        Ok(NewDoc {
+            title,
+            folder_id: self.folder_id,
+            content: self.content.filter(|c| !c.is_null()),
+            position: self.position,
+        })
+    }
+}
+
+impl PatchBody {
+    pub(crate) fn into_patch(self) -> DocPatch {
+        DocPatch {
+            title: self.title,
+            content: self.content,
+            folder_id: self.folder_id,
+            position: self.position,
+        }
+    }
 }
 
 pub async fn get(
@@ -296,19 +310,13 @@ pub async fn patch(
     body: Json<PatchBody>,
 ) -> ApiResult<HttpResponse> {
     let (project_id, doc_id) = path.into_inner();
-    let body = body.into_inner();
     state
         .commands
         .update_doc(
             &principal.metadata(),
             project_id,
             doc_id,
-            DocPatch {
-                title: body.title,
-                content: body.content,
-                folder_id: body.folder_id,
-                position: body.position,
-            },
+            body.into_inner().into_patch(),
         )
         .await?;
     ok(live_doc(&state, project_id, doc_id).await?)

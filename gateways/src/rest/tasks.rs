@@ -162,10 +162,9 @@ pub async fn get(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let Some(as_of) = query.into_inner().as_of else {
-        return task_response(
-            actix_web::http::StatusCode::OK,
-            live_task(&state, project_id, task_id).await?,
-        );
+        let mut task = live_task(&state, project_id, task_id).await?;
+        task.plugin_summaries = Some(q::plugin_summaries(&state.pool, task_id).await?);
+        return task_response(actix_web::http::StatusCode::OK, task);
     };
     let as_of = AsOf::parse(&as_of)
         .filter(|a| *a != AsOf::Version(0))
