@@ -176,6 +176,11 @@ else
 fi
 export PACA_TEST_PLUGINS="$ROOT/target/test-plugins"
 bash tests/plugins/build.sh "$PACA_TEST_PLUGINS" || die "building the test plugins failed"
+bash plugins/github/package.sh "$PACA_TEST_PLUGINS/github-package" || die "packaging the GitHub plugin failed"
+# The plugin's own crypto (SHA-256, HMAC, AES-256-GCM) against known vectors, natively.
+clang -O2 -Wall -Werror -o "$ROOT/target/github-crypto-test" plugins/github/test/crypto_test.c \
+    plugins/github/backend/crypto.c && "$ROOT/target/github-crypto-test" > /dev/null \
+    || die "the GitHub plugin's crypto failed its known-answer vectors"
 
 # ---------------------------------------------------------------------------
 section "Python environment (target/pyenv)"

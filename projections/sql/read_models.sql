@@ -407,7 +407,9 @@ CREATE TABLE {schema}.doc_activities (
     version        BIGINT NOT NULL,
     created_at     TIMESTAMPTZ NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL,
-    deleted_at     TIMESTAMPTZ NULL
+    deleted_at     TIMESTAMPTZ NULL,
+    -- The plugin that acted for actor_user_id (orchestration host APIs).
+    actor_plugin   TEXT NULL
 );
 CREATE INDEX doc_activities_doc_idx ON {schema}.doc_activities (document_id, created_at, id);
 

@@ -28,8 +28,8 @@ fn activity(
     Stmt::new(
         "INSERT INTO doc_activities (id, document_id, folder_id, project_id, actor_user_id,
                                      actor_agent_id, activity_type, content, event_id, version,
-                                     created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                                     created_at, updated_at, actor_plugin)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
     )
     .arg(id)
     .arg(document_id)
@@ -42,6 +42,7 @@ fn activity(
     .arg(e.event_id)
     .arg(e.version)
     .arg(e.recorded_at)
+    .arg(crate::projector_tasks::actor_plugin(e))
 }
 
 /// The first version of a document.

@@ -24,7 +24,7 @@ fn actor_agent(e: &RecordedEvent) -> Option<Uuid> {
 
 /// The plugin that acted for the user (orchestration host APIs, activity
 /// records): `extra.plugin` of a `plugin` actor.
-fn actor_plugin(e: &RecordedEvent) -> Option<String> {
+pub(crate) fn actor_plugin(e: &RecordedEvent) -> Option<String> {
     if e.metadata.pointer("/actor/kind").and_then(Value::as_str) != Some("plugin") {
         return None;
     }

@@ -214,6 +214,9 @@ pub struct DocActivityView {
     pub actor_name: String,
     pub actor_username: String,
     pub actor_member_type: Option<String>,
+    /// The plugin that acted for the actor (orchestration host APIs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_plugin: Option<String>,
     pub activity_type: String,
     pub content: Value,
     pub created_at: DateTime<Utc>,
@@ -225,7 +228,7 @@ const ACTIVITY_SELECT: &str = "SELECT a.id, a.document_id, m.id AS actor_id,
         COALESCE(u.username, ag.handle, '') AS actor_username,
         CASE WHEN a.actor_agent_id IS NOT NULL THEN 'agent'
              WHEN a.actor_user_id IS NOT NULL THEN 'human' END AS actor_member_type,
-        a.activity_type, a.content, a.created_at, a.updated_at
+        a.actor_plugin, a.activity_type, a.content, a.created_at, a.updated_at
      FROM doc_activities a
      LEFT JOIN users u ON u.id = a.actor_user_id
      LEFT JOIN agents ag ON ag.id = a.actor_agent_id
@@ -240,6 +243,7 @@ fn activity_from_row(r: &PgRow) -> DocActivityView {
         actor_name: r.get("actor_name"),
         actor_username: r.get("actor_username"),
         actor_member_type: r.get("actor_member_type"),
+        actor_plugin: r.get("actor_plugin"),
         activity_type: r.get("activity_type"),
         content: r.get("content"),
         created_at: r.get("created_at"),

@@ -250,6 +250,9 @@ def test_smoke_creates_one_child_and_its_comment_link_doc_and_summary(osrv, worl
         doc = ok(admin.get(P(pid, f"/docs/{run['doc_id']}")))
         assert doc["title"] == f"Smoke doc {key} (updated)" == run["doc_title"], doc
         assert "updated by the orchestration smoke" in json.dumps(doc["content"]), doc
+    # the document's feed names the plugin beside the user who called it.
+    feed = items(admin.get(P(pid, f"/docs/{a['doc_id']}/activities")))
+    assert feed and all(e.get("actor_plugin") == ORCH for e in feed), feed
     listed = items(admin.get(P(pid, "/docs")))
     assert {a["doc_id"], b["doc_id"]} <= {d["id"] for d in listed}
     assert a["docs_count"] >= 1 and b["docs_count"] == a["docs_count"] + 1, (a, b)
