@@ -44,12 +44,24 @@ fn dir(name: &str, default: PathBuf) -> PathBuf {
 /// `config_get` values: `ENCRYPTION_KEY`, `PUBLIC_URL`, and every
 /// `PACA_PLUGIN_CONFIG_<KEY>` as `<KEY>` (never arbitrary environment
 /// variables: a manifest allowing `DATABASE_URL` must not get it).
-fn config_values() -> BTreeMap<String, String> {
+/// `ENCRYPTION_KEY` is the server's own (the environment's, else the one
+/// generated in the data directory), so a zero-configuration server gives
+/// plugins such as GitHub a stable key too.
+fn config_values(config: &Config) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
-    for key in ["ENCRYPTION_KEY", "PUBLIC_URL"] {
-        if let Some(v) = var(key) {
-            values.insert(key.to_owned(), v);
+    match crate::config::secret(
+        crate::config::ENCRYPTION_KEY,
+        &config.data_dir,
+        "encryption_key",
+        || crate::config::random_hex(32),
+    ) {
+        Ok((key, _)) => {
+            values.insert(crate::config::ENCRYPTION_KEY.to_owned(), key);
         }
+        Err(error) => tracing::warn!(%error, "no ENCRYPTION_KEY for plugins"),
+    }
+    if let Some(v) = var("PUBLIC_URL") {
+        values.insert("PUBLIC_URL".to_owned(), v);
     }
     for (key, value) in std::env::vars() {
         if let Some(name) = key.strip_prefix("PACA_PLUGIN_CONFIG_")
@@ -78,7 +90,7 @@ pub fn host_config(config: &Config, db_secret: &str) -> Result<HostConfig> {
     cfg.limits.max_response_bytes =
         number("PLUGINS_MAX_RESPONSE_BYTES", cfg.limits.max_response_bytes)?;
     cfg.db_secret = db_secret.as_bytes().to_vec();
-    cfg.config_values = config_values();
+    cfg.config_values = config_values(config);
     cfg.redis_url = var("REDIS_URL");
     // Test-only: let plugins and the marketplace reach a loopback TLS
     // stand-in. Never set in production.

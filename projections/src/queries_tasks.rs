@@ -546,3 +546,21 @@ pub async fn plugin_summaries(
         .map(|r| (r.get::<String, _>("plugin"), r.get::<Value, _>("summary")))
         .collect())
 }
+
+/// Plugins' summaries of a project itself (no task), by plugin name.
+pub async fn plugin_summaries_of_project(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Map<String, Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT plugin, summary FROM plugin_summaries
+         WHERE project_id = $1 AND task_id IS NULL ORDER BY plugin",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<String, _>("plugin"), r.get::<Value, _>("summary")))
+        .collect())
+}

@@ -259,6 +259,10 @@ def test_smoke_creates_one_child_and_its_comment_link_doc_and_summary(osrv, worl
 
     # summary_set on the parent; no wakeup asked for.
     assert get_task(admin, pid, world.parent)["plugin_summaries"][ORCH] == {"child": child, "key": key}
+    # the project's own summary (summary_set without task_id) is on the project.
+    assert ok(admin.get(P(pid, "")))["plugin_summaries"][ORCH] == {"last_key": key}
+    # a task no plugin summarised answers exactly as before (no key at all).
+    assert "plugin_summaries" not in get_task(admin, pid, child)
     assert a["wakeup_id"] is None and b["wakeup_id"] is None
     # Its own tables, joined: one run recorded per call.
     assert (a["runs"], b["runs"]) == (1, 2), (a, b)

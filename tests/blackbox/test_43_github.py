@@ -44,7 +44,8 @@ from test_40_plugins import Catalog, events_of, wait_for
 GH = "com.paca.github"
 SCHEMA = "plugin_data_com_paca_github"
 PUBLIC_URL = "https://paca.example.test"
-KEY_HEX = "8f1c5a7e2b9d4c3f6a0e1d2b7c8f9a4e5d6c3b2a1f0e9d8c7b6a5f4e3d2c1b0a"
+# The server's ENCRYPTION_KEY (read from its data directory by the fixture).
+KEY: dict[str, str] = {}
 GOOD_TOKEN = "ghp_paca_test_token_0123456789abcdef"
 OWNER, REPO = "octo", "hello"
 FULL = f"{OWNER}/{REPO}"
@@ -198,7 +199,7 @@ def decrypt(blob_b64: str) -> bytes:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     blob = base64.b64decode(blob_b64)
-    return AESGCM(bytes.fromhex(KEY_HEX)).decrypt(blob[:12], blob[12:], GH.encode())
+    return AESGCM(bytes.fromhex(KEY["hex"])).decrypt(blob[:12], blob[12:], GH.encode())
 
 
 def webhook(srv, event: str, payload: dict, secret: str | None, signature: str | None = None):
@@ -246,7 +247,8 @@ def gsrv(catalog, github):
             # TEST-ONLY settings: allow the loopback TLS stand-ins.
             "PACA_TEST_FETCH_ALLOW_LOOPBACK": "1",
             "PACA_TEST_FETCH_CA_FILE": str(catalog.ca),
-            "PACA_PLUGIN_CONFIG_ENCRYPTION_KEY": KEY_HEX,
+            # No ENCRYPTION_KEY: the plugin gets the key the server generated
+            # in its data directory (zero configuration).
             "PACA_PLUGIN_CONFIG_PUBLIC_URL": PUBLIC_URL,
             "PACA_PLUGIN_CONFIG_GITHUB_API_URL": github.url,
             "PLUGINS_CALL_TIMEOUT": "15s",
@@ -254,6 +256,8 @@ def gsrv(catalog, github):
     )
     try:
         srv.start()
+        KEY["hex"] = (Path(srv.data_dir) / "encryption_key").read_text().strip()
+        assert len(KEY["hex"]) == 64, "the server generates a 32-byte ENCRYPTION_KEY"
         publish(catalog, pkg)
         data = ok(srv.admin().post("/admin/plugins/marketplace/install", json={"name": GH}), 201)
         assert data["name"] == GH and data["enabled"] is True, data
@@ -554,12 +558,13 @@ def test_crypto_known_vectors(tmp_path):
 
 @pytest.fixture(scope="module")
 def bare_srv(github, catalog):
-    """A server with neither ENCRYPTION_KEY nor PUBLIC_URL; the packaged
-    directory installed with the CLI."""
+    """A server with an invalid ENCRYPTION_KEY and no PUBLIC_URL; the
+    packaged directory installed with the CLI."""
     pkg = package()
     srv, dbname = _make_server(
         "github-bare",
         extra_env={
+            "ENCRYPTION_KEY": "not-a-key",
             "PACA_TEST_FETCH_ALLOW_LOOPBACK": "1",
             "PACA_TEST_FETCH_CA_FILE": str(catalog.ca),
             "PACA_PLUGIN_CONFIG_GITHUB_API_URL": github.url,

@@ -71,9 +71,20 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    ok(queries::project(&state.pool, id)
+    let project = queries::project(&state.pool, id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::PROJECT_NOT_FOUND, "project not found"))?)
+        .ok_or_else(|| ApiError::new(ErrorCode::PROJECT_NOT_FOUND, "project not found"))?;
+    // Plugins' orchestration summaries of the project, when there are any
+    // (the response is otherwise what PATCH answers).
+    let summaries =
+        projections::queries_tasks::plugin_summaries_of_project(&state.pool, id).await?;
+    match serde_json::to_value(&project) {
+        Ok(Value::Object(mut map)) if !summaries.is_empty() => {
+            map.insert("plugin_summaries".into(), Value::Object(summaries));
+            ok(Value::Object(map))
+        }
+        _ => ok(project),
+    }
 }
 
 #[derive(Deserialize)]

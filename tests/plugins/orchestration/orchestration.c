@@ -390,6 +390,12 @@ static i64 smoke(const char *task_id, const char *body) {
     puts_(&b, "}}");
     a = keep(call(summary_set, done(&b)));
     if (failed(a)) return step_failed("summary_set", a);
+    /* ... and of the project (no task_id). */
+    b = (buf_t){0};
+    puts_(&b, "{\"summary\":{\"last_key\":"); put_str(&b, key);
+    puts_(&b, "}}");
+    a = keep(call(summary_set, done(&b)));
+    if (failed(a)) return step_failed("summary_set", a);
 
     /* A wakeup, when asked for. */
     char *wakeup_id = NULL;
