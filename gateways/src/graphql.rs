@@ -410,11 +410,31 @@ impl Project {
         })
     }
 
-    /// Project documents: served once the documents feature is on this
-    /// build; `null` until then.
-    async fn docs(&self, ctx: &Context<'_>) -> GqlResult<Option<Json<Value>>> {
+    /// Project documents, as `GET /projects/:id/docs` lists them (without
+    /// content); `folderId` is a folder's id or `root` for the top level.
+    async fn docs(&self, ctx: &Context<'_>, folder_id: Option<String>) -> GqlResult<Json<Value>> {
         allow(ctx, self.id, perms::DOCS_READ).await?;
-        Ok(None)
+        let folder = match folder_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("root" | "null") => Some(None),
+            Some(raw) => Some(Some(uuid(&ID::from(raw), "folderId")?)),
+        };
+        to_json(
+            projections::queries_docs::docs(&state(ctx).pool, self.id, folder)
+                .await
+                .gql()?,
+        )
+    }
+
+    /// One document with its content (`GET /projects/:id/docs/:docId`).
+    async fn doc(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Json<Value>> {
+        allow(ctx, self.id, perms::DOCS_READ).await?;
+        let doc_id = uuid(&id, "id")?;
+        to_json(
+            crate::rest::docs::live_doc(state(ctx), self.id, doc_id)
+                .await
+                .gql()?,
+        )
     }
 }
 

@@ -179,3 +179,29 @@ def test_subscriptions(server, admin, admin_id, project, make_user):
         got("events", "task.comment.added", lambda p: p["task_id"] == t["id"])
         n = got("mine", "notification.created", lambda p: p["task_id"] == t["id"])
         assert n["data"]["data"]["notifications"]["payload"]["recipient_user_id"] == member.id
+
+
+def test_project_docs_and_doc(server, admin, project, make_user):
+    """`Project.docs` lists what REST lists (root and by folder) and
+    `Project.doc` reads one with its content; both need docs.read."""
+    pid = project["id"]
+    folder = ok(admin.post(P(pid, "/docs/folders"), json={"name": "GQL folder"}), 201)
+    top = ok(admin.post(P(pid, "/docs"), json={"title": "GQL top", "content": [{"type": "paragraph"}]}), 201)
+    inner = ok(admin.post(P(pid, "/docs"), json={"title": "GQL inner", "folder_id": folder["id"]}), 201)
+    q = """query($p: ID!, $f: String, $d: ID!) { project(id: $p) {
+             all: docs  root: docs(folderId: "root")  inFolder: docs(folderId: $f)  doc(id: $d) } }"""
+    got = data(admin, q, {"p": pid, "f": folder["id"], "d": top["id"]})["project"]
+    rest_all = ok(admin.get(P(pid, "/docs")))["items"]
+    assert got["all"] == rest_all and {top["id"], inner["id"]} <= {d["id"] for d in got["all"]}
+    assert top["id"] in {d["id"] for d in got["root"]} and inner["id"] not in {d["id"] for d in got["root"]}
+    assert [d["id"] for d in got["inFolder"]] == [inner["id"]]
+    assert got["doc"] == ok(admin.get(P(pid, f"/docs/{top['id']}")))
+    # an unknown document and a bad folder id are the REST errors.
+    body = gql(admin, "query($p: ID!) { project(id: $p) { doc(id: \"00000000-0000-0000-0000-000000000000\") } }",
+               {"p": pid})
+    assert error_code(body) == "DOC_NOT_FOUND"
+    body = gql(admin, "query($p: ID!) { project(id: $p) { docs(folderId: \"nope\") } }", {"p": pid})
+    assert error_code(body) == "BAD_REQUEST"
+    outsider = make_user(prefix="gqdoc")
+    body = gql(outsider.client, "query($p: ID!) { project(id: $p) { docs } }", {"p": pid})
+    assert error_code(body) == "FORBIDDEN"
