@@ -7,6 +7,8 @@
 //   {"op":"emit","name":"a","event":"join","data":{"projectId":"..."},"ack":true}
 //     (with "ack", waits for the server's acknowledgement and reports it)
 //   {"op":"close","name":"a"}
+//   {"op":"drop","name":"a"}   (closes the transport under the socket, as a
+//     lost network does: socket.io-client reconnects and tries to recover)
 //   {"op":"gql","name":"g","url":"ws://127.0.0.1:1234/api/graphql","token":"<jwt>",
 //    "query":"subscription { ... }","variables":{}}
 //
@@ -44,11 +46,14 @@ function sio(cmd) {
   if (Object.keys(headers).length) opts.extraHeaders = headers;
   const socket = io(cmd.url, opts);
   clients.set(cmd.name, socket);
-  socket.on("connect", () => out({ name: cmd.name, kind: "connected", id: socket.id }));
+  socket.on("connect", () =>
+    out({ name: cmd.name, kind: "connected", id: socket.id, recovered: socket.recovered === true }));
   socket.on("connect_error", (e) => out({ name: cmd.name, kind: "connect_error", message: String(e && e.message) }));
   socket.on("disconnect", (reason) => out({ name: cmd.name, kind: "disconnect", reason }));
-  socket.on("event", (data) => out({ name: cmd.name, kind: "event", data, t: Date.now() }));
-  socket.on("notification", (data) => out({ name: cmd.name, kind: "notification", data, t: Date.now() }));
+  // The second argument is the message's offset (connection-state recovery).
+  socket.on("event", (data, offset) => out({ name: cmd.name, kind: "event", data, offset, t: Date.now() }));
+  socket.on("notification", (data, offset) =>
+    out({ name: cmd.name, kind: "notification", data, offset, t: Date.now() }));
 }
 
 function gql(cmd) {
@@ -105,6 +110,9 @@ rl.on("line", (line) => {
       else if (c && c.dispose) c.dispose();
       clients.delete(cmd.name);
       out({ name: cmd.name, kind: "ack", op: "close" });
+    } else if (cmd.op === "drop") {
+      clients.get(cmd.name).io.engine.close();
+      out({ name: cmd.name, kind: "ack", op: "drop" });
     } else if (cmd.op === "ping") out({ kind: "pong" });
   } catch (e) {
     out({ name: cmd.name, kind: "driver_error", message: String(e && e.stack) });

@@ -114,6 +114,86 @@ def test_member_receives_task_and_comment_events_non_member_nothing(server, admi
     assert rt.events("outsider") == [], "a non-member must receive nothing"
 
 
+def _connected(rt, name: str) -> list[dict]:
+    return rt.received(name, "connected")
+
+
+def _drop_and_wait_reconnect(rt, name: str) -> dict:
+    """Closes the transport under the socket (a lost network); socket.io
+    -client reconnects by itself and tries to recover its session."""
+    before = len(_connected(rt, name))
+    rt.send(op="drop", name=name)
+    rt.wait_for(lambda m: m.get("name") == name and m.get("kind") == "disconnect", what=f"{name} to drop")
+    rt.wait_for(lambda m: len(_connected(rt, name)) > before, timeout=15, what=f"{name} to reconnect")
+    return _connected(rt, name)[-1]
+
+
+def test_connection_state_recovery_replays_what_a_dropped_socket_missed(server, admin, project, make_user, rt):
+    """Seed page 17: connection-state recovery (2-minute window). The socket
+    comes back `recovered`, still in its project rooms without a new `join`,
+    and receives, in log order and before anything newer, every message it
+    missed while away; each message carries its log offset."""
+    pid = project["id"]
+    viewer = make_user(prefix="rtrecover")
+    add_member(admin, pid, viewer.id, "Viewer")
+    assert rt.sio("r", server.base, token=token_of(viewer.client))["recovered"] is False
+    assert rt.emit("r", "join", {"projectId": pid}) == {"tasks": True, "docs": True}
+    t = create_task(admin, pid, "Before the drop")
+    rt.wait_event("r", "task.created", lambda p: p["task_id"] == t["id"])
+    first = [m for m in rt.received("r", "event")][-1]
+    assert isinstance(first.get("offset"), str) and "." in first["offset"], first
+
+    # Away: the transport is closed; the server notices at once (the pipe
+    # closes), and changes land while the client waits to reconnect.
+    rt.send(op="drop", name="r")
+    rt.wait_for(lambda m: m.get("name") == "r" and m.get("kind") == "disconnect", what="r to drop")
+    missed = [patch_task(admin, pid, t["id"], {"title": f"While away {i}"}) for i in range(3)]
+    c = ok(admin.post(P(pid, f"/tasks/{t['id']}/activities/comments"), json={"content": blocks("missed it")}), 201)
+    rt.wait_for(lambda m: len(_connected(rt, "r")) > 1, timeout=15, what="r to reconnect")
+    again = _connected(rt, "r")[-1]
+    assert again["recovered"] is True, again
+    for i in range(3):
+        rt.wait_event("r", "task.updated", lambda p, i=i: f"While away {i}" in p["content"])
+    rt.wait_event("r", "task.comment.added", lambda p: p["id"] == c["id"])
+    got = [m for m in rt.received("r", "event") if m["data"]["payload"].get("task_id") == t["id"]]
+    away = [m["data"]["payload"]["content"] for m in got
+            if m["data"]["type"] == "task.updated" and "While away" in m["data"]["payload"]["content"]]
+    # in order; a change committed during the reconnect may come twice.
+    # (the content names old and new title: the newest number is the change's)
+    firsts = [max(i for i in range(3) if f"While away {i}" in x) for x in away]
+    assert sorted(set(firsts)) == [0, 1, 2] and firsts == sorted(firsts), away
+    offsets = [tuple(int(x) for x in m["offset"].split(".")) for m in got]
+    assert offsets == sorted(offsets), "replayed and live messages arrive in log order"
+    assert len(missed) == 3
+
+    # Still in the room without a new join: live events keep coming.
+    patch_task(admin, pid, t["id"], {"title": "After recovery"})
+    rt.wait_event("r", "task.updated", lambda p: "After recovery" in p["content"])
+
+
+def test_recovery_needs_the_same_user_and_a_live_session(server, admin, project, make_user, rt):
+    """A deliberate disconnect ends the session: the next connection of the
+    same client starts fresh (not recovered, no rooms); and a pid is no key
+    to someone else's rooms."""
+    pid = project["id"]
+    viewer = make_user(prefix="rtrecover2")
+    membership = add_member(admin, pid, viewer.id, "Viewer")
+    assert rt.sio("a", server.base, token=token_of(viewer.client))["kind"] == "connected"
+    assert rt.emit("a", "join", {"projectId": pid}) == {"tasks": True, "docs": True}
+    # A dropped socket recovers even before it received any event.
+    assert _drop_and_wait_reconnect(rt, "a")["recovered"] is True
+    t = create_task(admin, pid, "Seen after recovery")
+    rt.wait_event("a", "task.created", lambda p: p["task_id"] == t["id"])
+    # Removed from the project while away: recovered, but not back in its room.
+    rt.send(op="drop", name="a")
+    rt.wait_for(lambda m: m.get("name") == "a" and m.get("kind") == "disconnect", what="a to drop")
+    ok(admin.delete(P(pid, f"/members/{membership['id']}")))
+    rt.wait_for(lambda m: len(_connected(rt, "a")) > 2, timeout=15, what="a to reconnect")
+    hidden = create_task(admin, pid, "Not for a former member")
+    time.sleep(QUIET)
+    assert not [e for e in rt.events("a") if e["payload"].get("task_id") == hidden["id"]]
+
+
 def test_public_project_and_leave(server, admin, make_project, make_user, rt):
     pid = make_project(is_public=True)["id"]
     reader = make_user(prefix="rtreader")

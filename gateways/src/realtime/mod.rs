@@ -4,6 +4,7 @@
 //! rooms and GraphQL subscriptions.
 
 pub mod bus;
+pub mod recovery;
 pub mod relay;
 pub mod socketio;
 
@@ -32,6 +33,11 @@ pub struct Message {
     /// messages from other publishers. Not sent to clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The source event's log position (`<tx_id>.<global_position>`), sent
+    /// to Socket.IO clients as the event's last argument: the offset
+    /// connection-state recovery resumes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
 }
 
 impl Message {
@@ -200,10 +206,15 @@ impl Hub {
         };
         // `of` rather than `to`: after `close()` (shutdown) the namespace
         // is gone and `to` would panic.
-        if let Some(ns) = self.io.of("/")
-            && let Err(error) = ns.to(room.name()).emit(event, &message.wire()).await
-        {
-            tracing::debug!(%error, "socket.io emit failed");
+        if let Some(ns) = self.io.of("/") {
+            let to = ns.to(room.name());
+            let sent = match &message.offset {
+                Some(offset) => to.emit(event, &(message.wire(), offset)).await,
+                None => to.emit(event, &message.wire()).await,
+            };
+            if let Err(error) = sent {
+                tracing::debug!(%error, "socket.io emit failed");
+            }
         }
         let _ = self.events.send(Arc::new(message));
     }

@@ -120,6 +120,7 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
             kind: kind.to_owned(),
             payload,
             id: Some(id),
+            offset: Some(super::recovery::offset_of(event)),
         });
     };
     match event.stream_type.as_str() {
@@ -379,6 +380,7 @@ fn inbox(event: &RecordedEvent) -> Vec<Message> {
         kind: kind.to_owned(),
         payload,
         id: Some(format!("{}:0", event.event_id)),
+        offset: Some(super::recovery::offset_of(event)),
     }]
 }
 

@@ -33,9 +33,11 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, Extension, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::service::SocketIoService;
+use socketioxide::socket::DisconnectReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::recovery;
 use crate::AppState;
 
 pub type Service = SocketIoService<NotFound>;
@@ -183,14 +185,17 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .build_with_inner_svc(NotFound);
+    let sessions = recovery::Sessions::default();
     let auth_commands = commands.clone();
+    let auth_sessions = sessions.clone();
     let auth = move |s: SocketRef, TryData(auth): TryData<Value>| {
         let commands = auth_commands.upgrade();
+        let sessions = auth_sessions.clone();
         async move {
             let commands = commands.ok_or(Refused)?;
-            let token = auth
-                .ok()
-                .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned))
+            let auth = auth.ok().unwrap_or(Value::Null);
+            let field = |name: &str| auth.get(name).and_then(Value::as_str).map(str::to_owned);
+            let token = field("token")
                 .filter(|t| !t.is_empty())
                 .or_else(|| cookie_token(&s.req_parts().headers));
             let token = token.ok_or(Refused)?;
@@ -198,6 +203,20 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
                 session_for_token(&commands, token.trim_start_matches("Bearer ").trim())
                     .await
                     .ok_or(Refused)?;
+            // Connection-state recovery: socket.io-client sends back the
+            // `pid` it was given (and its last offset) when it reconnects.
+            let recovering = field("pid").and_then(|pid| {
+                let offset = field("offset").and_then(|o| recovery::parse_offset(&o));
+                Some((pid.clone(), sessions.claim(&pid, user.id, offset)?))
+            });
+            let pid = match recovering {
+                Some((pid, recovering)) => {
+                    s.extensions.insert(recovering);
+                    pid
+                }
+                None => Uuid::new_v4().simple().to_string(),
+            };
+            s.extensions.insert(socketioxide::ConnectPid(pid));
             s.extensions.insert(Caller(user));
             s.extensions.insert(session);
             Ok::<(), Refused>(())
@@ -205,9 +224,42 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
     };
     let on_connect = move |s: SocketRef, Extension(Caller(user)): Extension<Caller>| {
         let commands = commands.clone();
+        let sessions = sessions.clone();
         async move {
             let commands = commands.clone();
             s.join(format!("user:{}:notifications", user.id));
+            if let Some(strong) = commands.upgrade() {
+                resume_or_start(&s, &strong, &user).await;
+            }
+            let park_user = user.id;
+            s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
+                let sessions = sessions.clone();
+                async move {
+                    // A deliberate disconnect (either side, a revoked
+                    // session, shutdown) ends the session for good.
+                    if matches!(
+                        reason,
+                        DisconnectReason::ClientNSDisconnect
+                            | DisconnectReason::ServerNSDisconnect
+                            | DisconnectReason::ClosingServer
+                    ) {
+                        return;
+                    }
+                    let (Some(pid), Some(started)) = (
+                        s.extensions.get::<socketioxide::ConnectPid>(),
+                        s.extensions.get::<recovery::StartedAt>(),
+                    ) else {
+                        return;
+                    };
+                    let rooms = s
+                        .rooms()
+                        .into_iter()
+                        .map(|r| r.to_string())
+                        .filter(|r| r.starts_with("project:"))
+                        .collect();
+                    sessions.park(pid.0, park_user, rooms, started.0);
+                }
+            });
             let join_commands = commands.clone();
             s.on(
                 "join",
@@ -256,6 +308,50 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
     };
     io.ns("/", on_connect.with(auth));
     (svc, io)
+}
+
+/// A recovered socket gets its rooms back (permissions checked again) and
+/// what it missed replayed from the log, then joins live delivery; any
+/// other socket records where its session starts.
+async fn resume_or_start(s: &SocketRef, commands: &Commands, user: &UserAccess) {
+    let store = &commands.store;
+    let Some(recovering) = s.extensions.get::<recovery::Recovering>() else {
+        match recovery::head(store).await {
+            Ok(head) => {
+                s.extensions.insert(recovery::StartedAt(head));
+            }
+            Err(error) => tracing::warn!(%error, "realtime: cannot read the log head"),
+        }
+        return;
+    };
+    let directory = &commands.directory;
+    let mut rooms = recovery::permitted(directory, user, &recovering.rooms).await;
+    rooms.push(format!("user:{}:notifications", user.id));
+    // Replay before joining (nothing live overtakes it), join, then replay
+    // what committed meanwhile: an event of that moment may come twice,
+    // none is missing.
+    let replayed = recovery::replay(store, directory, s, &rooms, recovering.after).await;
+    for room in rooms.iter().filter(|r| r.starts_with("project:")) {
+        s.join(room.clone());
+    }
+    let (upto, sent) = match replayed {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            tracing::info!(user = %user.id, "realtime: too far behind to recover; session restarts");
+            (recovering.after, 0)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "realtime: replay failed");
+            (recovering.after, 0)
+        }
+    };
+    let tail = recovery::replay(store, directory, s, &rooms, upto)
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |(_, n)| n);
+    s.extensions.insert(recovery::StartedAt(upto));
+    tracing::debug!(user = %user.id, replayed = sent + tail, "realtime: session recovered");
 }
 
 /// `/socket.io/*` and `/ws/socket.io/*` (the gateway's prefix) on the API
