@@ -351,6 +351,95 @@ def test_two_nodes_both_deliver(two_nodes, rt):
         assert sorted(created) == sorted([t1["id"], t2["id"]]), f"{client}: each event exactly once: {created}"
 
 
+class SwitchProxy:
+    """A TCP load balancer on loopback whose backend can be switched; a
+    switch cuts the open connections, as a failover does."""
+
+    def __init__(self, target: tuple[str, int]):
+        import threading
+        self.target = target
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for c in (src, dst):
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def switch(self, target: tuple[str, int]):
+        self.target = target
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+        self.switch(self.target)
+
+
+def test_recovery_across_nodes_through_valkey(two_nodes, rt):
+    """Behind a load balancer that fails over from node a to node b, the
+    client's reconnect lands on b, which finds the session a parked in
+    Valkey: recovered, rooms kept, and what was written meanwhile (on a)
+    replayed."""
+    a, b = two_nodes
+    admin_a = a.admin()
+    pid = ok(admin_a.post("/projects", json={"name": "Failover"}), 201)["id"]
+    port_of = lambda srv: int(srv.base.rsplit(":", 1)[1].split("/")[0])
+    lb = SwitchProxy(("127.0.0.1", port_of(a)))
+    try:
+        base = f"http://127.0.0.1:{lb.port}"
+        assert rt.sio("lb", base, token=token_of(admin_a))["recovered"] is False
+        assert rt.emit("lb", "join", {"projectId": pid})["tasks"]
+        t = create_task(admin_a, pid, "before failover")
+        rt.wait_event("lb", "task.created", lambda p: p["task_id"] == t["id"])
+        lb.switch(("127.0.0.1", port_of(b)))
+        rt.wait_for(lambda m: m.get("name") == "lb" and m.get("kind") == "disconnect", what="lb to drop")
+        patch_task(admin_a, pid, t["id"], {"title": "during failover"})
+        rt.wait_for(lambda m: len(_connected(rt, "lb")) > 1, timeout=15, what="lb to reconnect to b")
+        assert _connected(rt, "lb")[-1]["recovered"] is True
+        rt.wait_event("lb", "task.updated", lambda p: "during failover" in p["content"])
+        patch_task(admin_a, pid, t["id"], {"title": "after failover"})
+        rt.wait_event("lb", "task.updated", lambda p: "after failover" in p["content"])
+    finally:
+        lb.close()
+
+
 def test_valkey_restart_loses_nothing(two_nodes, valkey, rt):
     a, b = two_nodes
     admin_a = a.admin()

@@ -127,6 +127,8 @@ pub struct Hub {
     _commands: Arc<Commands>,
     pub io: SocketIo,
     pub svc: socketio::Service,
+    /// Dropped sockets' sessions, for connection-state recovery.
+    pub sessions: recovery::Sessions,
     events: broadcast::Sender<Arc<Message>>,
     seen: Arc<Mutex<Seen>>,
 }
@@ -160,13 +162,14 @@ fn spawn_session_sweeper(io: SocketIo, commands: std::sync::Weak<Commands>) {
 impl Hub {
     pub fn new(commands: Commands) -> Self {
         let commands = Arc::new(commands);
-        let (svc, io) = socketio::build(&commands);
+        let (svc, io, sessions) = socketio::build(&commands);
         spawn_session_sweeper(io.clone(), Arc::downgrade(&commands));
         let (events, _) = broadcast::channel(65_536);
         Self {
             _commands: commands,
             io,
             svc,
+            sessions,
             events,
             seen: Arc::new(Mutex::new(Seen {
                 set: HashSet::new(),
@@ -235,7 +238,12 @@ impl Realtime {
         redis_url: Option<&str>,
     ) -> Result<Self, String> {
         let bus = match redis_url {
-            Some(url) => Bus::valkey(url).await.map_err(|e| e.to_string())?,
+            Some(url) => {
+                // Parked sessions in Valkey: a reconnect may land on any node.
+                hub.sessions
+                    .use_valkey(bus::connect(url, 16).await.map_err(|e| e.to_string())?);
+                Bus::valkey(url).await.map_err(|e| e.to_string())?
+            }
             None => {
                 tracing::info!("no REDIS_URL: realtime events use an in-process bus (one node)");
                 Bus::local()

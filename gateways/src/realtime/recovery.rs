@@ -15,16 +15,20 @@
 //! in-memory packet buffer, nothing that happened while the socket was away
 //! can be missing, whichever node published it.
 //!
-//! Parked sessions are this node's: a reconnect that lands on another node
-//! starts a fresh session (`recovered` false), as after the window.
+//! With Valkey (`REDIS_URL`) a parked session is the key
+//! `paca:realtime:recovery:<pid>` (expiring with the window, taken with
+//! `GETDEL`), so the reconnect may land on any node; without it sessions
+//! are this process's.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use commands::directory::{Directory, UserAccess};
 use domain::permissions::project::{DOCS_READ, TASKS_READ};
 use eventstore::{EventStore, GlobalPosition, RecordedEvent};
+use fred::prelude::*;
+use serde::{Deserialize, Serialize};
 use socketioxide::extract::SocketRef;
 use sqlx::Row;
 use uuid::Uuid;
@@ -80,46 +84,95 @@ pub struct Recovering {
     pub after: GlobalPosition,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Parked {
     user_id: Uuid,
     rooms: Vec<String>,
     started_at: GlobalPosition,
+    #[serde(skip, default = "Instant::now")]
     at: Instant,
 }
 
-/// This node's parked sessions, by `pid`.
+const KEY_PREFIX: &str = "paca:realtime:recovery:";
+
+/// Parked sessions by `pid`: in Valkey once [`Sessions::use_valkey`] is
+/// called, else in this process.
 #[derive(Clone, Default)]
-pub struct Sessions(Arc<Mutex<HashMap<String, Parked>>>);
+pub struct Sessions {
+    local: Arc<Mutex<HashMap<String, Parked>>>,
+    valkey: Arc<OnceLock<fred::clients::Client>>,
+}
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parked>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shares parked sessions between nodes through Valkey.
+    pub fn use_valkey(&self, client: fred::clients::Client) {
+        let _ = self.valkey.set(client);
     }
 
     /// Keeps a dropped socket's project rooms for [`WINDOW`].
-    pub fn park(&self, pid: String, user_id: Uuid, rooms: Vec<String>, started_at: GlobalPosition) {
+    pub async fn park(
+        &self,
+        pid: String,
+        user_id: Uuid,
+        rooms: Vec<String>,
+        started_at: GlobalPosition,
+    ) {
+        let parked = Parked {
+            user_id,
+            rooms,
+            started_at,
+            at: Instant::now(),
+        };
+        if let Some(valkey) = self.valkey.get() {
+            let value = serde_json::to_string(&parked).unwrap_or_default();
+            let set: Result<(), _> = valkey
+                .set(
+                    format!("{KEY_PREFIX}{pid}"),
+                    value,
+                    Some(Expiration::EX(WINDOW.as_secs() as i64)),
+                    None,
+                    false,
+                )
+                .await;
+            match set {
+                Ok(()) => return,
+                // Recovery on this node still works while Valkey is away.
+                Err(error) => {
+                    tracing::debug!(%error, "realtime: parking the session in Valkey failed")
+                }
+            }
+        }
         let mut sessions = self.lock();
         sessions.retain(|_, p| p.at.elapsed() <= WINDOW);
-        sessions.insert(
-            pid,
-            Parked {
-                user_id,
-                rooms,
-                started_at,
-                at: Instant::now(),
-            },
-        );
+        sessions.insert(pid, parked);
     }
 
     /// Takes the parked session `pid` back for `user_id` (once): its rooms,
     /// and the client's offset or, without one, where the session started.
-    pub fn claim(
+    pub async fn claim(
         &self,
         pid: &str,
         user_id: Uuid,
         offset: Option<GlobalPosition>,
     ) -> Option<Recovering> {
-        let parked = self.lock().remove(pid)?;
+        let mut parked = self.lock().remove(pid);
+        if parked.is_none()
+            && let Some(valkey) = self.valkey.get()
+        {
+            let raw: Option<String> = valkey
+                .getdel(format!("{KEY_PREFIX}{pid}"))
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::debug!(%error, "realtime: reading a parked session from Valkey failed");
+                    None
+                });
+            parked = raw.and_then(|raw| serde_json::from_str(&raw).ok());
+        }
+        let parked = parked?;
         if parked.user_id != user_id || parked.at.elapsed() > WINDOW {
             return None;
         }
@@ -129,14 +182,6 @@ impl Sessions {
             rooms: parked.rooms,
             after: offset.map_or(parked.started_at, |o| o.max(parked.started_at)),
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -223,22 +268,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_parked_session_is_claimed_once_by_its_user() {
+    #[tokio::test]
+    async fn a_parked_session_is_claimed_once_by_its_user() {
         let sessions = Sessions::default();
         let start = GlobalPosition {
             tx_id: 5,
             position: 7,
         };
         let user = Uuid::now_v7();
-        sessions.park("p1".into(), user, vec!["project:x:tasks".into()], start);
-        assert!(sessions.claim("p1", Uuid::now_v7(), None).is_none());
+        sessions
+            .park("p1".into(), user, vec!["project:x:tasks".into()], start)
+            .await;
+        assert!(sessions.claim("p1", Uuid::now_v7(), None).await.is_none());
         // The wrong user's attempt used it up.
-        assert!(sessions.claim("p1", user, None).is_none());
-        sessions.park("p2".into(), user, vec!["r".into()], start);
-        let got = sessions.claim("p2", user, None).unwrap();
+        assert!(sessions.claim("p1", user, None).await.is_none());
+        sessions
+            .park("p2".into(), user, vec!["r".into()], start)
+            .await;
+        let later = GlobalPosition {
+            tx_id: 9,
+            position: 1,
+        };
+        let got = sessions.claim("p2", user, Some(later)).await.unwrap();
         assert_eq!(got.rooms, vec!["r".to_owned()]);
-        assert_eq!((got.after.tx_id, got.after.position), (5, 7));
-        assert!(sessions.claim("p2", user, None).is_none());
+        assert_eq!(got.after, later);
+        assert!(sessions.claim("p2", user, None).await.is_none());
+        // An offset from before the session began is clamped to its start.
+        sessions.park("p3".into(), user, vec![], start).await;
+        let early = GlobalPosition {
+            tx_id: 1,
+            position: 1,
+        };
+        assert_eq!(
+            sessions.claim("p3", user, Some(early)).await.unwrap().after,
+            start
+        );
     }
 }

@@ -178,7 +178,7 @@ fn project_id_of(data: &Value) -> Option<Uuid> {
 /// cycles after the `SocketIo` is dropped, which leaked every dropped
 /// server's connection pool (seen as `too many clients` when tests build
 /// one app each). The [`super::Hub`] owns the strong reference.
-pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
+pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo, recovery::Sessions) {
     let commands = Arc::downgrade(commands);
     let (svc, io) = SocketIo::builder()
         .req_path(PATH)
@@ -186,6 +186,7 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
         .ping_timeout(Duration::from_secs(20))
         .build_with_inner_svc(NotFound);
     let sessions = recovery::Sessions::default();
+    let parked = sessions.clone();
     let auth_commands = commands.clone();
     let auth_sessions = sessions.clone();
     let auth = move |s: SocketRef, TryData(auth): TryData<Value>| {
@@ -205,10 +206,16 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
                     .ok_or(Refused)?;
             // Connection-state recovery: socket.io-client sends back the
             // `pid` it was given (and its last offset) when it reconnects.
-            let recovering = field("pid").and_then(|pid| {
-                let offset = field("offset").and_then(|o| recovery::parse_offset(&o));
-                Some((pid.clone(), sessions.claim(&pid, user.id, offset)?))
-            });
+            let recovering = match field("pid") {
+                Some(pid) => {
+                    let offset = field("offset").and_then(|o| recovery::parse_offset(&o));
+                    sessions
+                        .claim(&pid, user.id, offset)
+                        .await
+                        .map(|recovering| (pid, recovering))
+                }
+                None => None,
+            };
             let pid = match recovering {
                 Some((pid, recovering)) => {
                     s.extensions.insert(recovering);
@@ -257,7 +264,7 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
                         .map(|r| r.to_string())
                         .filter(|r| r.starts_with("project:"))
                         .collect();
-                    sessions.park(pid.0, park_user, rooms, started.0);
+                    sessions.park(pid.0, park_user, rooms, started.0).await;
                 }
             });
             let join_commands = commands.clone();
@@ -307,7 +314,7 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo) {
         }
     };
     io.ns("/", on_connect.with(auth));
-    (svc, io)
+    (svc, io, parked)
 }
 
 /// A recovered socket gets its rooms back (permissions checked again) and
