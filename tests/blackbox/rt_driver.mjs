@@ -50,6 +50,15 @@ function sio(cmd) {
     out({ name: cmd.name, kind: "connected", id: socket.id, recovered: socket.recovered === true }));
   socket.on("connect_error", (e) => out({ name: cmd.name, kind: "connect_error", message: String(e && e.message) }));
   socket.on("disconnect", (reason) => out({ name: cmd.name, kind: "disconnect", reason }));
+  // "joinOnConnect": emit `join` from the connect handler itself, as Paca's
+  // web app does (the server must already listen for it).
+  if (cmd.joinOnConnect)
+    socket.on("connect", () =>
+      socket
+        .timeout(10000)
+        .emitWithAck("join", cmd.joinOnConnect)
+        .then((data) => out({ name: cmd.name, kind: "joined", data }))
+        .catch((e) => out({ name: cmd.name, kind: "joined", error: String(e && e.message) })));
   // The second argument is the message's offset (connection-state recovery).
   socket.on("event", (data, offset) => out({ name: cmd.name, kind: "event", data, offset, t: Date.now() }));
   socket.on("notification", (data, offset) =>

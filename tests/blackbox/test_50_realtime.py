@@ -114,6 +114,23 @@ def test_member_receives_task_and_comment_events_non_member_nothing(server, admi
     assert rt.events("outsider") == [], "a non-member must receive nothing"
 
 
+def test_join_emitted_from_the_connect_handler_is_answered(server, admin, project, rt):
+    """Paca's web app emits `join` the moment it is connected; the server
+    must be listening for it by then (it once registered its handlers only
+    after reading the log head, and such a join was dropped)."""
+    pid = project["id"]
+    for i in range(5):
+        rt.send(op="sio", name=f"eager{i}", url=server.base, path="/ws/socket.io", token=token_of(admin),
+                transports=["websocket"], joinOnConnect={"projectId": pid})
+    for i in range(5):
+        m = rt.wait_for(lambda m, i=i: m.get("name") == f"eager{i}" and m.get("kind") == "joined",
+                        what=f"eager{i} join ack")
+        assert m.get("data") == {"tasks": True, "docs": True}, m
+    t = create_task(admin, pid, "eager join")
+    for i in range(5):
+        rt.wait_event(f"eager{i}", "task.created", lambda p: p["task_id"] == t["id"])
+
+
 def _connected(rt, name: str) -> list[dict]:
     return rt.received(name, "connected")
 

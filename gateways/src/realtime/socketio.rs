@@ -235,9 +235,6 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo, recovery::Sessions
         async move {
             let commands = commands.clone();
             s.join(format!("user:{}:notifications", user.id));
-            if let Some(strong) = commands.upgrade() {
-                resume_or_start(&s, &strong, &user).await;
-            }
             let park_user = user.id;
             s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
                 let sessions = sessions.clone();
@@ -311,6 +308,12 @@ pub fn build(commands: &Arc<Commands>) -> (Service, SocketIo, recovery::Sessions
                     let _ = ack.send(&serde_json::json!({"left": true}));
                 },
             );
+            // Only once the handlers are in place: a client emits `join`
+            // as soon as it sees CONNECT, and an event that arrives before
+            // its handler is registered is dropped.
+            if let Some(strong) = commands.upgrade() {
+                resume_or_start(&s, &strong, &user).await;
+            }
         }
     };
     io.ns("/", on_connect.with(auth));
