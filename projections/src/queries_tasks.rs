@@ -535,16 +535,7 @@ pub async fn plugin_summaries(
     pool: &PgPool,
     task_id: Uuid,
 ) -> Result<Map<String, Value>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT plugin, summary FROM plugin_summaries WHERE task_id = $1 ORDER BY plugin",
-    )
-    .bind(task_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<String, _>("plugin"), r.get::<Value, _>("summary")))
-        .collect())
+    summaries_by_plugin(pool, "task_id = $1", task_id).await
 }
 
 /// Plugins' summaries of a project itself (no task), by plugin name.
@@ -552,13 +543,20 @@ pub async fn plugin_summaries_of_project(
     pool: &PgPool,
     project_id: Uuid,
 ) -> Result<Map<String, Value>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT plugin, summary FROM plugin_summaries
-         WHERE project_id = $1 AND task_id IS NULL ORDER BY plugin",
-    )
-    .bind(project_id)
-    .fetch_all(pool)
-    .await?;
+    summaries_by_plugin(pool, "project_id = $1 AND task_id IS NULL", project_id).await
+}
+
+async fn summaries_by_plugin(
+    pool: &PgPool,
+    condition: &'static str,
+    id: Uuid,
+) -> Result<Map<String, Value>, sqlx::Error> {
+    let sql =
+        format!("SELECT plugin, summary FROM plugin_summaries WHERE {condition} ORDER BY plugin");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
     Ok(rows
         .iter()
         .map(|r| (r.get::<String, _>("plugin"), r.get::<Value, _>("summary")))
