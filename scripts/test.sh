@@ -147,6 +147,16 @@ section "cargo fmt --check"
 if cargo fmt --all --check >/dev/null 2>&1; then info "formatted"; else FAILED+=("cargo fmt --check (run cargo fmt --all)"); fi
 
 # ---------------------------------------------------------------------------
+# Lints are part of the suite: a warning fails it (SKIP_CLIPPY=1 skips, for a
+# quick local run; CI never sets it).
+if [ "${SKIP_CLIPPY:-0}" = "1" ]; then
+    section "cargo clippy (skipped: SKIP_CLIPPY=1)"
+else
+    section "cargo clippy --workspace --all-targets -- -D warnings"
+    if cargo clippy --workspace --all-targets --quiet -- -D warnings; then info "clippy: clean"; else FAILED+=("cargo clippy -D warnings"); fi
+fi
+
+# ---------------------------------------------------------------------------
 if [ "${SKIP_CARGO_TEST:-0}" = "1" ]; then
     section "cargo test --workspace (skipped: SKIP_CARGO_TEST=1)"
 else

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use domain::DomainEvent;
+use domain::change::FieldChange;
 use domain::global_role::GlobalRoleEvent;
-use domain::project::{FieldChange, ProjectEvent};
+use domain::project::{ProjectEvent, ProjectField};
 use domain::user::UserEvent;
 use eventstore::{Actor, EventStore, GlobalPosition, Metadata};
 use serde_json::{Value, json};
@@ -201,9 +202,9 @@ async fn check_read_models(pool: &PgPool, h: &History) -> Result<()> {
                 (SELECT count(*) FROM rm.project_roles) AS project_roles,
                 (SELECT count(*) FROM rm.project_members) AS members",
     )
-    .bind(last_revision("name").to_string())
-    .bind(last_revision("description").to_string())
-    .bind(last_revision("is_public") as i64)
+    .bind(last_revision(ProjectField::Name).to_string())
+    .bind(last_revision(ProjectField::Description).to_string())
+    .bind(last_revision(ProjectField::IsPublic) as i64)
     .fetch_one(pool)
     .await?;
     let got: [i64; 6] = [
@@ -225,27 +226,27 @@ async fn check_read_models(pool: &PgPool, h: &History) -> Result<()> {
 }
 
 /// Update round `k` (1-based) changes the fields `round_fields(k)`.
-fn round_fields(k: u64) -> &'static [&'static str] {
+fn round_fields(k: u64) -> &'static [ProjectField] {
     match k % 3 {
-        0 => &["name"],
-        1 => &["description"],
-        _ => &["name", "is_public"],
+        0 => &[ProjectField::Name],
+        1 => &[ProjectField::Description],
+        _ => &[ProjectField::Name, ProjectField::IsPublic],
     }
 }
 
 /// The last update round that changed `field` (0: never changed).
-fn last_revision(field: &str) -> u64 {
+fn last_revision(field: ProjectField) -> u64 {
     (1..=UPDATES)
         .rev()
         .find(|k| round_fields(*k).contains(&field))
         .unwrap_or(0)
 }
 
-fn field_value(field: &str, n: u64, rev: u64) -> Value {
+fn field_value(field: ProjectField, n: u64, rev: u64) -> Value {
     match field {
-        "name" => json!(format!("Project {n} rev {rev}")),
-        "description" => json!(format!("Description rev {rev}")),
-        "is_public" => json!(rev.is_multiple_of(2)),
+        ProjectField::Name => json!(format!("Project {n} rev {rev}")),
+        ProjectField::Description => json!(format!("Description rev {rev}")),
+        ProjectField::IsPublic => json!(rev.is_multiple_of(2)),
         _ => Value::Null,
     }
 }
@@ -378,7 +379,7 @@ async fn generate(pool: &PgPool, events: u64) -> Result<History> {
         let meta = metadata("user", Some(creator));
         let project = Some(id);
         let created = ProjectEvent::Created {
-            name: field_value("name", n as u64, 0)
+            name: field_value(ProjectField::Name, n as u64, 0)
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
@@ -419,8 +420,8 @@ async fn generate(pool: &PgPool, events: u64) -> Result<History> {
             let meta = metadata("user", Some(creator));
             let changes = round_fields(k)
                 .iter()
-                .map(|field| FieldChange {
-                    field: (*field).into(),
+                .map(|&field| FieldChange {
+                    field,
                     old: field_value(field, n as u64, last_before(field, k)),
                     new: field_value(field, n as u64, k),
                 })
@@ -453,7 +454,7 @@ async fn generate(pool: &PgPool, events: u64) -> Result<History> {
 }
 
 /// The round before `k` that last changed `field` (0: the created value).
-fn last_before(field: &str, k: u64) -> u64 {
+fn last_before(field: ProjectField, k: u64) -> u64 {
     (1..k)
         .rev()
         .find(|r| round_fields(*r).contains(&field))

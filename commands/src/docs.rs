@@ -35,17 +35,6 @@ async fn lock_folder_tree(tx: &mut AppendTx, project_id: Uuid) -> CommandResult<
     Ok(())
 }
 
-/// The stream's type, if it exists (ids of other kinds of streams are
-/// "not found", not a decoding failure).
-async fn stream_type(tx: &mut AppendTx, id: Uuid) -> CommandResult<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT stream_type FROM streams WHERE stream_id = $1")
-            .bind(id)
-            .fetch_optional(tx.conn())
-            .await?,
-    )
-}
-
 /// New documents and folders.
 pub struct NewDoc {
     pub title: String,
@@ -75,7 +64,9 @@ impl Commands {
 
     /// A folder's state, when `id` is a folder stream.
     async fn folder_in(&self, tx: &mut AppendTx, id: Uuid) -> CommandResult<DocFolder> {
-        if stream_type(tx, id).await?.as_deref() != Some(DocFolderEvent::STREAM_TYPE) {
+        if self.store.stream_type_in(tx.conn(), id).await?.as_deref()
+            != Some(DocFolderEvent::STREAM_TYPE)
+        {
             return Ok(DocFolder::default());
         }
         Ok(self
@@ -295,7 +286,13 @@ impl Commands {
         doc_id: Uuid,
         command: DocCommand,
     ) -> CommandResult<(Doc, i64)> {
-        if stream_type(tx, doc_id).await?.as_deref() != Some(DocEvent::STREAM_TYPE) {
+        if self
+            .store
+            .stream_type_in(tx.conn(), doc_id)
+            .await?
+            .as_deref()
+            != Some(DocEvent::STREAM_TYPE)
+        {
             return Err(doc_not_found().into());
         }
         let mut decide = |d: &Doc| {
@@ -371,7 +368,7 @@ impl Commands {
         meta.extra
             .insert("restores".into(), Value::String(snapshot_id.to_string()));
         transact!(self, tx => async {
-            if stream_type(tx, doc_id).await?.as_deref() != Some(DocEvent::STREAM_TYPE) {
+            if self.store.stream_type_in(tx.conn(), doc_id).await?.as_deref() != Some(DocEvent::STREAM_TYPE) {
                 return Err(doc_not_found().into());
             }
             let events = self.store.read_stream_in(tx.conn(), doc_id, 0).await?;

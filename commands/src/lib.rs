@@ -157,18 +157,15 @@ impl Commands {
         stream_id: Uuid,
         evolve: fn(S, &E) -> S,
     ) -> CommandResult<Loaded<S>> {
-        let stream_type: Option<String> =
-            sqlx::query_scalar("SELECT stream_type FROM streams WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_optional(self.store.pool())
-                .await?;
+        let mut conn = self.store.pool().acquire().await?;
+        let stream_type = self.store.stream_type_in(&mut conn, stream_id).await?;
         if stream_type.as_deref() != Some(E::STREAM_TYPE) {
             return Ok(Loaded {
                 state: S::default(),
                 version: 0,
             });
         }
-        self.load(stream_id, evolve).await
+        self.load_in(&mut conn, stream_id, evolve).await
     }
 
     pub async fn load<E: DomainEvent, S: Default>(

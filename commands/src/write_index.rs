@@ -17,10 +17,10 @@
 //! [`VERSION`] is newer than what the database holds.
 
 use domain::DomainEvent;
-use domain::doc::{DocEvent, DocFolderEvent};
+use domain::doc::{DocEvent, DocFolderEvent, FolderField};
 use domain::task::{FieldValue, TaskEvent, TaskField};
 use domain::user::UserEvent;
-use domain::view::ViewEvent;
+use domain::view::{ViewEvent, ViewField};
 use eventstore::stmt::{Arg, Stmt};
 use eventstore::{EventStore, InlineProjector, RecordedEvent};
 use sqlx::PgConnection;
@@ -155,7 +155,7 @@ async fn doc_folder(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), Bo
             ..
         } => doc_entry(conn, e.stream_id, project_id, true, parent_id).await?,
         DocFolderEvent::Updated { changes } => {
-            if let Some(c) = changes.iter().find(|c| c.field == "parent_id") {
+            if let Some(c) = changes.iter().find(|c| c.field == FolderField::ParentId) {
                 let parent = serde_json::from_value(c.new.clone()).ok().flatten();
                 doc_parent(conn, e.stream_id, parent).await?;
             }
@@ -307,7 +307,7 @@ async fn view(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), BoxError
         ViewEvent::Updated { changes } => {
             if let Some(position) = changes
                 .iter()
-                .find(|c| c.field == "position")
+                .find(|c| c.field == ViewField::Position)
                 .and_then(|c| c.new.as_f64())
             {
                 set_view_position(conn, e.stream_id, position).await?;

@@ -15,8 +15,57 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::project::FieldChange;
+use crate::change::{FieldChange, apply, diff};
 use crate::{Decision, DomainError, DomainEvent, ErrorCode, validate};
+
+crate::fields! {
+    /// An agent's tracked fields: its handle and every [`AgentSettings`]
+    /// field, by serde name (`diff` and `apply` rely on it).
+    pub enum AgentField {
+        Handle = "handle",
+        Name = "name",
+        AgentType = "agent_type",
+        LlmProvider = "llm_provider",
+        LlmModel = "llm_model",
+        LlmBaseUrl = "llm_base_url",
+        SystemPrompt = "system_prompt",
+        TaskTriggerPrompt = "task_trigger_prompt",
+        DocCommentTriggerPrompt = "doc_comment_trigger_prompt",
+        ChatTriggerPrompt = "chat_trigger_prompt",
+        DescriptionWriteTriggerPrompt = "description_write_trigger_prompt",
+        CanCloneRepos = "can_clone_repos",
+        CanCreatePrs = "can_create_prs",
+        MaxIterations = "max_iterations",
+        TimeoutMinutes = "timeout_minutes",
+        GitCommitterName = "git_committer_name",
+        GitCommitterEmail = "git_committer_email",
+    }
+}
+
+crate::fields! {
+    /// An MCP server's tracked fields ([`McpServer`]'s serde names).
+    pub enum McpServerField {
+        ServerName = "server_name",
+        Transport = "transport",
+        Command = "command",
+        Args = "args",
+        Url = "url",
+        Env = "env",
+        IsEnabled = "is_enabled",
+    }
+}
+
+crate::fields! {
+    /// A skill's tracked fields ([`Skill`]'s serde names).
+    pub enum SkillField {
+        SkillName = "skill_name",
+        SkillSource = "skill_source",
+        SkillContent = "skill_content",
+        SourceUrl = "source_url",
+        Triggers = "triggers",
+        IsEnabled = "is_enabled",
+    }
+}
 
 pub const NAME_MAX: usize = 100;
 pub const HANDLE_MIN: usize = 2;
@@ -98,7 +147,9 @@ pub enum AgentEvent {
     },
     /// `changes` name fields of [`AgentSettings`] or `handle`.
     #[serde(rename = "agent.updated")]
-    Updated { changes: Vec<FieldChange> },
+    Updated {
+        changes: Vec<FieldChange<AgentField>>,
+    },
     /// The LLM key was set, rotated or cleared; never its value.
     #[serde(rename = "agent.llm_key_changed")]
     LlmKeyChanged { has_llm_api_key: bool },
@@ -113,7 +164,7 @@ pub enum AgentEvent {
     #[serde(rename = "agent.mcp_server_updated")]
     McpServerUpdated {
         server_id: Uuid,
-        changes: Vec<FieldChange>,
+        changes: Vec<FieldChange<McpServerField>>,
     },
     #[serde(rename = "agent.mcp_server_removed")]
     McpServerRemoved {
@@ -129,7 +180,7 @@ pub enum AgentEvent {
     #[serde(rename = "agent.skill_updated")]
     SkillUpdated {
         skill_id: Uuid,
-        changes: Vec<FieldChange>,
+        changes: Vec<FieldChange<SkillField>>,
     },
     #[serde(rename = "agent.skill_removed")]
     SkillRemoved { skill_id: Uuid, skill_name: String },
@@ -485,41 +536,6 @@ impl AgentSettings {
     }
 }
 
-/// Field-by-field differences of two serialisable values (objects).
-fn diff<T: Serialize>(old: &T, new: &T) -> Vec<FieldChange> {
-    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
-        return vec![];
-    };
-    new.iter()
-        .filter_map(|(field, value)| {
-            let before = old.get(field).cloned().unwrap_or(Value::Null);
-            (before != *value).then(|| FieldChange {
-                field: field.clone(),
-                old: before,
-                new: value.clone(),
-            })
-        })
-        .collect()
-}
-
-/// Applies recorded changes to a serialisable value.
-fn apply<T: Serialize + serde::de::DeserializeOwned + Clone>(
-    value: &T,
-    changes: &[FieldChange],
-) -> T {
-    let Ok(Value::Object(mut map)) = serde_json::to_value(value) else {
-        return value.clone();
-    };
-    for change in changes {
-        if map.contains_key(&change.field) {
-            map.insert(change.field.clone(), change.new.clone());
-        }
-    }
-    serde_json::from_value(Value::Object(map)).unwrap_or_else(|_| value.clone())
-}
-
 fn not_found() -> DomainError {
     DomainError::new(ErrorCode::AGENT_NOT_FOUND, "agent not found")
 }
@@ -630,7 +646,7 @@ impl Agent {
                 self.has_llm_api_key = *has_llm_api_key;
             }
             AgentEvent::Updated { changes } => {
-                for change in changes.iter().filter(|c| c.field == "handle") {
+                for change in changes.iter().filter(|c| c.field == AgentField::Handle) {
                     self.handle = change.new.as_str().unwrap_or_default().to_owned();
                 }
                 if let Some(settings) = &self.settings {
@@ -716,7 +732,7 @@ impl Agent {
                         changes.insert(
                             0,
                             FieldChange {
-                                field: "handle".into(),
+                                field: AgentField::Handle,
                                 old: self.handle.clone().into(),
                                 new: handle.into(),
                             },
@@ -972,6 +988,51 @@ mod tests {
 
     fn when(agent: &Agent, command: AgentCommand) -> Result<Vec<AgentEvent>, ErrorCode> {
         agent.decide(command).map_err(|e| e.code)
+    }
+
+    /// The field enums name exactly the structs' serde fields, which
+    /// `diff` and `apply` rely on.
+    #[test]
+    fn field_enums_cover_the_structs() {
+        use crate::change::Field;
+        fn keys<T: Serialize>(value: &T) -> Vec<String> {
+            let Value::Object(map) = serde_json::to_value(value).unwrap() else {
+                panic!("not an object");
+            };
+            map.keys().cloned().collect()
+        }
+        fn names<F: Field>() -> Vec<String> {
+            let mut names: Vec<String> = F::ALL.iter().map(|f| f.as_str().to_owned()).collect();
+            names.sort();
+            names
+        }
+        let mut settings = keys(&AgentSettings::create(input()).unwrap());
+        settings.push("handle".into());
+        settings.sort();
+        assert_eq!(settings, names::<AgentField>());
+        let server = McpServer {
+            server_name: "s".into(),
+            transport: "stdio".into(),
+            command: None,
+            args: vec![],
+            url: None,
+            env: BTreeMap::new(),
+            is_enabled: true,
+        };
+        let mut server_keys = keys(&server);
+        server_keys.sort();
+        assert_eq!(server_keys, names::<McpServerField>());
+        let skill = Skill {
+            skill_name: "s".into(),
+            skill_source: "inline".into(),
+            skill_content: String::new(),
+            source_url: None,
+            triggers: vec![],
+            is_enabled: true,
+        };
+        let mut skill_keys = keys(&skill);
+        skill_keys.sort();
+        assert_eq!(skill_keys, names::<SkillField>());
     }
 
     #[test]

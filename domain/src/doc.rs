@@ -16,9 +16,27 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::project::FieldChange;
+use crate::change::{Changes, FieldChange};
 use crate::task::validate_blocks;
 use crate::{Decision, DomainError, DomainEvent, ErrorCode, validate};
+
+crate::fields! {
+    /// A doc folder's tracked fields.
+    pub enum FolderField {
+        Name = "name",
+        ParentId = "parent_id",
+        Position = "position",
+    }
+}
+
+crate::fields! {
+    /// A document's tracked fields (its folder moves by `doc.moved`).
+    pub enum DocField {
+        Title = "title",
+        Content = "content",
+        Position = "position",
+    }
+}
 
 pub const TITLE_MAX: usize = 500;
 pub const FOLDER_NAME_MAX: usize = 255;
@@ -48,9 +66,10 @@ pub enum DocFolderEvent {
         parent_id: Option<Uuid>,
         position: i64,
     },
-    /// `changes` name `name`, `parent_id`, `position`.
     #[serde(rename = "doc.folder.updated")]
-    Updated { changes: Vec<FieldChange> },
+    Updated {
+        changes: Vec<FieldChange<FolderField>>,
+    },
     /// Deleting a folder deletes its subtree, as Paca does: the command
     /// appends `doc.deleted` / `doc.folder.deleted` to every document and
     /// subfolder inside it in the same transaction.
@@ -159,13 +178,14 @@ impl DocFolder {
             }
             DocFolderEvent::Updated { changes } => {
                 for c in changes {
-                    match c.field.as_str() {
-                        "name" => self.name = c.new.as_str().unwrap_or_default().to_owned(),
-                        "parent_id" => {
+                    match c.field {
+                        FolderField::Name => {
+                            self.name = c.new.as_str().unwrap_or_default().to_owned()
+                        }
+                        FolderField::ParentId => {
                             self.parent_id = serde_json::from_value(c.new.clone()).ok().flatten()
                         }
-                        "position" => self.position = c.new.as_i64().unwrap_or_default(),
-                        _ => {}
+                        FolderField::Position => self.position = c.new.as_i64().unwrap_or_default(),
                     }
                 }
             }
@@ -207,34 +227,31 @@ impl DocFolder {
                 if !self.exists || self.deleted {
                     return Err(err(ErrorCode::DOC_FOLDER_NOT_FOUND, "folder not found"));
                 }
-                let mut changes = Vec::new();
-                let mut change = |field: &str, old: Value, new: Value| {
-                    if old != new {
-                        changes.push(FieldChange {
-                            field: field.into(),
-                            old,
-                            new,
-                        });
-                    }
-                };
+                let mut changes = Changes::new();
                 if let Some(name) = name {
                     let name = folder_name(&name)?;
-                    change("name", json(&self.name), json(&name));
+                    changes.record(FolderField::Name, json(&self.name), json(&name));
                 }
                 if let Some(parent) = parent {
                     let parent_id = parent
                         .as_ref()
                         .map(|p| check_parent(Some(self_id), p))
                         .transpose()?;
-                    change("parent_id", json(&self.parent_id), json(&parent_id));
+                    changes.record(
+                        FolderField::ParentId,
+                        json(&self.parent_id),
+                        json(&parent_id),
+                    );
                 }
                 if let Some(position) = position {
-                    change("position", json(&self.position), json(&position));
+                    changes.record(FolderField::Position, json(&self.position), json(&position));
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![DocFolderEvent::Updated { changes }])
+                Ok(vec![DocFolderEvent::Updated {
+                    changes: changes.into_vec(),
+                }])
             }
             DocFolderCommand::Delete => {
                 if !self.exists || self.deleted {
@@ -263,12 +280,11 @@ pub enum DocEvent {
         position: f64,
         snapshot_number: i64,
     },
-    /// `changes` name `title`, `content`, `position`. A change of title or
-    /// content makes a new version (`snapshot_number`); a restore names the
+    /// A change of title or content makes a new version (`snapshot_number`); a restore names the
     /// snapshot it brought back.
     #[serde(rename = "doc.updated")]
     Updated {
-        changes: Vec<FieldChange>,
+        changes: Vec<FieldChange<DocField>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot_number: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,11 +477,12 @@ impl Doc {
                 ..
             } => {
                 for c in changes {
-                    match c.field.as_str() {
-                        "title" => self.title = c.new.as_str().unwrap_or_default().to_owned(),
-                        "content" => self.content = c.new.clone(),
-                        "position" => self.position = c.new.as_f64().unwrap_or_default(),
-                        _ => {}
+                    match c.field {
+                        DocField::Title => {
+                            self.title = c.new.as_str().unwrap_or_default().to_owned()
+                        }
+                        DocField::Content => self.content = c.new.clone(),
+                        DocField::Position => self.position = c.new.as_f64().unwrap_or_default(),
                     }
                 }
                 if snapshot_number.is_some() {
@@ -591,7 +608,7 @@ impl Doc {
                     let title = doc_title(&title)?;
                     if title != self.title {
                         changes.push(FieldChange {
-                            field: "title".into(),
+                            field: DocField::Title,
                             old: json(&self.title),
                             new: json(&title),
                         });
@@ -601,7 +618,7 @@ impl Doc {
                     let content = doc_content(content.unwrap_or_else(|| Value::Array(vec![])))?;
                     if content != self.content {
                         changes.push(FieldChange {
-                            field: "content".into(),
+                            field: DocField::Content,
                             old: self.content.clone(),
                             new: content,
                         });
@@ -612,7 +629,7 @@ impl Doc {
                     let position = doc_position(position)?;
                     if position != self.position {
                         changes.push(FieldChange {
-                            field: "position".into(),
+                            field: DocField::Position,
                             old: json(&self.position),
                             new: json(&position),
                         });
@@ -652,14 +669,14 @@ impl Doc {
                 let mut changes = Vec::new();
                 if *title != self.title {
                     changes.push(FieldChange {
-                        field: "title".into(),
+                        field: DocField::Title,
                         old: json(&self.title),
                         new: json(title),
                     });
                 }
                 if *content != self.content {
                     changes.push(FieldChange {
-                        field: "content".into(),
+                        field: DocField::Content,
                         old: self.content.clone(),
                         new: content.clone(),
                     });

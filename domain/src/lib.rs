@@ -6,6 +6,7 @@
 //! tested given/when/then without a database.
 
 pub mod agent;
+pub mod change;
 pub mod conversation;
 pub mod doc;
 pub mod error;

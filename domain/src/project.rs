@@ -8,19 +8,26 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::change::{Changes, FieldChange};
 use crate::global_role::{normalize_name, normalize_permissions};
-use crate::task_config::{self, ConfigSeedIds, CustomField, TaskConfig, TaskStatus, TaskType};
+use crate::task_config::{
+    self, ConfigSeedIds, CustomField, CustomFieldField, TaskConfig, TaskStatus, TaskStatusField,
+    TaskType, TaskTypeField,
+};
 use crate::{Decision, DomainError, DomainEvent, ErrorCode, permissions, validate};
 
 pub const NAME_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 10_000;
 
-/// One field's change, as the activity feed and diffs show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldChange {
-    pub field: String,
-    pub old: Value,
-    pub new: Value,
+crate::fields! {
+    /// The project's own tracked fields.
+    pub enum ProjectField {
+        Name = "name",
+        Description = "description",
+        TaskIdPrefix = "task_id_prefix",
+        IsPublic = "is_public",
+        Settings = "settings",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +43,9 @@ pub enum ProjectEvent {
         created_by: Uuid,
     },
     #[serde(rename = "project.updated")]
-    Updated { changes: Vec<FieldChange> },
+    Updated {
+        changes: Vec<FieldChange<ProjectField>>,
+    },
     #[serde(rename = "project.deleted")]
     Deleted {},
     #[serde(rename = "project.role_created")]
@@ -95,7 +104,7 @@ pub enum ProjectEvent {
     #[serde(rename = "project.task_type_updated")]
     TaskTypeUpdated {
         type_id: Uuid,
-        changes: Vec<FieldChange>,
+        changes: Vec<FieldChange<TaskTypeField>>,
     },
     #[serde(rename = "project.task_type_deleted")]
     TaskTypeDeleted { type_id: Uuid, name: String },
@@ -114,7 +123,7 @@ pub enum ProjectEvent {
     #[serde(rename = "project.task_status_updated")]
     TaskStatusUpdated {
         status_id: Uuid,
-        changes: Vec<FieldChange>,
+        changes: Vec<FieldChange<TaskStatusField>>,
     },
     #[serde(rename = "project.task_status_deleted")]
     TaskStatusDeleted { status_id: Uuid, name: String },
@@ -134,7 +143,7 @@ pub enum ProjectEvent {
     #[serde(rename = "project.custom_field_updated")]
     CustomFieldUpdated {
         field_id: Uuid,
-        changes: Vec<FieldChange>,
+        changes: Vec<FieldChange<CustomFieldField>>,
     },
     #[serde(rename = "project.custom_field_deleted")]
     CustomFieldDeleted { field_id: Uuid, field_key: String },
@@ -367,17 +376,15 @@ impl Project {
             }
             ProjectEvent::Updated { changes } => {
                 for change in changes {
-                    match change.field.as_str() {
-                        "name" => self.name = change.new.as_str().unwrap_or_default().into(),
-                        "description" => {
-                            self.description = change.new.as_str().unwrap_or_default().into()
+                    let text = || change.new.as_str().unwrap_or_default().into();
+                    match change.field {
+                        ProjectField::Name => self.name = text(),
+                        ProjectField::Description => self.description = text(),
+                        ProjectField::TaskIdPrefix => self.task_id_prefix = text(),
+                        ProjectField::IsPublic => {
+                            self.is_public = change.new.as_bool().unwrap_or_default()
                         }
-                        "task_id_prefix" => {
-                            self.task_id_prefix = change.new.as_str().unwrap_or_default().into()
-                        }
-                        "is_public" => self.is_public = change.new.as_bool().unwrap_or_default(),
-                        "settings" => self.settings = change.new.clone(),
-                        _ => {}
+                        ProjectField::Settings => self.settings = change.new.clone(),
                     }
                 }
             }
@@ -585,50 +592,43 @@ impl Project {
                 settings,
             } => {
                 self.live()?;
-                let mut changes = Vec::new();
-                let mut change = |field: &str, old: Value, new: Value| {
-                    if old != new {
-                        changes.push(FieldChange {
-                            field: field.into(),
-                            old,
-                            new,
-                        });
-                    }
-                };
+                let mut changes = Changes::new();
                 // Paca's settings page sends every field, blank ones included:
                 // a blank string means "unchanged" (CONTRACT-NOTES §6 "Update").
                 let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
                 if let Some(name) = given(name) {
                     let name = normalize_project_name(&name)?;
-                    change("name", self.name.clone().into(), name.into());
+                    changes.record(ProjectField::Name, self.name.clone(), name);
                 }
                 if let Some(description) = given(description) {
                     check_description(&description)?;
-                    change(
-                        "description",
-                        self.description.clone().into(),
-                        description.into(),
+                    changes.record(
+                        ProjectField::Description,
+                        self.description.clone(),
+                        description,
                     );
                 }
                 if let Some(prefix) = given(prefix) {
                     let prefix = task_id_prefix(Some(&prefix), &self.name)?;
-                    change(
-                        "task_id_prefix",
-                        self.task_id_prefix.clone().into(),
-                        prefix.into(),
+                    changes.record(
+                        ProjectField::TaskIdPrefix,
+                        self.task_id_prefix.clone(),
+                        prefix,
                     );
                 }
                 if let Some(is_public) = is_public {
-                    change("is_public", self.is_public.into(), is_public.into());
+                    changes.record(ProjectField::IsPublic, self.is_public, is_public);
                 }
                 if let Some(settings) = settings {
                     check_settings(&settings)?;
-                    change("settings", self.settings.clone(), settings);
+                    changes.record(ProjectField::Settings, self.settings.clone(), settings);
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ProjectEvent::Updated { changes }])
+                Ok(vec![ProjectEvent::Updated {
+                    changes: changes.into_vec(),
+                }])
             }
             ProjectCommand::Delete => {
                 self.live()?;
@@ -895,7 +895,7 @@ mod tests {
             events,
             vec![ProjectEvent::Updated {
                 changes: vec![FieldChange {
-                    field: "is_public".into(),
+                    field: ProjectField::IsPublic,
                     old: false.into(),
                     new: true.into()
                 }]

@@ -10,8 +10,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::project::FieldChange;
+use crate::change::{Changes, FieldChange};
 use crate::{Decision, DomainError, DomainEvent, ErrorCode, validate};
+
+crate::fields! {
+    /// A sprint's tracked fields.
+    pub enum SprintField {
+        Name = "name",
+        StartDate = "start_date",
+        EndDate = "end_date",
+        Goal = "goal",
+        Status = "status",
+    }
+}
 
 pub const NAME_MAX: usize = 200;
 pub const GOAL_MAX: usize = 10_000;
@@ -33,7 +44,9 @@ pub enum SprintEvent {
     /// `changes` name `name`, `start_date`, `end_date`, `goal`, `status`;
     /// a cleared value is `null`.
     #[serde(rename = "sprint.updated")]
-    Updated { changes: Vec<FieldChange> },
+    Updated {
+        changes: Vec<FieldChange<SprintField>>,
+    },
     #[serde(rename = "sprint.completed")]
     Completed {
         old_status: String,
@@ -173,13 +186,14 @@ impl Sprint {
             }
             SprintEvent::Updated { changes } => {
                 for change in changes {
-                    match change.field.as_str() {
-                        "name" => self.name = from_json(&change.new).unwrap_or_default(),
-                        "start_date" => self.start_date = from_json(&change.new),
-                        "end_date" => self.end_date = from_json(&change.new),
-                        "goal" => self.goal = from_json(&change.new),
-                        "status" => self.status = from_json(&change.new).unwrap_or_default(),
-                        _ => {}
+                    match change.field {
+                        SprintField::Name => self.name = from_json(&change.new).unwrap_or_default(),
+                        SprintField::StartDate => self.start_date = from_json(&change.new),
+                        SprintField::EndDate => self.end_date = from_json(&change.new),
+                        SprintField::Goal => self.goal = from_json(&change.new),
+                        SprintField::Status => {
+                            self.status = from_json(&change.new).unwrap_or_default()
+                        }
                     }
                 }
             }
@@ -248,44 +262,37 @@ impl Sprint {
                 status,
             } => {
                 self.live()?;
-                let mut changes = Vec::new();
-                let mut change = |field: &str, old: Value, new: Value| {
-                    if old != new {
-                        changes.push(FieldChange {
-                            field: field.into(),
-                            old,
-                            new,
-                        });
-                    }
-                };
+                let mut changes = Changes::new();
                 if let Some(name) = name {
                     let name = normalize_name(&name)?;
-                    change("name", json(&self.name), json(&name));
+                    changes.record(SprintField::Name, json(&self.name), json(&name));
                 }
                 if let Some(start) = start_date {
                     let start = start
                         .map(|d| validate::timestamp("start_date", d))
                         .transpose()?;
-                    change("start_date", json(&self.start_date), json(&start));
+                    changes.record(SprintField::StartDate, json(&self.start_date), json(&start));
                 }
                 if let Some(end) = end_date {
                     let end = end
                         .map(|d| validate::timestamp("end_date", d))
                         .transpose()?;
-                    change("end_date", json(&self.end_date), json(&end));
+                    changes.record(SprintField::EndDate, json(&self.end_date), json(&end));
                 }
                 if let Some(goal) = goal {
                     check_goal(&goal)?;
-                    change("goal", json(&self.goal), json(&goal));
+                    changes.record(SprintField::Goal, json(&self.goal), json(&goal));
                 }
                 if let Some(status) = status {
                     check_status(&status)?;
-                    change("status", json(&self.status), json(&status));
+                    changes.record(SprintField::Status, json(&self.status), json(&status));
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![SprintEvent::Updated { changes }])
+                Ok(vec![SprintEvent::Updated {
+                    changes: changes.into_vec(),
+                }])
             }
             SprintCommand::Complete {
                 target,
@@ -337,6 +344,7 @@ impl Sprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::Field;
 
     fn given(events: &[SprintEvent]) -> Sprint {
         events.iter().fold(Sprint::default(), Sprint::evolve)
@@ -562,7 +570,7 @@ mod tests {
             created("planned"),
             SprintEvent::Updated {
                 changes: vec![FieldChange {
-                    field: "end_date".into(),
+                    field: SprintField::EndDate,
                     old: Value::Null,
                     new: json(&parse_date("2026-01-19").unwrap()),
                 }],

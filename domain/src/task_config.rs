@@ -9,8 +9,39 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::project::{FieldChange, Project, ProjectEvent};
+use crate::change::Changes;
+use crate::project::{Project, ProjectEvent};
 use crate::{DomainError, ErrorCode, validate};
+
+crate::fields! {
+    /// A task type's tracked fields.
+    pub enum TaskTypeField {
+        Name = "name",
+        Icon = "icon",
+        Color = "color",
+        Description = "description",
+    }
+}
+
+crate::fields! {
+    /// A task status's tracked fields.
+    pub enum TaskStatusField {
+        Name = "name",
+        Color = "color",
+        Position = "position",
+        Category = "category",
+    }
+}
+
+crate::fields! {
+    /// A custom field definition's tracked fields.
+    pub enum CustomFieldField {
+        DisplayName = "display_name",
+        FieldType = "field_type",
+        Options = "options",
+        IsRequired = "is_required",
+    }
+}
 
 pub const STATUS_CATEGORIES: &[&str] = &[
     "backlog",
@@ -215,20 +246,6 @@ fn name_ok(name: &str, code: ErrorCode, what: &str) -> Result<String, DomainErro
     validate::bounded_name(name, 100, code, what)
 }
 
-fn json<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-fn change<T: Serialize + PartialEq>(changes: &mut Vec<FieldChange>, field: &str, old: &T, new: &T) {
-    if old != new {
-        changes.push(FieldChange {
-            field: field.into(),
-            old: json(old),
-            new: json(new),
-        });
-    }
-}
-
 fn check_field_type(field_type: &str) -> Result<(), DomainError> {
     validate::one_of(
         field_type,
@@ -278,12 +295,11 @@ impl Project {
                 if let Some(t) = config.types.get_mut(type_id) {
                     for c in changes {
                         let text = c.new.as_str().map(str::to_owned);
-                        match c.field.as_str() {
-                            "name" => t.name = text.unwrap_or_default(),
-                            "icon" => t.icon = text,
-                            "color" => t.color = text,
-                            "description" => t.description = text,
-                            _ => {}
+                        match c.field {
+                            TaskTypeField::Name => t.name = text.unwrap_or_default(),
+                            TaskTypeField::Icon => t.icon = text,
+                            TaskTypeField::Color => t.color = text,
+                            TaskTypeField::Description => t.description = text,
                         }
                     }
                 }
@@ -307,12 +323,17 @@ impl Project {
             ProjectEvent::TaskStatusUpdated { status_id, changes } => {
                 if let Some(s) = config.statuses.get_mut(status_id) {
                     for c in changes {
-                        match c.field.as_str() {
-                            "name" => s.name = c.new.as_str().unwrap_or_default().into(),
-                            "color" => s.color = c.new.as_str().map(str::to_owned),
-                            "position" => s.position = c.new.as_i64().unwrap_or_default(),
-                            "category" => s.category = c.new.as_str().unwrap_or_default().into(),
-                            _ => {}
+                        match c.field {
+                            TaskStatusField::Name => {
+                                s.name = c.new.as_str().unwrap_or_default().into()
+                            }
+                            TaskStatusField::Color => s.color = c.new.as_str().map(str::to_owned),
+                            TaskStatusField::Position => {
+                                s.position = c.new.as_i64().unwrap_or_default()
+                            }
+                            TaskStatusField::Category => {
+                                s.category = c.new.as_str().unwrap_or_default().into()
+                            }
                         }
                     }
                 }
@@ -336,19 +357,20 @@ impl Project {
             ProjectEvent::CustomFieldUpdated { field_id, changes } => {
                 if let Some(f) = config.fields.get_mut(field_id) {
                     for c in changes {
-                        match c.field.as_str() {
-                            "display_name" => {
+                        match c.field {
+                            CustomFieldField::DisplayName => {
                                 f.display_name = c.new.as_str().unwrap_or_default().into()
                             }
-                            "field_type" => {
+                            CustomFieldField::FieldType => {
                                 f.field_type = c.new.as_str().unwrap_or_default().into()
                             }
-                            "options" => {
+                            CustomFieldField::Options => {
                                 f.options =
                                     serde_json::from_value(c.new.clone()).unwrap_or_default()
                             }
-                            "is_required" => f.is_required = c.new.as_bool().unwrap_or_default(),
-                            _ => {}
+                            CustomFieldField::IsRequired => {
+                                f.is_required = c.new.as_bool().unwrap_or_default()
+                            }
                         }
                     }
                 }
@@ -444,26 +466,29 @@ impl Project {
                         "system task types cannot be changed",
                     ));
                 }
-                let mut changes = Vec::new();
+                let mut changes = Changes::new();
                 // An empty name leaves it unchanged (as Paca does).
                 if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
                     let name = name_ok(&name, ErrorCode::TASK_TYPE_NAME_INVALID, "name")?;
                     self.type_name_free(&name, Some(type_id))?;
-                    change(&mut changes, "name", &t.name, &name);
+                    changes.record_json(TaskTypeField::Name, &t.name, &name);
                 }
                 if let Some(icon) = icon {
-                    change(&mut changes, "icon", &t.icon, &icon);
+                    changes.record_json(TaskTypeField::Icon, &t.icon, &icon);
                 }
                 if let Some(color) = color {
-                    change(&mut changes, "color", &t.color, &color);
+                    changes.record_json(TaskTypeField::Color, &t.color, &color);
                 }
                 if let Some(description) = description {
-                    change(&mut changes, "description", &t.description, &description);
+                    changes.record_json(TaskTypeField::Description, &t.description, &description);
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ProjectEvent::TaskTypeUpdated { type_id, changes }])
+                Ok(vec![ProjectEvent::TaskTypeUpdated {
+                    type_id,
+                    changes: changes.into_vec(),
+                }])
             }
             ConfigCommand::DeleteType { type_id } => {
                 let t = self.task_type(type_id)?;
@@ -537,26 +562,29 @@ impl Project {
                 category,
             } => {
                 let s = self.status(status_id)?;
-                let mut changes = Vec::new();
+                let mut changes = Changes::new();
                 if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
                     let name = name_ok(&name, ErrorCode::TASK_STATUS_NAME_INVALID, "name")?;
                     self.status_name_free(&name, Some(status_id))?;
-                    change(&mut changes, "name", &s.name, &name);
+                    changes.record_json(TaskStatusField::Name, &s.name, &name);
                 }
                 if let Some(color) = color {
-                    change(&mut changes, "color", &s.color, &color);
+                    changes.record_json(TaskStatusField::Color, &s.color, &color);
                 }
                 if let Some(position) = position {
-                    change(&mut changes, "position", &s.position, &position);
+                    changes.record_json(TaskStatusField::Position, &s.position, &position);
                 }
                 if let Some(category) = category {
                     check_category(&category)?;
-                    change(&mut changes, "category", &s.category, &category);
+                    changes.record_json(TaskStatusField::Category, &s.category, &category);
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ProjectEvent::TaskStatusUpdated { status_id, changes }])
+                Ok(vec![ProjectEvent::TaskStatusUpdated {
+                    status_id,
+                    changes: changes.into_vec(),
+                }])
             }
             ConfigCommand::DeleteStatus { status_id } => {
                 let s = self.status(status_id)?;
@@ -640,27 +668,30 @@ impl Project {
                 let f = self.config.fields.get(&field_id).ok_or_else(|| {
                     err(ErrorCode::CUSTOM_FIELD_NOT_FOUND, "custom field not found")
                 })?;
-                let mut changes = Vec::new();
+                let mut changes = Changes::new();
                 if let Some(name) = display_name.filter(|n| !n.trim().is_empty()) {
                     let name =
                         name_ok(&name, ErrorCode::CUSTOM_FIELD_NAME_INVALID, "display_name")?;
-                    change(&mut changes, "display_name", &f.display_name, &name);
+                    changes.record_json(CustomFieldField::DisplayName, &f.display_name, &name);
                 }
                 if let Some(field_type) = field_type {
                     check_field_type(&field_type)?;
-                    change(&mut changes, "field_type", &f.field_type, &field_type);
+                    changes.record_json(CustomFieldField::FieldType, &f.field_type, &field_type);
                 }
                 if let Some(options) = options {
                     check_options(&options)?;
-                    change(&mut changes, "options", &f.options, &options);
+                    changes.record_json(CustomFieldField::Options, &f.options, &options);
                 }
                 if let Some(is_required) = is_required {
-                    change(&mut changes, "is_required", &f.is_required, &is_required);
+                    changes.record_json(CustomFieldField::IsRequired, &f.is_required, &is_required);
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ProjectEvent::CustomFieldUpdated { field_id, changes }])
+                Ok(vec![ProjectEvent::CustomFieldUpdated {
+                    field_id,
+                    changes: changes.into_vec(),
+                }])
             }
             ConfigCommand::DeleteField { field_id } => {
                 let f = self.config.fields.get(&field_id).ok_or_else(|| {

@@ -14,8 +14,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::project::FieldChange;
+use crate::change::{Changes, FieldChange};
 use crate::{Decision, DomainError, DomainEvent, ErrorCode, validate};
+
+crate::fields! {
+    /// A view's tracked fields.
+    pub enum ViewField {
+        Name = "name",
+        ViewType = "view_type",
+        Config = "config",
+        Position = "position",
+    }
+}
 
 pub const NAME_MAX: usize = 100;
 pub const VIEW_TYPES: &[&str] = &["table", "board", "roadmap", "plugin"];
@@ -83,7 +93,9 @@ pub enum ViewEvent {
     },
     /// `changes` name `name`, `view_type`, `config`, `position`.
     #[serde(rename = "view.updated")]
-    Updated { changes: Vec<FieldChange> },
+    Updated {
+        changes: Vec<FieldChange<ViewField>>,
+    },
     /// The view's tab moved in a reorder of its whole context.
     #[serde(rename = "view.reordered")]
     Reordered { position: f64, old_position: f64 },
@@ -233,14 +245,17 @@ impl View {
             }
             ViewEvent::Updated { changes } => {
                 for change in changes {
-                    match change.field.as_str() {
-                        "name" => self.name = change.new.as_str().unwrap_or_default().into(),
-                        "view_type" => {
+                    match change.field {
+                        ViewField::Name => {
+                            self.name = change.new.as_str().unwrap_or_default().into()
+                        }
+                        ViewField::ViewType => {
                             self.view_type = change.new.as_str().unwrap_or_default().into()
                         }
-                        "config" => self.config = change.new.clone(),
-                        "position" => self.position = change.new.as_f64().unwrap_or_default(),
-                        _ => {}
+                        ViewField::Config => self.config = change.new.clone(),
+                        ViewField::Position => {
+                            self.position = change.new.as_f64().unwrap_or_default()
+                        }
                     }
                 }
             }
@@ -322,35 +337,28 @@ impl View {
                 position,
             } => {
                 self.live()?;
-                let mut changes = Vec::new();
-                let mut change = |field: &str, old: Value, new: Value| {
-                    if old != new {
-                        changes.push(FieldChange {
-                            field: field.into(),
-                            old,
-                            new,
-                        });
-                    }
-                };
+                let mut changes = Changes::new();
                 if let Some(name) = name {
                     let name = normalize_name(&name)?;
-                    change("name", self.name.clone().into(), name.into());
+                    changes.record(ViewField::Name, self.name.clone(), name);
                 }
                 let new_type = view_type.unwrap_or_else(|| self.view_type.clone());
                 check_view_type(&new_type)?;
                 let new_config = config.unwrap_or_else(|| self.config.clone());
                 check_config(&new_config)?;
                 check_plugin(&new_type, &new_config)?;
-                change("view_type", self.view_type.clone().into(), new_type.into());
-                change("config", self.config.clone(), new_config);
+                changes.record(ViewField::ViewType, self.view_type.clone(), new_type);
+                changes.record(ViewField::Config, self.config.clone(), new_config);
                 if let Some(position) = position {
                     check_position(position, "position")?;
-                    change("position", json!(self.position), json!(position));
+                    changes.record(ViewField::Position, json!(self.position), json!(position));
                 }
                 if changes.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![ViewEvent::Updated { changes }])
+                Ok(vec![ViewEvent::Updated {
+                    changes: changes.into_vec(),
+                }])
             }
             ViewCommand::Delete { views_in_context } => {
                 self.live()?;
@@ -509,6 +517,7 @@ pub fn project_defaults(project_id: Uuid, epic_type_id: Uuid) -> [ViewCommand; 2
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::Field;
 
     const PROJECT: Uuid = Uuid::from_u128(1);
     const SPRINT: Uuid = Uuid::from_u128(2);

@@ -86,6 +86,20 @@ impl EventStore {
             .collect())
     }
 
+    /// The type of stream `stream_id` (`None`: no such stream), on a given
+    /// connection, e.g. to tell "a task id where a doc id was expected"
+    /// from a decoding failure before loading.
+    pub async fn stream_type_in(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT stream_type FROM streams WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(conn)
+            .await
+    }
+
     /// Up to `limit` events of the given stream types after `after` in
     /// plain `global_position` order. NOT gap-safe: only for callers that
     /// hold `streams` locked against appends (a `SHARE` lock or stronger),

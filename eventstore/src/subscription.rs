@@ -11,6 +11,7 @@
 //! its error is visible in `checkpoints` (and `paca projections status`);
 //! the batch is never skipped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -44,6 +45,8 @@ pub struct Subscription<H> {
     stream_types: Option<Vec<String>>,
     coalesce: Duration,
     headers_only: bool,
+    /// Times `run` found another runner holding the lock and waited.
+    standby_rounds: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +93,7 @@ impl<H: SubscriptionHandler> Subscription<H> {
             stream_types: None,
             coalesce: Duration::ZERO,
             headers_only: false,
+            standby_rounds: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +133,13 @@ impl<H: SubscriptionHandler> Subscription<H> {
         self
     }
 
+    /// How many times [`Self::run`] found the subscription held by another
+    /// runner and waited as a standby: lets a caller (a test, a status
+    /// page) see that a standby is alive and refused, without timing.
+    pub fn standby_rounds(&self) -> u64 {
+        self.standby_rounds.load(Ordering::Relaxed)
+    }
+
     pub fn handler(&self) -> &H {
         &self.handler
     }
@@ -154,6 +165,7 @@ impl<H: SubscriptionHandler> Subscription<H> {
             if lock.try_lock().await? {
                 break;
             }
+            self.standby_rounds.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.changed() => {}

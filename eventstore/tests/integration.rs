@@ -1088,7 +1088,16 @@ async fn failing_handler_is_retried_and_one_runner_holds_a_subscription(
         || async { (a.handler().delivered() == expected).then_some(()) },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // b tries the lock after the round is committed and is refused (twice,
+    // so at least one refusal came after the round was visible to it):
+    // a standby that could deliver would have by then.
+    let rounds = b.standby_rounds();
+    eventually(
+        "b to be refused as a standby",
+        Duration::from_secs(10),
+        || async { (b.standby_rounds() >= rounds + 2).then_some(()) },
+    )
+    .await;
     assert!(
         b.handler().delivered().is_empty(),
         "standby delivered events"

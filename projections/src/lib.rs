@@ -3,6 +3,7 @@
 //! blue/green rebuild and verification of those tables.
 
 pub mod audit;
+pub mod columns;
 pub mod history;
 pub mod projector;
 pub mod projector_agents;

@@ -20,7 +20,8 @@ use eventstore::{InlineProjector, RecordedEvent};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::stmt::{Arg, Stmt};
+use crate::columns::changes_update;
+use crate::stmt::Stmt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -380,37 +381,7 @@ fn project(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ProjectEvent) {
             .arg(at));
         }
         ProjectEvent::Updated { changes } => {
-            // One statement for all fields of the change; each column keeps
-            // its value unless the change names it.
-            let mut sets = Vec::new();
-            let mut stmt_args: Vec<Arg> = vec![project_id.into(), at.into()];
-            for change in changes {
-                // Column names come from this fixed list, never from input.
-                let set = match change.field.as_str() {
-                    "name" | "description" | "task_id_prefix" => {
-                        stmt_args.push(change.new.as_str().map(str::to_owned).into());
-                        format!("{} = ${}", change.field, stmt_args.len())
-                    }
-                    "is_public" => {
-                        stmt_args.push(Arg::Bool(change.new.as_bool()));
-                        format!("is_public = ${}", stmt_args.len())
-                    }
-                    "settings" => {
-                        stmt_args.push(change.new.into());
-                        format!("settings = ${}", stmt_args.len())
-                    }
-                    _ => continue,
-                };
-                sets.push(set);
-            }
-            if !sets.is_empty() {
-                let mut stmt = Stmt::new(format!(
-                    "UPDATE projects SET {}, updated_at = $2 WHERE id = $1",
-                    sets.join(", ")
-                ));
-                stmt.args = stmt_args;
-                stmts.push(stmt);
-            }
+            stmts.extend(changes_update("projects", project_id, at, &changes))
         }
         ProjectEvent::Deleted {} => {
             stmts.push(
@@ -542,13 +513,9 @@ fn project(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ProjectEvent) {
             .arg(t.is_system)
             .arg(at),
         ),
-        ProjectEvent::TaskTypeUpdated { type_id, changes } => stmts.extend(changes_update(
-            "task_types",
-            type_id,
-            at,
-            &changes,
-            &[("name", Kind::Text), ("icon", Kind::Text), ("color", Kind::Text), ("description", Kind::Text)],
-        )),
+        ProjectEvent::TaskTypeUpdated { type_id, changes } => {
+            stmts.extend(changes_update("task_types", type_id, at, &changes))
+        }
         ProjectEvent::TaskTypeDeleted { type_id, .. } => {
             stmts.push(Stmt::new("DELETE FROM task_types WHERE id = $1").arg(type_id))
         }
@@ -583,13 +550,9 @@ fn project(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ProjectEvent) {
             .arg(is_default)
             .arg(at),
         ),
-        ProjectEvent::TaskStatusUpdated { status_id, changes } => stmts.extend(changes_update(
-            "task_statuses",
-            status_id,
-            at,
-            &changes,
-            &[("name", Kind::Text), ("color", Kind::Text), ("position", Kind::Int), ("category", Kind::Text)],
-        )),
+        ProjectEvent::TaskStatusUpdated { status_id, changes } => {
+            stmts.extend(changes_update("task_statuses", status_id, at, &changes))
+        }
         ProjectEvent::TaskStatusDeleted { status_id, .. } => {
             stmts.push(Stmt::new("DELETE FROM task_statuses WHERE id = $1").arg(status_id))
         }
@@ -633,63 +596,11 @@ fn project(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ProjectEvent) {
             .arg(field.is_required)
             .arg(at),
         ),
-        ProjectEvent::CustomFieldUpdated { field_id, changes } => stmts.extend(changes_update(
-            "custom_fields",
-            field_id,
-            at,
-            &changes,
-            &[
-                ("display_name", Kind::Text),
-                ("field_type", Kind::Text),
-                ("options", Kind::Json),
-                ("is_required", Kind::Bool),
-            ],
-        )),
+        ProjectEvent::CustomFieldUpdated { field_id, changes } => {
+            stmts.extend(changes_update("custom_fields", field_id, at, &changes))
+        }
         ProjectEvent::CustomFieldDeleted { field_id, .. } => {
             stmts.push(Stmt::new("DELETE FROM custom_fields WHERE id = $1").arg(field_id))
         }
     }
-}
-
-/// How a changed field's JSON value maps to its column.
-#[derive(Clone, Copy)]
-pub(crate) enum Kind {
-    Text,
-    Int,
-    Bool,
-    Json,
-}
-
-/// One UPDATE applying a list of `{field, new}` changes to the columns
-/// allowed in `columns` (column names never come from the event).
-pub(crate) fn changes_update(
-    table: &str,
-    id: uuid::Uuid,
-    at: chrono::DateTime<chrono::Utc>,
-    changes: &[domain::project::FieldChange],
-    columns: &[(&'static str, Kind)],
-) -> Option<Stmt> {
-    let mut sets = Vec::new();
-    let mut args: Vec<Arg> = vec![id.into(), at.into()];
-    for change in changes {
-        let Some((column, kind)) = columns.iter().find(|(c, _)| *c == change.field) else {
-            continue;
-        };
-        args.push(match kind {
-            Kind::Text => Arg::Text(change.new.as_str().map(str::to_owned)),
-            Kind::Int => Arg::Int(change.new.as_i64()),
-            Kind::Bool => Arg::Bool(change.new.as_bool()),
-            Kind::Json => Arg::Json(Some(change.new.clone())),
-        });
-        sets.push(format!("{column} = ${}", args.len()));
-    }
-    if sets.is_empty() {
-        return None;
-    }
-    let mut stmt = Stmt::new(format!(
-        "UPDATE {table} SET {}, updated_at = $2 WHERE id = $1",
-        sets.join(", ")
-    ));
-    stmt.args = args;
-    Some(stmt)
 }

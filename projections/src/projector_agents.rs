@@ -3,53 +3,14 @@
 //! `agent_conversation_events`, `agent_chat_sessions`, and the
 //! `agent.session.started` entry on a task's activity feed.
 
-use domain::agent::AgentEvent;
+use domain::agent::{AgentEvent, AgentField};
+use domain::change::Field;
 use domain::conversation::{ChatSessionEvent, ConversationEvent};
-use domain::project::FieldChange;
 use eventstore::RecordedEvent;
 use serde_json::{Map, Value, json};
 
-use crate::stmt::{Arg, Stmt};
-
-/// `SET` fragments for the changes that name one of `columns`
-/// (column, kind), starting at placeholder `$first`.
-fn sets(
-    changes: &[FieldChange],
-    columns: &[(&str, &str)],
-    args: &mut Vec<Arg>,
-    first: usize,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for change in changes {
-        let Some((column, kind)) = columns.iter().find(|(c, _)| *c == change.field) else {
-            continue;
-        };
-        let arg = match *kind {
-            "text" => Arg::Text(change.new.as_str().map(str::to_owned)),
-            "bool" => Arg::Bool(change.new.as_bool()),
-            _ => Arg::Json(Some(change.new.clone())),
-        };
-        args.push(arg);
-        out.push(format!("{column} = ${}", first + args.len() - 1));
-    }
-    out
-}
-
-fn update(table: &str, id: uuid::Uuid, sets: Vec<String>, args: Vec<Arg>, at: Arg) -> Option<Stmt> {
-    if sets.is_empty() {
-        return None;
-    }
-    let n = args.len() + 2;
-    let sql = format!(
-        "UPDATE {table} SET {}, updated_at = ${n} WHERE id = $1",
-        sets.join(", ")
-    );
-    let mut stmt = Stmt::new(sql).arg(id);
-    for arg in args {
-        stmt = stmt.arg(arg);
-    }
-    Some(stmt.arg(at))
-}
+use crate::columns::changes_update;
+use crate::stmt::Stmt;
 
 pub fn agent(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: AgentEvent) {
     let at = e.recorded_at;
@@ -82,16 +43,16 @@ pub fn agent(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: AgentEvent) {
         AgentEvent::Updated { changes } => {
             let patch: Map<String, Value> = changes
                 .iter()
-                .filter(|c| c.field != "handle")
-                .map(|c| (c.field.clone(), c.new.clone()))
+                .filter(|c| c.field != AgentField::Handle)
+                .map(|c| (c.field.as_str().to_owned(), c.new.clone()))
                 .collect();
             let name = changes
                 .iter()
-                .find(|c| c.field == "name")
+                .find(|c| c.field == AgentField::Name)
                 .and_then(|c| c.new.as_str().map(str::to_owned));
             let handle = changes
                 .iter()
-                .find(|c| c.field == "handle")
+                .find(|c| c.field == AgentField::Handle)
                 .and_then(|c| c.new.as_str().map(str::to_owned));
             stmts.push(
                 Stmt::new(
@@ -134,16 +95,7 @@ pub fn agent(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: AgentEvent) {
             .arg(at),
         ),
         AgentEvent::McpServerUpdated { server_id, changes } => {
-            let mut args = Vec::new();
-            let columns = [
-                ("command", "text"),
-                ("args", "json"),
-                ("url", "text"),
-                ("env", "json"),
-                ("is_enabled", "bool"),
-            ];
-            let sets = sets(&changes, &columns, &mut args, 2);
-            stmts.extend(update("agent_mcp_servers", server_id, sets, args, at.into()));
+            stmts.extend(changes_update("agent_mcp_servers", server_id, at, &changes))
         }
         AgentEvent::McpServerRemoved { server_id, .. } => stmts
             .push(Stmt::new("DELETE FROM agent_mcp_servers WHERE id = $1").arg(server_id)),
@@ -164,14 +116,7 @@ pub fn agent(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: AgentEvent) {
             .arg(at),
         ),
         AgentEvent::SkillUpdated { skill_id, changes } => {
-            let mut args = Vec::new();
-            let columns = [
-                ("skill_content", "text"),
-                ("triggers", "json"),
-                ("is_enabled", "bool"),
-            ];
-            let sets = sets(&changes, &columns, &mut args, 2);
-            stmts.extend(update("agent_skills", skill_id, sets, args, at.into()));
+            stmts.extend(changes_update("agent_skills", skill_id, at, &changes))
         }
         AgentEvent::SkillRemoved { skill_id, .. } => {
             stmts.push(Stmt::new("DELETE FROM agent_skills WHERE id = $1").arg(skill_id))

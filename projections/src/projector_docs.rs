@@ -3,11 +3,12 @@
 //! feed, folder entries included with no document) and `doc_files`.
 //! A deleted folder's contents are deleted by their own events.
 
-use domain::doc::{DocEvent, DocFolderEvent};
+use domain::doc::{DocEvent, DocField, DocFolderEvent};
 use eventstore::RecordedEvent;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::columns::changes_update;
 use crate::stmt::{Arg, Stmt};
 
 fn actor(e: &RecordedEvent, key: &str) -> Option<Uuid> {
@@ -96,27 +97,7 @@ pub fn folder(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: DocFolderEvent) {
             ));
         }
         DocFolderEvent::Updated { changes } => {
-            let mut args: Vec<Arg> = vec![id.into(), at.into()];
-            let mut sets = Vec::new();
-            for c in &changes {
-                let (column, arg) = match c.field.as_str() {
-                    "name" => ("name", Arg::Text(c.new.as_str().map(str::to_owned))),
-                    "parent_id" => (
-                        "parent_id",
-                        Arg::Uuid(c.new.as_str().and_then(|s| s.parse().ok())),
-                    ),
-                    "position" => ("position", Arg::Int(c.new.as_i64())),
-                    _ => continue,
-                };
-                args.push(arg);
-                sets.push(format!("{column} = ${}", args.len()));
-            }
-            let mut stmt = Stmt::new(format!(
-                "UPDATE doc_folders SET {}updated_at = $2 WHERE id = $1",
-                sets.iter().map(|s| format!("{s}, ")).collect::<String>()
-            ));
-            stmt.args = args;
-            stmts.push(stmt);
+            stmts.extend(changes_update("doc_folders", id, at, &changes));
             stmts.push(activity(
                 e,
                 e.event_id,
@@ -196,15 +177,15 @@ pub fn doc(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: DocEvent) {
         } => {
             let title = changes
                 .iter()
-                .find(|c| c.field == "title")
+                .find(|c| c.field == DocField::Title)
                 .and_then(|c| c.new.as_str().map(str::to_owned));
             let content = changes
                 .iter()
-                .find(|c| c.field == "content")
+                .find(|c| c.field == DocField::Content)
                 .map(|c| c.new.clone());
             let position = changes
                 .iter()
-                .find(|c| c.field == "position")
+                .find(|c| c.field == DocField::Position)
                 .and_then(|c| c.new.as_f64());
             if let Some(number) = snapshot_number {
                 // Unchanged parts of the version come from the row as it
@@ -260,7 +241,7 @@ pub fn doc(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: DocEvent) {
             let listed: Vec<Value> = changes
                 .iter()
                 .map(|c| {
-                    if c.field == "content" {
+                    if c.field == DocField::Content {
                         json!({ "field": "content" })
                     } else {
                         json!({ "field": c.field, "old": c.old, "new": c.new })

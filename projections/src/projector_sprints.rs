@@ -3,58 +3,18 @@
 //! parameter is the row's primary key, except the one that drops a deleted
 //! view's task positions (many rows: a replay barrier).
 
-use chrono::{DateTime, Utc};
-use domain::project::FieldChange;
 use domain::sprint::SprintEvent;
 use domain::view::ViewEvent;
 use eventstore::RecordedEvent;
 use uuid::Uuid;
 
-use crate::stmt::{Arg, Stmt};
+use crate::columns::changes_update;
+use crate::stmt::Stmt;
 
 /// The `view_task_positions` row id of a task in a view: deterministic, so
 /// a replay produces the same ids and every statement is keyed by one uuid.
 pub fn position_row_id(view_id: Uuid, task_id: Uuid) -> Uuid {
     Uuid::new_v5(&view_id, task_id.as_bytes())
-}
-
-/// Converts a changed field's JSON value to its column's argument.
-type Convert = fn(&serde_json::Value) -> Arg;
-
-fn ts(value: &serde_json::Value) -> Arg {
-    Arg::Ts(serde_json::from_value::<DateTime<Utc>>(value.clone()).ok())
-}
-
-fn text(value: &serde_json::Value) -> Arg {
-    Arg::Text(value.as_str().map(str::to_owned))
-}
-
-/// One UPDATE for the changed columns `columns` allows (column names
-/// never come from the event).
-fn update(
-    table: &str,
-    id: Uuid,
-    at: DateTime<Utc>,
-    changes: &[FieldChange],
-    columns: &[(&str, Convert)],
-) -> Option<Stmt> {
-    let mut sets = Vec::new();
-    let mut args: Vec<Arg> = vec![id.into(), at.into()];
-    for change in changes {
-        if let Some((column, convert)) = columns.iter().find(|(c, _)| *c == change.field) {
-            args.push(convert(&change.new));
-            sets.push(format!("{column} = ${}", args.len()));
-        }
-    }
-    if sets.is_empty() {
-        return None;
-    }
-    let mut stmt = Stmt::new(format!(
-        "UPDATE {table} SET {}, updated_at = $2 WHERE id = $1",
-        sets.join(", ")
-    ));
-    stmt.args = args;
-    Some(stmt)
 }
 
 pub fn sprint(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: SprintEvent) {
@@ -83,19 +43,9 @@ pub fn sprint(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: SprintEvent) {
             .arg(status)
             .arg(at),
         ),
-        SprintEvent::Updated { changes } => stmts.extend(update(
-            "sprints",
-            id,
-            at,
-            &changes,
-            &[
-                ("name", text),
-                ("start_date", ts),
-                ("end_date", ts),
-                ("goal", text),
-                ("status", text),
-            ],
-        )),
+        SprintEvent::Updated { changes } => {
+            stmts.extend(changes_update("sprints", id, at, &changes))
+        }
         SprintEvent::Completed { .. } => stmts.push(
             Stmt::new("UPDATE sprints SET status = 'completed', updated_at = $2 WHERE id = $1")
                 .arg(id)
@@ -107,14 +57,6 @@ pub fn sprint(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: SprintEvent) {
                 .arg(at),
         ),
     }
-}
-
-fn float(value: &serde_json::Value) -> Arg {
-    Arg::Float(value.as_f64())
-}
-
-fn json(value: &serde_json::Value) -> Arg {
-    Arg::Json(Some(value.clone()))
 }
 
 pub fn view(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ViewEvent) {
@@ -145,18 +87,9 @@ pub fn view(stmts: &mut Vec<Stmt>, e: &RecordedEvent, event: ViewEvent) {
             .arg(position)
             .arg(at),
         ),
-        ViewEvent::Updated { changes } => stmts.extend(update(
-            "sprint_views",
-            id,
-            at,
-            &changes,
-            &[
-                ("name", text),
-                ("view_type", text),
-                ("config", json),
-                ("position", float),
-            ],
-        )),
+        ViewEvent::Updated { changes } => {
+            stmts.extend(changes_update("sprint_views", id, at, &changes))
+        }
         ViewEvent::Reordered { position, .. } => stmts.push(
             Stmt::new("UPDATE sprint_views SET position = $2, updated_at = $3 WHERE id = $1")
                 .arg(id)
