@@ -10,6 +10,8 @@
 //!
 //! The runner's writes (status changes, agent events) go through the same
 //! handlers below; it links this crate (docs/agents.md).
+//!
+//! Uses: `agents::agent_state`, `tasks::task_project` and the directory.
 
 use domain::ErrorCode;
 use domain::agent::{Agent, AgentEvent};

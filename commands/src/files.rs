@@ -6,6 +6,9 @@
 //! moves the row to `uploaded`, so a completion happens once even when
 //! clients race. Removal appends `…_removed` and marks the row `deleted`;
 //! the caller then deletes the object.
+//!
+//! Uses: `docs::doc_command_in` and `tasks::task_project` (the attachment's
+//! owner must be live in the route's project).
 
 use domain::ErrorCode;
 use domain::doc::DocCommand;

@@ -1,4 +1,7 @@
 //! Project commands: the project itself, its roles and its members.
+//!
+//! Uses: `views::seed_project_views` (a new project's backlog and
+//! timeline tabs, in the creating transaction).
 
 use domain::ErrorCode;
 use domain::project::{Project, ProjectCommand, ProjectEvent, SeedIds};

@@ -7,6 +7,10 @@
 //! concurrent commands queue instead of deadlocking: sprint stream rows
 //! (ascending id) -> a view scope's lock -> view stream rows -> task
 //! stream rows.
+//!
+//! Uses, in the same transaction: `views` (`create_view_in`, `delete_view`,
+//! `reorder_views`, the scope lock and `scope_view_ids`) for the sprint's
+//! tabs, and `tasks::move_tasks_in_tx` for its tasks.
 
 use chrono::{DateTime, Utc};
 use domain::project::{Project, ProjectEvent};

@@ -1,6 +1,9 @@
 //! Task commands: create (with the per-project number), three-state
 //! update, delete, comments, revert of a recorded change, and moving tasks
 //! between sprints inside a caller's transaction.
+//!
+//! Uses: `sprints::lock_sprint_for_task` (a task joins a live sprint under
+//! that sprint's lock) and the directory's `project_state`.
 
 use domain::project::Project;
 use domain::task::{

@@ -13,6 +13,9 @@
 //! the agent, so a replayed batch (at-least-once delivery, a restart, a
 //! rebuild) finds the conversation and writes nothing: exactly one
 //! conversation and one stream entry per source event and agent.
+//!
+//! Uses: `conversations::create_conversation_in` and `notifications`
+//! (`assigned`, `on_event`) from the one log subscription.
 
 use std::collections::BTreeSet;
 

@@ -3,10 +3,13 @@
 //!
 //! Decisions over a whole context (keep at least one view, reorder exactly
 //! the context's views, next free tab position) read the context's views
-//! from the read model under a per-scope lock row taken in the append
-//! transaction: every command that changes a scope's set of views takes
-//! it first, so they queue and each sees the others' committed work (the
-//! inline projector writes the read model in the same transaction).
+//! from the write-side `view_index` under a per-scope lock row taken in the
+//! append transaction: every command that changes a scope's set of views
+//! takes it first, so they queue and each sees the others' committed work
+//! (the index is written by its inline projector in the same transaction).
+//!
+//! Uses: `sprints::lock_streams` and `load_sprint_in` (a sprint-context
+//! scope must name a live sprint).
 
 use domain::view::{
     TaskPosition, View, ViewCommand, ViewEvent, ViewScope, check_task_positions, plan_reorder,

@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "view_task_positions",
     "tasks",
     "task_activities",
+    "task_links",
     "agents",
     "agent_mcp_servers",
     "agent_skills",
@@ -480,4 +481,24 @@ pub async fn state(store: &EventStore) -> Result<Vec<ProjectionState>, sqlx::Err
                 == Some(fingerprint().as_str()),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `verify` compares exactly the tables in `TABLES`: a table in the DDL
+    /// but missing from the list would never be checked (`task_links` was).
+    #[test]
+    fn tables_lists_every_table_of_the_ddl() {
+        let mut ddl: Vec<&str> = DDL
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("CREATE TABLE {schema}."))
+            .map(|rest| rest.split([' ', '(']).next().unwrap_or_default())
+            .collect();
+        let mut listed = TABLES.to_vec();
+        ddl.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(ddl, listed);
+    }
 }
