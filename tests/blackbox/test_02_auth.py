@@ -105,17 +105,12 @@ def test_login_ignores_unknown_fields(server):
 def test_login_rate_limited_after_10_failures_per_minute(server, make_user):
     u = make_user(change_password=False, prefix="rl")
     c = server.client()
-    statuses = []
     for i in range(10):
         r = c.post("/auth/login", json={"username": u.username, "password": f"wrong-password-{i}"})
         err(r, 401, "AUTH_INVALID_CREDENTIALS")
-    for _ in range(2):
-        r = c.post("/auth/login", json={"username": u.username, "password": "wrong-password-x"})
-        statuses.append(r.status_code)
-        if r.status_code == 429:
-            err(r, 429, "TOO_MANY_REQUESTS")
-            break
-    assert 429 in statuses, f"expected 429 after more than 10 failed logins in a minute, got {statuses}" + describe(r)
+    # the 11th attempt within the minute is over the limit
+    err(c.post("/auth/login", json={"username": u.username, "password": "wrong-password-x"}), 429,
+        "TOO_MANY_REQUESTS")
     # another username from the same IP is not affected
     ok(server.client().post("/auth/login", json={"username": "admin", "password": server.admin_password}))
 

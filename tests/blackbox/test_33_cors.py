@@ -12,8 +12,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import _make_server, _teardown_server, ok
-from test_3_support import assert_sane
+from conftest import _make_server, _teardown_server, describe, ok
 
 LISTED = "http://app.example.test"
 LISTED_2 = "https://other.example.test:8443"
@@ -98,7 +97,7 @@ def test_listed_origin_preflight_gets_credentials(listed_cors, path, origin):
 @pytest.mark.parametrize("path", PATHS[:2])
 def test_unlisted_origin_preflight_gets_no_cors_headers(listed_cors, path):
     r = preflight(listed_cors, path, UNLISTED)
-    assert_sane(r, "preflight from an unlisted origin")
+    assert r.status_code == 204, "preflight from an unlisted origin" + describe(r)
     assert "Access-Control-Allow-Origin" not in r.headers, dict(r.headers)
     assert "Access-Control-Allow-Credentials" not in r.headers, dict(r.headers)
 
@@ -122,6 +121,6 @@ def test_listed_origin_actual_request_with_credentials(listed_cors):
 def test_unlisted_origin_actual_request_gets_no_cors_headers(listed_cors):
     admin = listed_cors.admin()
     r = admin.get("/users/me", headers={"Origin": UNLISTED})
-    assert_sane(r, "request from an unlisted origin")
+    assert ok(r)["username"] == "admin"  # CORS is the browser's to enforce: the server answers as usual
     assert "Access-Control-Allow-Origin" not in r.headers, dict(r.headers)
     assert "Access-Control-Allow-Credentials" not in r.headers, dict(r.headers)
