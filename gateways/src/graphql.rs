@@ -5,9 +5,12 @@
 //! `connectionParams.token`) and the same permission checks (the REST
 //! access functions, per project and permission). Mutations call the same
 //! command handlers with the same input types as the REST routes, so they
-//! append the same events. Read models are served as JSON objects shaped
-//! exactly like the REST `data` (one contract for both). Subscriptions are
-//! fed by this node's realtime hub, i.e. by the same relay as Socket.IO.
+//! append the same events. Read models are typed objects
+//! (`crate::graphql_types`, plus `Project` and `Task` here) whose fields are
+//! the REST `data` fields in camelCase, deserialized from the very JSON REST
+//! sends (one contract for both); `Project.data` and `Task.data` still carry
+//! the whole REST object. Subscriptions are fed by this node's realtime hub,
+//! i.e. by the same relay as Socket.IO.
 //!
 //! Limits: depth 10, complexity 1,000 per operation. Activities of many
 //! tasks load through a DataLoader (one query per batch, not per task).
@@ -20,14 +23,16 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::runtime::{TokioSpawner, TokioTimer};
 use async_graphql::{
-    Context, Data, ErrorExtensions, ID, Json, Object, Schema, SimpleObject, Subscription,
+    ComplexObject, Context, Data, ErrorExtensions, ID, Json, Object, Schema, SimpleObject,
+    Subscription,
 };
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use domain::permissions::{global, project as perms};
 use domain::view::ViewContext;
 use futures_util::Stream;
-use projections::history::{AsOf, HistoryEntry};
+use projections::history::{AsOf, HistoryEntry as HistoryEntryView};
 use projections::queries_tasks::{self as q, ActivityView};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -35,6 +40,10 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{MaybeAuth, Principal, Via, project_access};
 use crate::error::ApiError;
+use crate::graphql_types::{
+    Activity, Comment, CustomField, Doc, DocSummary, HistoryEntry, Member, Role, Sprint,
+    TaskStatus, TaskType, User, View,
+};
 use crate::realtime::Room;
 use crate::rest::sprints as rest_sprints;
 use crate::rest::tasks as rest_tasks;
@@ -108,10 +117,28 @@ async fn allow(ctx: &Context<'_>, project_id: Uuid, permission: &str) -> GqlResu
         .gql()
 }
 
-fn to_json<T: serde::Serialize>(value: T) -> GqlResult<Json<Value>> {
-    serde_json::to_value(value)
-        .map(Json)
-        .map_err(|e| gql_error(ApiError::internal(e)))
+fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
+    gql_error(ApiError::internal(e))
+}
+
+/// The typed object of a read model: deserialized from the JSON value REST
+/// sends for it, so that its fields never disagree with the REST `data`.
+fn typed<T: DeserializeOwned>(view: impl serde::Serialize) -> GqlResult<T> {
+    from_rest(serde_json::to_value(view).map_err(internal)?)
+}
+
+fn from_rest<T: DeserializeOwned>(value: Value) -> GqlResult<T> {
+    serde_json::from_value(value).map_err(internal)
+}
+
+fn typed_list<T: DeserializeOwned, V: serde::Serialize>(views: &[V]) -> GqlResult<Vec<T>> {
+    views.iter().map(typed).collect()
+}
+
+fn comment(view: ActivityView) -> GqlResult<Comment> {
+    Ok(Comment {
+        activity: typed(view)?,
+    })
 }
 
 /// A mutation input: the REST body type, through the same checks (NUL
@@ -160,12 +187,18 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The authenticated user (as `GET /users/me`).
-    async fn me(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
+    async fn me(&self, ctx: &Context<'_>) -> GqlResult<User> {
         let p = principal(ctx)?;
         let user = projections::queries::user(&state(ctx).pool, p.id())
             .await
-            .gql()?;
-        to_json(user)
+            .gql()?
+            .ok_or_else(|| {
+                gql_error(ApiError::new(
+                    domain::ErrorCode::USER_NOT_FOUND,
+                    "user not found",
+                ))
+            })?;
+        typed(user)
     }
 
     /// The projects the caller can see (all of them with `projects.read`).
@@ -181,15 +214,7 @@ impl Query {
         let result = projections::queries::projects(&state(ctx).pool, member_of, page, page_size)
             .await
             .gql()?;
-        result
-            .items
-            .into_iter()
-            .map(|v| {
-                let data =
-                    serde_json::to_value(&v).map_err(|e| gql_error(ApiError::internal(e)))?;
-                Ok(Project { id: v.id, data })
-            })
-            .collect()
+        result.items.iter().map(Project::of).collect()
     }
 
     async fn project(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Option<Project>> {
@@ -199,11 +224,7 @@ impl Query {
         let view = projections::queries::project(&state(ctx).pool, id)
             .await
             .gql()?;
-        view.map(|v| {
-            let data = serde_json::to_value(&v).map_err(|e| gql_error(ApiError::internal(e)))?;
-            Ok(Project { id: v.id, data })
-        })
-        .transpose()
+        view.as_ref().map(Project::of).transpose()
     }
 
     /// One task, live or `asOf` a version or an RFC 3339 time.
@@ -241,80 +262,104 @@ impl Query {
     }
 }
 
-/// A project: its REST representation in `data`, and its parts, each
-/// behind the permission REST requires for it.
+/// A project, as `GET /projects/:id` returns it (the typed fields and the
+/// whole object in `data`), and its parts, each behind the permission REST
+/// requires for it.
+#[derive(SimpleObject, Deserialize)]
+#[graphql(complex)]
 pub struct Project {
-    id: Uuid,
-    data: Value,
+    id: ID,
+    name: String,
+    description: String,
+    /// The prefix of task keys (`PROJ-12`).
+    task_id_prefix: String,
+    is_public: bool,
+    /// Project settings; free-form.
+    settings: Json<Value>,
+    created_by: Option<ID>,
+    created_at: String,
+    #[graphql(skip)]
+    #[serde(skip)]
+    key: Uuid,
+    #[graphql(skip)]
+    #[serde(skip)]
+    raw: Value,
 }
 
-#[Object]
 impl Project {
-    async fn id(&self) -> ID {
-        ID(self.id.to_string())
+    fn of(view: &projections::queries::ProjectView) -> GqlResult<Self> {
+        let raw = serde_json::to_value(view).map_err(internal)?;
+        let project: Project = from_rest(raw.clone())?;
+        Ok(Project {
+            key: view.id,
+            raw,
+            ..project
+        })
     }
+}
 
-    async fn name(&self) -> Option<String> {
-        self.data
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-
+#[ComplexObject]
+impl Project {
     /// The project as `GET /projects/:id` returns it.
     async fn data(&self) -> Json<Value> {
-        Json(self.data.clone())
+        Json(self.raw.clone())
     }
 
-    async fn members(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::MEMBERS_READ).await?;
-        to_json(
-            projections::queries::members(&state(ctx).pool, self.id)
+    /// `GET /projects/:id/members` (needs `members.read`).
+    async fn members(&self, ctx: &Context<'_>) -> GqlResult<Vec<Member>> {
+        allow(ctx, self.key, perms::MEMBERS_READ).await?;
+        typed_list(
+            &projections::queries::members(&state(ctx).pool, self.key)
                 .await
                 .gql()?,
         )
     }
 
-    async fn roles(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::ROLES_READ).await?;
-        to_json(
-            projections::queries::project_roles(&state(ctx).pool, self.id)
+    /// `GET /projects/:id/roles` (needs `roles.read`).
+    async fn roles(&self, ctx: &Context<'_>) -> GqlResult<Vec<Role>> {
+        allow(ctx, self.key, perms::ROLES_READ).await?;
+        typed_list(
+            &projections::queries::project_roles(&state(ctx).pool, self.key)
                 .await
                 .gql()?,
         )
     }
 
-    async fn task_types(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::TASKS_READ).await?;
-        to_json(
-            projections::queries::task_types(&state(ctx).pool, self.id)
+    /// `GET /projects/:id/task-types`.
+    async fn task_types(&self, ctx: &Context<'_>) -> GqlResult<Vec<TaskType>> {
+        allow(ctx, self.key, perms::TASKS_READ).await?;
+        typed_list(
+            &projections::queries::task_types(&state(ctx).pool, self.key)
                 .await
                 .gql()?,
         )
     }
 
-    async fn statuses(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::TASKS_READ).await?;
-        to_json(
-            projections::queries::task_statuses(&state(ctx).pool, self.id)
+    /// `GET /projects/:id/task-statuses`.
+    async fn statuses(&self, ctx: &Context<'_>) -> GqlResult<Vec<TaskStatus>> {
+        allow(ctx, self.key, perms::TASKS_READ).await?;
+        typed_list(
+            &projections::queries::task_statuses(&state(ctx).pool, self.key)
                 .await
                 .gql()?,
         )
     }
 
-    async fn custom_fields(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::TASKS_READ).await?;
-        to_json(
-            projections::queries::custom_fields(&state(ctx).pool, self.id)
+    /// `GET /projects/:id/custom-fields`.
+    async fn custom_fields(&self, ctx: &Context<'_>) -> GqlResult<Vec<CustomField>> {
+        allow(ctx, self.key, perms::TASKS_READ).await?;
+        typed_list(
+            &projections::queries::custom_fields(&state(ctx).pool, self.key)
                 .await
                 .gql()?,
         )
     }
 
-    async fn sprints(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::SPRINTS_READ).await?;
-        to_json(
-            projections::queries_sprints::sprints(&state(ctx).pool, self.id)
+    /// `GET /projects/:id/sprints` (needs `sprints.read`).
+    async fn sprints(&self, ctx: &Context<'_>) -> GqlResult<Vec<Sprint>> {
+        allow(ctx, self.key, perms::SPRINTS_READ).await?;
+        typed_list(
+            &projections::queries_sprints::sprints(&state(ctx).pool, self.key)
                 .await
                 .gql()?,
         )
@@ -326,8 +371,8 @@ impl Project {
         ctx: &Context<'_>,
         #[graphql(default_with = "String::from(\"backlog\")")] context: String,
         sprint_id: Option<ID>,
-    ) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::SPRINTS_READ).await?;
+    ) -> GqlResult<Vec<View>> {
+        allow(ctx, self.key, perms::SPRINTS_READ).await?;
         let context = ViewContext::parse(&context)
             .ok_or_else(|| gql_error(ApiError::bad_request("invalid context")))?;
         let sprint_id = match (context, sprint_id) {
@@ -337,8 +382,8 @@ impl Project {
             }
             _ => None,
         };
-        to_json(
-            projections::queries_sprints::views(&state(ctx).pool, self.id, context, sprint_id)
+        typed_list(
+            &projections::queries_sprints::views(&state(ctx).pool, self.key, context, sprint_id)
                 .await
                 .gql()?,
         )
@@ -354,7 +399,7 @@ impl Project {
         cursor: Option<String>,
         page_size: Option<i64>,
     ) -> GqlResult<TaskPage> {
-        allow(ctx, self.id, perms::TASKS_READ).await?;
+        allow(ctx, self.key, perms::TASKS_READ).await?;
         let mut params: HashMap<String, String> = filter
             .map(|f| f.0)
             .unwrap_or_default()
@@ -383,7 +428,7 @@ impl Project {
         if let Some(n) = page_size {
             params.insert("page_size".into(), n.to_string());
         }
-        let page = rest_tasks::list_page(state(ctx), self.id, &params)
+        let page = rest_tasks::list_page(state(ctx), self.key, &params)
             .await
             .gql()?;
         let items = page
@@ -392,15 +437,8 @@ impl Project {
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|data| {
-                let id = data.get("id")?.as_str()?.parse().ok()?;
-                Some(Task {
-                    id,
-                    project_id: self.id,
-                    data,
-                })
-            })
-            .collect();
+            .map(|data| Task::from_rest(self.key, data))
+            .collect::<GqlResult<_>>()?;
         Ok(TaskPage {
             items,
             next_cursor: page
@@ -412,29 +450,40 @@ impl Project {
 
     /// Project documents, as `GET /projects/:id/docs` lists them (without
     /// content); `folderId` is a folder's id or `root` for the top level.
-    async fn docs(&self, ctx: &Context<'_>, folder_id: Option<String>) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::DOCS_READ).await?;
+    async fn docs(
+        &self,
+        ctx: &Context<'_>,
+        folder_id: Option<String>,
+    ) -> GqlResult<Vec<DocSummary>> {
+        allow(ctx, self.key, perms::DOCS_READ).await?;
         let folder = match folder_id.as_deref().map(str::trim) {
             None | Some("") => None,
             Some("root" | "null") => Some(None),
             Some(raw) => Some(Some(uuid(&ID::from(raw), "folderId")?)),
         };
-        to_json(
-            projections::queries_docs::docs(&state(ctx).pool, self.id, folder)
+        typed_list(
+            &projections::queries_docs::docs(&state(ctx).pool, self.key, folder)
                 .await
                 .gql()?,
         )
     }
 
     /// One document with its content (`GET /projects/:id/docs/:docId`).
-    async fn doc(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Json<Value>> {
-        allow(ctx, self.id, perms::DOCS_READ).await?;
+    async fn doc(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Doc> {
+        allow(ctx, self.key, perms::DOCS_READ).await?;
         let doc_id = uuid(&id, "id")?;
-        to_json(
-            crate::rest::docs::live_doc(state(ctx), self.id, doc_id)
-                .await
-                .gql()?,
-        )
+        let view = crate::rest::docs::live_doc(state(ctx), self.key, doc_id)
+            .await
+            .gql()?;
+        let raw = serde_json::to_value(view).map_err(internal)?;
+        Ok(Doc {
+            content: raw
+                .get("content")
+                .filter(|c| !c.is_null())
+                .cloned()
+                .map(Json),
+            summary: from_rest(raw)?,
+        })
     }
 }
 
@@ -444,63 +493,107 @@ pub struct TaskPage {
     next_cursor: Option<String>,
 }
 
+/// A task, as `GET /projects/:id/tasks/:taskId` returns it (the typed
+/// fields and the whole object in `data`), with its activity feed and
+/// history.
+#[derive(SimpleObject, Deserialize)]
+#[graphql(complex)]
 pub struct Task {
-    id: Uuid,
-    project_id: Uuid,
-    data: Value,
+    id: ID,
+    project_id: ID,
+    /// The number in the task's key (`PROJ-12`).
+    task_number: i64,
+    title: String,
+    task_type_id: Option<ID>,
+    status_id: Option<ID>,
+    sprint_id: Option<ID>,
+    parent_task_id: Option<ID>,
+    /// The BlockNote document.
+    description: Option<Json<Value>>,
+    importance: i64,
+    story_points: Option<i64>,
+    /// Member ids.
+    assignee_ids: Vec<ID>,
+    /// The first assignee (Paca's single-assignee field).
+    assignee_id: Option<ID>,
+    reporter_id: Option<ID>,
+    /// Values by `CustomField.fieldKey`; the value's shape depends on the
+    /// field type.
+    custom_fields: Json<Value>,
+    /// RFC 3339 at midnight UTC.
+    start_date: Option<String>,
+    /// RFC 3339 at midnight UTC.
+    due_date: Option<String>,
+    tags: Vec<String>,
+    /// The task stream's version (REST's `ETag`; `updateTask`'s
+    /// `expectedVersion`).
+    version: i64,
+    /// The manual position in the view of the `view_id` filter.
+    view_position: Option<f64>,
+    /// The group of that view the position is in.
+    view_group_key: Option<String>,
+    created_at: String,
+    updated_at: String,
+    /// `{plugin, key}` when a plugin created the task under an origin key.
+    origin: Option<Json<Value>>,
+    /// Plugins' orchestration summaries by plugin name.
+    plugin_summaries: Option<Json<Value>>,
+    #[graphql(skip)]
+    #[serde(skip)]
+    key: Uuid,
+    #[graphql(skip)]
+    #[serde(skip)]
+    project_key: Uuid,
+    #[graphql(skip)]
+    #[serde(skip)]
+    raw: Value,
 }
 
 impl Task {
     fn of(project_id: Uuid, view: q::TaskView) -> GqlResult<Self> {
-        let data = serde_json::to_value(&view).map_err(|e| gql_error(ApiError::internal(e)))?;
+        let raw = serde_json::to_value(&view).map_err(internal)?;
+        Task::from_rest(project_id, raw)
+    }
+
+    /// From the task's REST JSON (e.g. an item of the REST list).
+    fn from_rest(project_id: Uuid, raw: Value) -> GqlResult<Self> {
+        let task: Task = from_rest(raw.clone())?;
         Ok(Task {
-            id: view.id,
-            project_id,
-            data,
+            key: uuid(&task.id, "id")?,
+            project_key: project_id,
+            raw,
+            ..task
         })
     }
 }
 
-#[Object]
+#[ComplexObject]
 impl Task {
-    async fn id(&self) -> ID {
-        ID(self.id.to_string())
-    }
-
-    async fn title(&self) -> Option<String> {
-        self.data
-            .get("title")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-
-    async fn version(&self) -> Option<i64> {
-        self.data.get("version").and_then(Value::as_i64)
-    }
-
     /// The task as `GET /projects/:id/tasks/:taskId` returns it.
     async fn data(&self) -> Json<Value> {
-        Json(self.data.clone())
+        Json(self.raw.clone())
     }
 
-    /// The activity feed (batched across tasks).
-    async fn activities(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
+    /// The activity feed, as `GET …/tasks/:taskId/activities` lists it
+    /// (batched across tasks).
+    async fn activities(&self, ctx: &Context<'_>) -> GqlResult<Vec<Activity>> {
         let loader = ctx.data_unchecked::<DataLoader<ActivitiesLoader>>();
         let items = loader
-            .load_one(self.id)
+            .load_one(self.key)
             .await
-            .map_err(|e| gql_error(ApiError::internal(e)))?
+            .map_err(internal)?
             .unwrap_or_default();
-        to_json(items)
+        typed_list(&items)
     }
 
-    /// Every version of the task: one entry per event.
-    async fn history(&self, ctx: &Context<'_>) -> GqlResult<Json<Value>> {
-        let events = rest_tasks::task_events(state(ctx), self.project_id, self.id)
+    /// Every version of the task, one entry per event, as
+    /// `GET …/tasks/:taskId/history` lists it.
+    async fn history(&self, ctx: &Context<'_>) -> GqlResult<Vec<HistoryEntry>> {
+        let events = rest_tasks::task_events(state(ctx), self.project_key, self.key)
             .await
             .gql()?;
-        let items: Vec<HistoryEntry> = events.iter().map(HistoryEntry::of).collect();
-        to_json(items)
+        let items: Vec<HistoryEntryView> = events.iter().map(HistoryEntryView::of).collect();
+        typed_list(&items)
     }
 }
 
@@ -595,7 +688,7 @@ impl TaskMutation {
         project_id: ID,
         task_id: ID,
         content: Json<Value>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<Comment> {
         let project_id = uuid(&project_id, "projectId")?;
         let task_id = uuid(&task_id, "taskId")?;
         let p = principal(ctx)?;
@@ -613,7 +706,7 @@ impl TaskMutation {
             )
             .await
             .gql()?;
-        to_json(
+        comment(
             rest_tasks::activity_or_404(state, task_id, comment_id)
                 .await
                 .gql()?,
@@ -627,7 +720,7 @@ impl TaskMutation {
         task_id: ID,
         id: ID,
         content: Json<Value>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<Comment> {
         let project_id = uuid(&project_id, "projectId")?;
         let task_id = uuid(&task_id, "taskId")?;
         let comment_id = uuid(&id, "id")?;
@@ -650,7 +743,7 @@ impl TaskMutation {
             )
             .await
             .gql()?;
-        to_json(
+        comment(
             rest_tasks::activity_or_404(state, task_id, comment_id)
                 .await
                 .gql()?,
@@ -694,7 +787,7 @@ impl PlanningMutation {
         ctx: &Context<'_>,
         project_id: ID,
         input: Json<Value>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<Sprint> {
         let project_id = uuid(&project_id, "projectId")?;
         let p = principal(ctx)?;
         allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
@@ -718,7 +811,7 @@ impl PlanningMutation {
             )
             .await
             .gql()?;
-        to_json(
+        typed(
             rest_sprints::sprint_view(state, project_id, sprint_id)
                 .await
                 .gql()?,
@@ -732,7 +825,7 @@ impl PlanningMutation {
         project_id: ID,
         id: ID,
         input: Json<Value>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<Sprint> {
         let project_id = uuid(&project_id, "projectId")?;
         let sprint_id = uuid(&id, "id")?;
         let p = principal(ctx)?;
@@ -751,7 +844,7 @@ impl PlanningMutation {
             .update_sprint(&metadata(p), project_id, sprint_id, patch)
             .await
             .gql()?;
-        to_json(
+        typed(
             rest_sprints::sprint_view(state, project_id, sprint_id)
                 .await
                 .gql()?,
@@ -778,7 +871,7 @@ impl PlanningMutation {
         project_id: ID,
         id: ID,
         move_to_sprint_id: Option<ID>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<Sprint> {
         let project_id = uuid(&project_id, "projectId")?;
         let sprint_id = uuid(&id, "id")?;
         let move_to = move_to_sprint_id
@@ -792,7 +885,7 @@ impl PlanningMutation {
             .complete_sprint(&metadata(p), project_id, sprint_id, move_to)
             .await
             .gql()?;
-        to_json(
+        typed(
             rest_sprints::sprint_view(state, project_id, sprint_id)
                 .await
                 .gql()?,
@@ -807,7 +900,7 @@ impl PlanningMutation {
         context: Option<String>,
         sprint_id: Option<ID>,
         input: Json<Value>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<View> {
         let project_id = uuid(&project_id, "projectId")?;
         let p = principal(ctx)?;
         allow(ctx, project_id, perms::SPRINTS_WRITE).await?;
@@ -837,7 +930,7 @@ impl PlanningMutation {
             )
             .await
             .gql()?;
-        to_json(rest_views::view(state, project_id, view_id).await.gql()?)
+        typed(rest_views::view(state, project_id, view_id).await.gql()?)
     }
 
     /// `PATCH /projects/:id/views/:viewId`.
@@ -847,7 +940,7 @@ impl PlanningMutation {
         project_id: ID,
         id: ID,
         input: Json<Value>,
-    ) -> GqlResult<Json<Value>> {
+    ) -> GqlResult<View> {
         let project_id = uuid(&project_id, "projectId")?;
         let view_id = uuid(&id, "id")?;
         let p = principal(ctx)?;
@@ -865,7 +958,7 @@ impl PlanningMutation {
             .update_view(&metadata(p), project_id, view_id, patch)
             .await
             .gql()?;
-        to_json(rest_views::view(state, project_id, view_id).await.gql()?)
+        typed(rest_views::view(state, project_id, view_id).await.gql()?)
     }
 
     async fn delete_view(&self, ctx: &Context<'_>, project_id: ID, id: ID) -> GqlResult<bool> {

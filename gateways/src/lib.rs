@@ -6,6 +6,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod graphql;
+pub mod graphql_types;
 pub mod mcp;
 pub mod metrics;
 pub mod plugin_api;
