@@ -14,8 +14,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// What to show. Every field narrows; none set shows everything.
@@ -142,6 +141,22 @@ const COLUMNS: &str = "e.global_position, e.tx_id::text::bigint AS tx_id, e.stre
      e.stream_id, e.version, e.event_id, e.event_type, e.project_id, e.payload, e.metadata, \
      e.recorded_at";
 
+/// A row of [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    global_position: i64,
+    tx_id: i64,
+    stream_type: String,
+    stream_id: Uuid,
+    version: i64,
+    event_id: Uuid,
+    event_type: String,
+    project_id: Option<Uuid>,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
 /// `task`, `task.` and `task.*` mean every `task.…` type; anything else is
 /// one exact type.
 fn type_pattern(event_type: &str) -> (String, Option<String>) {
@@ -190,7 +205,7 @@ pub async fn page(
          ORDER BY e.tx_id DESC, e.global_position DESC
          LIMIT $13"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let mut rows = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
         .bind(before.map(|c| c.tx_id))
         .bind(before.map_or(0, |c| c.position))
         .bind(filter.project_id)
@@ -207,7 +222,8 @@ pub async fn page(
         .fetch_all(pool)
         .await?;
     let more = rows.len() as i64 > limit;
-    let items = items(pool, &rows[..rows.len().min(limit as usize)]).await?;
+    rows.truncate(limit as usize);
+    let items = items(pool, rows).await?;
     let next_cursor = if more {
         items.last().map(|i| i.cursor.encode())
     } else {
@@ -238,12 +254,12 @@ pub async fn request(
          ORDER BY e.tx_id, e.global_position
          LIMIT $2"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
         .bind(request_id)
         .bind(limit)
         .fetch_all(pool)
         .await?;
-    items(pool, &rows).await
+    items(pool, rows).await
 }
 
 fn uuid_at(metadata: &Value, pointer: &str) -> Option<Uuid> {
@@ -269,48 +285,43 @@ struct Names {
     objects: HashMap<Uuid, String>,
 }
 
-async fn names(pool: &PgPool, rows: &[PgRow]) -> Result<Names, sqlx::Error> {
+async fn names(pool: &PgPool, rows: &[EventRow]) -> Result<Names, sqlx::Error> {
     let mut users = HashSet::new();
     let mut agents = HashSet::new();
     let mut plugins = HashSet::new();
     let mut objects = HashSet::new();
     for row in rows {
-        let metadata: Value = row.get("metadata");
-        users.extend(uuid_at(&metadata, "/actor/user_id"));
-        agents.extend(uuid_at(&metadata, "/actor/agent_id"));
-        plugins.extend(uuid_at(&metadata, "/actor/plugin_id"));
-        objects.insert(row.get::<Uuid, _>("stream_id"));
+        users.extend(uuid_at(&row.metadata, "/actor/user_id"));
+        agents.extend(uuid_at(&row.metadata, "/actor/agent_id"));
+        plugins.extend(uuid_at(&row.metadata, "/actor/plugin_id"));
+        objects.insert(row.stream_id);
     }
-    let pairs = |rows: Vec<PgRow>| -> HashMap<Uuid, String> {
-        rows.iter()
-            .map(|r| (r.get::<Uuid, _>(0), r.get::<String, _>(1)))
-            .collect()
-    };
+    let pairs = |rows: Vec<(Uuid, String)>| -> HashMap<Uuid, String> { rows.into_iter().collect() };
     let users: Vec<Uuid> = users.into_iter().collect();
     let agents: Vec<Uuid> = agents.into_iter().collect();
     let plugins: Vec<Uuid> = plugins.into_iter().collect();
     let objects: Vec<Uuid> = objects.into_iter().collect();
     Ok(Names {
         users: pairs(
-            sqlx::query("SELECT id, username FROM users WHERE id = ANY($1)")
+            sqlx::query_as("SELECT id, username FROM users WHERE id = ANY($1)")
                 .bind(&users)
                 .fetch_all(pool)
                 .await?,
         ),
         agents: pairs(
-            sqlx::query("SELECT id, '@' || handle FROM agents WHERE id = ANY($1)")
+            sqlx::query_as("SELECT id, '@' || handle FROM agents WHERE id = ANY($1)")
                 .bind(&agents)
                 .fetch_all(pool)
                 .await?,
         ),
         plugins: pairs(
-            sqlx::query("SELECT id, name FROM plugins WHERE id = ANY($1)")
+            sqlx::query_as("SELECT id, name FROM plugins WHERE id = ANY($1)")
                 .bind(&plugins)
                 .fetch_all(pool)
                 .await?,
         ),
         objects: pairs(
-            sqlx::query(
+            sqlx::query_as(
                 "SELECT t.id, p.task_id_prefix || '-' || t.task_number FROM tasks t
                  JOIN projects p ON p.id = t.project_id WHERE t.id = ANY($1)
                  UNION ALL SELECT id, name FROM projects WHERE id = ANY($1)
@@ -327,17 +338,25 @@ async fn names(pool: &PgPool, rows: &[PgRow]) -> Result<Names, sqlx::Error> {
     })
 }
 
-async fn items(pool: &PgPool, rows: &[PgRow]) -> Result<Vec<AuditItem>, sqlx::Error> {
-    let names = names(pool, rows).await?;
-    Ok(rows.iter().map(|row| item(row, &names)).collect())
+async fn items(pool: &PgPool, rows: Vec<EventRow>) -> Result<Vec<AuditItem>, sqlx::Error> {
+    let names = names(pool, &rows).await?;
+    Ok(rows.into_iter().map(|row| item(row, &names)).collect())
 }
 
-fn item(row: &PgRow, names: &Names) -> AuditItem {
-    let metadata: Value = row.get("metadata");
-    let payload: Value = row.get("payload");
-    let event_type: String = row.get("event_type");
-    let stream_type: String = row.get("stream_type");
-    let stream_id: Uuid = row.get("stream_id");
+fn item(row: EventRow, names: &Names) -> AuditItem {
+    let EventRow {
+        global_position,
+        tx_id,
+        stream_type,
+        stream_id,
+        version,
+        event_id,
+        event_type,
+        project_id,
+        payload,
+        metadata,
+        recorded_at,
+    } = row;
     let source = str_at(&metadata, "/source").unwrap_or_default();
     let actor = actor(&metadata, &source, names);
     let label = names
@@ -346,9 +365,9 @@ fn item(row: &PgRow, names: &Names) -> AuditItem {
         .cloned()
         .or_else(|| name_in(&payload));
     AuditItem {
-        position: row.get("global_position"),
-        event_id: row.get("event_id"),
-        recorded_at: row.get("recorded_at"),
+        position: global_position,
+        event_id,
+        recorded_at,
         summary: summary(&event_type, &payload),
         event_type,
         object: AuditObject {
@@ -358,8 +377,8 @@ fn item(row: &PgRow, names: &Names) -> AuditItem {
         },
         stream_type,
         stream_id,
-        version: row.get("version"),
-        project_id: row.get("project_id"),
+        version,
+        project_id,
         actor,
         source,
         request_id: str_at(&metadata, "/request_id"),
@@ -367,8 +386,8 @@ fn item(row: &PgRow, names: &Names) -> AuditItem {
         causation_id: uuid_at(&metadata, "/causation_id"),
         payload,
         cursor: Cursor {
-            tx_id: row.get("tx_id"),
-            position: row.get("global_position"),
+            tx_id,
+            position: global_position,
         },
     }
 }

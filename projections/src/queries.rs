@@ -4,9 +4,17 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
+
+/// A row of a windowed list query: the item's columns plus the
+/// `COUNT(*) OVER ()` total.
+#[derive(sqlx::FromRow)]
+struct Counted<T> {
+    #[sqlx(flatten)]
+    item: T,
+    total: i64,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
@@ -40,18 +48,34 @@ const USER_COLUMNS: &str = "u.id, u.username, u.full_name, u.email, u.role_id, \
     u.must_change_password, u.created_at, u.deleted_at, \
     COALESCE(r.name, '') AS role_name, COALESCE(r.permissions, '[]'::jsonb) AS permissions";
 
-fn user_from_row(row: &PgRow) -> UserView {
-    UserView {
-        id: row.get("id"),
-        username: row.get("username"),
-        full_name: row.get("full_name"),
-        email: row.get("email"),
-        role: row.get("role_name"),
-        role_id: row.get("role_id"),
-        must_change_password: row.get("must_change_password"),
-        created_at: row.get("created_at"),
-        permissions: string_list(row.get("permissions")),
-        deleted: row.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some(),
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    username: String,
+    full_name: String,
+    email: Option<String>,
+    role_id: Uuid,
+    must_change_password: bool,
+    created_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    role_name: String,
+    permissions: Value,
+}
+
+impl From<UserRow> for UserView {
+    fn from(row: UserRow) -> Self {
+        UserView {
+            id: row.id,
+            username: row.username,
+            full_name: row.full_name,
+            email: row.email,
+            role: row.role_name,
+            role_id: row.role_id,
+            must_change_password: row.must_change_password,
+            created_at: row.created_at,
+            permissions: string_list(row.permissions),
+            deleted: row.deleted_at.is_some(),
+        }
     }
 }
 
@@ -62,11 +86,11 @@ pub async fn user(pool: &PgPool, id: Uuid) -> Result<Option<UserView>, sqlx::Err
          LEFT JOIN global_roles r ON r.id = u.role_id AND r.deleted_at IS NULL
          WHERE u.id = $1"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(user_from_row))
+    Ok(row.map(UserView::from))
 }
 
 pub struct Page<T> {
@@ -88,14 +112,14 @@ pub async fn users(
            AND ($3::text IS NULL OR u.username ILIKE $3 OR u.full_name ILIKE $3)
          ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, Counted<UserRow>>(sqlx::AssertSqlSafe(sql))
         .bind(page_size)
         .bind((page - 1) * page_size)
         .bind(pattern)
         .fetch_all(pool)
         .await?;
     let total = match rows.first() {
-        Some(row) => row.get("total"),
+        Some(row) => row.total,
         None => {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM users u WHERE u.deleted_at IS NULL
@@ -107,7 +131,7 @@ pub async fn users(
         }
     };
     Ok(Page {
-        items: rows.iter().map(user_from_row).collect(),
+        items: rows.into_iter().map(|r| r.item.into()).collect(),
         total,
     })
 }
@@ -128,52 +152,63 @@ pub fn permission_map(list: &[String]) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-fn role_from_row(row: &PgRow) -> GlobalRoleView {
-    GlobalRoleView {
-        id: row.get("id"),
-        name: row.get("name"),
-        permissions: permission_map(&string_list(row.get("permissions"))),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
+#[derive(sqlx::FromRow)]
+struct GlobalRoleRow {
+    id: Uuid,
+    name: String,
+    permissions: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<GlobalRoleRow> for GlobalRoleView {
+    fn from(row: GlobalRoleRow) -> Self {
+        GlobalRoleView {
+            id: row.id,
+            name: row.name,
+            permissions: permission_map(&string_list(row.permissions)),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
     }
 }
 
 pub async fn global_roles(pool: &PgPool) -> Result<Vec<GlobalRoleView>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, GlobalRoleRow>(
         "SELECT id, name, permissions, created_at, updated_at FROM global_roles
          WHERE deleted_at IS NULL ORDER BY name",
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(role_from_row).collect())
+    Ok(rows.into_iter().map(GlobalRoleView::from).collect())
 }
 
 pub async fn global_role(pool: &PgPool, id: Uuid) -> Result<Option<GlobalRoleView>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, GlobalRoleRow>(
         "SELECT id, name, permissions, created_at, updated_at FROM global_roles
          WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.as_ref().map(role_from_row))
+    Ok(row.map(GlobalRoleView::from))
 }
 
 pub async fn global_role_by_name(
     pool: &PgPool,
     name: &str,
 ) -> Result<Option<GlobalRoleView>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, GlobalRoleRow>(
         "SELECT id, name, permissions, created_at, updated_at FROM global_roles
          WHERE lower(name) = lower($1) AND deleted_at IS NULL",
     )
     .bind(name)
     .fetch_optional(pool)
     .await?;
-    Ok(row.as_ref().map(role_from_row))
+    Ok(row.map(GlobalRoleView::from))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiKeyView {
     pub id: Uuid,
     pub name: String,
@@ -185,7 +220,7 @@ pub struct ApiKeyView {
 
 /// The user's keys that are not revoked, newest first.
 pub async fn api_keys(pool: &PgPool, user_id: Uuid) -> Result<Vec<ApiKeyView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, ApiKeyView>(
         "SELECT k.id, k.name, k.key_prefix, s.last_used_at, k.expires_at, k.created_at
          FROM api_keys k LEFT JOIN api_key_secrets s ON s.key_id = k.id
          WHERE k.user_id = $1 AND k.revoked_at IS NULL
@@ -193,39 +228,20 @@ pub async fn api_keys(pool: &PgPool, user_id: Uuid) -> Result<Vec<ApiKeyView>, s
     )
     .bind(user_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ApiKeyView {
-            id: r.get("id"),
-            name: r.get("name"),
-            key_prefix: r.get("key_prefix"),
-            last_used_at: r.get("last_used_at"),
-            expires_at: r.get("expires_at"),
-            created_at: r.get("created_at"),
-        })
-        .collect())
+    .await
 }
 
 pub async fn api_key(pool: &PgPool, key_id: Uuid) -> Result<Option<ApiKeyView>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as::<_, ApiKeyView>(
         "SELECT k.id, k.name, k.key_prefix, s.last_used_at, k.expires_at, k.created_at
          FROM api_keys k LEFT JOIN api_key_secrets s ON s.key_id = k.id WHERE k.id = $1",
     )
     .bind(key_id)
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|r| ApiKeyView {
-        id: r.get("id"),
-        name: r.get("name"),
-        key_prefix: r.get("key_prefix"),
-        last_used_at: r.get("last_used_at"),
-        expires_at: r.get("expires_at"),
-        created_at: r.get("created_at"),
-    }))
+    .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ProjectView {
     pub id: Uuid,
     pub name: String,
@@ -240,28 +256,14 @@ pub struct ProjectView {
 
 const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.task_id_prefix, p.is_public, p.settings, p.created_by, p.created_at";
 
-fn project_from_row(row: &PgRow) -> ProjectView {
-    ProjectView {
-        id: row.get("id"),
-        name: row.get("name"),
-        description: row.get("description"),
-        task_id_prefix: row.get("task_id_prefix"),
-        is_public: row.get("is_public"),
-        settings: row.get("settings"),
-        created_by: row.get("created_by"),
-        created_at: row.get("created_at"),
-    }
-}
-
 pub async fn project(pool: &PgPool, id: Uuid) -> Result<Option<ProjectView>, sqlx::Error> {
     let sql = format!(
         "SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1 AND p.deleted_at IS NULL"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, ProjectView>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(project_from_row))
+        .await
 }
 
 /// All live projects (`member_of = None`) or those the user is a member of.
@@ -278,14 +280,14 @@ pub async fn projects(
                  SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.user_id = $3))
          ORDER BY p.created_at DESC, p.id LIMIT $1 OFFSET $2"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, Counted<ProjectView>>(sqlx::AssertSqlSafe(sql))
         .bind(page_size)
         .bind((page - 1) * page_size)
         .bind(member_of)
         .fetch_all(pool)
         .await?;
     let total = match rows.first() {
-        Some(row) => row.get("total"),
+        Some(row) => row.total,
         None => sqlx::query_scalar(
             "SELECT COUNT(*) FROM projects p WHERE p.deleted_at IS NULL
                AND ($1::uuid IS NULL OR EXISTS (
@@ -296,12 +298,12 @@ pub async fn projects(
         .await?,
     };
     Ok(Page {
-        items: rows.iter().map(project_from_row).collect(),
+        items: rows.into_iter().map(|r| r.item).collect(),
         total,
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct MemberView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -326,37 +328,20 @@ const MEMBER_SELECT: &str = "SELECT m.id, m.project_id, m.user_id, m.agent_id, m
      LEFT JOIN agents ag ON ag.id = m.agent_id
      LEFT JOIN project_roles r ON r.id = m.project_role_id";
 
-fn member_from_row(r: &PgRow) -> MemberView {
-    MemberView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        user_id: r.get("user_id"),
-        agent_id: r.get("agent_id"),
-        project_role_id: r.get("project_role_id"),
-        username: r.get("username"),
-        full_name: r.get("full_name"),
-        role_name: r.get("role_name"),
-        member_type: r.get("member_type"),
-        created_at: r.get("created_at"),
-    }
-}
-
 pub async fn members(pool: &PgPool, project_id: Uuid) -> Result<Vec<MemberView>, sqlx::Error> {
     let sql = format!("{MEMBER_SELECT} WHERE m.project_id = $1 ORDER BY m.created_at, m.id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, MemberView>(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(member_from_row).collect())
+        .await
 }
 
 pub async fn member(pool: &PgPool, member_id: Uuid) -> Result<Option<MemberView>, sqlx::Error> {
     let sql = format!("{MEMBER_SELECT} WHERE m.id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, MemberView>(sqlx::AssertSqlSafe(sql))
         .bind(member_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(member_from_row))
+        .await
 }
 
 /// The permissions a user's project role grants in a project (`None` when
@@ -388,14 +373,26 @@ pub struct ProjectRoleView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn project_role_from_row(r: &PgRow) -> ProjectRoleView {
-    ProjectRoleView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        role_name: r.get("role_name"),
-        permissions: permission_map(&string_list(r.get("permissions"))),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
+#[derive(sqlx::FromRow)]
+struct ProjectRoleRow {
+    id: Uuid,
+    project_id: Uuid,
+    role_name: String,
+    permissions: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ProjectRoleRow> for ProjectRoleView {
+    fn from(r: ProjectRoleRow) -> Self {
+        ProjectRoleView {
+            id: r.id,
+            project_id: r.project_id,
+            role_name: r.role_name,
+            permissions: permission_map(&string_list(r.permissions)),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 
@@ -403,31 +400,31 @@ pub async fn project_roles(
     pool: &PgPool,
     project_id: Uuid,
 ) -> Result<Vec<ProjectRoleView>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, ProjectRoleRow>(
         "SELECT id, project_id, role_name, permissions, created_at, updated_at
          FROM project_roles WHERE project_id = $1 ORDER BY created_at, id",
     )
     .bind(project_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(project_role_from_row).collect())
+    Ok(rows.into_iter().map(ProjectRoleView::from).collect())
 }
 
 pub async fn project_role(
     pool: &PgPool,
     role_id: Uuid,
 ) -> Result<Option<ProjectRoleView>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, ProjectRoleRow>(
         "SELECT id, project_id, role_name, permissions, created_at, updated_at
          FROM project_roles WHERE id = $1",
     )
     .bind(role_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.as_ref().map(project_role_from_row))
+    Ok(row.map(ProjectRoleView::from))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TaskTypeView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -443,32 +440,17 @@ pub struct TaskTypeView {
 }
 
 pub async fn task_types(pool: &PgPool, project_id: Uuid) -> Result<Vec<TaskTypeView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, TaskTypeView>(
         "SELECT id, project_id, name, icon, color, description, is_default, is_system, created_at,
                 updated_at
          FROM task_types WHERE project_id = $1 ORDER BY created_at, id",
     )
     .bind(project_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| TaskTypeView {
-            id: r.get("id"),
-            project_id: r.get("project_id"),
-            name: r.get("name"),
-            icon: r.get("icon"),
-            color: r.get("color"),
-            description: r.get("description"),
-            is_default: r.get("is_default"),
-            is_system: r.get("is_system"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-        })
-        .collect())
+    .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TaskStatusView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -485,30 +467,16 @@ pub async fn task_statuses(
     pool: &PgPool,
     project_id: Uuid,
 ) -> Result<Vec<TaskStatusView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, TaskStatusView>(
         "SELECT id, project_id, name, color, position, category, is_default, created_at, updated_at
          FROM task_statuses WHERE project_id = $1 ORDER BY position, created_at, id",
     )
     .bind(project_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| TaskStatusView {
-            id: r.get("id"),
-            project_id: r.get("project_id"),
-            name: r.get("name"),
-            color: r.get("color"),
-            position: r.get("position"),
-            category: r.get("category"),
-            is_default: r.get("is_default"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-        })
-        .collect())
+    .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct CustomFieldView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -525,26 +493,12 @@ pub async fn custom_fields(
     pool: &PgPool,
     project_id: Uuid,
 ) -> Result<Vec<CustomFieldView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, CustomFieldView>(
         "SELECT id, project_id, field_key, display_name, field_type, options, is_required,
                 created_at, updated_at
          FROM custom_fields WHERE project_id = $1 ORDER BY created_at, id",
     )
     .bind(project_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| CustomFieldView {
-            id: r.get("id"),
-            project_id: r.get("project_id"),
-            field_key: r.get("field_key"),
-            display_name: r.get("display_name"),
-            field_type: r.get("field_type"),
-            options: r.get("options"),
-            is_required: r.get("is_required"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-        })
-        .collect())
+    .await
 }

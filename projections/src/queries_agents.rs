@@ -3,13 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::queries_tasks::Cursor;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct McpServerView {
     pub id: Uuid,
     pub agent_id: Uuid,
@@ -24,7 +23,7 @@ pub struct McpServerView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SkillView {
     pub id: Uuid,
     pub agent_id: Uuid,
@@ -38,47 +37,68 @@ pub struct SkillView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The agent as the API shows it: identity, membership, settings, whether
-/// a key is set (never the key).
-pub fn agent_json(r: &PgRow) -> Map<String, Value> {
-    let mut out = Map::new();
-    let id: Uuid = r.get("id");
-    out.insert("id".into(), Value::String(id.to_string()));
-    let project_id: Uuid = r.get("project_id");
-    out.insert("project_id".into(), Value::String(project_id.to_string()));
-    out.insert("agent_scope".into(), "project".into());
-    let member_id: Uuid = r.get("member_id");
-    out.insert("member_id".into(), Value::String(member_id.to_string()));
-    let role_id: Option<Uuid> = r.get("project_role_id");
-    out.insert(
-        "project_role_id".into(),
-        role_id.map_or(Value::Null, |v| Value::String(v.to_string())),
-    );
-    let role_name: Option<String> = r.get("role_name");
-    out.insert(
-        "role_name".into(),
-        role_name.map_or(Value::Null, Value::String),
-    );
-    out.insert("handle".into(), Value::String(r.get("handle")));
-    if let Value::Object(settings) = r.get::<Value, _>("settings") {
-        for (k, v) in settings {
-            out.insert(k, v);
+/// A row of [`AGENT_SELECT`].
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    id: Uuid,
+    project_id: Uuid,
+    member_id: Uuid,
+    handle: String,
+    settings: Value,
+    has_llm_api_key: bool,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    project_role_id: Option<Uuid>,
+    role_name: Option<String>,
+}
+
+impl AgentRow {
+    /// The agent as the API shows it: identity, membership, settings,
+    /// whether a key is set (never the key).
+    fn into_json(self) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("id".into(), Value::String(self.id.to_string()));
+        out.insert(
+            "project_id".into(),
+            Value::String(self.project_id.to_string()),
+        );
+        out.insert("agent_scope".into(), "project".into());
+        out.insert(
+            "member_id".into(),
+            Value::String(self.member_id.to_string()),
+        );
+        out.insert(
+            "project_role_id".into(),
+            self.project_role_id
+                .map_or(Value::Null, |v| Value::String(v.to_string())),
+        );
+        out.insert(
+            "role_name".into(),
+            self.role_name.map_or(Value::Null, Value::String),
+        );
+        out.insert("handle".into(), Value::String(self.handle));
+        if let Value::Object(settings) = self.settings {
+            for (k, v) in settings {
+                out.insert(k, v);
+            }
         }
+        out.insert("has_llm_api_key".into(), Value::Bool(self.has_llm_api_key));
+        out.insert(
+            "created_by".into(),
+            self.created_by
+                .map_or(Value::Null, |v| Value::String(v.to_string())),
+        );
+        out.insert(
+            "created_at".into(),
+            Value::String(self.created_at.to_rfc3339()),
+        );
+        out.insert(
+            "updated_at".into(),
+            Value::String(self.updated_at.to_rfc3339()),
+        );
+        out
     }
-    out.insert(
-        "has_llm_api_key".into(),
-        Value::Bool(r.get("has_llm_api_key")),
-    );
-    let created_by: Option<Uuid> = r.get("created_by");
-    out.insert(
-        "created_by".into(),
-        created_by.map_or(Value::Null, |v| Value::String(v.to_string())),
-    );
-    let created_at: DateTime<Utc> = r.get("created_at");
-    let updated_at: DateTime<Utc> = r.get("updated_at");
-    out.insert("created_at".into(), Value::String(created_at.to_rfc3339()));
-    out.insert("updated_at".into(), Value::String(updated_at.to_rfc3339()));
-    out
 }
 
 const AGENT_SELECT: &str = "SELECT a.id, a.project_id, a.member_id, a.handle, a.settings,
@@ -95,11 +115,11 @@ pub async fn agents(
     let sql = format!(
         "{AGENT_SELECT} WHERE a.project_id = $1 AND a.deleted_at IS NULL ORDER BY a.created_at, a.id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(agent_json).collect())
+    Ok(rows.into_iter().map(AgentRow::into_json).collect())
 }
 
 pub async fn agent(
@@ -109,12 +129,12 @@ pub async fn agent(
 ) -> Result<Option<Map<String, Value>>, sqlx::Error> {
     let sql =
         format!("{AGENT_SELECT} WHERE a.project_id = $1 AND a.id = $2 AND a.deleted_at IS NULL");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(agent_id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(agent_json))
+    Ok(row.map(AgentRow::into_json))
 }
 
 /// A live agent's project, member and handle (for `X-Agent-ID`).
@@ -127,11 +147,45 @@ pub struct AgentIdentity {
     pub permissions: Vec<String>,
 }
 
+#[derive(sqlx::FromRow)]
+struct AgentIdentityRow {
+    id: Uuid,
+    project_id: Uuid,
+    member_id: Uuid,
+    handle: String,
+    name: String,
+    permissions: Value,
+}
+
+impl From<AgentIdentityRow> for AgentIdentity {
+    fn from(r: AgentIdentityRow) -> Self {
+        AgentIdentity {
+            agent_id: r.id,
+            project_id: r.project_id,
+            member_id: r.member_id,
+            handle: r.handle,
+            name: r.name,
+            permissions: match r.permissions {
+                Value::Array(items) => items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                Value::Object(map) => map
+                    .into_iter()
+                    .filter(|(_, v)| v.as_bool().unwrap_or(false))
+                    .map(|(k, _)| k)
+                    .collect(),
+                _ => vec![],
+            },
+        }
+    }
+}
+
 pub async fn agent_identity(
     pool: &PgPool,
     agent_id: Uuid,
 ) -> Result<Option<AgentIdentity>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, AgentIdentityRow>(
         "SELECT a.id, a.project_id, a.member_id, a.handle, a.name,
                 COALESCE(r.permissions, '[]'::jsonb) AS permissions
          FROM agents a
@@ -143,50 +197,16 @@ pub async fn agent_identity(
     .bind(agent_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| AgentIdentity {
-        agent_id: r.get("id"),
-        project_id: r.get("project_id"),
-        member_id: r.get("member_id"),
-        handle: r.get("handle"),
-        name: r.get("name"),
-        permissions: match r.get::<Value, _>("permissions") {
-            Value::Array(items) => items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            Value::Object(map) => map
-                .into_iter()
-                .filter(|(_, v)| v.as_bool().unwrap_or(false))
-                .map(|(k, _)| k)
-                .collect(),
-            _ => vec![],
-        },
-    }))
-}
-
-fn mcp_from_row(r: &PgRow) -> McpServerView {
-    McpServerView {
-        id: r.get("id"),
-        agent_id: r.get("agent_id"),
-        server_name: r.get("server_name"),
-        transport: r.get("transport"),
-        command: r.get("command"),
-        args: r.get("args"),
-        url: r.get("url"),
-        env: r.get("env"),
-        is_enabled: r.get("is_enabled"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
+    Ok(row.map(AgentIdentity::from))
 }
 
 pub async fn mcp_servers(pool: &PgPool, agent_id: Uuid) -> Result<Vec<McpServerView>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT * FROM agent_mcp_servers WHERE agent_id = $1 ORDER BY created_at, id")
-            .bind(agent_id)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.iter().map(mcp_from_row).collect())
+    sqlx::query_as::<_, McpServerView>(
+        "SELECT * FROM agent_mcp_servers WHERE agent_id = $1 ORDER BY created_at, id",
+    )
+    .bind(agent_id)
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn mcp_server(
@@ -194,36 +214,22 @@ pub async fn mcp_server(
     agent_id: Uuid,
     server_id: Uuid,
 ) -> Result<Option<McpServerView>, sqlx::Error> {
-    let row = sqlx::query("SELECT * FROM agent_mcp_servers WHERE agent_id = $1 AND id = $2")
-        .bind(agent_id)
-        .bind(server_id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(mcp_from_row))
-}
-
-fn skill_from_row(r: &PgRow) -> SkillView {
-    SkillView {
-        id: r.get("id"),
-        agent_id: r.get("agent_id"),
-        skill_name: r.get("skill_name"),
-        skill_source: r.get("skill_source"),
-        skill_content: r.get("skill_content"),
-        source_url: r.get("source_url"),
-        triggers: r.get("triggers"),
-        is_enabled: r.get("is_enabled"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
+    sqlx::query_as::<_, McpServerView>(
+        "SELECT * FROM agent_mcp_servers WHERE agent_id = $1 AND id = $2",
+    )
+    .bind(agent_id)
+    .bind(server_id)
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn skills(pool: &PgPool, agent_id: Uuid) -> Result<Vec<SkillView>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT * FROM agent_skills WHERE agent_id = $1 ORDER BY created_at, id")
-            .bind(agent_id)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.iter().map(skill_from_row).collect())
+    sqlx::query_as::<_, SkillView>(
+        "SELECT * FROM agent_skills WHERE agent_id = $1 ORDER BY created_at, id",
+    )
+    .bind(agent_id)
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn skill(
@@ -231,15 +237,14 @@ pub async fn skill(
     agent_id: Uuid,
     skill_id: Uuid,
 ) -> Result<Option<SkillView>, sqlx::Error> {
-    let row = sqlx::query("SELECT * FROM agent_skills WHERE agent_id = $1 AND id = $2")
+    sqlx::query_as::<_, SkillView>("SELECT * FROM agent_skills WHERE agent_id = $1 AND id = $2")
         .bind(agent_id)
         .bind(skill_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(skill_from_row))
+        .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ConversationView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -258,43 +263,19 @@ pub struct ConversationView {
     pub status: String,
     pub error_message: Option<String>,
     pub event_count: i64,
+    /// Not read from the row: always 0 here.
+    #[sqlx(skip)]
     pub iteration_count: i64,
+    #[sqlx(skip)]
     pub input_tokens: i64,
+    #[sqlx(skip)]
     pub output_tokens: i64,
+    #[sqlx(skip)]
     pub total_tokens: i64,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-fn conversation_from_row(r: &PgRow) -> ConversationView {
-    ConversationView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        agent_id: r.get("agent_id"),
-        agent_name: r.get("agent_name"),
-        agent_handle: r.get("agent_handle"),
-        trigger_type: r.get("trigger_type"),
-        task_id: r.get("task_id"),
-        doc_id: r.get("doc_id"),
-        comment_id: r.get("comment_id"),
-        chat_session_id: r.get("chat_session_id"),
-        triggered_by_member_id: r.get("triggered_by_member_id"),
-        actor_user_id: r.get("actor_user_id"),
-        message: r.get("message"),
-        status: r.get("status"),
-        error_message: r.get("error_message"),
-        event_count: r.get("event_count"),
-        iteration_count: 0,
-        input_tokens: 0,
-        output_tokens: 0,
-        total_tokens: 0,
-        started_at: r.get("started_at"),
-        finished_at: r.get("finished_at"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
 }
 
 #[derive(Debug, Default)]
@@ -361,8 +342,7 @@ pub async fn conversations(
     }
     q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .push_bind(page_size + 1);
-    let rows = q.build().fetch_all(pool).await?;
-    let mut items: Vec<ConversationView> = rows.iter().map(conversation_from_row).collect();
+    let mut items: Vec<ConversationView> = q.build_query_as().fetch_all(pool).await?;
     let next_cursor = if items.len() as i64 > page_size {
         items.truncate(page_size as usize);
         items
@@ -379,15 +359,16 @@ pub async fn conversation(
     project_id: Uuid,
     conversation_id: Uuid,
 ) -> Result<Option<ConversationView>, sqlx::Error> {
-    let row = sqlx::query("SELECT * FROM agent_conversations WHERE project_id = $1 AND id = $2")
-        .bind(project_id)
-        .bind(conversation_id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(conversation_from_row))
+    sqlx::query_as::<_, ConversationView>(
+        "SELECT * FROM agent_conversations WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(conversation_id)
+    .fetch_optional(pool)
+    .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ConversationEventView {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -432,9 +413,9 @@ pub async fn conversation_events(
     .await?;
     const COLS: &str =
         "id, conversation_id, event_index, event_type, event_source, payload, created_at";
-    let rows = match cursor {
+    let items: Vec<ConversationEventView> = match cursor {
         EventCursor::After(n) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLS} FROM agent_conversation_events
                  WHERE conversation_id = $1 AND event_index > $2 ORDER BY event_index LIMIT $3"
             )))
@@ -445,7 +426,7 @@ pub async fn conversation_events(
             .await?
         }
         EventCursor::Before(n) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT * FROM (SELECT {COLS} FROM agent_conversation_events
                  WHERE conversation_id = $1 AND event_index < $2
                  ORDER BY event_index DESC LIMIT $3) t ORDER BY event_index"
@@ -457,7 +438,7 @@ pub async fn conversation_events(
             .await?
         }
         EventCursor::Newest => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT * FROM (SELECT {COLS} FROM agent_conversation_events
                  WHERE conversation_id = $1 ORDER BY event_index DESC LIMIT $2) t ORDER BY event_index"
             )))
@@ -467,18 +448,6 @@ pub async fn conversation_events(
             .await?
         }
     };
-    let items: Vec<ConversationEventView> = rows
-        .iter()
-        .map(|r| ConversationEventView {
-            id: r.get("id"),
-            conversation_id: r.get("conversation_id"),
-            event_index: r.get("event_index"),
-            event_type: r.get("event_type"),
-            event_source: r.get("event_source"),
-            payload: r.get("payload"),
-            created_at: r.get("created_at"),
-        })
-        .collect();
     let first = items.first().map(|e| e.event_index);
     let last = items.last().map(|e| e.event_index);
     let next_cursor = match last {
@@ -497,7 +466,7 @@ pub async fn conversation_events(
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ChatSessionView {
     pub id: Uuid,
     pub agent_id: Uuid,
@@ -509,26 +478,13 @@ pub struct ChatSessionView {
     pub created_at: DateTime<Utc>,
 }
 
-fn session_from_row(r: &PgRow) -> ChatSessionView {
-    ChatSessionView {
-        id: r.get("id"),
-        agent_id: r.get("agent_id"),
-        project_id: r.get("project_id"),
-        member_id: r.get("member_id"),
-        actor_user_id: r.get("actor_user_id"),
-        title: r.get("title"),
-        last_message_at: r.get("last_message_at"),
-        created_at: r.get("created_at"),
-    }
-}
-
 /// A member's chat sessions with an agent (`None`: everyone's).
 pub async fn chat_sessions(
     pool: &PgPool,
     agent_id: Uuid,
     actor_user_id: Option<Uuid>,
 ) -> Result<Vec<ChatSessionView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, ChatSessionView>(
         "SELECT * FROM agent_chat_sessions WHERE agent_id = $1
            AND ($2::uuid IS NULL OR actor_user_id = $2)
          ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC",
@@ -536,17 +492,15 @@ pub async fn chat_sessions(
     .bind(agent_id)
     .bind(actor_user_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(session_from_row).collect())
+    .await
 }
 
 pub async fn chat_session(
     pool: &PgPool,
     session_id: Uuid,
 ) -> Result<Option<ChatSessionView>, sqlx::Error> {
-    let row = sqlx::query("SELECT * FROM agent_chat_sessions WHERE id = $1")
+    sqlx::query_as::<_, ChatSessionView>("SELECT * FROM agent_chat_sessions WHERE id = $1")
         .bind(session_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(session_from_row))
+        .await
 }

@@ -4,11 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct FolderView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -22,23 +21,10 @@ pub struct FolderView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn folder_from_row(r: &PgRow) -> FolderView {
-    FolderView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        parent_id: r.get("parent_id"),
-        name: r.get("name"),
-        position: r.get("position"),
-        depth: r.get("depth"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
-}
-
 /// The project's live folders in tree order: each folder right after its
 /// parent, siblings by position then name.
 pub async fn folders(pool: &PgPool, project_id: Uuid) -> Result<Vec<FolderView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, FolderView>(
         "WITH RECURSIVE tree AS (
              SELECT f.*, 0 AS depth,
                     ARRAY[lpad((f.position::numeric + 9223372036854775808)::text, 20, '0') || f.name || f.id::text] AS path
@@ -55,8 +41,7 @@ pub async fn folders(pool: &PgPool, project_id: Uuid) -> Result<Vec<FolderView>,
     )
     .bind(project_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(folder_from_row).collect())
+    .await
 }
 
 pub async fn folder(
@@ -89,20 +74,45 @@ pub struct DocView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn doc_from_row(r: &PgRow, with_content: bool) -> DocView {
-    DocView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        folder_id: r.get("folder_id"),
-        title: r.get("title"),
-        content: with_content.then(|| r.get("content")),
-        position: r.get("position"),
-        created_by: r.get("created_by"),
-        updated_by: r.get("updated_by"),
-        version: r.get("version"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
+/// A document row without its content (the list query does not select it).
+#[derive(sqlx::FromRow)]
+struct DocRow {
+    id: Uuid,
+    project_id: Uuid,
+    folder_id: Option<Uuid>,
+    title: String,
+    position: f64,
+    created_by: Option<Uuid>,
+    updated_by: Option<Uuid>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl DocRow {
+    fn into_view(self, content: Option<Value>) -> DocView {
+        DocView {
+            id: self.id,
+            project_id: self.project_id,
+            folder_id: self.folder_id,
+            title: self.title,
+            content,
+            position: self.position,
+            created_by: self.created_by,
+            updated_by: self.updated_by,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
+}
+
+/// A document row with its content.
+#[derive(sqlx::FromRow)]
+struct DocContentRow {
+    #[sqlx(flatten)]
+    doc: DocRow,
+    content: Value,
 }
 
 /// The project's live documents without their content; `folder` filters
@@ -112,7 +122,7 @@ pub async fn docs(
     project_id: Uuid,
     folder: Option<Option<Uuid>>,
 ) -> Result<Vec<DocView>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, DocRow>(
         "SELECT id, project_id, folder_id, title, position, created_by, updated_by, version,
                 created_at, updated_at
          FROM docs WHERE project_id = $1 AND deleted_at IS NULL
@@ -124,7 +134,7 @@ pub async fn docs(
     .bind(folder.flatten())
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(|r| doc_from_row(r, false)).collect())
+    Ok(rows.into_iter().map(|r| r.into_view(None)).collect())
 }
 
 pub async fn doc(
@@ -132,16 +142,17 @@ pub async fn doc(
     project_id: Uuid,
     doc_id: Uuid,
 ) -> Result<Option<DocView>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT * FROM docs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL")
-            .bind(doc_id)
-            .bind(project_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.as_ref().map(|r| doc_from_row(r, true)))
+    let row = sqlx::query_as::<_, DocContentRow>(
+        "SELECT * FROM docs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(doc_id)
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| r.doc.into_view(Some(r.content))))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SnapshotView {
     pub id: Uuid,
     pub document_id: Uuid,
@@ -154,8 +165,10 @@ pub struct SnapshotView {
     pub created_by_name: Option<String>,
     /// Set when this version restored an earlier one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(rename = "restored_from")]
     pub restored_from_snapshot_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(rename = "restored_from_number")]
     pub restored_from_snapshot_number: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
@@ -167,29 +180,13 @@ const SNAPSHOT_SELECT: &str = "SELECT s.id, s.document_id, s.title, s.content, s
      LEFT JOIN users u ON u.id = s.created_by
      LEFT JOIN agents ag ON ag.id = s.created_by_agent";
 
-fn snapshot_from_row(r: &PgRow) -> SnapshotView {
-    SnapshotView {
-        id: r.get("id"),
-        document_id: r.get("document_id"),
-        title: r.get("title"),
-        content: r.get("content"),
-        snapshot_number: r.get("snapshot_number"),
-        created_by: r.get("created_by"),
-        created_by_name: r.get("created_by_name"),
-        restored_from_snapshot_id: r.get("restored_from"),
-        restored_from_snapshot_number: r.get("restored_from_number"),
-        created_at: r.get("created_at"),
-    }
-}
-
 /// A document's versions, newest first.
 pub async fn snapshots(pool: &PgPool, doc_id: Uuid) -> Result<Vec<SnapshotView>, sqlx::Error> {
     let sql = format!("{SNAPSHOT_SELECT} WHERE s.document_id = $1 ORDER BY s.snapshot_number DESC");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, SnapshotView>(sqlx::AssertSqlSafe(sql))
         .bind(doc_id)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(snapshot_from_row).collect())
+        .await
 }
 
 pub async fn snapshot(
@@ -198,15 +195,14 @@ pub async fn snapshot(
     snapshot_id: Uuid,
 ) -> Result<Option<SnapshotView>, sqlx::Error> {
     let sql = format!("{SNAPSHOT_SELECT} WHERE s.document_id = $1 AND s.id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, SnapshotView>(sqlx::AssertSqlSafe(sql))
         .bind(doc_id)
         .bind(snapshot_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(snapshot_from_row))
+        .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DocActivityView {
     pub id: Uuid,
     pub document_id: Uuid,
@@ -235,33 +231,16 @@ const ACTIVITY_SELECT: &str = "SELECT a.id, a.document_id, m.id AS actor_id,
      LEFT JOIN project_members m ON m.project_id = a.project_id
           AND (m.user_id = a.actor_user_id OR m.agent_id = a.actor_agent_id)";
 
-fn activity_from_row(r: &PgRow) -> DocActivityView {
-    DocActivityView {
-        id: r.get("id"),
-        document_id: r.get("document_id"),
-        actor_id: r.get("actor_id"),
-        actor_name: r.get("actor_name"),
-        actor_username: r.get("actor_username"),
-        actor_member_type: r.get("actor_member_type"),
-        actor_plugin: r.get("actor_plugin"),
-        activity_type: r.get("activity_type"),
-        content: r.get("content"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
-}
-
 /// A document's feed, oldest first.
 pub async fn activities(pool: &PgPool, doc_id: Uuid) -> Result<Vec<DocActivityView>, sqlx::Error> {
     let sql = format!(
         "{ACTIVITY_SELECT} WHERE a.document_id = $1 AND a.deleted_at IS NULL
          ORDER BY a.created_at, a.version, a.id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, DocActivityView>(sqlx::AssertSqlSafe(sql))
         .bind(doc_id)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(activity_from_row).collect())
+        .await
 }
 
 pub async fn activity(
@@ -272,12 +251,11 @@ pub async fn activity(
     let sql = format!(
         "{ACTIVITY_SELECT} WHERE a.document_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, DocActivityView>(sqlx::AssertSqlSafe(sql))
         .bind(doc_id)
         .bind(id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(activity_from_row))
+        .await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -330,6 +308,17 @@ fn snippet(body: &str, query: &str) -> Option<String> {
     Some(out)
 }
 
+#[derive(sqlx::FromRow)]
+struct SearchRow {
+    id: Uuid,
+    project_id: Uuid,
+    folder_id: Option<Uuid>,
+    title: String,
+    updated_at: DateTime<Utc>,
+    body: String,
+    in_title: bool,
+}
+
 /// Live documents whose title or text contains `query` (case-insensitive);
 /// title matches first, then the most recently updated.
 pub async fn search(
@@ -338,7 +327,7 @@ pub async fn search(
     query: &str,
     limit: i64,
 ) -> Result<Vec<SearchHit>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, SearchRow>(
         "SELECT d.id, d.project_id, d.folder_id, d.title, d.updated_at, t.body,
                 d.title ILIKE $2 AS in_title
          FROM docs d
@@ -358,23 +347,19 @@ pub async fn search(
     .fetch_all(pool)
     .await?;
     Ok(rows
-        .iter()
-        .map(|r| {
-            let in_title: bool = r.get("in_title");
-            let body: String = r.get("body");
-            SearchHit {
-                id: r.get("id"),
-                project_id: r.get("project_id"),
-                folder_id: r.get("folder_id"),
-                title: r.get("title"),
-                matched_in: if in_title { "title" } else { "content" },
-                snippet: if in_title {
-                    None
-                } else {
-                    snippet(&body, query)
-                },
-                updated_at: r.get("updated_at"),
-            }
+        .into_iter()
+        .map(|r| SearchHit {
+            id: r.id,
+            project_id: r.project_id,
+            folder_id: r.folder_id,
+            title: r.title,
+            matched_in: if r.in_title { "title" } else { "content" },
+            snippet: if r.in_title {
+                None
+            } else {
+                snippet(&r.body, query)
+            },
+            updated_at: r.updated_at,
         })
         .collect())
 }

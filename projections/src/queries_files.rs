@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,22 +29,37 @@ pub struct AttachmentView {
     pub file: FileView,
 }
 
-fn from_row(r: &PgRow, task: bool) -> AttachmentView {
-    let owner: Uuid = r.get("owner_id");
-    AttachmentView {
-        id: r.get("id"),
-        task_id: task.then_some(owner),
-        document_id: (!task).then_some(owner),
-        file_id: r.get("file_id"),
-        created_by: r.get("created_by"),
-        created_at: r.get("created_at"),
-        file: FileView {
-            id: r.get("file_id"),
-            file_name: r.get("file_name"),
-            content_type: r.get("content_type"),
-            file_size: r.get("file_size"),
-            created_at: r.get("created_at"),
-        },
+/// A row of [`TASK_SELECT`] or [`DOC_SELECT`].
+#[derive(sqlx::FromRow)]
+struct AttachmentRow {
+    id: Uuid,
+    owner_id: Uuid,
+    file_id: Uuid,
+    file_name: String,
+    content_type: String,
+    file_size: i64,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl AttachmentRow {
+    /// `task`: the owner is a task (else a document).
+    fn into_view(self, task: bool) -> AttachmentView {
+        AttachmentView {
+            id: self.id,
+            task_id: task.then_some(self.owner_id),
+            document_id: (!task).then_some(self.owner_id),
+            file_id: self.file_id,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            file: FileView {
+                id: self.file_id,
+                file_name: self.file_name,
+                content_type: self.content_type,
+                file_size: self.file_size,
+                created_at: self.created_at,
+            },
+        }
     }
 }
 
@@ -59,11 +73,11 @@ pub async fn task_attachments(
     task_id: Uuid,
 ) -> Result<Vec<AttachmentView>, sqlx::Error> {
     let sql = format!("{TASK_SELECT} WHERE task_id = $1 ORDER BY created_at, id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, AttachmentRow>(sqlx::AssertSqlSafe(sql))
         .bind(task_id)
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(|r| from_row(r, true)).collect())
+    Ok(rows.into_iter().map(|r| r.into_view(true)).collect())
 }
 
 pub async fn task_attachment(
@@ -72,21 +86,21 @@ pub async fn task_attachment(
     id: Uuid,
 ) -> Result<Option<AttachmentView>, sqlx::Error> {
     let sql = format!("{TASK_SELECT} WHERE task_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, AttachmentRow>(sqlx::AssertSqlSafe(sql))
         .bind(task_id)
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(|r| from_row(r, true)))
+    Ok(row.map(|r| r.into_view(true)))
 }
 
 pub async fn doc_files(pool: &PgPool, doc_id: Uuid) -> Result<Vec<AttachmentView>, sqlx::Error> {
     let sql = format!("{DOC_SELECT} WHERE document_id = $1 ORDER BY created_at, id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, AttachmentRow>(sqlx::AssertSqlSafe(sql))
         .bind(doc_id)
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(|r| from_row(r, false)).collect())
+    Ok(rows.into_iter().map(|r| r.into_view(false)).collect())
 }
 
 pub async fn doc_file(
@@ -95,10 +109,10 @@ pub async fn doc_file(
     id: Uuid,
 ) -> Result<Option<AttachmentView>, sqlx::Error> {
     let sql = format!("{DOC_SELECT} WHERE document_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, AttachmentRow>(sqlx::AssertSqlSafe(sql))
         .bind(doc_id)
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(|r| from_row(r, false)))
+    Ok(row.map(|r| r.into_view(false)))
 }

@@ -4,16 +4,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::queries_tasks::Cursor;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct NotificationView {
     pub id: Uuid,
     #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
     pub kind: String,
     pub actor_full_name: String,
     pub actor_username: String,
@@ -51,26 +51,6 @@ const SELECT: &str = "SELECT n.id, n.type, n.task_id, n.doc_id, n.comment_id, n.
      LEFT JOIN docs d ON d.id = n.doc_id
      LEFT JOIN projects p ON p.id = n.project_id";
 
-fn from_row(r: &PgRow) -> NotificationView {
-    NotificationView {
-        id: r.get("id"),
-        kind: r.get("type"),
-        actor_full_name: r.get("actor_full_name"),
-        actor_username: r.get("actor_username"),
-        actor_member_type: r.get("actor_member_type"),
-        task_id: r.get("task_id"),
-        task_title: r.get("task_title"),
-        task_number: r.get("task_number"),
-        doc_id: r.get("doc_id"),
-        doc_title: r.get("doc_title"),
-        comment_id: r.get("comment_id"),
-        project_id: r.get("project_id"),
-        project_name: r.get("project_name"),
-        read_at: r.get("read_at"),
-        created_at: r.get("created_at"),
-    }
-}
-
 /// One page, newest first.
 pub async fn notifications(
     pool: &PgPool,
@@ -84,14 +64,13 @@ pub async fn notifications(
            AND ($2::timestamptz IS NULL OR (n.created_at, n.id) < ($2, $3))
          ORDER BY n.created_at DESC, n.id DESC LIMIT $4"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let mut items = sqlx::query_as::<_, NotificationView>(sqlx::AssertSqlSafe(sql))
         .bind(user_id)
         .bind(ca)
         .bind(id)
         .bind(page_size + 1)
         .fetch_all(pool)
         .await?;
-    let mut items: Vec<NotificationView> = rows.iter().map(from_row).collect();
     let next_cursor = if items.len() as i64 > page_size {
         items.truncate(usize::try_from(page_size).unwrap_or(0));
         items

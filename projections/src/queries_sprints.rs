@@ -13,11 +13,10 @@ use eventstore::{EventStore, RecordedEvent};
 pub use crate::history::{AsOf, HistoryEntry};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct SprintView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -36,31 +35,16 @@ pub struct SprintView {
 const SPRINT_COLUMNS: &str =
     "id, project_id, name, start_date, end_date, goal, status, created_at, updated_at";
 
-fn sprint_from_row(r: &PgRow) -> SprintView {
-    SprintView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        name: r.get("name"),
-        start_date: r.get("start_date"),
-        end_date: r.get("end_date"),
-        goal: r.get("goal"),
-        status: r.get("status"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
-}
-
 /// The project's live sprints, oldest first.
 pub async fn sprints(pool: &PgPool, project_id: Uuid) -> Result<Vec<SprintView>, sqlx::Error> {
     let sql = format!(
         "SELECT {SPRINT_COLUMNS} FROM sprints WHERE project_id = $1 AND deleted_at IS NULL
          ORDER BY created_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, SprintView>(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(sprint_from_row).collect())
+        .await
 }
 
 pub async fn sprint(
@@ -72,12 +56,11 @@ pub async fn sprint(
         "SELECT {SPRINT_COLUMNS} FROM sprints
          WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, SprintView>(sqlx::AssertSqlSafe(sql))
         .bind(sprint_id)
         .bind(project_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(sprint_from_row))
+        .await
 }
 
 /// A sprint stream's events, when it is a sprint of `project_id`.
@@ -141,7 +124,7 @@ pub async fn sprint_as_of(
     sprint_from_events(&upto)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ViewView {
     pub id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,26 +137,12 @@ pub struct ViewView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
+    #[sqlx(rename = "view_context")]
     pub context: String,
 }
 
 const VIEW_COLUMNS: &str = "id, project_id, view_context, sprint_id, name, view_type, config, \
     position, created_at, updated_at";
-
-fn view_from_row(r: &PgRow) -> ViewView {
-    ViewView {
-        id: r.get("id"),
-        sprint_id: r.get("sprint_id"),
-        project_id: r.get("project_id"),
-        name: r.get("name"),
-        view_type: r.get("view_type"),
-        config: r.get("config"),
-        position: r.get("position"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        context: r.get("view_context"),
-    }
-}
 
 /// The views of one context (of one sprint for sprint context), in tab
 /// order.
@@ -188,13 +157,12 @@ pub async fn views(
          WHERE project_id = $1 AND view_context = $2 AND sprint_id IS NOT DISTINCT FROM $3
          ORDER BY position, created_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, ViewView>(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(context.as_str())
         .bind(sprint_id)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(view_from_row).collect())
+        .await
 }
 
 pub async fn view(
@@ -203,15 +171,14 @@ pub async fn view(
     view_id: Uuid,
 ) -> Result<Option<ViewView>, sqlx::Error> {
     let sql = format!("SELECT {VIEW_COLUMNS} FROM sprint_views WHERE id = $1 AND project_id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, ViewView>(sqlx::AssertSqlSafe(sql))
         .bind(view_id)
         .bind(project_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(view_from_row))
+        .await
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct TaskPositionView {
     pub view_id: Uuid,
     pub task_id: Uuid,
@@ -225,22 +192,13 @@ pub async fn task_positions(
     pool: &PgPool,
     view_id: Uuid,
 ) -> Result<Vec<TaskPositionView>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, TaskPositionView>(
         "SELECT view_id, task_id, position, group_key FROM view_task_positions
          WHERE view_id = $1 ORDER BY position, task_id",
     )
     .bind(view_id)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| TaskPositionView {
-            view_id: r.get("view_id"),
-            task_id: r.get("task_id"),
-            position: r.get("position"),
-            group_key: r.get("group_key"),
-        })
-        .collect())
+    .await
 }
 
 /// task id -> (position, group key) in a view, for `GET /tasks?view_id=`

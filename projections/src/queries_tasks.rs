@@ -4,8 +4,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// A task as the API returns it. Optional fields are omitted when null.
@@ -75,38 +74,67 @@ const TASK_COLUMNS: &str = "id, project_id, task_number, title, task_type_id, st
     parent_task_id, description, importance, story_points, assignee_ids, reporter_id, \
     custom_fields, start_date, due_date, tags, version, created_at, updated_at, deleted_at, origin";
 
-fn task_from_row(r: &PgRow) -> TaskView {
-    let assignee_ids: Vec<Uuid> = serde_json::from_value(r.get("assignee_ids")).unwrap_or_default();
-    TaskView {
-        id: r.get("id"),
-        project_id: r.get("project_id"),
-        task_number: r.get("task_number"),
-        title: r.get("title"),
-        task_type_id: r.get("task_type_id"),
-        status_id: r.get("status_id"),
-        sprint_id: r.get("sprint_id"),
-        parent_task_id: r.get("parent_task_id"),
-        description: r.get("description"),
-        importance: r.get("importance"),
-        story_points: r.get("story_points"),
-        assignee_id: assignee_ids.first().copied(),
-        assignee_ids,
-        reporter_id: r.get("reporter_id"),
-        custom_fields: match r.get::<Value, _>("custom_fields") {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        },
-        start_date: r.get("start_date"),
-        due_date: r.get("due_date"),
-        tags: serde_json::from_value(r.get("tags")).unwrap_or_default(),
-        version: r.get("version"),
-        view_position: None,
-        view_group_key: None,
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        origin: r.get("origin"),
-        plugin_summaries: None,
-        deleted: r.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some(),
+/// A row of [`TASK_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: Uuid,
+    project_id: Uuid,
+    task_number: i64,
+    title: String,
+    task_type_id: Option<Uuid>,
+    status_id: Option<Uuid>,
+    sprint_id: Option<Uuid>,
+    parent_task_id: Option<Uuid>,
+    description: Option<Value>,
+    importance: i64,
+    story_points: Option<i64>,
+    assignee_ids: Value,
+    reporter_id: Option<Uuid>,
+    custom_fields: Value,
+    start_date: Option<NaiveDate>,
+    due_date: Option<NaiveDate>,
+    tags: Value,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    origin: Option<Value>,
+}
+
+impl From<TaskRow> for TaskView {
+    fn from(r: TaskRow) -> Self {
+        let assignee_ids: Vec<Uuid> = serde_json::from_value(r.assignee_ids).unwrap_or_default();
+        TaskView {
+            id: r.id,
+            project_id: r.project_id,
+            task_number: r.task_number,
+            title: r.title,
+            task_type_id: r.task_type_id,
+            status_id: r.status_id,
+            sprint_id: r.sprint_id,
+            parent_task_id: r.parent_task_id,
+            description: r.description,
+            importance: r.importance,
+            story_points: r.story_points,
+            assignee_id: assignee_ids.first().copied(),
+            assignee_ids,
+            reporter_id: r.reporter_id,
+            custom_fields: match r.custom_fields {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            start_date: r.start_date,
+            due_date: r.due_date,
+            tags: serde_json::from_value(r.tags).unwrap_or_default(),
+            version: r.version,
+            view_position: None,
+            view_group_key: None,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            origin: r.origin,
+            plugin_summaries: None,
+            deleted: r.deleted_at.is_some(),
+        }
     }
 }
 
@@ -118,12 +146,12 @@ pub async fn task(
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(project_id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(task_from_row))
+    Ok(row.map(TaskView::from))
 }
 
 pub async fn task_by_number(
@@ -135,12 +163,12 @@ pub async fn task_by_number(
         "SELECT {TASK_COLUMNS} FROM tasks
          WHERE project_id = $1 AND task_number = $2 AND deleted_at IS NULL"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
         .bind(number)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(task_from_row))
+    Ok(row.map(TaskView::from))
 }
 
 /// A filter that may be "is null" (the literal `null` in the query string).
@@ -263,8 +291,8 @@ pub async fn tasks(
     }
     q.push(" ORDER BY created_at, id LIMIT ")
         .push_bind(page_size + 1);
-    let rows = q.build().fetch_all(pool).await?;
-    let mut items: Vec<TaskView> = rows.iter().map(task_from_row).collect();
+    let rows: Vec<TaskRow> = q.build_query_as().fetch_all(pool).await?;
+    let mut items: Vec<TaskView> = rows.into_iter().map(TaskView::from).collect();
     let next_cursor = if items.len() as i64 > page_size {
         items.truncate(page_size as usize);
         items.last().map(|t| {
@@ -306,7 +334,7 @@ pub async fn open_task_ids_in_sprint(
     .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ActivityView {
     pub id: Uuid,
     pub task_id: Uuid,
@@ -341,34 +369,15 @@ const ACTIVITY_SELECT: &str = "SELECT a.id, a.task_id, m.id AS actor_id, a.actor
      LEFT JOIN project_members m ON m.project_id = a.project_id
           AND (m.user_id = a.actor_user_id OR m.agent_id = a.actor_agent_id)";
 
-fn activity_from_row(r: &PgRow) -> ActivityView {
-    ActivityView {
-        id: r.get("id"),
-        task_id: r.get("task_id"),
-        actor_id: r.get("actor_id"),
-        actor_user_id: r.get("actor_user_id"),
-        actor_name: r.get("actor_name"),
-        actor_username: r.get("actor_username"),
-        actor_member_type: r.get("actor_member_type"),
-        actor_plugin: r.get("actor_plugin"),
-        activity_type: r.get("activity_type"),
-        content: r.get("content"),
-        event_id: r.get("event_id"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-    }
-}
-
 pub async fn activities(pool: &PgPool, task_id: Uuid) -> Result<Vec<ActivityView>, sqlx::Error> {
     let sql = format!(
         "{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.deleted_at IS NULL
          ORDER BY a.created_at, a.version, a.id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, ActivityView>(sqlx::AssertSqlSafe(sql))
         .bind(task_id)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(activity_from_row).collect())
+        .await
 }
 
 /// The feeds of several tasks in one query (GraphQL's activities loader).
@@ -380,11 +389,10 @@ pub async fn activities_of_tasks(
         "{ACTIVITY_SELECT} WHERE a.task_id = ANY($1) AND a.deleted_at IS NULL
          ORDER BY a.task_id, a.created_at, a.version, a.id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, ActivityView>(sqlx::AssertSqlSafe(sql))
         .bind(task_ids)
         .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(activity_from_row).collect())
+        .await
 }
 
 pub async fn activity(
@@ -394,12 +402,11 @@ pub async fn activity(
 ) -> Result<Option<ActivityView>, sqlx::Error> {
     let sql =
         format!("{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.id = $2 AND a.deleted_at IS NULL");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, ActivityView>(sqlx::AssertSqlSafe(sql))
         .bind(task_id)
         .bind(activity_id)
         .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(activity_from_row))
+        .await
 }
 
 /// Builds the API view of a task from its events (for `as_of` reads), the
@@ -484,10 +491,54 @@ pub struct LinkedTask {
     pub task_type_id: Option<Uuid>,
 }
 
+/// A row of the [`task_links`] query: the link and the task at its other end.
+#[derive(sqlx::FromRow)]
+struct TaskLinkRow {
+    id: Uuid,
+    source_task_id: Uuid,
+    target_task_id: Uuid,
+    link_type: String,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    other_id: Uuid,
+    task_number: i64,
+    title: String,
+    status_id: Option<Uuid>,
+    task_type_id: Option<Uuid>,
+}
+
+impl TaskLinkRow {
+    /// The link as `task_id` (one of its two ends) shows it.
+    fn into_view(self, task_id: Uuid) -> TaskLinkView {
+        let display = if self.source_task_id == task_id {
+            self.link_type.clone()
+        } else {
+            domain::task::LinkType::parse(&self.link_type)
+                .map_or_else(|_| self.link_type.clone(), |t| t.inverse().to_owned())
+        };
+        TaskLinkView {
+            id: self.id,
+            source_task_id: self.source_task_id,
+            target_task_id: self.target_task_id,
+            link_type: self.link_type,
+            display_link_type: display,
+            linked_task: LinkedTask {
+                id: self.other_id,
+                task_number: self.task_number,
+                title: self.title,
+                status_id: self.status_id,
+                task_type_id: self.task_type_id,
+            },
+            created_by: self.created_by,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// The live links of a task, from both sides, oldest first; links to a
 /// deleted task are not shown.
 pub async fn task_links(pool: &PgPool, task_id: Uuid) -> Result<Vec<TaskLinkView>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, TaskLinkRow>(
         "SELECT l.id, l.source_task_id, l.target_task_id, l.link_type, l.created_by, l.created_at,
                 t.id AS other_id, t.task_number, t.title, t.status_id, t.task_type_id
            FROM task_links l
@@ -499,35 +550,7 @@ pub async fn task_links(pool: &PgPool, task_id: Uuid) -> Result<Vec<TaskLinkView
     .bind(task_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let link_type: String = r.get("link_type");
-            let source: Uuid = r.get("source_task_id");
-            let display = if source == task_id {
-                link_type.clone()
-            } else {
-                domain::task::LinkType::parse(&link_type)
-                    .map_or_else(|_| link_type.clone(), |t| t.inverse().to_owned())
-            };
-            TaskLinkView {
-                id: r.get("id"),
-                source_task_id: source,
-                target_task_id: r.get("target_task_id"),
-                link_type,
-                display_link_type: display,
-                linked_task: LinkedTask {
-                    id: r.get("other_id"),
-                    task_number: r.get("task_number"),
-                    title: r.get("title"),
-                    status_id: r.get("status_id"),
-                    task_type_id: r.get("task_type_id"),
-                },
-                created_by: r.get("created_by"),
-                created_at: r.get("created_at"),
-            }
-        })
-        .collect())
+    Ok(rows.into_iter().map(|r| r.into_view(task_id)).collect())
 }
 
 /// Plugins' summaries of a task, by plugin name.
@@ -553,12 +576,9 @@ async fn summaries_by_plugin(
 ) -> Result<Map<String, Value>, sqlx::Error> {
     let sql =
         format!("SELECT plugin, summary FROM plugin_summaries WHERE {condition} ORDER BY plugin");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query_as::<_, (String, Value)>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<String, _>("plugin"), r.get::<Value, _>("summary")))
-        .collect())
+    Ok(rows.into_iter().collect())
 }
