@@ -16,7 +16,7 @@
 
 use std::fmt::Write;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -377,19 +377,25 @@ fn literal(arg: &Arg, out: &mut String) {
         Arg::Text(None) => out.push_str("NULL::text"),
         Arg::Bool(Some(v)) => out.push_str(if *v { "true" } else { "false" }),
         Arg::Bool(None) => out.push_str("NULL::boolean"),
+        // Quoted, like every other literal: a bare `-3` after a template's
+        // `-$n` would read as a comment (`--3`), and `-9223372036854775808`
+        // as the negation of an out-of-range number.
         Arg::Int(Some(v)) => {
-            let _ = write!(out, "{v}::bigint");
+            let _ = write!(out, "'{v}'::bigint");
         }
         Arg::Int(None) => out.push_str("NULL::bigint"),
-        // `{:?}` keeps full precision and always has a decimal point or
-        // exponent; non-finite values cannot come from JSON.
-        Arg::Float(Some(v)) if v.is_finite() => {
-            let _ = write!(out, "{v:?}::float8");
+        // `{:?}` keeps full precision; PostgreSQL spells the non-finite
+        // values `NaN`, `Infinity`, `-Infinity`, as a bound float8 stores.
+        Arg::Float(Some(v)) => {
+            let _ = match v {
+                v if v.is_nan() => write!(out, "'NaN'::float8"),
+                v if v.is_infinite() && *v > 0.0 => write!(out, "'Infinity'::float8"),
+                v if v.is_infinite() => write!(out, "'-Infinity'::float8"),
+                v => write!(out, "'{v:?}'::float8"),
+            };
         }
-        Arg::Float(_) => out.push_str("NULL::float8"),
-        Arg::Ts(Some(v)) => {
-            let _ = write!(out, "'{}'::timestamptz", v.to_rfc3339());
-        }
+        Arg::Float(None) => out.push_str("NULL::float8"),
+        Arg::Ts(Some(v)) => timestamp(*v, out),
         Arg::Ts(None) => out.push_str("NULL::timestamptz"),
         Arg::Json(Some(v)) => {
             quoted(&v.to_string(), out);
@@ -397,6 +403,31 @@ fn literal(arg: &Arg, out: &mut String) {
         }
         Arg::Json(None) => out.push_str("NULL::jsonb"),
     }
+}
+
+/// A timestamp literal equal to what binding it stores: truncated to
+/// microseconds (PostgreSQL's resolution; the bound value is truncated, a
+/// text literal would be rounded), as text for years 1-9999 and as an
+/// offset from the epoch outside them (PostgreSQL reads neither year 0 nor
+/// five-digit years in RFC 3339 text).
+fn timestamp(v: DateTime<Utc>, out: &mut String) {
+    let micros = v.timestamp_micros();
+    let year = v.year();
+    if (1..=9999).contains(&year) {
+        let Some(v) = DateTime::<Utc>::from_timestamp_micros(micros) else {
+            return timestamp_offset(micros, out);
+        };
+        let _ = write!(out, "'{}'::timestamptz", v.to_rfc3339());
+    } else {
+        timestamp_offset(micros, out);
+    }
+}
+
+fn timestamp_offset(micros: i64, out: &mut String) {
+    let _ = write!(
+        out,
+        "('epoch'::timestamptz + '{micros} microseconds'::interval)"
+    );
 }
 
 #[cfg(test)]
@@ -422,6 +453,630 @@ mod tests {
             out,
             "UPDATE t SET a = 'it''s'::text, b = '{\"q\":\"''; DROP TABLE x; --\"}'::jsonb, \
              c = NULL::timestamptz WHERE id = '00000000-0000-0000-0000-000000000000'::uuid;\n"
+        );
+    }
+
+    fn lit(arg: Arg) -> String {
+        let mut out = String::new();
+        literal(&arg, &mut out);
+        out
+    }
+
+    fn rendered(stmt: &Stmt) -> String {
+        let mut out = String::new();
+        stmt.render(&mut out);
+        out
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// The literal of `id(n)`.
+    fn u(n: u128) -> String {
+        format!("'{}'::uuid", id(n))
+    }
+
+    fn ts(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn null_of_every_variant_is_typed() {
+        assert_eq!(lit(Arg::Uuid(None)), "NULL::uuid");
+        assert_eq!(lit(Arg::Text(None)), "NULL::text");
+        assert_eq!(lit(Arg::Bool(None)), "NULL::boolean");
+        assert_eq!(lit(Arg::Int(None)), "NULL::bigint");
+        assert_eq!(lit(Arg::Float(None)), "NULL::float8");
+        assert_eq!(lit(Arg::Ts(None)), "NULL::timestamptz");
+        assert_eq!(lit(Arg::Json(None)), "NULL::jsonb");
+    }
+
+    #[test]
+    fn scalar_literals() {
+        assert_eq!(
+            lit(id(0xabc).into()),
+            "'00000000-0000-0000-0000-000000000abc'::uuid"
+        );
+        assert_eq!(lit(true.into()), "true");
+        assert_eq!(lit(false.into()), "false");
+        assert_eq!(lit(0i64.into()), "'0'::bigint");
+        assert_eq!(lit((-5i64).into()), "'-5'::bigint");
+        assert_eq!(lit(i64::MAX.into()), "'9223372036854775807'::bigint");
+        // Quoted, so PostgreSQL reads the whole text as one bigint.
+        assert_eq!(lit(i64::MIN.into()), "'-9223372036854775808'::bigint");
+        // `{:?}`: the shortest round-trip form, always with '.' or an exponent.
+        assert_eq!(lit(1.0f64.into()), "'1.0'::float8");
+        assert_eq!(lit(0.1f64.into()), "'0.1'::float8");
+        assert_eq!(lit((-0.0f64).into()), "'-0.0'::float8");
+        assert_eq!(lit(1e300f64.into()), "'1e300'::float8");
+        assert_eq!(lit(1e-7f64.into()), "'1e-7'::float8");
+        assert_eq!(lit(f64::MAX.into()), "'1.7976931348623157e308'::float8");
+        // Non-finite floats as PostgreSQL spells them (what binding stores).
+        assert_eq!(lit(f64::NAN.into()), "'NaN'::float8");
+        assert_eq!(lit(f64::INFINITY.into()), "'Infinity'::float8");
+        assert_eq!(lit(f64::NEG_INFINITY.into()), "'-Infinity'::float8");
+    }
+
+    #[test]
+    fn timestamp_literals_are_rfc3339_utc() {
+        assert_eq!(
+            lit(ts("2024-02-29T23:59:59Z").into()),
+            "'2024-02-29T23:59:59+00:00'::timestamptz"
+        );
+        assert_eq!(
+            lit(ts("2024-01-02T03:04:05.123456Z").into()),
+            "'2024-01-02T03:04:05.123456+00:00'::timestamptz"
+        );
+        // Converted to UTC, whatever the input's offset.
+        assert_eq!(
+            lit(ts("2024-01-02T03:04:05.5+02:00").into()),
+            "'2024-01-02T01:04:05.500+00:00'::timestamptz"
+        );
+        assert_eq!(
+            lit(ts("0001-01-01T00:00:00Z").into()),
+            "'0001-01-01T00:00:00+00:00'::timestamptz"
+        );
+        assert_eq!(
+            lit(ts("9999-12-31T23:59:59.999999Z").into()),
+            "'9999-12-31T23:59:59.999999+00:00'::timestamptz"
+        );
+    }
+
+    #[test]
+    fn text_literals_double_quotes_and_nothing_else() {
+        let cases = [
+            ("", "''::text"),
+            ("plain", "'plain'::text"),
+            ("it's", "'it''s'::text"),
+            ("'", "''''::text"),
+            ("''", "''''''::text"),
+            ("'; DROP TABLE t; --", "'''; DROP TABLE t; --'::text"),
+            // standard_conforming_strings = on: backslashes are ordinary.
+            (r"a\b", r"'a\b'::text"),
+            (r"\'", r"'\'''::text"),
+            (r"\\", r"'\\'::text"),
+            (r"E'\n'", r"'E''\n'''::text"),
+            (
+                "żółć 🦀 \u{202e}rtl \u{feff}",
+                "'żółć 🦀 \u{202e}rtl \u{feff}'::text",
+            ),
+            (
+                "\t\n\r\u{1}\u{1b}\u{7f}\u{85}",
+                "'\t\n\r\u{1}\u{1b}\u{7f}\u{85}'::text",
+            ),
+            ("$1 $10 $$ $tag$", "'$1 $10 $$ $tag$'::text"),
+            ("/* -- ; */", "'/* -- ; */'::text"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(lit(value.to_owned().into()), expected, "{value:?}");
+            assert_eq!(lit(Some(value.to_owned()).into()), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn json_literals_are_serde_text_with_quotes_doubled() {
+        assert_eq!(
+            lit(serde_json::json!({"a": "it's", "b": [1, 2.5, null, true]}).into()),
+            r#"'{"a":"it''s","b":[1,2.5,null,true]}'::jsonb"#
+        );
+        // JSON's own escapes are left alone (no E'' string): the server reads
+        // the backslashes the JSON text has.
+        assert_eq!(
+            lit(serde_json::json!("a\\b\"c\n\u{1}").into()),
+            r#"'"a\\b\"c\n\u0001"'::jsonb"#
+        );
+        // A JSON null is a jsonb value, not SQL NULL.
+        assert_eq!(lit(Value::Null.into()), "'null'::jsonb");
+        assert_eq!(
+            lit(serde_json::json!({"$1": "$2", "k'": "🦀"}).into()),
+            r#"'{"$1":"$2","k''":"🦀"}'::jsonb"#
+        );
+    }
+
+    #[test]
+    fn placeholders_one_to_twelve_do_not_clobber_each_other() {
+        let template = (1..=12)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = Stmt::new(format!("SELECT {template}"));
+        for n in 1..=12i64 {
+            stmt = stmt.arg(n * 100);
+        }
+        let expected = (1..=12)
+            .map(|n| format!("'{}'::bigint", n * 100))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert_eq!(rendered(&stmt), format!("SELECT {expected};\n"));
+
+        // Out of order, repeated, next to other text.
+        let mut stmt = Stmt::new("$11$1 $10,$1($12)x$2y");
+        for n in 1..=12i64 {
+            stmt = stmt.arg(n);
+        }
+        assert_eq!(
+            rendered(&stmt),
+            "'11'::bigint'1'::bigint '10'::bigint,'1'::bigint('12'::bigint)x'2'::biginty;\n"
+        );
+    }
+
+    #[test]
+    fn placeholders_without_an_argument_are_kept() {
+        let stmt = Stmt::new("SELECT $0, $1, $2, $13, $, $x, $$q$$, é$1ü")
+            .arg(7i64)
+            .arg(None::<String>);
+        assert_eq!(
+            rendered(&stmt),
+            "SELECT $0, '7'::bigint, NULL::text, $13, $, $x, $$q$$, é'7'::bigintü;\n"
+        );
+        // More digits than a usize holds: kept as written.
+        let stmt = Stmt::new("SELECT $99999999999999999999999").arg(1i64);
+        assert_eq!(rendered(&stmt), "SELECT $99999999999999999999999;\n");
+    }
+
+    #[test]
+    fn values_are_not_substituted_again() {
+        let stmt = Stmt::new("SELECT $1, $2, $3")
+            .arg("$2 $3 $10".to_owned())
+            .arg(serde_json::json!({"x": "$1"}))
+            .arg("'$1'".to_owned());
+        assert_eq!(
+            rendered(&stmt),
+            "SELECT '$2 $3 $10'::text, '{\"x\":\"$1\"}'::jsonb, '''$1'''::text;\n"
+        );
+    }
+
+    #[test]
+    fn render_keeps_the_template_text() {
+        let stmt = Stmt::new("UPDATE t\n   SET a = $2\n WHERE id = $1")
+            .arg(id(1))
+            .arg("x".to_owned());
+        assert_eq!(
+            rendered(&stmt),
+            format!("UPDATE t\n   SET a = 'x'::text\n WHERE id = {};\n", u(1))
+        );
+    }
+
+    // -- keys --------------------------------------------------------------
+
+    #[test]
+    fn row_keys_come_from_the_first_uuid_argument() {
+        let key = |stmt: Stmt| stmt.with_row_key().keys;
+        assert_eq!(
+            key(Stmt::new("INSERT INTO t (id, a) VALUES ($1, $2)")
+                .arg(id(1))
+                .arg(1i64)),
+            vec![format!("t:{}", id(1))]
+        );
+        // Whitespace is normalised first.
+        assert_eq!(
+            key(Stmt::new("INSERT  INTO\n  t (id,\n a)\n VALUES ($1,\n $2)")
+                .arg(id(1))
+                .arg(1i64)),
+            vec![format!("t:{}", id(1))]
+        );
+        assert_eq!(
+            key(Stmt::new("UPDATE t SET a = $2 WHERE id = $1")
+                .arg(id(2))
+                .arg(1i64)),
+            vec![format!("t:{}", id(2))]
+        );
+        assert_eq!(
+            key(Stmt::new("DELETE FROM t WHERE id = $1").arg(id(3))),
+            vec![format!("t:{}", id(3))]
+        );
+        // Explicit keys stay; the row key comes after them.
+        assert_eq!(
+            key(Stmt::new("DELETE FROM t WHERE id = $1")
+                .arg(id(3))
+                .key("t:u:x")),
+            vec!["t:u:x".to_owned(), format!("t:{}", id(3))]
+        );
+    }
+
+    #[test]
+    fn no_row_key_without_a_mergeable_shape_and_a_uuid() {
+        let key = |stmt: Stmt| stmt.with_row_key().keys;
+        let none: Vec<String> = Vec::new();
+        // The first argument is not a non-null uuid.
+        assert_eq!(
+            key(Stmt::new("INSERT INTO t (a) VALUES ($1)").arg(1i64)),
+            none
+        );
+        assert_eq!(
+            key(Stmt::new("DELETE FROM t WHERE id = $1").arg(None::<Uuid>)),
+            none
+        );
+        assert_eq!(key(Stmt::new("DELETE FROM t WHERE id = $1")), none);
+        // Shapes a replay does not merge: barriers unless keyed by hand.
+        for sql in [
+            "INSERT INTO t (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO t (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET a = lower(EXCLUDED.a)",
+            "INSERT INTO t (id) VALUES ($1) RETURNING id",
+            "INSERT INTO t (id) SELECT $1",
+            "UPDATE t SET a = 1 WHERE id = $1 AND b = 2",
+            "UPDATE t SET a = 1 WHERE parent_id = $1",
+            "UPDATE t AS x SET a = 1 WHERE id = $1",
+            "DELETE FROM t WHERE parent_id = $1",
+            "DELETE FROM t x WHERE id = $1",
+            "delete from t where id = $1",
+            "SELECT $1",
+        ] {
+            assert_eq!(key(Stmt::new(sql).arg(id(1))), none, "{sql}");
+        }
+    }
+
+    // -- render_batch ------------------------------------------------------
+
+    fn insert(n: u128, a: &str) -> Stmt {
+        Stmt::new("INSERT INTO t (id, a) VALUES ($1, $2)")
+            .arg(id(n))
+            .arg(a.to_owned())
+            .with_row_key()
+    }
+
+    fn update(n: u128, a: &str) -> Stmt {
+        Stmt::new("UPDATE t SET a = $2 WHERE id = $1")
+            .arg(id(n))
+            .arg(a.to_owned())
+            .with_row_key()
+    }
+
+    fn delete(n: u128) -> Stmt {
+        Stmt::new("DELETE FROM t WHERE id = $1")
+            .arg(id(n))
+            .with_row_key()
+    }
+
+    /// A statement with no keys: a replay barrier.
+    fn barrier(a: &str) -> Stmt {
+        Stmt::new("UPDATE t SET n = n + 1 WHERE a = $1").arg(a.to_owned())
+    }
+
+    #[test]
+    fn an_empty_batch_renders_nothing() {
+        assert_eq!(render_batch(Vec::new()), "");
+    }
+
+    #[test]
+    fn a_lone_statement_renders_as_itself() {
+        for stmt in [insert(1, "x"), update(1, "x"), delete(1), barrier("x")] {
+            assert_eq!(render_batch(vec![stmt.clone()]), rendered(&stmt));
+        }
+    }
+
+    #[test]
+    fn consecutive_same_shape_inserts_merge_into_one_values_list() {
+        assert_eq!(
+            render_batch(vec![insert(1, "a"), insert(2, "it's"), insert(3, "c")]),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text), ({}, 'it''s'::text), \
+                 ({}, 'c'::text);\n",
+                u(1),
+                u(2),
+                u(3)
+            )
+        );
+        // The same statement written with other whitespace has the same shape.
+        let spaced = Stmt::new("INSERT INTO t (id, a)\n       VALUES ($1,\n               $2)")
+            .arg(id(2))
+            .arg("b".to_owned())
+            .with_row_key();
+        assert_eq!(
+            render_batch(vec![insert(1, "a"), spaced]),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text), ({}, 'b'::text);\n",
+                u(1),
+                u(2)
+            )
+        );
+    }
+
+    #[test]
+    fn merged_insert_tuples_keep_their_expressions_and_repeats() {
+        let stmt = |n: u128, a: i64| {
+            Stmt::new("INSERT INTO t (id, a, b, c) VALUES ($1, $2, $2 + 1, lower($3))")
+                .arg(id(n))
+                .arg(a)
+                .arg("X".to_owned())
+                .with_row_key()
+        };
+        assert_eq!(
+            render_batch(vec![stmt(1, 10), stmt(2, -20)]),
+            format!(
+                "INSERT INTO t (id, a, b, c) VALUES \
+                 ({}, '10'::bigint, '10'::bigint + 1, lower('X'::text)), \
+                 ({}, '-20'::bigint, '-20'::bigint + 1, lower('X'::text));\n",
+                u(1),
+                u(2)
+            )
+        );
+    }
+
+    #[test]
+    fn different_tables_and_column_lists_do_not_merge() {
+        let other_table = Stmt::new("INSERT INTO s (id, a) VALUES ($1, $2)")
+            .arg(id(2))
+            .arg("b".to_owned())
+            .with_row_key();
+        let other_columns = Stmt::new("INSERT INTO t (id, b) VALUES ($1, $2)")
+            .arg(id(3))
+            .arg("c".to_owned())
+            .with_row_key();
+        assert_eq!(
+            render_batch(vec![insert(1, "a"), other_table, other_columns]),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text);\n\
+                 INSERT INTO s (id, a) VALUES ({}, 'b'::text);\n\
+                 INSERT INTO t (id, b) VALUES ({}, 'c'::text);\n",
+                u(1),
+                u(2),
+                u(3)
+            )
+        );
+    }
+
+    #[test]
+    fn updates_merge_into_update_from_values() {
+        let stmt = |n: u128, a: &str, b: i64| {
+            Stmt::new("UPDATE t SET a = $2, b = b + $3, c = $1 WHERE id = $1")
+                .arg(id(n))
+                .arg(a.to_owned())
+                .arg(b)
+                .with_row_key()
+        };
+        assert_eq!(
+            render_batch(vec![stmt(1, "x", 1), stmt(2, "'", -1)]),
+            format!(
+                "UPDATE t SET a = v.c2, b = b + v.c3, c = v.c1 FROM (VALUES \
+                 ({}, 'x'::text, '1'::bigint), ({}, ''''::text, '-1'::bigint)) \
+                 AS v(c1, c2, c3) WHERE t.id = v.c1;\n",
+                u(1),
+                u(2)
+            )
+        );
+    }
+
+    #[test]
+    fn deletes_merge_into_one_in_list() {
+        assert_eq!(
+            render_batch(vec![delete(1), delete(2), delete(3)]),
+            format!(
+                "DELETE FROM t WHERE id IN ({}, {}, {});\n",
+                u(1),
+                u(2),
+                u(3)
+            )
+        );
+    }
+
+    #[test]
+    fn unmergeable_statements_render_one_by_one() {
+        let sql =
+            "INSERT INTO t (id, a) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a";
+        let upsert = |n: u128| {
+            Stmt::new(sql)
+                .arg(id(n))
+                .arg("x".to_owned())
+                .key(format!("t:{}", id(n)))
+        };
+        let one = |n: u128| {
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'x'::text) \
+                 ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a;\n",
+                u(n)
+            )
+        };
+        assert_eq!(render_batch(vec![upsert(1), upsert(2)]), one(1) + &one(2));
+    }
+
+    #[test]
+    fn statements_on_one_row_keep_their_order() {
+        // Insert, update, delete and re-insert of one row: four waves,
+        // nothing merged, log order.
+        let batch = vec![insert(1, "a"), update(1, "b"), delete(1), insert(1, "c")];
+        let expected: String = batch.iter().map(rendered).collect();
+        assert_eq!(render_batch(batch), expected);
+    }
+
+    #[test]
+    fn statements_on_different_rows_share_waves() {
+        // Rows 1 and 2, each inserted then updated: wave 0 has both inserts,
+        // wave 1 both updates, whatever the interleaving.
+        let expected = format!(
+            "INSERT INTO t (id, a) VALUES ({one}, 'a'::text), ({two}, 'b'::text);\n\
+             UPDATE t SET a = v.c2 FROM (VALUES ({one}, 'a2'::text), ({two}, 'b2'::text)) \
+             AS v(c1, c2) WHERE t.id = v.c1;\n",
+            one = u(1),
+            two = u(2)
+        );
+        assert_eq!(
+            render_batch(vec![
+                insert(1, "a"),
+                update(1, "a2"),
+                insert(2, "b"),
+                update(2, "b2"),
+            ]),
+            expected
+        );
+        assert_eq!(
+            render_batch(vec![
+                insert(1, "a"),
+                insert(2, "b"),
+                update(1, "a2"),
+                update(2, "b2"),
+            ]),
+            expected
+        );
+    }
+
+    #[test]
+    fn within_a_wave_groups_come_in_first_appearance_order() {
+        // Three distinct rows, so one wave: row 3's insert joins row 1's
+        // group, before the delete of row 2 (disjoint keys may reorder).
+        assert_eq!(
+            render_batch(vec![insert(1, "a"), delete(2), insert(3, "c")]),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text), ({}, 'c'::text);\n\
+                 DELETE FROM t WHERE id = {};\n",
+                u(1),
+                u(3),
+                u(2)
+            )
+        );
+        assert_eq!(
+            render_batch(vec![delete(2), insert(1, "a"), insert(3, "c")]),
+            format!(
+                "DELETE FROM t WHERE id = {};\n\
+                 INSERT INTO t (id, a) VALUES ({}, 'a'::text), ({}, 'c'::text);\n",
+                u(2),
+                u(1),
+                u(3)
+            )
+        );
+    }
+
+    #[test]
+    fn a_shared_extra_key_orders_statements_on_different_rows() {
+        // A unique value (like `member_of:…`): the re-add (row 3) stays
+        // after the removal (row 2), though their row keys differ.
+        let batch = vec![
+            insert(1, "a"),
+            delete(2).key("t.a:x"),
+            insert(3, "x").key("t.a:x"),
+        ];
+        assert_eq!(
+            render_batch(batch),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text);\n\
+                 DELETE FROM t WHERE id = {};\n\
+                 INSERT INTO t (id, a) VALUES ({}, 'x'::text);\n",
+                u(1),
+                u(2),
+                u(3)
+            )
+        );
+    }
+
+    #[test]
+    fn a_statement_goes_after_the_last_wave_of_any_of_its_keys() {
+        // Row 1 takes waves 0, 1, 2; a statement keyed by rows 1 and 2 goes
+        // to wave 3, row 2's next statement to wave 4, and row 3 to wave 0.
+        let both = Stmt::new("SELECT touch($1, $2)")
+            .arg(id(1))
+            .arg(id(2))
+            .key(format!("t:{}", id(1)))
+            .key(format!("t:{}", id(2)));
+        let batch = vec![
+            insert(1, "a"),
+            update(1, "b"),
+            update(1, "c"),
+            both,
+            update(2, "d"),
+            insert(3, "e"),
+        ];
+        assert_eq!(
+            render_batch(batch),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({one}, 'a'::text), ({three}, 'e'::text);\n\
+                 UPDATE t SET a = 'b'::text WHERE id = {one};\n\
+                 UPDATE t SET a = 'c'::text WHERE id = {one};\n\
+                 SELECT touch({one}, {two});\n\
+                 UPDATE t SET a = 'd'::text WHERE id = {two};\n",
+                one = u(1),
+                two = u(2),
+                three = u(3)
+            )
+        );
+    }
+
+    #[test]
+    fn keyless_statements_are_barriers() {
+        // Nothing moves across a barrier: the inserts before and after it do
+        // not merge, and two identical barriers stay two statements.
+        let batch = vec![
+            insert(1, "a"),
+            barrier("x"),
+            insert(2, "b"),
+            barrier("y"),
+            barrier("y"),
+            insert(3, "c"),
+            insert(4, "d"),
+        ];
+        assert_eq!(
+            render_batch(batch),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text);\n\
+                 UPDATE t SET n = n + 1 WHERE a = 'x'::text;\n\
+                 INSERT INTO t (id, a) VALUES ({}, 'b'::text);\n\
+                 UPDATE t SET n = n + 1 WHERE a = 'y'::text;\n\
+                 UPDATE t SET n = n + 1 WHERE a = 'y'::text;\n\
+                 INSERT INTO t (id, a) VALUES ({}, 'c'::text), ({}, 'd'::text);\n",
+                u(1),
+                u(2),
+                u(3),
+                u(4)
+            )
+        );
+        // A keyed statement after a barrier, on a row untouched so far, does
+        // not go back before it.
+        assert_eq!(
+            render_batch(vec![
+                insert(1, "a"),
+                insert(2, "b"),
+                barrier("x"),
+                update(3, "c"),
+            ]),
+            format!(
+                "INSERT INTO t (id, a) VALUES ({}, 'a'::text), ({}, 'b'::text);\n\
+                 UPDATE t SET n = n + 1 WHERE a = 'x'::text;\n\
+                 UPDATE t SET a = 'c'::text WHERE id = {};\n",
+                u(1),
+                u(2),
+                u(3)
+            )
+        );
+    }
+
+    #[test]
+    fn merged_values_carry_hostile_text_literally() {
+        let hostile = "'); DELETE FROM t; -- $1 $2 \\ 🦀";
+        let batch = vec![update(1, hostile), update(2, "$1"), delete(3), delete(4)];
+        assert_eq!(
+            render_batch(batch),
+            format!(
+                "UPDATE t SET a = v.c2 FROM (VALUES \
+                 ({}, '''); DELETE FROM t; -- $1 $2 \\ 🦀'::text), ({}, '$1'::text)) \
+                 AS v(c1, c2) WHERE t.id = v.c1;\n\
+                 DELETE FROM t WHERE id IN ({}, {});\n",
+                u(1),
+                u(2),
+                u(3),
+                u(4)
+            )
         );
     }
 }

@@ -2,6 +2,7 @@
 //! concurrency, rejected commands leaving no trace, authorization, secrets.
 
 mod common;
+mod replay_equivalence;
 mod sprints_views;
 mod tasks;
 mod write_side;
