@@ -154,6 +154,51 @@ pub async fn task(
     Ok(row.map(TaskView::from))
 }
 
+/// [`task`] with the plugins' summaries of it (`plugin_summaries`, only
+/// when a plugin wrote one), in one round trip: `GET …/tasks/:id`.
+pub async fn task_with_summaries(
+    pool: &PgPool,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<TaskView>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        task: TaskRow,
+        /// `[[plugin, summary], ...]` by plugin name.
+        summaries: Option<Value>,
+    }
+    let sql = format!(
+        "SELECT {TASK_COLUMNS},
+                (SELECT jsonb_agg(jsonb_build_array(s.plugin, s.summary) ORDER BY s.plugin)
+                   FROM plugin_summaries s WHERE s.task_id = tasks.id) AS summaries
+           FROM tasks WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+    );
+    let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(project_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|row| {
+        let mut view = TaskView::from(row.task);
+        let summaries: Map<String, Value> = match row.summaries {
+            Some(Value::Array(pairs)) => pairs
+                .into_iter()
+                .filter_map(|pair| match pair {
+                    Value::Array(mut kv) if kv.len() == 2 => {
+                        let summary = kv.pop()?;
+                        Some((kv.pop()?.as_str()?.to_owned(), summary))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Map::new(),
+        };
+        view.plugin_summaries = (!summaries.is_empty()).then_some(summaries);
+        view
+    }))
+}
+
 pub async fn task_by_number(
     pool: &PgPool,
     project_id: Uuid,
@@ -553,32 +598,17 @@ pub async fn task_links(pool: &PgPool, task_id: Uuid) -> Result<Vec<TaskLinkView
     Ok(rows.into_iter().map(|r| r.into_view(task_id)).collect())
 }
 
-/// Plugins' summaries of a task, by plugin name.
-pub async fn plugin_summaries(
-    pool: &PgPool,
-    task_id: Uuid,
-) -> Result<Map<String, Value>, sqlx::Error> {
-    summaries_by_plugin(pool, "task_id = $1", task_id).await
-}
-
 /// Plugins' summaries of a project itself (no task), by plugin name.
 pub async fn plugin_summaries_of_project(
     pool: &PgPool,
     project_id: Uuid,
 ) -> Result<Map<String, Value>, sqlx::Error> {
-    summaries_by_plugin(pool, "project_id = $1 AND task_id IS NULL", project_id).await
-}
-
-async fn summaries_by_plugin(
-    pool: &PgPool,
-    condition: &'static str,
-    id: Uuid,
-) -> Result<Map<String, Value>, sqlx::Error> {
-    let sql =
-        format!("SELECT plugin, summary FROM plugin_summaries WHERE {condition} ORDER BY plugin");
-    let rows = sqlx::query_as::<_, (String, Value)>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query_as::<_, (String, Value)>(
+        "SELECT plugin, summary FROM plugin_summaries
+          WHERE project_id = $1 AND task_id IS NULL ORDER BY plugin",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().collect())
 }

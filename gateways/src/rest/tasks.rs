@@ -162,11 +162,11 @@ pub async fn get(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let Some(as_of) = query.into_inner().as_of else {
-        let mut task = live_task(&state, project_id, task_id).await?;
-        // Only when a plugin wrote one: a task's GET stays what its POST
-        // and PATCH answered.
-        let summaries = q::plugin_summaries(&state.pool, task_id).await?;
-        task.plugin_summaries = (!summaries.is_empty()).then_some(summaries);
+        // Plugin summaries only when a plugin wrote one: a task's GET stays
+        // what its POST and PATCH answered.
+        let task = q::task_with_summaries(&state.pool, project_id, task_id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"))?;
         return task_response(actix_web::http::StatusCode::OK, task);
     };
     let as_of = AsOf::parse(&as_of)
