@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use domain::DomainEvent;
 use domain::sprint::{Sprint, SprintEvent};
-use domain::view::ViewContext;
+use domain::view::{ViewContext, ViewEvent};
 use eventstore::{EventStore, RecordedEvent};
 
 pub use crate::history::{AsOf, HistoryEntry};
@@ -163,6 +163,35 @@ pub async fn views(
         .bind(sprint_id)
         .fetch_all(pool)
         .await
+}
+
+/// A view as its `view.created` event made it: the answer to the creation
+/// when a racing sprint deletion already removed the row (the creation
+/// still happened and is in the log).
+pub fn view_as_created(event: &RecordedEvent) -> Option<ViewView> {
+    match ViewEvent::from_stored(&event.event_type, &event.payload).ok()? {
+        ViewEvent::Created {
+            project_id,
+            context,
+            sprint_id,
+            name,
+            view_type,
+            config,
+            position,
+        } => Some(ViewView {
+            id: event.stream_id,
+            sprint_id,
+            project_id,
+            name,
+            view_type,
+            config,
+            position,
+            created_at: event.recorded_at,
+            updated_at: event.recorded_at,
+            context: context.as_str().to_owned(),
+        }),
+        _ => None,
+    }
 }
 
 pub async fn view(

@@ -132,7 +132,18 @@ pub async fn create(
             },
         )
         .await?;
-    created(view(&state, project_id, view_id).await?)
+    if let Some(view) = queries::view(&state.pool, project_id, view_id).await? {
+        return created(view);
+    }
+    // Committed, then deleted with its sprint by a deletion that queued
+    // behind it: answer what was created rather than "not found".
+    let events = state.commands.store.read_stream(view_id, 0).await?;
+    created(
+        events
+            .first()
+            .and_then(queries::view_as_created)
+            .ok_or_else(not_found)?,
+    )
 }
 
 #[derive(Deserialize)]
