@@ -120,7 +120,7 @@ impl Stmt {
     /// Adds the row key `table:<$1>` for statements whose first parameter
     /// is the row's primary key (every INSERT, and `… WHERE id = $1`).
     pub fn with_row_key(mut self) -> Self {
-        let sql = self.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let sql = normalized(&self.sql);
         let table = match shape(&sql) {
             Some(Shape::Insert { head, .. }) => head
                 .strip_prefix("INSERT INTO ")
@@ -168,6 +168,31 @@ impl Stmt {
 }
 
 /// `template` with every `$n` replaced by the literal of `args[n - 1]`.
+/// A template with every run of whitespace outside single-quoted literals
+/// collapsed to one space (and none at the ends), so templates that differ
+/// only in layout group together while a literal such as `'a  b'` keeps
+/// its text.
+fn normalized(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut space = false;
+    for c in sql.trim().chars() {
+        if !quoted && c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn render_template(template: &str, args: &[Arg], out: &mut String) {
     substitute(template, out, |n, out| match args.get(n.wrapping_sub(1)) {
         Some(arg) => {
@@ -283,7 +308,7 @@ pub fn render_batch(stmts: Vec<Stmt>) -> String {
         let mut order: Vec<String> = Vec::new();
         let mut groups: HashMap<String, Vec<&Stmt>> = HashMap::new();
         for stmt in wave {
-            let sql = stmt.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let sql = normalized(&stmt.sql);
             groups
                 .entry(sql.clone())
                 .or_insert_with(|| {

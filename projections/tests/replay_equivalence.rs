@@ -22,9 +22,8 @@
 //! Edge values whose literal once differed from the bound parameter
 //! (`i64::MIN`, non-finite floats, sub-microsecond timestamps, years
 //! outside 1..=9999, a negative value after `-$n`) are checked one by one by
-//! `literal_edge_values_match_bound_parameters`; a template pitfall the
-//! renderer does not handle is listed by the ignored
-//! `template_whitespace_in_merged_groups`.
+//! `literal_edge_values_match_bound_parameters`, and literal text inside
+//! templates by `template_whitespace_in_merged_groups`.
 //!
 //! Needs `DATABASE_URL` (see `scripts/test.sh`).
 
@@ -919,11 +918,9 @@ async fn literal_edge_values_match_bound_parameters(pool: PgPool) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Merged groups compare templates with whitespace normalised, so runs of
-/// spaces inside a template's own string literal collapse. No projector
-/// template has one; ignored until the grouping keeps literals intact.
+/// Merged groups compare templates with whitespace normalised outside
+/// string literals: runs of spaces inside a template's own literal stay.
 #[sqlx::test(migrations = "../migrations")]
-#[ignore = "known renderer limitation: template literals with repeated spaces"]
 async fn template_whitespace_in_merged_groups(pool: PgPool) {
     let mut conn = pool.acquire().await.unwrap();
     create_schemas(&mut conn).await;
