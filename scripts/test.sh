@@ -211,6 +211,24 @@ fi
     || die "pip install -r tests/blackbox/requirements.txt failed"
 
 # ---------------------------------------------------------------------------
+section "Schemathesis (target/stenv)"
+# tests/blackbox/test_81_openapi.py runs a schemathesis campaign over
+# /api/openapi.json. It lives in its own environment: it brings its own pytest
+# plugin and pins, which must not change the suite's.
+SCHEMATHESIS_VERSION=4.32.5
+STENV_DIR="$ROOT/target/stenv"
+export SCHEMATHESIS_BIN="$STENV_DIR/bin/st"
+if "$SCHEMATHESIS_BIN" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+    info "reusing schemathesis $SCHEMATHESIS_VERSION"
+else
+    rm -rf "$STENV_DIR"
+    python3 -m venv "$STENV_DIR" || die "python3 -m venv $STENV_DIR failed"
+    "$STENV_DIR/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+        || die "pip install schemathesis==$SCHEMATHESIS_VERSION failed"
+    info "installed schemathesis $SCHEMATHESIS_VERSION"
+fi
+
+# ---------------------------------------------------------------------------
 section "Deploy checks (nginx, Docker Compose v2 in target/compose)"
 # tests/blackbox/test_80_deploy.py runs deploy/gateway/gateway.conf in Debian's
 # nginx (as an unprivileged process on a free port, never the system service)

@@ -204,7 +204,7 @@ pub struct Agent {
 }
 
 /// Optional fields of a create or a PATCH (absent = keep / default).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 pub struct SettingsInput {
     pub name: Option<String>,
     pub agent_type: Option<String>,

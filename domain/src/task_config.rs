@@ -80,7 +80,7 @@ pub struct TaskStatus {
     pub category: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldOption {
     pub value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -242,23 +242,30 @@ async fn append_on(
         });
     }
 
+    // `try_get`: a payload PostgreSQL stores but serde cannot read back is an
+    // error (in a transaction, the append rolls back), not a panic that drops
+    // the client's connection. Such payloads are kept out at the edge:
+    // serde_json's `float_roundtrip` reads back every double PostgreSQL prints.
     let mut recorded: Vec<RecordedEvent> = rows
         .into_iter()
-        .map(|row| RecordedEvent {
-            global_position: row.get("global_position"),
-            tx_id: row.get("tx_id"),
-            stream_type: stream.stream_type.to_owned(),
-            stream_id: stream.stream_id,
-            version: row.get("version"),
-            event_id: row.get("event_id"),
-            event_type: row.get("event_type"),
-            schema_version: row.get("schema_version"),
-            project_id: stream.project_id,
-            payload: row.get("payload"),
-            metadata: row.get("metadata"),
-            recorded_at: row.get("recorded_at"),
+        .map(|row| {
+            Ok(RecordedEvent {
+                global_position: row.try_get("global_position")?,
+                tx_id: row.try_get("tx_id")?,
+                stream_type: stream.stream_type.to_owned(),
+                stream_id: stream.stream_id,
+                version: row.try_get("version")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                schema_version: row.try_get("schema_version")?,
+                project_id: stream.project_id,
+                payload: row.try_get("payload")?,
+                metadata: row.try_get("metadata")?,
+                recorded_at: row.try_get("recorded_at")?,
+            })
         })
-        .collect();
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppendError::Database)?;
     recorded.sort_by_key(|e| e.version);
     Ok(AppendResult {
         stream_version: recorded.last().map_or(0, |e| e.version),

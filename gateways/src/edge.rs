@@ -291,6 +291,7 @@ fn code_for(status: StatusCode) -> ErrorCode {
         403 => ErrorCode::FORBIDDEN,
         404 => ErrorCode::NOT_FOUND,
         405 => ErrorCode::METHOD_NOT_ALLOWED,
+        406 => ErrorCode::NOT_ACCEPTABLE,
         409 => ErrorCode::CONFLICT,
         413 => ErrorCode::PAYLOAD_TOO_LARGE,
         414 => ErrorCode::URI_TOO_LONG,

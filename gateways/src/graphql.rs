@@ -44,6 +44,7 @@ use crate::graphql_types::{
     Activity, Comment, CustomField, Doc, DocSummary, HistoryEntry, Member, Role, Sprint,
     TaskStatus, TaskType, User, View,
 };
+use crate::openapi::Routes;
 use crate::realtime::Room;
 use crate::rest::sprints as rest_sprints;
 use crate::rest::tasks as rest_tasks;
@@ -1147,7 +1148,30 @@ async fn principal_for_token(commands: &commands::Commands, token: &str) -> Opti
     })
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/graphql", web::post().to(execute))
-        .route("/api/graphql", web::get().to(get));
+pub fn routes<R: Routes>(r: &mut R) {
+    // GraphQL answers its own `{data, errors}` shape, not the envelope.
+    r.post("/api/graphql", execute)
+        .raw(
+            "application/json",
+            json!({"type": "object", "properties": {"data": {}, "errors": {"type": "array"}}}),
+        )
+        .or_as("application/graphql-response+json");
+    // GraphiQL, or the `graphql-ws` upgrade.
+    r.get("/api/graphql", get)
+        .raw("text/html", json!({"type": "string"}));
+}
+
+/// The GraphQL-over-HTTP request body.
+impl crate::openapi::ApiArg for GraphQLRequest {
+    fn document(op: &mut crate::openapi::Operation, _: &mut schemars::SchemaGenerator) {
+        op.json_body(json!({
+            "type": "object",
+            "required": ["query"],
+            "properties": {
+                "query": {"type": "string"},
+                "variables": {"type": ["object", "null"]},
+                "operationName": {"type": ["string", "null"]},
+            },
+        }));
+    }
 }

@@ -9,6 +9,7 @@ pub mod graphql;
 pub mod graphql_types;
 pub mod mcp;
 pub mod metrics;
+pub mod openapi;
 pub mod plugin_api;
 pub mod realtime;
 pub mod rest;
@@ -25,6 +26,7 @@ use sqlx::PgPool;
 
 use crate::auth::LoginLimiter;
 use crate::error::ApiError;
+use crate::openapi::{Actix, Routes};
 
 /// Installs the process's TLS crypto provider (ring) for every outgoing
 /// HTTPS client (reqwest is built without a default provider, so that one
@@ -181,6 +183,32 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::NOT_FOUND, "no such route"))
 }
 
+/// Every documented route: the REST API, health, version, metrics, the
+/// OpenAPI document itself, MCP over HTTP, plugin bundles and GraphQL.
+/// Registered with actix by [`configure`], described by [`openapi`].
+pub fn routes<R: Routes>(r: &mut R) {
+    r.get("/api/healthz", healthz)
+        .raw("application/json", openapi::health_schema());
+    r.get("/api/v1/version", version);
+    r.get("/api/openapi.json", openapi::serve)
+        .raw("application/json", serde_json::json!({"type": "object"}));
+    r.get("/metrics", metrics::scrape)
+        .raw("text/plain", serde_json::json!({"type": "string"}));
+    rest::routes(r);
+    mcp::http::routes(r);
+    // Plugin bundles (seed page 07: the gateway serves these).
+    r.get("/plugins/{name}/{path:.*}", rest::plugins::static_frontend)
+        .raw("*/*", serde_json::json!({}));
+    r.get("/plugins-mcp/{name}/{path:.*}", rest::plugins::static_mcp)
+        .raw("*/*", serde_json::json!({}));
+    r.get(
+        "/plugins-skills/{name}/{path:.*}",
+        rest::plugins::static_skills,
+    )
+    .raw("*/*", serde_json::json!({}));
+    graphql::routes(r);
+}
+
 /// Wires the whole HTTP surface into an actix `App` (shared by the server
 /// and by in-process tests).
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -200,27 +228,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .app_data(web::PathConfig::default().error_handler(|err, _| {
                 ApiError::bad_request(format!("invalid path parameter: {err}")).into()
             }))
-            .route("/api/healthz", web::get().to(healthz))
-            .route("/api/v1/version", web::get().to(version))
-            .route("/metrics", web::get().to(metrics::scrape))
-            .configure(rest::routes)
-            .configure(mcp::http::routes)
-            // Plugin bundles (seed page 07: the gateway serves these).
-            .route(
-                "/plugins/{name}/{path:.*}",
-                web::get().to(rest::plugins::static_frontend),
-            )
-            .route(
-                "/plugins-mcp/{name}/{path:.*}",
-                web::get().to(rest::plugins::static_mcp),
-            )
-            .route(
-                "/plugins-skills/{name}/{path:.*}",
-                web::get().to(rest::plugins::static_skills),
-            )
-            .configure(realtime::socketio::routes)
             .app_data(schema)
-            .configure(graphql::routes)
+            .configure(|cfg| routes(&mut Actix::new(cfg)))
+            // Socket.IO speaks its own protocol (docs/realtime.md), so it
+            // stays out of the OpenAPI document.
+            .configure(realtime::socketio::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -31,6 +31,7 @@ use super::permissions::Mode;
 use super::{Session, call_tool, core_names, plugins};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::openapi::Routes;
 
 /// Credential and identity headers forwarded to the REST API.
 const FORWARDED: &[&str] = &[
@@ -234,6 +235,11 @@ pub async fn endpoint(
     Ok(out.streaming(stream))
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/mcp", web::route().to(endpoint));
+pub fn routes<R: Routes>(r: &mut R) {
+    // Streamable HTTP: JSON-RPC in, JSON or an event stream out.
+    r.any("/api/mcp", endpoint)
+        .raw("application/json", serde_json::json!({"type": "object"}))
+        .or_as("text/event-stream")
+        // A request that does not accept both JSON and an event stream.
+        .error(406);
 }

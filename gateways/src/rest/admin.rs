@@ -29,14 +29,14 @@ pub async fn list_users(
 
 /// Not `#[serde(flatten)]` over `Paging`: flattening makes the query
 /// deserializer hand numbers over as strings, which then fail to parse.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct UserListQuery {
     page: Option<i64>,
     page_size: Option<i64>,
     search: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CreateUserBody {
     #[serde(default)]
     username: String,
@@ -102,7 +102,7 @@ pub async fn get_user(
     user_response(&state, id.into_inner()).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchUserBody {
     full_name: Option<String>,
     email: Option<String>,
@@ -133,7 +133,7 @@ pub async fn patch_user(
     user_response(&state, id).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ResetPasswordBody {
     #[serde(default)]
     new_password: String,
@@ -174,7 +174,7 @@ pub async fn delete_user(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct AssignRolesBody {
     role_ids: Option<Vec<Uuid>>,
     role_id: Option<Uuid>,
@@ -245,7 +245,7 @@ pub async fn get_role(
     role_response(&state, id.into_inner(), false).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RoleBody {
     name: Option<String>,
     permissions: Option<Value>,

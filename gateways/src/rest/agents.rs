@@ -63,7 +63,7 @@ pub async fn list(
     ok(q::agents(&state.pool, project_id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CreateBody {
     handle: Option<String>,
     project_role_id: Option<Uuid>,
@@ -118,7 +118,7 @@ pub async fn get(
     ok(agent_detail(&state, project_id, agent_id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchBody {
     handle: Option<String>,
     project_role_id: Option<Uuid>,
@@ -168,7 +168,7 @@ pub async fn delete(
 
 // ---------------------------------------------------------------- MCP servers
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct McpCreateBody {
     server_name: Option<String>,
     transport: Option<String>,
@@ -240,7 +240,7 @@ pub async fn get_mcp(
         .ok_or_else(mcp_not_found)?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct McpPatchBody {
     #[serde(default, deserialize_with = "three_state")]
     command: Option<Option<String>>,
@@ -295,7 +295,7 @@ pub async fn delete_mcp(
 
 // --------------------------------------------------------------------- skills
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct SkillCreateBody {
     skill_name: Option<String>,
     skill_source: Option<String>,
@@ -365,7 +365,7 @@ pub async fn get_skill(
         .ok_or_else(skill_not_found)?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct SkillPatchBody {
     skill_content: Option<String>,
     triggers: Option<Vec<String>>,
@@ -419,7 +419,7 @@ pub async fn delete_skill(
 
 // --------------------------------------------------------------- chat sessions
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ChatBody {
     message: Option<String>,
 }
@@ -494,7 +494,7 @@ pub async fn post_chat_message(
 
 // ------------------------------------------------------------------ write with AI
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct WriteWithAiBody {
     agent_id: Option<Uuid>,
 }

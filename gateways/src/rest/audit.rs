@@ -17,7 +17,7 @@ const MAX_PAGE: i64 = 500;
 const MAX_CHAIN: i64 = 5_000;
 
 /// Strings, parsed here, so each bad value gets its own message.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct AuditQuery {
     actor_id: Option<String>,
     actor_kind: Option<String>,

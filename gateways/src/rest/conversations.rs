@@ -23,7 +23,7 @@ fn not_found() -> ApiError {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
     agent_id: Option<String>,
     status: Option<String>,
@@ -131,7 +131,7 @@ pub async fn get(
         .ok_or_else(not_found)?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct EventsQuery {
     after: Option<String>,
     before: Option<String>,
@@ -195,7 +195,7 @@ pub async fn stop(
     ok(json!({ "message": "conversation stopped" }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct MessageBody {
     message: Option<String>,
 }

@@ -15,60 +15,44 @@ use crate::AppState;
 use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 use crate::extract::Json;
+use crate::openapi::Routes;
 use crate::rest::task_config::three_state;
 use crate::rest::tasks::line_diff;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes<R: Routes>(r: &mut R) {
     const D: &str = "/projects/{project_id}/docs";
-    cfg.route(&format!("{D}/folders"), web::get().to(list_folders))
-        .route(&format!("{D}/folders"), web::post().to(create_folder))
-        .route(
-            &format!("{D}/folders/{{folder_id}}"),
-            web::patch().to(patch_folder),
-        )
-        .route(
-            &format!("{D}/folders/{{folder_id}}"),
-            web::delete().to(delete_folder),
-        )
-        .route(&format!("{D}/search"), web::get().to(search))
-        .route(D, web::get().to(list))
-        .route(D, web::post().to(create))
-        .route(&format!("{D}/{{doc_id}}"), web::get().to(get))
-        .route(&format!("{D}/{{doc_id}}"), web::patch().to(patch))
-        .route(&format!("{D}/{{doc_id}}"), web::delete().to(delete))
-        .route(
-            &format!("{D}/{{doc_id}}/snapshots"),
-            web::get().to(snapshots),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/snapshots/diff"),
-            web::get().to(diff),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}"),
-            web::get().to(snapshot),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}/restore"),
-            web::post().to(restore),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/activities"),
-            web::get().to(activities),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/comments"),
-            web::post().to(add_comment),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
-            web::patch().to(edit_comment),
-        )
-        .route(
-            &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
-            web::delete().to(delete_comment),
-        )
-        .configure(crate::rest::files::doc_routes);
+    r.get(&format!("{D}/folders"), list_folders);
+    r.post(&format!("{D}/folders"), create_folder).created();
+    r.patch(&format!("{D}/folders/{{folder_id}}"), patch_folder);
+    r.delete(&format!("{D}/folders/{{folder_id}}"), delete_folder);
+    r.get(&format!("{D}/search"), search);
+    r.get(D, list);
+    r.post(D, create).created();
+    r.get(&format!("{D}/{{doc_id}}"), get);
+    r.patch(&format!("{D}/{{doc_id}}"), patch);
+    r.delete(&format!("{D}/{{doc_id}}"), delete);
+    r.get(&format!("{D}/{{doc_id}}/snapshots"), snapshots);
+    r.get(&format!("{D}/{{doc_id}}/snapshots/diff"), diff);
+    r.get(
+        &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}"),
+        snapshot,
+    );
+    r.post(
+        &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}/restore"),
+        restore,
+    );
+    r.get(&format!("{D}/{{doc_id}}/activities"), activities);
+    r.post(&format!("{D}/{{doc_id}}/comments"), add_comment)
+        .created();
+    r.patch(
+        &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
+        edit_comment,
+    );
+    r.delete(
+        &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
+        delete_comment,
+    );
+    crate::rest::files::doc_routes(r);
 }
 
 fn doc_not_found() -> ApiError {
@@ -99,7 +83,7 @@ pub async fn list_folders(
     ok(json!({ "items": q::folders(&state.pool, project_id.into_inner()).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct FolderBody {
     name: Option<String>,
     parent_id: Option<Uuid>,
@@ -134,7 +118,7 @@ pub async fn create_folder(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct FolderPatch {
     name: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -181,7 +165,7 @@ pub async fn delete_folder(
 
 // ---------------------------------------------------------------- documents
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
     /// A folder id, or `root` for documents outside any folder.
     folder_id: Option<String>,
@@ -203,7 +187,7 @@ pub async fn list(
     ok(json!({ "items": q::docs(&state.pool, project_id.into_inner(), folder).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct SearchQuery {
     q: Option<String>,
     query: Option<String>,
@@ -235,7 +219,7 @@ pub async fn search(
     ok(json!({ "items": q::search(&state.pool, project_id.into_inner(), &text, limit).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CreateBody {
     title: Option<String>,
     folder_id: Option<Uuid>,
@@ -293,7 +277,7 @@ pub async fn get(
     ok(live_doc(&state, project_id, doc_id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchBody {
     title: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -372,7 +356,7 @@ pub async fn snapshot(
     ok(snapshot_or_404(&state, doc_id, snapshot_id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct DiffQuery {
     from: Option<Uuid>,
     /// Default: the latest version.
@@ -446,7 +430,7 @@ pub async fn activities(
     ok(json!({ "items": q::activities(&state.pool, doc_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CommentBody {
     content: Option<Value>,
 }

@@ -24,60 +24,47 @@ use crate::AppState;
 use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 use crate::extract::Json;
+use crate::openapi::Routes;
 use crate::storage::{
     self, Grant, MAX_PARTS, PART_SIZE, Part, SINGLE_PUT_MAX, Storage, StorageError,
 };
 
-pub fn task_routes(cfg: &mut web::ServiceConfig) {
+pub fn task_routes<R: Routes>(r: &mut R) {
     const A: &str = "/projects/{project_id}/tasks/{task_id}/attachments";
-    cfg.route(A, web::get().to(list_task))
-        .route(
-            &format!("{A}/initiate-upload"),
-            web::post().to(initiate_task),
-        )
-        .route(
-            &format!("{A}/complete-upload"),
-            web::post().to(complete_task),
-        )
-        .route(
-            &format!("{A}/{{attachment_id}}/download-url"),
-            web::get().to(download_task),
-        )
-        .route(
-            &format!("{A}/{{attachment_id}}/content"),
-            web::get().to(content_task),
-        )
-        .route(
-            &format!("{A}/{{attachment_id}}"),
-            web::delete().to(delete_task),
-        );
+    r.get(A, list_task);
+    r.post(&format!("{A}/initiate-upload"), initiate_task)
+        .created();
+    r.post(&format!("{A}/complete-upload"), complete_task)
+        .created();
+    r.get(
+        &format!("{A}/{{attachment_id}}/download-url"),
+        download_task,
+    );
+    r.get(&format!("{A}/{{attachment_id}}/content"), content_task);
+    r.delete(&format!("{A}/{{attachment_id}}"), delete_task);
 }
 
-pub fn doc_routes(cfg: &mut web::ServiceConfig) {
+pub fn doc_routes<R: Routes>(r: &mut R) {
     const F: &str = "/projects/{project_id}/docs/{doc_id}/files";
-    cfg.route(F, web::get().to(list_doc))
-        .route(
-            &format!("{F}/initiate-upload"),
-            web::post().to(initiate_doc),
-        )
-        .route(
-            &format!("{F}/complete-upload"),
-            web::post().to(complete_doc),
-        )
-        .route(
-            &format!("{F}/{{file_id}}/download-url"),
-            web::get().to(download_doc),
-        )
-        .route(
-            &format!("{F}/{{file_id}}/content"),
-            web::get().to(content_doc),
-        )
-        .route(&format!("{F}/{{file_id}}"), web::delete().to(delete_doc));
+    r.get(F, list_doc);
+    r.post(&format!("{F}/initiate-upload"), initiate_doc)
+        .created();
+    r.post(&format!("{F}/complete-upload"), complete_doc)
+        .created();
+    r.get(&format!("{F}/{{file_id}}/download-url"), download_doc);
+    r.get(&format!("{F}/{{file_id}}/content"), content_doc);
+    r.delete(&format!("{F}/{{file_id}}"), delete_doc);
 }
 
-pub fn storage_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/storage/{key:.*}", web::put().to(local_put))
-        .route("/storage/{key:.*}", web::get().to(local_get));
+pub fn storage_routes<R: Routes>(r: &mut R) {
+    // Signed URLs: a bad or expired signature is a 403.
+    r.put("/storage/{key:.*}", local_put)
+        .empty()
+        .error(403)
+        .error(413);
+    r.get("/storage/{key:.*}", local_get)
+        .raw("*/*", serde_json::json!({}))
+        .error(403);
 }
 
 fn storage_error(e: StorageError) -> ApiError {
@@ -100,7 +87,7 @@ fn origin(req: &HttpRequest) -> String {
 
 // ----------------------------------------------------------------- initiate
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct InitiateBody {
     file_name: Option<String>,
     content_type: Option<String>,
@@ -260,13 +247,13 @@ pub async fn initiate_doc(
 
 // ----------------------------------------------------------------- complete
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PartBody {
     part_number: Option<i32>,
     etag: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CompleteBody {
     file_id: Option<Uuid>,
     upload_id: Option<String>,
@@ -424,7 +411,7 @@ pub async fn list_doc(
     ok(json!({ "items": q::doc_files(&state.pool, doc_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct DownloadQuery {
     download: Option<String>,
 }

@@ -17,459 +17,369 @@ pub mod tasks;
 pub mod users;
 pub mod views;
 
-use actix_web::web;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Routes;
 
 /// Every route of the API, readable as a table of contents.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v1")
-            // Auth
-            .route("/auth/login", web::post().to(session::login))
-            .route("/auth/refresh", web::post().to(session::refresh))
-            .route("/auth/logout", web::post().to(session::logout))
-            // Users (self-service)
-            .route("/users/me", web::get().to(users::me))
-            .route("/users/me", web::patch().to(users::update_me))
-            .route(
-                "/users/me/password",
-                web::patch().to(users::change_password),
-            )
-            .route(
-                "/users/me/global-permissions",
-                web::get().to(users::global_permissions),
-            )
-            .route("/users/me/api-keys", web::get().to(users::list_api_keys))
-            .route("/users/me/api-keys", web::post().to(users::create_api_key))
-            .route(
-                "/users/me/api-keys/{key_id}",
-                web::delete().to(users::revoke_api_key),
-            )
-            .route(
-                "/users/me/notifications",
-                web::get().to(notifications::list),
-            )
-            .route(
-                "/users/me/notifications/read-all",
-                web::post().to(notifications::mark_all_read),
-            )
-            .route(
-                "/users/me/notifications/{notification_id}/read",
-                web::patch().to(notifications::mark_read),
-            )
-            // Admin: users and global roles
-            .route("/admin/users", web::get().to(admin::list_users))
-            .route("/admin/users", web::post().to(admin::create_user))
-            .route("/admin/users/{user_id}", web::get().to(admin::get_user))
-            .route("/admin/users/{user_id}", web::patch().to(admin::patch_user))
-            .route(
-                "/admin/users/{user_id}",
-                web::delete().to(admin::delete_user),
-            )
-            .route(
-                "/admin/users/{user_id}/password",
-                web::patch().to(admin::reset_password),
-            )
-            .route(
-                "/admin/users/{user_id}/global-roles",
-                web::put().to(admin::assign_roles),
-            )
-            // Audit: the log as who did what
-            .route("/admin/audit", web::get().to(audit::all))
-            .route(
-                "/admin/audit/requests/{request_id}",
-                web::get().to(audit::request),
-            )
-            .route("/admin/global-roles", web::get().to(admin::list_roles))
-            .route("/admin/global-roles", web::post().to(admin::create_role))
-            .route(
-                "/admin/global-roles/{role_id}",
-                web::get().to(admin::get_role),
-            )
-            .route(
-                "/admin/global-roles/{role_id}",
-                web::patch().to(admin::patch_role),
-            )
-            .route(
-                "/admin/global-roles/{role_id}",
-                web::delete().to(admin::delete_role),
-            )
-            // Plugins: installed list, route proxy, admin lifecycle, marketplace
-            .route("/plugins", web::get().to(plugins::list))
-            .route(
-                "/plugins/{plugin_id}/{tail:.*}",
-                web::route().to(plugins::proxy),
-            )
-            .route(
-                "/admin/plugins/marketplace",
-                web::get().to(plugins::marketplace),
-            )
-            .route(
-                "/admin/plugins/marketplace/install",
-                web::post().to(plugins::marketplace_install),
-            )
-            .route("/admin/plugins", web::post().to(plugins::register))
-            .route(
-                "/admin/plugins/{plugin_id}",
-                web::patch().to(plugins::patch),
-            )
-            .route(
-                "/admin/plugins/{plugin_id}",
-                web::delete().to(plugins::uninstall),
-            )
-            .route(
-                "/admin/plugins/{plugin_id}/upgrade",
-                web::post().to(plugins::upgrade),
-            )
-            .route(
-                "/admin/plugin-extension-settings",
-                web::patch().to(plugins::extension_settings),
-            )
-            // Projects
-            .route("/projects", web::get().to(projects::list))
-            .route("/projects", web::post().to(projects::create))
-            .route(
-                "/projects/{project_id}/audit",
-                web::get().to(audit::project),
-            )
-            .route("/projects/{project_id}", web::get().to(projects::get))
-            .route("/projects/{project_id}", web::patch().to(projects::patch))
-            .route("/projects/{project_id}", web::delete().to(projects::delete))
-            // Project members and roles
-            .route(
-                "/projects/{project_id}/members",
-                web::get().to(projects::members),
-            )
-            .route(
-                "/projects/{project_id}/members",
-                web::post().to(projects::add_member),
-            )
-            .route(
-                "/projects/{project_id}/members/me/permissions",
-                web::get().to(projects::my_permissions),
-            )
-            .route(
-                "/projects/{project_id}/members/{member_id}",
-                web::patch().to(projects::change_member_role),
-            )
-            .route(
-                "/projects/{project_id}/members/{member_id}",
-                web::delete().to(projects::remove_member),
-            )
-            .route(
-                "/projects/{project_id}/roles",
-                web::get().to(projects::roles),
-            )
-            .route(
-                "/projects/{project_id}/roles",
-                web::post().to(projects::create_role),
-            )
-            .route(
-                "/projects/{project_id}/roles/{role_id}",
-                web::patch().to(projects::patch_role),
-            )
-            .route(
-                "/projects/{project_id}/roles/{role_id}",
-                web::delete().to(projects::delete_role),
-            )
-            // Task configuration
-            .route(
-                "/projects/{project_id}/task-types",
-                web::get().to(task_config::list_types),
-            )
-            .route(
-                "/projects/{project_id}/task-types",
-                web::post().to(task_config::create_type),
-            )
-            .route(
-                "/projects/{project_id}/task-types/{type_id}",
-                web::patch().to(task_config::patch_type),
-            )
-            .route(
-                "/projects/{project_id}/task-types/{type_id}",
-                web::delete().to(task_config::delete_type),
-            )
-            .route(
-                "/projects/{project_id}/task-types/{type_id}/set-default",
-                web::put().to(task_config::default_type),
-            )
-            .route(
-                "/projects/{project_id}/task-statuses",
-                web::get().to(task_config::list_statuses),
-            )
-            .route(
-                "/projects/{project_id}/task-statuses",
-                web::post().to(task_config::create_status),
-            )
-            .route(
-                "/projects/{project_id}/task-statuses/positions",
-                web::put().to(task_config::reorder_statuses),
-            )
-            .route(
-                "/projects/{project_id}/task-statuses/{status_id}",
-                web::patch().to(task_config::patch_status),
-            )
-            .route(
-                "/projects/{project_id}/task-statuses/{status_id}",
-                web::delete().to(task_config::delete_status),
-            )
-            .route(
-                "/projects/{project_id}/task-statuses/{status_id}/set-default",
-                web::put().to(task_config::default_status),
-            )
-            .route(
-                "/projects/{project_id}/custom-fields",
-                web::get().to(task_config::list_fields),
-            )
-            .route(
-                "/projects/{project_id}/custom-fields",
-                web::post().to(task_config::create_field),
-            )
-            .route(
-                "/projects/{project_id}/custom-fields/{field_id}",
-                web::get().to(task_config::get_field),
-            )
-            .route(
-                "/projects/{project_id}/custom-fields/{field_id}",
-                web::patch().to(task_config::patch_field),
-            )
-            .route(
-                "/projects/{project_id}/custom-fields/{field_id}",
-                web::delete().to(task_config::delete_field),
-            )
-            // Sprints
-            .route(
-                "/projects/{project_id}/sprints",
-                web::get().to(sprints::list),
-            )
-            .route(
-                "/projects/{project_id}/sprints",
-                web::post().to(sprints::create),
-            )
-            .route(
-                "/projects/{project_id}/sprints/{sprint_id}",
-                web::get().to(sprints::get),
-            )
-            .route(
-                "/projects/{project_id}/sprints/{sprint_id}",
-                web::patch().to(sprints::patch),
-            )
-            .route(
-                "/projects/{project_id}/sprints/{sprint_id}",
-                web::delete().to(sprints::delete),
-            )
-            .route(
-                "/projects/{project_id}/sprints/{sprint_id}/complete",
-                web::post().to(sprints::complete),
-            )
-            .route(
-                "/projects/{project_id}/sprints/{sprint_id}/history",
-                web::get().to(sprints::history),
-            )
-            // Interaction views (`?context=sprint|backlog|timeline`)
-            .route("/projects/{project_id}/views", web::get().to(views::list))
-            .route(
-                "/projects/{project_id}/views",
-                web::post().to(views::create),
-            )
-            .route(
-                "/projects/{project_id}/views/positions",
-                web::put().to(views::reorder),
-            )
-            .route(
-                "/projects/{project_id}/views/{view_id}",
-                web::get().to(views::get),
-            )
-            .route(
-                "/projects/{project_id}/views/{view_id}",
-                web::patch().to(views::patch),
-            )
-            .route(
-                "/projects/{project_id}/views/{view_id}",
-                web::delete().to(views::delete),
-            )
-            .route(
-                "/projects/{project_id}/views/{view_id}/task-positions",
-                web::get().to(views::task_positions),
-            )
-            .route(
-                "/projects/{project_id}/views/{view_id}/task-positions",
-                web::put().to(views::put_task_positions),
-            )
-            .route(
-                "/projects/{project_id}/views/{view_id}/task-positions/{task_id}",
-                web::put().to(views::put_task_position),
-            )
-            // Tasks
-            .route("/projects/{project_id}/tasks", web::get().to(tasks::list))
-            .route(
-                "/projects/{project_id}/tasks",
-                web::post().to(tasks::create),
-            )
-            .route(
-                "/projects/{project_id}/tasks/by-number/{number}",
-                web::get().to(tasks::by_number),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}",
-                web::get().to(tasks::get),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}",
-                web::patch().to(tasks::patch),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}",
-                web::delete().to(tasks::delete),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/history",
-                web::get().to(tasks::history),
-            )
-            // Task links
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/links",
-                web::get().to(tasks::links),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/links",
-                web::post().to(tasks::add_link),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/links/{link_id}",
-                web::delete().to(tasks::remove_link),
-            )
-            // Task activities and comments
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/activities",
-                web::get().to(tasks::activities),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/activities/comments",
-                web::post().to(tasks::add_comment),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/activities/comments/{comment_id}",
-                web::patch().to(tasks::edit_comment),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/activities/comments/{comment_id}",
-                web::delete().to(tasks::delete_comment),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/diff",
-                web::get().to(tasks::diff),
-            )
-            .route(
-                "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/revert",
-                web::post().to(tasks::revert),
-            )
-            .configure(agent_routes)
-            .configure(docs::routes)
-            .configure(files::task_routes)
-            .configure(files::storage_routes),
-    );
+pub fn routes<R: Routes>(r: &mut R) {
+    r.prefixed("/api/v1", |r| {
+        // Auth
+        r.post("/auth/login", session::login)
+            .error(401)
+            .error(403)
+            .error(429);
+        r.post("/auth/refresh", session::refresh).error(401);
+        r.post("/auth/logout", session::logout);
+        // Users (self-service)
+        r.get("/users/me", users::me);
+        r.patch("/users/me", users::update_me);
+        r.patch("/users/me/password", users::change_password)
+            .no_content()
+            // The current password is wrong.
+            .error(422);
+        r.get("/users/me/global-permissions", users::global_permissions);
+        r.get("/users/me/api-keys", users::list_api_keys);
+        r.post("/users/me/api-keys", users::create_api_key)
+            .created();
+        r.delete("/users/me/api-keys/{key_id}", users::revoke_api_key);
+        r.get("/users/me/notifications", notifications::list);
+        r.post(
+            "/users/me/notifications/read-all",
+            notifications::mark_all_read,
+        )
+        .no_content();
+        r.patch(
+            "/users/me/notifications/{notification_id}/read",
+            notifications::mark_read,
+        )
+        .no_content();
+        // Admin: users and global roles
+        r.get("/admin/users", admin::list_users);
+        r.post("/admin/users", admin::create_user).created();
+        r.get("/admin/users/{user_id}", admin::get_user);
+        r.patch("/admin/users/{user_id}", admin::patch_user);
+        r.delete("/admin/users/{user_id}", admin::delete_user);
+        r.patch("/admin/users/{user_id}/password", admin::reset_password)
+            .no_content();
+        r.put("/admin/users/{user_id}/global-roles", admin::assign_roles);
+        // Audit: the log as who did what
+        r.get("/admin/audit", audit::all);
+        r.get("/admin/audit/requests/{request_id}", audit::request);
+        r.get("/admin/global-roles", admin::list_roles);
+        r.post("/admin/global-roles", admin::create_role).created();
+        r.get("/admin/global-roles/{role_id}", admin::get_role);
+        r.patch("/admin/global-roles/{role_id}", admin::patch_role);
+        r.delete("/admin/global-roles/{role_id}", admin::delete_role)
+            .ok();
+        // Plugins: installed list, route proxy, admin lifecycle, marketplace
+        r.get("/plugins", plugins::list);
+        r.any("/plugins/{plugin_id}/{tail:.*}", plugins::proxy);
+        r.get("/admin/plugins/marketplace", plugins::marketplace)
+            .error(400);
+        r.post(
+            "/admin/plugins/marketplace/install",
+            plugins::marketplace_install,
+        )
+        .created();
+        r.post("/admin/plugins", plugins::register).created();
+        r.patch("/admin/plugins/{plugin_id}", plugins::patch);
+        r.delete("/admin/plugins/{plugin_id}", plugins::uninstall)
+            .ok();
+        r.post("/admin/plugins/{plugin_id}/upgrade", plugins::upgrade);
+        r.patch(
+            "/admin/plugin-extension-settings",
+            plugins::extension_settings,
+        );
+        // Projects
+        r.get("/projects", projects::list);
+        r.post("/projects", projects::create).created();
+        r.get("/projects/{project_id}/audit", audit::project);
+        r.get("/projects/{project_id}", projects::get);
+        r.patch("/projects/{project_id}", projects::patch);
+        r.delete("/projects/{project_id}", projects::delete).ok();
+        // Project members and roles
+        r.get("/projects/{project_id}/members", projects::members);
+        r.post("/projects/{project_id}/members", projects::add_member)
+            .created();
+        r.get(
+            "/projects/{project_id}/members/me/permissions",
+            projects::my_permissions,
+        );
+        r.patch(
+            "/projects/{project_id}/members/{member_id}",
+            projects::change_member_role,
+        );
+        r.delete(
+            "/projects/{project_id}/members/{member_id}",
+            projects::remove_member,
+        )
+        .ok();
+        r.get("/projects/{project_id}/roles", projects::roles);
+        r.post("/projects/{project_id}/roles", projects::create_role)
+            .created();
+        r.patch(
+            "/projects/{project_id}/roles/{role_id}",
+            projects::patch_role,
+        );
+        r.delete(
+            "/projects/{project_id}/roles/{role_id}",
+            projects::delete_role,
+        )
+        .ok();
+        // Task configuration
+        r.get("/projects/{project_id}/task-types", task_config::list_types);
+        r.post(
+            "/projects/{project_id}/task-types",
+            task_config::create_type,
+        )
+        .created();
+        r.patch(
+            "/projects/{project_id}/task-types/{type_id}",
+            task_config::patch_type,
+        );
+        r.delete(
+            "/projects/{project_id}/task-types/{type_id}",
+            task_config::delete_type,
+        )
+        .ok();
+        r.put(
+            "/projects/{project_id}/task-types/{type_id}/set-default",
+            task_config::default_type,
+        );
+        r.get(
+            "/projects/{project_id}/task-statuses",
+            task_config::list_statuses,
+        );
+        r.post(
+            "/projects/{project_id}/task-statuses",
+            task_config::create_status,
+        )
+        .created();
+        r.put(
+            "/projects/{project_id}/task-statuses/positions",
+            task_config::reorder_statuses,
+        )
+        .no_content();
+        r.patch(
+            "/projects/{project_id}/task-statuses/{status_id}",
+            task_config::patch_status,
+        );
+        r.delete(
+            "/projects/{project_id}/task-statuses/{status_id}",
+            task_config::delete_status,
+        )
+        .ok();
+        r.put(
+            "/projects/{project_id}/task-statuses/{status_id}/set-default",
+            task_config::default_status,
+        );
+        r.get(
+            "/projects/{project_id}/custom-fields",
+            task_config::list_fields,
+        );
+        r.post(
+            "/projects/{project_id}/custom-fields",
+            task_config::create_field,
+        )
+        .created();
+        r.get(
+            "/projects/{project_id}/custom-fields/{field_id}",
+            task_config::get_field,
+        );
+        r.patch(
+            "/projects/{project_id}/custom-fields/{field_id}",
+            task_config::patch_field,
+        );
+        r.delete(
+            "/projects/{project_id}/custom-fields/{field_id}",
+            task_config::delete_field,
+        )
+        .ok();
+        // Sprints
+        r.get("/projects/{project_id}/sprints", sprints::list);
+        r.post("/projects/{project_id}/sprints", sprints::create)
+            .created();
+        r.get("/projects/{project_id}/sprints/{sprint_id}", sprints::get);
+        r.patch("/projects/{project_id}/sprints/{sprint_id}", sprints::patch);
+        r.delete(
+            "/projects/{project_id}/sprints/{sprint_id}",
+            sprints::delete,
+        )
+        .ok();
+        r.post(
+            "/projects/{project_id}/sprints/{sprint_id}/complete",
+            sprints::complete,
+        );
+        r.get(
+            "/projects/{project_id}/sprints/{sprint_id}/history",
+            sprints::history,
+        );
+        // Interaction views (`?context=sprint|backlog|timeline`)
+        r.get("/projects/{project_id}/views", views::list);
+        r.post("/projects/{project_id}/views", views::create)
+            .created();
+        r.put("/projects/{project_id}/views/positions", views::reorder)
+            .no_content();
+        r.get("/projects/{project_id}/views/{view_id}", views::get);
+        r.patch("/projects/{project_id}/views/{view_id}", views::patch);
+        r.delete("/projects/{project_id}/views/{view_id}", views::delete);
+        r.get(
+            "/projects/{project_id}/views/{view_id}/task-positions",
+            views::task_positions,
+        );
+        r.put(
+            "/projects/{project_id}/views/{view_id}/task-positions",
+            views::put_task_positions,
+        )
+        .no_content();
+        r.put(
+            "/projects/{project_id}/views/{view_id}/task-positions/{task_id}",
+            views::put_task_position,
+        )
+        .no_content();
+        // Tasks
+        r.get("/projects/{project_id}/tasks", tasks::list);
+        r.post("/projects/{project_id}/tasks", tasks::create)
+            .created();
+        r.get(
+            "/projects/{project_id}/tasks/by-number/{number}",
+            tasks::by_number,
+        );
+        r.get("/projects/{project_id}/tasks/{task_id}", tasks::get);
+        r.patch("/projects/{project_id}/tasks/{task_id}", tasks::patch);
+        r.delete("/projects/{project_id}/tasks/{task_id}", tasks::delete)
+            .ok();
+        r.get(
+            "/projects/{project_id}/tasks/{task_id}/history",
+            tasks::history,
+        );
+        // Task links
+        r.get("/projects/{project_id}/tasks/{task_id}/links", tasks::links);
+        r.post(
+            "/projects/{project_id}/tasks/{task_id}/links",
+            tasks::add_link,
+        )
+        .created();
+        r.delete(
+            "/projects/{project_id}/tasks/{task_id}/links/{link_id}",
+            tasks::remove_link,
+        );
+        // Task activities and comments
+        r.get(
+            "/projects/{project_id}/tasks/{task_id}/activities",
+            tasks::activities,
+        );
+        r.post(
+            "/projects/{project_id}/tasks/{task_id}/activities/comments",
+            tasks::add_comment,
+        )
+        .created();
+        r.patch(
+            "/projects/{project_id}/tasks/{task_id}/activities/comments/{comment_id}",
+            tasks::edit_comment,
+        );
+        r.delete(
+            "/projects/{project_id}/tasks/{task_id}/activities/comments/{comment_id}",
+            tasks::delete_comment,
+        );
+        r.get(
+            "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/diff",
+            tasks::diff,
+        );
+        r.post(
+            "/projects/{project_id}/tasks/{task_id}/activities/{activity_id}/revert",
+            tasks::revert,
+        );
+        agent_routes(r);
+        docs::routes(r);
+        files::task_routes(r);
+        files::storage_routes(r);
+    });
 }
 
 /// AI agents, their sub-resources, chat and conversations (seed pages 06,
 /// 12, 15).
-fn agent_routes(cfg: &mut web::ServiceConfig) {
+fn agent_routes<R: Routes>(r: &mut R) {
     const A: &str = "/projects/{project_id}/agents";
     const C: &str = "/projects/{project_id}/conversations";
-    cfg.route(
-        "/agents/skill-templates",
-        web::get().to(agents::skill_templates),
-    )
-    .route("/agents/llm-models", web::get().to(agents::llm_models))
-    .route(A, web::get().to(agents::list))
-    .route(A, web::post().to(agents::create))
-    .route(&format!("{A}/{{agent_id}}"), web::get().to(agents::get))
-    .route(&format!("{A}/{{agent_id}}"), web::patch().to(agents::patch))
-    .route(
-        &format!("{A}/{{agent_id}}"),
-        web::delete().to(agents::delete),
-    )
-    .route(
-        &format!("{A}/{{agent_id}}/mcp-servers"),
-        web::get().to(agents::list_mcp),
-    )
-    .route(
-        &format!("{A}/{{agent_id}}/mcp-servers"),
-        web::post().to(agents::create_mcp),
-    )
-    .route(
+    r.get("/agents/skill-templates", agents::skill_templates);
+    r.get("/agents/llm-models", agents::llm_models);
+    r.get(A, agents::list);
+    r.post(A, agents::create).created();
+    r.get(&format!("{A}/{{agent_id}}"), agents::get);
+    r.patch(&format!("{A}/{{agent_id}}"), agents::patch);
+    r.delete(&format!("{A}/{{agent_id}}"), agents::delete);
+    r.get(&format!("{A}/{{agent_id}}/mcp-servers"), agents::list_mcp);
+    r.post(&format!("{A}/{{agent_id}}/mcp-servers"), agents::create_mcp)
+        .created();
+    r.get(
         &format!("{A}/{{agent_id}}/mcp-servers/{{server_id}}"),
-        web::get().to(agents::get_mcp),
-    )
-    .route(
+        agents::get_mcp,
+    );
+    r.patch(
         &format!("{A}/{{agent_id}}/mcp-servers/{{server_id}}"),
-        web::patch().to(agents::patch_mcp),
-    )
-    .route(
+        agents::patch_mcp,
+    );
+    r.delete(
         &format!("{A}/{{agent_id}}/mcp-servers/{{server_id}}"),
-        web::delete().to(agents::delete_mcp),
-    )
-    .route(
-        &format!("{A}/{{agent_id}}/skills"),
-        web::get().to(agents::list_skills),
-    )
-    .route(
-        &format!("{A}/{{agent_id}}/skills"),
-        web::post().to(agents::create_skill),
-    )
-    .route(
+        agents::delete_mcp,
+    );
+    r.get(&format!("{A}/{{agent_id}}/skills"), agents::list_skills);
+    r.post(&format!("{A}/{{agent_id}}/skills"), agents::create_skill)
+        .created();
+    r.get(
         &format!("{A}/{{agent_id}}/skills/{{skill_id}}"),
-        web::get().to(agents::get_skill),
-    )
-    .route(
+        agents::get_skill,
+    );
+    r.patch(
         &format!("{A}/{{agent_id}}/skills/{{skill_id}}"),
-        web::patch().to(agents::patch_skill),
-    )
-    .route(
+        agents::patch_skill,
+    );
+    r.delete(
         &format!("{A}/{{agent_id}}/skills/{{skill_id}}"),
-        web::delete().to(agents::delete_skill),
-    )
-    .route(
+        agents::delete_skill,
+    );
+    r.get(
         &format!("{A}/{{agent_id}}/chat-sessions"),
-        web::get().to(agents::list_chat_sessions),
-    )
-    .route(
+        agents::list_chat_sessions,
+    );
+    r.post(
         &format!("{A}/{{agent_id}}/chat-sessions"),
-        web::post().to(agents::start_chat_session),
+        agents::start_chat_session,
     )
-    .route(
+    .created();
+    r.post(
         &format!("{A}/{{agent_id}}/chat-sessions/{{session_id}}/messages"),
-        web::post().to(agents::post_chat_message),
+        agents::post_chat_message,
     )
-    .route(
+    .created();
+    r.post(
         "/projects/{project_id}/tasks/{task_id}/write-with-ai",
-        web::post().to(agents::write_with_ai),
+        agents::write_with_ai,
     )
-    .route(C, web::get().to(conversations::list))
-    .route(
-        &format!("{C}/{{conversation_id}}"),
-        web::get().to(conversations::get),
-    )
-    .route(
+    .created();
+    r.get(C, conversations::list);
+    r.get(&format!("{C}/{{conversation_id}}"), conversations::get);
+    r.get(
         &format!("{C}/{{conversation_id}}/events"),
-        web::get().to(conversations::events),
-    )
-    .route(
+        conversations::events,
+    );
+    r.post(
         &format!("{C}/{{conversation_id}}/stop"),
-        web::post().to(conversations::stop),
-    )
-    .route(
+        conversations::stop,
+    );
+    r.post(
         &format!("{C}/{{conversation_id}}/messages"),
-        web::post().to(conversations::message),
+        conversations::message,
     );
 }
 
 /// Offset pagination: `page` from 1, `page_size` 1-100; values outside
 /// fall back to the defaults, as Paca does.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct Paging {
     page: Option<i64>,
     page_size: Option<i64>,

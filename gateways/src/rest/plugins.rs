@@ -305,7 +305,7 @@ pub async fn proxy(
 // ---------------------------------------------------------------------------
 // Admin lifecycle and marketplace
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RegisterBody {
     name: Option<String>,
     version: Option<String>,
@@ -350,7 +350,7 @@ pub async fn register(
     created(plugin_view(&state, &name).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchBody {
     version: Option<String>,
     manifest: Option<Value>,
@@ -417,7 +417,7 @@ pub async fn marketplace(
     ok(json!({ "plugins": catalog.plugins }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct InstallBody {
     name: Option<String>,
     enabled: Option<bool>,
@@ -440,7 +440,7 @@ pub async fn marketplace_install(
     created(plugin_view(&state, &name).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ExtensionSettingsBody {
     plugin_id: Option<String>,
     extension_point: Option<String>,

@@ -26,7 +26,7 @@ pub async fn list(
     ok(json!({"items": result.items, "total": result.total, "page": page, "page_size": page_size}))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CreateBody {
     #[serde(default)]
     name: String,
@@ -87,7 +87,7 @@ pub async fn get(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchBody {
     name: Option<String>,
     description: Option<String>,
@@ -145,7 +145,7 @@ pub async fn members(
     ok(queries::members(&state.pool, id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct AddMemberBody {
     user_id: Option<Uuid>,
     project_role_id: Option<Uuid>,
@@ -188,7 +188,7 @@ pub async fn my_permissions(
     ok(json!({ "permissions": permissions }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ChangeRoleBody {
     project_role_id: Option<Uuid>,
 }
@@ -235,7 +235,7 @@ pub async fn roles(
     ok(queries::project_roles(&state.pool, id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RoleBody {
     role_name: Option<String>,
     permissions: Option<Value>,

@@ -17,7 +17,7 @@ pub const ACCESS_COOKIE: &str = "access_token";
 pub const REFRESH_COOKIE: &str = "refresh_token";
 pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct LoginBody {
     #[serde(default)]
     username: String,

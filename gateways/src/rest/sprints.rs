@@ -43,7 +43,7 @@ pub async fn list(
     ok(json!({ "items": queries::sprints(&state.pool, project_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CreateBody {
     pub(crate) name: Option<String>,
     pub(crate) start_date: Option<String>,
@@ -80,7 +80,7 @@ pub async fn create(
     created(sprint_view(&state, project_id, sprint_id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct GetQuery {
     /// A stream version, or an RFC 3339 time.
     as_of: Option<String>,
@@ -120,7 +120,7 @@ pub async fn history(
     ok(json!({ "items": items }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchBody {
     pub(crate) name: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -167,7 +167,7 @@ pub async fn delete(
     ok(json!({ "message": "sprint deleted" }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub struct CompleteBody {
     pub(crate) move_to_sprint_id: Option<Uuid>,
 }

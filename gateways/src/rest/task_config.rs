@@ -56,7 +56,7 @@ pub async fn list_types(
     ok(json!({ "items": queries::task_types(&state.pool, project_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct TypeBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -159,7 +159,7 @@ pub async fn list_statuses(
     ok(json!({ "items": queries::task_statuses(&state.pool, project_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct StatusBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -239,7 +239,7 @@ pub async fn default_status(
     ok(status_view(&state, project_id, status_id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ReorderBody {
     #[serde(default)]
     status_ids: Vec<Uuid>,
@@ -293,7 +293,7 @@ pub async fn get_field(
 }
 
 /// Options arrive as `[{value, color?}]` or, from older clients, `[string]`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OptionInput {
     Plain(String),
@@ -311,7 +311,7 @@ fn options(input: Option<Vec<OptionInput>>) -> Option<Vec<FieldOption>> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct FieldBody {
     field_key: Option<String>,
     display_name: Option<String>,

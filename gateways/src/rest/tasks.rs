@@ -26,6 +26,19 @@ use crate::rest::task_config::three_state;
 #[derive(Debug, Clone, Copy)]
 pub struct DateInput(NaiveDate);
 
+impl schemars::JsonSchema for DateInput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DateInput".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`YYYY-MM-DD` or an RFC 3339 timestamp (its UTC date)",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for DateInput {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -42,7 +55,7 @@ fn date(v: Option<DateInput>) -> Option<NaiveDate> {
     v.map(|d| d.0)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CreateBody {
     title: Option<String>,
     task_type_id: Option<Uuid>,
@@ -149,7 +162,7 @@ pub async fn create(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct GetQuery {
     as_of: Option<String>,
 }
@@ -216,7 +229,7 @@ pub async fn by_number(
     task_response(actix_web::http::StatusCode::OK, task)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PatchBody {
     title: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -443,7 +456,7 @@ pub async fn links(
     crate::error::ok(json!({ "items": q::task_links(&state.pool, task_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct LinkBody {
     target_task_id: Option<Uuid>,
     link_type: Option<String>,
@@ -496,7 +509,7 @@ pub async fn remove_link(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CommentBody {
     pub(crate) content: Option<Value>,
 }

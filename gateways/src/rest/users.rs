@@ -19,7 +19,7 @@ pub async fn me(state: web::Data<AppState>, Auth(principal): Auth) -> ApiResult<
         .ok_or_else(|| ApiError::new(ErrorCode::USER_NOT_FOUND, "user not found"))?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ProfileBody {
     full_name: Option<String>,
     email: Option<String>,
@@ -51,7 +51,7 @@ pub async fn user_response(state: &AppState, id: Uuid) -> ApiResult<HttpResponse
     ok(user)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PasswordBody {
     #[serde(default)]
     current_password: String,
@@ -91,7 +91,7 @@ pub async fn list_api_keys(
     ok(queries::api_keys(&state.pool, principal.id()).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewKeyBody {
     #[serde(default)]
     name: String,

@@ -16,7 +16,7 @@ use crate::auth::{ProjectAuth, ProjectRead, perm};
 use crate::error::{ApiError, ApiResult, created, no_content, ok};
 use crate::extract::Json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ScopeQuery {
     pub(crate) context: Option<String>,
     pub(crate) sprint_id: Option<String>,
@@ -90,7 +90,7 @@ pub async fn list(
     ok(json!({ "items": items }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ViewBody {
     pub(crate) name: Option<String>,
     pub(crate) view_type: Option<String>,
@@ -146,7 +146,7 @@ pub async fn create(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ReorderBody {
     #[serde(default)]
     view_ids: Vec<Uuid>,
@@ -221,7 +221,7 @@ pub async fn task_positions(
     ok(json!({ "items": queries::task_positions(&state.pool, view_id).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PositionBody {
     task_id: Option<Uuid>,
     position: Option<f64>,
@@ -256,7 +256,7 @@ async fn set_positions(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct BulkPositions {
     #[serde(default)]
     items: Vec<PositionBody>,
