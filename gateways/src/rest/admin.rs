@@ -246,6 +246,7 @@ pub async fn get_role(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "AdminRoleBody")]
 pub struct RoleBody {
     name: Option<String>,
     permissions: Option<Value>,

@@ -64,6 +64,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "AgentCreateBody")]
 pub struct CreateBody {
     handle: Option<String>,
     project_role_id: Option<Uuid>,
@@ -119,6 +120,7 @@ pub async fn get(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "AgentPatchBody")]
 pub struct PatchBody {
     handle: Option<String>,
     project_role_id: Option<Uuid>,

@@ -220,6 +220,7 @@ pub async fn search(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "DocCreateBody")]
 pub struct CreateBody {
     title: Option<String>,
     folder_id: Option<Uuid>,
@@ -278,6 +279,7 @@ pub async fn get(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "DocPatchBody")]
 pub struct PatchBody {
     title: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -431,6 +433,7 @@ pub async fn activities(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "DocCommentBody")]
 pub struct CommentBody {
     content: Option<Value>,
 }

@@ -254,6 +254,7 @@ pub struct PartBody {
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "FileCompleteBody")]
 pub struct CompleteBody {
     file_id: Option<Uuid>,
     upload_id: Option<String>,

@@ -351,6 +351,7 @@ pub async fn register(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "PluginPatchBody")]
 pub struct PatchBody {
     version: Option<String>,
     manifest: Option<Value>,

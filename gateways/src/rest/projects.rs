@@ -27,6 +27,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ProjectCreateBody")]
 pub struct CreateBody {
     #[serde(default)]
     name: String,
@@ -88,6 +89,7 @@ pub async fn get(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ProjectPatchBody")]
 pub struct PatchBody {
     name: Option<String>,
     description: Option<String>,
@@ -236,6 +238,7 @@ pub async fn roles(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ProjectRoleBody")]
 pub struct RoleBody {
     role_name: Option<String>,
     permissions: Option<Value>,

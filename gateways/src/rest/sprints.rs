@@ -44,6 +44,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "SprintCreateBody")]
 pub struct CreateBody {
     pub(crate) name: Option<String>,
     pub(crate) start_date: Option<String>,
@@ -121,6 +122,7 @@ pub async fn history(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "SprintPatchBody")]
 pub struct PatchBody {
     pub(crate) name: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -168,6 +170,7 @@ pub async fn delete(
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
+#[schemars(rename = "SprintCompleteBody")]
 pub struct CompleteBody {
     pub(crate) move_to_sprint_id: Option<Uuid>,
 }

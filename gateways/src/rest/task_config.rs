@@ -240,6 +240,7 @@ pub async fn default_status(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "TaskConfigReorderBody")]
 pub struct ReorderBody {
     #[serde(default)]
     status_ids: Vec<Uuid>,

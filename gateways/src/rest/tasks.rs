@@ -56,6 +56,7 @@ fn date(v: Option<DateInput>) -> Option<NaiveDate> {
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "TaskCreateBody")]
 pub struct CreateBody {
     title: Option<String>,
     task_type_id: Option<Uuid>,
@@ -230,6 +231,7 @@ pub async fn by_number(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "TaskPatchBody")]
 pub struct PatchBody {
     title: Option<String>,
     #[serde(default, deserialize_with = "three_state")]
@@ -510,6 +512,7 @@ pub async fn remove_link(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "TaskCommentBody")]
 pub struct CommentBody {
     pub(crate) content: Option<Value>,
 }

@@ -147,6 +147,7 @@ pub async fn create(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ViewReorderBody")]
 pub struct ReorderBody {
     #[serde(default)]
     view_ids: Vec<Uuid>,
