@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub const PORT: &str = "PORT";
+pub const REALTIME_PORT: &str = "REALTIME_PORT";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const JWT_SECRET: &str = "JWT_SECRET";
 pub const ADMIN_USERNAME: &str = "ADMIN_USERNAME";
@@ -103,6 +104,10 @@ fn duration(name: &str, default: &str) -> Result<Duration> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
+    /// A listener of its own for Socket.IO (`REALTIME_PORT`, unset: only
+    /// the API port's `/ws/socket.io`). Unset by default so that a second
+    /// fixed port never stops `paca serve` from starting.
+    pub realtime_port: Option<u16>,
     pub bind: String,
     pub workers: usize,
     pub database_url: Option<String>,
@@ -145,6 +150,17 @@ impl Config {
             .collect();
         Ok(Self {
             port: parse(PORT, 8080)?,
+            realtime_port: var(REALTIME_PORT)
+                .map(|raw| {
+                    raw.trim()
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("{REALTIME_PORT}={raw:?} is not a port (1-65535)")
+                        })
+                })
+                .transpose()?,
             bind: var(PACA_BIND).unwrap_or_else(|| "0.0.0.0".into()),
             workers: parse(
                 PACA_WORKERS,

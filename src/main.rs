@@ -408,6 +408,30 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("starting realtime delivery: {e}"))?;
+    let (stop_realtime_listener, realtime_listener) = match config.realtime_port {
+        None => (None, None),
+        Some(port) => {
+            let listener = tokio::net::TcpListener::bind((config.bind.as_str(), port))
+                .await
+                .with_context(|| {
+                    format!("binding {}:{port} ({})", config.bind, config::REALTIME_PORT)
+                })?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let io = state.realtime.io.clone();
+            let task = tokio::spawn(gateways::realtime::listener::serve(
+                listener,
+                state.realtime.svc.clone(),
+                state.cors.clone(),
+                move || io.of("/").map_or(0, |ns| ns.sockets().len()),
+                stopped,
+            ));
+            println!(
+                "paca realtime (Socket.IO) listening on http://{}:{port}",
+                config.bind
+            );
+            (Some(stop), Some(task))
+        }
+    };
     let (server, handle) =
         gateways::server(state, (config.bind.as_str(), config.port), config.workers)
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
@@ -417,6 +441,10 @@ async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     hub.close().await;
+    if let (Some(stop), Some(task)) = (stop_realtime_listener, realtime_listener) {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
     handle.stop(true).await;
     let _ = server.await;
     plugin_host.stop().await;

@@ -55,23 +55,44 @@ pub async fn run(
         .database(&db.name)
         .to_url_lossy()
         .to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("find a free loopback port")?
-        .port();
-    let mut server = Server::start(&binary, &database_url, port, &[("REDIS_URL", redis_url)])?;
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("find a free loopback port")
+            .map(|a| a.port())
+    };
+    let port = free_port()?;
+    // Clients connect where the gateway sends `/ws/`: the dedicated
+    // Socket.IO listener (REALTIME_PORT), as deploy/ runs it.
+    let rt_port = free_port()?;
+    let rt_port_text = rt_port.to_string();
+    let mut server = Server::start(
+        &binary,
+        &database_url,
+        port,
+        &[("REDIS_URL", redis_url), ("REALTIME_PORT", &rt_port_text)],
+    )?;
     println!(
-        "paca {} on 127.0.0.1:{port} (pid {}), Valkey {redis_url}",
+        "paca {} on 127.0.0.1:{port}, Socket.IO on :{rt_port} (pid {}), Valkey {redis_url}",
         binary.display(),
         server.pid
     );
-    let outcome = measure(port, &server.password, settings, clients, redis_url).await;
+    let outcome = measure(
+        port,
+        rt_port,
+        &server.password,
+        settings,
+        clients,
+        redis_url,
+    )
+    .await;
     server.stop().await;
     outcome
 }
 
 async fn measure(
     port: u16,
+    rt_port: u16,
     password: &str,
     settings: &Settings,
     clients: usize,
@@ -118,14 +139,14 @@ async fn measure(
         settings.rate
     ));
     report.note(format!(
-        "ours: task.updated received by each of {clients} Socket.IO clients (WebSocket) through the relay and Valkey, from the event's recorded time (append transaction; ~commit) and from the PATCH being sent; baseline: raw Valkey PUBLISH -> SUBSCRIBE, same rate"
+        "ours: task.updated received by each of {clients} Socket.IO clients (WebSocket, on the dedicated REALTIME_PORT listener) through the relay and Valkey, from the event's recorded time (append transaction; ~commit) and from the PATCH being sent; baseline: raw Valkey PUBLISH -> SUBSCRIBE, same rate"
     ));
 
     // Connect every client (bounded concurrency), each joined to the project.
     let (receipts_tx, mut receipts_rx) = mpsc::unbounded_channel::<Receipt>();
     let started = Instant::now();
     let mut connected = Vec::with_capacity(clients);
-    let ws_url = format!("ws://127.0.0.1:{port}/ws/socket.io/?EIO=4&transport=websocket");
+    let ws_url = format!("ws://127.0.0.1:{rt_port}/ws/socket.io/?EIO=4&transport=websocket");
     for chunk in (0..clients).collect::<Vec<_>>().chunks(CONNECT_CONCURRENCY) {
         let mut joins = Vec::new();
         for _ in chunk {

@@ -277,6 +277,47 @@ def test_websocket_origin_follows_cors_origins(rt):
         _teardown_server(srv, dbname)
 
 
+def test_dedicated_realtime_port(rt):
+    """REALTIME_PORT: Socket.IO on a listener of its own (hyper serving socketioxide directly, the
+    gateway's `/ws/` upstream), with the same auth, rooms, origin check and delivery as the API port."""
+    rt_port = free_port()
+    srv, dbname = _make_server("rt-port", extra_env={"REALTIME_PORT": str(rt_port),
+                                                       "CORS_ORIGINS": "http://good.example"})
+    try:
+        srv.start()
+        base = f"http://127.0.0.1:{rt_port}"
+        for path in ("/ws/healthz", "/healthz"):
+            r = requests.get(base + path, timeout=10)
+            assert r.status_code == 200 and r.json() == {"status": "ok", "sockets": 0}, r.text
+        # Only Socket.IO lives there.
+        assert requests.get(base + "/api/v1/projects", timeout=10).status_code == 404
+        a = srv.admin()
+        token = token_of(a)
+        pid = ok(a.post("/projects", json={"name": "Realtime port"}), 201)["id"]
+
+        m = rt.sio("anon", base)
+        assert m["kind"] == "connect_error" and m["message"] == "invalid or expired token", m
+        assert rt.sio("ws", base, token=token)["kind"] == "connected"
+        m = rt.sio("polling", base, cookie=f"access_token={token}", path="/socket.io", transports=("polling",))
+        assert m["kind"] == "connected", m
+        rt.send(op="sio", name="evil", url=base, path="/ws/socket.io", token=token,
+                transports=["websocket"], cookie=None, origin="http://evil.example", reconnection=False)
+        evil = rt.wait_for(lambda m: m.get("name") == "evil" and m.get("kind") in ("connected", "connect_error"))
+        assert evil["kind"] == "connect_error", evil
+        assert requests.get(base + "/healthz", timeout=10).json()["sockets"] == 2
+
+        for name in ("ws", "polling"):
+            assert rt.emit(name, "join", {"projectId": pid}) == {"tasks": True, "docs": True}
+        t = create_task(a, pid, "Through the realtime port")
+        for name in ("ws", "polling"):
+            e = rt.wait_event(name, "task.created", lambda p: p["task_id"] == t["id"])
+            assert "Through the realtime port" in e["payload"]["content"]
+        # The API port still serves Socket.IO too.
+        assert rt.sio("api-port", srv.base, token=token)["kind"] == "connected"
+    finally:
+        _teardown_server(srv, dbname)
+
+
 # --------------------------------------------------------------------------- Valkey
 class PrivateRedis:
     """A redis-server of our own on a free port (restartable)."""

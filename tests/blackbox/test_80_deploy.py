@@ -386,18 +386,23 @@ http {{
 """
 
 
-def loopback_site(api_ports: list[int], storage: str, listen_port: int) -> tuple[str, str]:
-    """The compose site files (deploy/gateway/compose/) with every address swapped for a loopback one."""
+def loopback_site(api_ports: list[int], storage: str, listen_port: int,
+                  realtime_ports: list[int] | None = None) -> tuple[str, str]:
+    """The compose site files (deploy/gateway/compose/) with every address swapped for a loopback one:
+    `api:8080` (PORT) for `api_ports`, `api:8081` (REALTIME_PORT) for `realtime_ports`."""
+    realtime_ports = realtime_ports or [free_port() for _ in api_ports]
     upstreams = (SITE_DIR / "upstreams.conf").read_text()
-    lines, swapped = [], 0
+    lines, swapped = [], []
     for line in upstreams.splitlines():
-        m = re.match(r"^(\s*)server api:8080(.*;)\s*$", line)
+        m = re.match(r"^(\s*)server api:(8080|8081)(.*;)\s*$", line)
         if m:
-            lines += [f"{m.group(1)}server 127.0.0.1:{p}{m.group(2)}" for p in api_ports]
-            swapped += 1
+            ports = api_ports if m.group(2) == "8080" else realtime_ports
+            lines += [f"{m.group(1)}server 127.0.0.1:{p}{m.group(3)}" for p in ports]
+            swapped.append(m.group(2))
         else:
             lines.append(line)
-    assert swapped == 2, "upstreams.conf: expected `server api:8080 ...;` in paca_api and paca_ws"
+    assert swapped == ["8080", "8081"], \
+        "upstreams.conf: expected `server api:8080 ...;` in paca_api and `server api:8081 ...;` in paca_ws"
     text = "\n".join(lines) + "\n"
     text, n = re.subn(r"(?m)^(\s*default )minio:9000;$", rf"\g<1>{storage};", text)
     assert n == 1, "upstreams.conf: expected `default minio:9000;` in the $paca_storage map"
@@ -446,9 +451,9 @@ def test_gateway_config_passes_nginx_t(tmp_path):
 class Gateway:
     """Debian's nginx running deploy/gateway/gateway.conf on a free loopback port (unprivileged port, own prefix)."""
 
-    def __init__(self, root: Path, api_ports: list[int], storage: str):
+    def __init__(self, root: Path, api_ports: list[int], storage: str, realtime_ports: list[int]):
         self.port = free_port()
-        upstreams, listen = loopback_site(api_ports, storage, self.port)
+        upstreams, listen = loopback_site(api_ports, storage, self.port, realtime_ports)
         self.prefix = nginx_prefix(root, upstreams, listen)
         self.proc: subprocess.Popen | None = None
 
@@ -603,9 +608,12 @@ def cluster(moto, tmp_path_factory):  # noqa: F811  (moto: the fixture imported 
             "STORAGE_USE_SSL": "false",
         }
         for name in ("node-a", "node-b"):
+            # REALTIME_PORT as compose sets it: the gateway's /ws/ upstream.
             nodes.append(PacaServer(name, db_url, tempfile.mkdtemp(prefix=f"paca-data-{name}-"),
-                                    admin_password=admin_password, jwt_secret=jwt_secret, extra_env=dict(env_common)))
-        gw = Gateway(gw_root, [n.port for n in nodes], moto.removeprefix("http://"))
+                                    admin_password=admin_password, jwt_secret=jwt_secret,
+                                    extra_env=dict(env_common, REALTIME_PORT=str(free_port()))))
+        gw = Gateway(gw_root, [n.port for n in nodes], moto.removeprefix("http://"),
+                     [int(n.extra_env["REALTIME_PORT"]) for n in nodes])
         public = gw.base
         for n in nodes:
             n.extra_env.update(PUBLIC_URL=public, STORAGE_PUBLIC_URL=f"{public}/storage", CORS_ORIGINS=public)

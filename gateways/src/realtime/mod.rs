@@ -4,6 +4,7 @@
 //! rooms and GraphQL subscriptions.
 
 pub mod bus;
+pub mod listener;
 pub mod recovery;
 pub mod relay;
 pub mod socketio;

@@ -67,10 +67,10 @@ impl tower_service::Service<http::Request<Full<web::Bytes>>> for NotFound {
 }
 
 /// The path socketioxide serves; `/ws/socket.io` is rewritten to it.
-const PATH: &str = "/socket.io";
+pub(crate) const PATH: &str = "/socket.io";
 /// Largest polling POST body read into memory (socketioxide's own
 /// `max_payload` default is 100 kB).
-const MAX_POLL_BODY: usize = 1 << 20;
+pub(crate) const MAX_POLL_BODY: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Refused;
