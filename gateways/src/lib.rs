@@ -189,7 +189,17 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 pub fn routes<R: Routes>(r: &mut R) {
     r.get("/api/healthz", healthz)
         .raw("application/json", openapi::health_schema());
-    r.get("/api/v1/version", version);
+    r.get("/api/v1/version", version)
+        .returns_json(serde_json::json!({
+            "type": "object",
+            "required": ["version", "read_model_version", "database_migration"],
+            "properties": {
+                "version": {"type": "string"},
+                "read_model_version": {"type": "integer"},
+                // Null before the first migration.
+                "database_migration": {"type": ["integer", "null"]},
+            },
+        }));
     r.get("/api/openapi.json", openapi::serve)
         .raw("application/json", serde_json::json!({"type": "object"}));
     r.get("/metrics", metrics::scrape)

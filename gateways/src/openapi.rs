@@ -467,13 +467,61 @@ impl RouteDoc<'_> {
     pub fn returns<T: JsonSchema>(self) -> Self {
         self.success(|op, generator| {
             let data = generator.subschema_for::<T>().to_value();
-            match &mut op.success {
-                Success::Envelope { data: d, .. } => *d = data,
-                other => {
-                    *other = Success::Envelope { status: 200, data };
-                }
-            }
+            set_data(op, data);
         })
+    }
+
+    /// `data` is a bare list of `T` (the lists Paca answers unwrapped).
+    pub fn returns_list<T: JsonSchema>(self) -> Self {
+        self.returns::<Vec<T>>()
+    }
+
+    /// `data` is `{"items": [T], ...}`: the paging fields beside `items`
+    /// (`total`, `page`, `next_cursor`, ...) differ per route, so the
+    /// schema leaves them open.
+    pub fn returns_items<T: JsonSchema>(self) -> Self {
+        self.returns_field::<Vec<T>>("items")
+    }
+
+    /// `data` is an object whose `name` is a `T`, for the `json!` wrappers
+    /// around a view (`{"plugins": [...]}`, `{"conversation": {...}}`);
+    /// other members stay open.
+    pub fn returns_field<T: JsonSchema>(self, name: &'static str) -> Self {
+        self.success(|op, generator| {
+            let field = generator.subschema_for::<T>().to_value();
+            let data = json!({
+                "type": "object",
+                "required": [name],
+                "properties": {name: field},
+            });
+            set_data(op, data);
+        })
+    }
+
+    /// `data` is a `T` with members added beside it (`extra`, an object
+    /// schema): a view a handler extends with `json!` (a minted key's
+    /// secret, a chat session's first conversation).
+    pub fn returns_plus<T: JsonSchema>(self, extra: Value) -> Self {
+        self.success(|op, generator| {
+            let view = generator.subschema_for::<T>().to_value();
+            set_data(op, json!({"allOf": [view, extra]}));
+        })
+    }
+
+    /// `data` is `{"message": "..."}` (deletions and fire-and-forget
+    /// commands that have nothing else to answer).
+    pub fn returns_message(self) -> Self {
+        self.returns_json(json!({
+            "type": "object",
+            "required": ["message"],
+            "properties": {"message": {"type": "string"}},
+        }))
+    }
+
+    /// `data` is this hand-written schema: for bodies a handler builds with
+    /// `json!` from parts that have no Rust type of their own.
+    pub fn returns_json(self, data: Value) -> Self {
+        self.success(|op, _| set_data(op, data))
     }
 
     /// Answers something other than the envelope.
@@ -502,6 +550,15 @@ impl RouteDoc<'_> {
             f(op, generator);
         }
         self
+    }
+}
+
+/// Types the envelope's `data`, keeping a `201` already set; anything but
+/// the envelope becomes a `200` envelope.
+fn set_data(op: &mut Operation, data: Value) {
+    match &mut op.success {
+        Success::Envelope { data: d, .. } => *d = data,
+        other => *other = Success::Envelope { status: 200, data },
     }
 }
 
@@ -874,6 +931,19 @@ mod tests {
             assert!(
                 !name.ends_with(|c: char| c.is_ascii_digit()),
                 "schema {name}: rename the type (#[schemars(rename = ...)])"
+            );
+        }
+        // Success bodies are typed from the read model's views. Handlers
+        // merge fields into some views (`plugin_summaries`), so no schema
+        // may close its properties.
+        let task = &doc["paths"]["/api/v1/projects/{project_id}/tasks/{task_id}"]["get"];
+        let data = &task["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+            ["data"];
+        assert_eq!(data["$ref"], "#/components/schemas/TaskView");
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            assert!(
+                schema.get("additionalProperties") != Some(&json!(false)),
+                "schema {name} forbids the fields handlers add"
             );
         }
         // Every `$ref` resolves.

@@ -81,7 +81,7 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct AuditActor {
     /// user, agent, plugin, system
     pub kind: String,
@@ -101,7 +101,7 @@ pub struct AuditActor {
     pub plugin_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct AuditObject {
     #[serde(rename = "type")]
     pub kind: String,
@@ -110,7 +110,7 @@ pub struct AuditObject {
     pub label: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct AuditItem {
     pub position: i64,
     pub event_id: Uuid,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 /// One recorded change of a stream, as history endpoints show it (the
 /// same shape as a task's history): `changes` for update events, the whole
 /// `payload` for the others.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HistoryEntry {
     pub version: i64,
     pub event_id: Uuid,

@@ -16,7 +16,7 @@ struct Counted<T> {
     total: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub username: String,
@@ -136,7 +136,7 @@ pub async fn users(
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GlobalRoleView {
     pub id: Uuid,
     pub name: String,
@@ -208,7 +208,7 @@ pub async fn global_role_by_name(
     Ok(row.map(GlobalRoleView::from))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ApiKeyView {
     pub id: Uuid,
     pub name: String,
@@ -241,7 +241,7 @@ pub async fn api_key(pool: &PgPool, key_id: Uuid) -> Result<Option<ApiKeyView>, 
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ProjectView {
     pub id: Uuid,
     pub name: String,
@@ -303,7 +303,7 @@ pub async fn projects(
     })
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct MemberView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -363,7 +363,7 @@ pub async fn member_permissions(
     Ok(perms.map(string_list))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ProjectRoleView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -424,7 +424,7 @@ pub async fn project_role(
     Ok(row.map(ProjectRoleView::from))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct TaskTypeView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -450,7 +450,7 @@ pub async fn task_types(pool: &PgPool, project_id: Uuid) -> Result<Vec<TaskTypeV
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct TaskStatusView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -476,7 +476,7 @@ pub async fn task_statuses(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct CustomFieldView {
     pub id: Uuid,
     pub project_id: Uuid,

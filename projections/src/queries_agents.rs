@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::queries_tasks::Cursor;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct McpServerView {
     pub id: Uuid,
     pub agent_id: Uuid,
@@ -23,7 +23,7 @@ pub struct McpServerView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct SkillView {
     pub id: Uuid,
     pub agent_id: Uuid,
@@ -244,7 +244,7 @@ pub async fn skill(
         .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ConversationView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -368,7 +368,7 @@ pub async fn conversation(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ConversationEventView {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -379,7 +379,7 @@ pub struct ConversationEventView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ConversationEventPage {
     pub items: Vec<ConversationEventView>,
     pub total: i64,
@@ -466,7 +466,7 @@ pub async fn conversation_events(
     })
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ChatSessionView {
     pub id: Uuid,
     pub agent_id: Uuid,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct FolderView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -55,7 +55,7 @@ pub async fn folder(
         .find(|f| f.id == folder_id))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DocView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -152,7 +152,7 @@ pub async fn doc(
     Ok(row.map(|r| r.doc.into_view(Some(r.content))))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct SnapshotView {
     pub id: Uuid,
     pub document_id: Uuid,
@@ -202,7 +202,7 @@ pub async fn snapshot(
         .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct DocActivityView {
     pub id: Uuid,
     pub document_id: Uuid,
@@ -258,7 +258,7 @@ pub async fn activity(
         .await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SearchHit {
     pub id: Uuid,
     pub project_id: Uuid,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FileView {
     pub id: Uuid,
     pub file_name: String,
@@ -15,7 +15,7 @@ pub struct FileView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AttachmentView {
     pub id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::queries_tasks::Cursor;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct NotificationView {
     pub id: Uuid,
     #[serde(rename = "type")]

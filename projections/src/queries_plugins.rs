@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ExtensionSettingView {
     pub id: Uuid,
     pub plugin_id: Uuid,
@@ -15,7 +15,7 @@ pub struct ExtensionSettingView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct PluginView {
     pub id: Uuid,
     pub name: String,
@@ -23,6 +23,8 @@ pub struct PluginView {
     pub manifest: Value,
     /// Filled from `plugin_extension_settings`, not from the plugin row.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    // Absent when empty: not required in the response schema.
+    #[schemars(default)]
     #[sqlx(skip)]
     pub extension_settings: Vec<ExtensionSettingView>,
     pub enabled: bool,

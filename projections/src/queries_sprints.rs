@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct SprintView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -124,7 +124,7 @@ pub async fn sprint_as_of(
     sprint_from_events(&upto)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ViewView {
     pub id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,7 +207,7 @@ pub async fn view(
         .await
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct TaskPositionView {
     pub view_id: Uuid,
     pub task_id: Uuid,

@@ -8,7 +8,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// A task as the API returns it. Optional fields are omitted when null.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct TaskView {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -37,11 +37,13 @@ pub struct TaskView {
         skip_serializing_if = "Option::is_none",
         serialize_with = "date_rfc3339"
     )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub start_date: Option<NaiveDate>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "date_rfc3339"
     )]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub due_date: Option<NaiveDate>,
     pub tags: Vec<String>,
     /// The task stream's version (also the `ETag`).
@@ -379,7 +381,7 @@ pub async fn open_task_ids_in_sprint(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ActivityView {
     pub id: Uuid,
     pub task_id: Uuid,
@@ -513,7 +515,7 @@ pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView
 /// A link as one of its tasks shows it: `linked_task` is the other task and
 /// `display_link_type` reads from this side (`is_blocked_by` on the target
 /// of a `blocks` link).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TaskLinkView {
     pub id: Uuid,
     pub source_task_id: Uuid,
@@ -525,7 +527,7 @@ pub struct TaskLinkView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LinkedTask {
     pub id: Uuid,
     pub task_number: i64,

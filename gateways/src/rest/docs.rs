@@ -21,33 +21,47 @@ use crate::rest::tasks::line_diff;
 
 pub fn routes<R: Routes>(r: &mut R) {
     const D: &str = "/projects/{project_id}/docs";
-    r.get(&format!("{D}/folders"), list_folders);
-    r.post(&format!("{D}/folders"), create_folder).created();
-    r.patch(&format!("{D}/folders/{{folder_id}}"), patch_folder);
+    r.get(&format!("{D}/folders"), list_folders)
+        .returns_items::<q::FolderView>();
+    r.post(&format!("{D}/folders"), create_folder)
+        .created()
+        .returns::<q::FolderView>();
+    r.patch(&format!("{D}/folders/{{folder_id}}"), patch_folder)
+        .returns::<q::FolderView>();
     r.delete(&format!("{D}/folders/{{folder_id}}"), delete_folder);
-    r.get(&format!("{D}/search"), search);
-    r.get(D, list);
-    r.post(D, create).created();
-    r.get(&format!("{D}/{{doc_id}}"), get);
-    r.patch(&format!("{D}/{{doc_id}}"), patch);
+    r.get(&format!("{D}/search"), search)
+        .returns_items::<q::SearchHit>();
+    r.get(D, list).returns_items::<q::DocView>();
+    r.post(D, create).created().returns::<q::DocView>();
+    r.get(&format!("{D}/{{doc_id}}"), get)
+        .returns::<q::DocView>();
+    r.patch(&format!("{D}/{{doc_id}}"), patch)
+        .returns::<q::DocView>();
     r.delete(&format!("{D}/{{doc_id}}"), delete);
-    r.get(&format!("{D}/{{doc_id}}/snapshots"), snapshots);
-    r.get(&format!("{D}/{{doc_id}}/snapshots/diff"), diff);
+    r.get(&format!("{D}/{{doc_id}}/snapshots"), snapshots)
+        .returns_items::<q::SnapshotView>();
+    r.get(&format!("{D}/{{doc_id}}/snapshots/diff"), diff)
+        .returns_json(crate::rest::doc_diff_schema());
     r.get(
         &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}"),
         snapshot,
-    );
+    )
+    .returns::<q::SnapshotView>();
     r.post(
         &format!("{D}/{{doc_id}}/snapshots/{{snapshot_id}}/restore"),
         restore,
-    );
-    r.get(&format!("{D}/{{doc_id}}/activities"), activities);
+    )
+    .returns::<q::DocView>();
+    r.get(&format!("{D}/{{doc_id}}/activities"), activities)
+        .returns_items::<q::DocActivityView>();
     r.post(&format!("{D}/{{doc_id}}/comments"), add_comment)
-        .created();
+        .created()
+        .returns::<q::DocActivityView>();
     r.patch(
         &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
         edit_comment,
-    );
+    )
+    .returns::<q::DocActivityView>();
     r.delete(
         &format!("{D}/{{doc_id}}/comments/{{comment_id}}"),
         delete_comment,

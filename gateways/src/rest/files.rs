@@ -31,28 +31,37 @@ use crate::storage::{
 
 pub fn task_routes<R: Routes>(r: &mut R) {
     const A: &str = "/projects/{project_id}/tasks/{task_id}/attachments";
-    r.get(A, list_task);
+    r.get(A, list_task).returns_items::<q::AttachmentView>();
     r.post(&format!("{A}/initiate-upload"), initiate_task)
-        .created();
+        .created()
+        .returns_json(crate::rest::upload_schema());
     r.post(&format!("{A}/complete-upload"), complete_task)
-        .created();
+        .created()
+        .returns::<q::AttachmentView>();
     r.get(
         &format!("{A}/{{attachment_id}}/download-url"),
         download_task,
-    );
-    r.get(&format!("{A}/{{attachment_id}}/content"), content_task);
+    )
+    .returns_json(crate::rest::download_url_schema());
+    // The file itself, as uploaded.
+    r.get(&format!("{A}/{{attachment_id}}/content"), content_task)
+        .raw("*/*", serde_json::json!({}));
     r.delete(&format!("{A}/{{attachment_id}}"), delete_task);
 }
 
 pub fn doc_routes<R: Routes>(r: &mut R) {
     const F: &str = "/projects/{project_id}/docs/{doc_id}/files";
-    r.get(F, list_doc);
+    r.get(F, list_doc).returns_items::<q::AttachmentView>();
     r.post(&format!("{F}/initiate-upload"), initiate_doc)
-        .created();
+        .created()
+        .returns_json(crate::rest::upload_schema());
     r.post(&format!("{F}/complete-upload"), complete_doc)
-        .created();
-    r.get(&format!("{F}/{{file_id}}/download-url"), download_doc);
-    r.get(&format!("{F}/{{file_id}}/content"), content_doc);
+        .created()
+        .returns::<q::AttachmentView>();
+    r.get(&format!("{F}/{{file_id}}/download-url"), download_doc)
+        .returns_json(crate::rest::download_url_schema());
+    r.get(&format!("{F}/{{file_id}}/content"), content_doc)
+        .raw("*/*", serde_json::json!({}));
     r.delete(&format!("{F}/{{file_id}}"), delete_doc);
 }
 
