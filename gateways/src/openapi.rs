@@ -774,8 +774,8 @@ impl Document {
                 // change.
                 errors.insert(409);
             }
-            // Any route can meet a database outage or an unknown method.
-            errors.extend([503]);
+            // Any route can meet a database outage.
+            errors.insert(503);
             for status in errors {
                 let codes: Vec<&str> = ErrorCode::ALL
                     .iter()

@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
