@@ -232,6 +232,11 @@ def campaign(module_server, doc, tmp_path_factory):
         "--seed", "81",
         "--workers", "2",
         "--request-timeout", "20",
+        # A request sent on a keep-alive connection just as the server
+        # closes it for idleness comes back "closed without response" (seen
+        # once in ~28,000 requests, a POST that succeeds when replayed); a
+        # retry tells that race from a crash, which fails every attempt.
+        "--request-retries", "2",
         "--phases", "examples,coverage,fuzzing",
         # Logging out would end the campaign's own session.
         "--exclude-operation-id", "session_logout",
