@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commands::conversations::{TRIGGERS_STREAM, WORKER_GROUP};
+use domain::DomainEvent;
+use domain::conversation::ConversationEvent;
 use eventstore::EventStore;
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand, Value as RValue};
@@ -199,8 +201,11 @@ fn hook(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
 
-/// Moves outbox rows to the bus until `shutdown`. Woken by commits in this
-/// process; polls every 250 ms for rows written by other processes.
+/// Moves outbox rows to the bus until `shutdown`. Woken by this process's
+/// commits of conversation events (the only appends that write outbox
+/// rows, in their own transaction); polls every 250 ms for rows written by
+/// other processes. Waking on every commit cost a transaction per task
+/// write under load.
 pub async fn relay(store: EventStore, bus: Bus, mut shutdown: watch::Receiver<bool>) {
     if hook("PACA_TEST_OUTBOX_HOLD") {
         tracing::warn!("PACA_TEST_OUTBOX_HOLD=1: the agent outbox relay is idle");
@@ -222,7 +227,8 @@ pub async fn relay(store: EventStore, bus: Bus, mut shutdown: watch::Receiver<bo
             }
         }
     }
-    let mut commits = store.commits();
+    let (signal, mut commits) = watch::channel(0u64);
+    store.observe_commits(Arc::new(ConversationCommits(signal)));
     let mut failures = 0u32;
     loop {
         if *shutdown.borrow() {
@@ -247,6 +253,20 @@ pub async fn relay(store: EventStore, bus: Bus, mut shutdown: watch::Receiver<bo
                     _ = shutdown.changed() => {}
                 }
             }
+        }
+    }
+}
+
+/// Bumps its signal when a commit holds a conversation event.
+struct ConversationCommits(watch::Sender<u64>);
+
+impl eventstore::CommitObserver for ConversationCommits {
+    fn committed(&self, events: &[eventstore::RecordedEvent]) {
+        if events
+            .iter()
+            .any(|e| e.stream_type == ConversationEvent::STREAM_TYPE)
+        {
+            self.0.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }

@@ -46,6 +46,11 @@ const STREAM_TYPES: [&str; 3] = [
 const BATCH: i64 = 5_000;
 /// Fallback poll of the tail when no wake-up arrives (a lost NOTIFY).
 const POLL: Duration = Duration::from_millis(250);
+/// The shortest gap between two tail reads of [`Directory::follow`]:
+/// other nodes' bursts of writes cost at most this many reads a second
+/// (two queries each). A request that misses (a user or project created
+/// elsewhere a moment ago) syncs on demand.
+const MIN_GAP: Duration = Duration::from_millis(50);
 /// Revoked session families are remembered this long after their event:
 /// longer than any access token lives (tokens are checked for `exp` too).
 const REVOCATION_MEMORY: chrono::Duration = chrono::Duration::hours(24);
@@ -150,17 +155,25 @@ impl Directory {
     pub fn follow(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let directory = self.clone();
         tokio::spawn(async move {
-            let mut wakeups = directory.inner.store.wakeups();
+            // This node's commits reach the directory in-process; the tail
+            // is for other nodes' (and to move the safe cursor, which the
+            // poll does), so local commits do not wake it.
+            let mut wakeups = directory.inner.store.remote_wakeups();
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
+                let synced = tokio::time::Instant::now();
                 if let Err(error) = directory.sync().await {
                     tracing::warn!(error = %crate::error::chain(&error), "directory catch-up failed; retrying");
                 }
                 tokio::select! {
                     _ = wakeups.changed() => {}
                     _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(synced + MIN_GAP) => {}
                     _ = shutdown.changed() => {}
                 }
             }

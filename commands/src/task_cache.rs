@@ -23,9 +23,16 @@ pub struct CachedTask {
     pub state: Arc<Task>,
 }
 
+/// A project's task counter as this node last left it (`None`: read it
+/// from `task_counters`), behind the lock a fused create holds from taking
+/// a number to its append's answer: this node's creates in one project
+/// reach the database in number order, so none fails for the one before it.
+pub type NumberSlot = Arc<tokio::sync::Mutex<Option<i64>>>;
+
 #[derive(Default)]
 pub struct TaskCache {
     entries: Mutex<HashMap<Uuid, CachedTask>>,
+    numbers: Mutex<HashMap<Uuid, NumberSlot>>,
 }
 
 impl TaskCache {
@@ -50,6 +57,16 @@ impl TaskCache {
 
     pub fn evict(&self, task_id: Uuid) {
         self.lock().remove(&task_id);
+    }
+
+    /// The project's counter slot (one per project ever created in here).
+    pub fn numbers(&self, project_id: Uuid) -> NumberSlot {
+        self.numbers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(project_id)
+            .or_default()
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CachedTask>> {

@@ -12,7 +12,8 @@ use domain::task::{
 };
 use domain::task_config::EPIC;
 use domain::{DomainEvent, ErrorCode};
-use eventstore::{AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, StreamRef};
+use eventstore::stmt::Stmt;
+use eventstore::{AppendError, AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, StreamRef};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -181,6 +182,17 @@ impl Commands {
         task_id: Uuid,
         fields: TaskFields,
     ) -> CommandResult<TaskWritten> {
+        // A parent or a sprint takes a lock beyond the project's (the tree,
+        // the sprint row): those creates stay transactional.
+        if self.fused_writes
+            && fields.parent_task_id.is_none()
+            && fields.sprint_id.is_none()
+            && let Some(written) = self
+                .create_task_fused(meta, project_id, task_id, &fields)
+                .await?
+        {
+            return Ok(written);
+        }
         let mut tx = self.store.begin().await?;
         if fields.parent_task_id.is_some() {
             lock_task_tree(&mut tx, project_id).await?;
@@ -241,6 +253,125 @@ impl Commands {
             task_id,
             version: result.stream_version,
         })
+    }
+
+    /// The one-round-trip create: the project from the directory, the
+    /// number from this node's copy of the project's counter, the decision
+    /// in memory, and the append with the counter's move
+    /// (`take_task_number`), the stream's creation, the projectors'
+    /// statements and the project guard. The counter slot stays locked
+    /// until the append answers, so this node's creates in a project reach
+    /// the database in number order. A stale counter or directory is a
+    /// conflict: read both again, decide again. `None`: take the
+    /// transactional path (the projectors cannot render the create, the id
+    /// exists, or the attempts ran out).
+    async fn create_task_fused(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        fields: &TaskFields,
+    ) -> CommandResult<Option<TaskWritten>> {
+        let slot = self.tasks.numbers(project_id);
+        let mut fresh = false;
+        for attempt in 0..FUSED_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(crate::transact::backoff(attempt)).await;
+            }
+            let project = match self.directory.project_state(project_id) {
+                Some(project) if !fresh => project,
+                _ => {
+                    let mut conn = self.store.pool().acquire().await?;
+                    self.project_versioned(&mut conn, project_id).await?
+                }
+            };
+            if !project.state.is_live() {
+                return Err(CommandError::domain(
+                    ErrorCode::PROJECT_NOT_FOUND,
+                    "project not found",
+                ));
+            }
+            let ctx = context_of(&project.state, None, None, None);
+            let create = |task_number| TaskCommand::Create {
+                task_number,
+                fields: fields.clone(),
+            };
+            // Validate before taking a number, as the transactional path
+            // does; a refusal decided from the directory's copy is
+            // confirmed against the log first.
+            match Task::default().decide(create(0), &ctx) {
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+                Ok(_) => {}
+            }
+            let mut last = slot.lock().await;
+            let known = match *last {
+                Some(known) if !fresh => known,
+                _ => {
+                    let mut conn = self.store.pool().acquire().await?;
+                    sqlx::query_scalar(
+                        "SELECT COALESCE((SELECT last_number FROM task_counters
+                                           WHERE project_id = $1), 0)",
+                    )
+                    .bind(project_id)
+                    .fetch_one(&mut *conn)
+                    .await?
+                }
+            };
+            let number = known + 1;
+            let events = Task::default().decide(create(number), &ctx)?;
+            let mut prelude = String::new();
+            Stmt::new("SELECT take_task_number($1, $2)")
+                .arg(project_id)
+                .arg(number)
+                .render(&mut prelude);
+            let stream = StreamRef {
+                stream_type: TaskEvent::STREAM_TYPE,
+                stream_id: task_id,
+                project_id: Some(project_id),
+            };
+            let guards = [(project_id, project.version)];
+            let new_events = events.iter().map(|e| crate::new_event(e, meta)).collect();
+            match self
+                .store
+                .append_fused_with(stream, 0, new_events, &guards, &prelude)
+                .await
+            {
+                Ok(Some(result)) => {
+                    *last = Some(number);
+                    drop(last);
+                    let state = events.iter().fold(Task::default(), Task::evolve);
+                    self.tasks.put(
+                        task_id,
+                        CachedTask {
+                            project_id,
+                            version: result.stream_version,
+                            state: std::sync::Arc::new(state),
+                        },
+                    );
+                    return Ok(Some(TaskWritten {
+                        task_id,
+                        version: result.stream_version,
+                    }));
+                }
+                Ok(None) => return Ok(None),
+                // The id is taken (a plugin's origin key, created twice):
+                // the transactional path says so in its own words.
+                Err(AppendError::VersionConflict { .. }) => return Ok(None),
+                Err(error) => {
+                    *last = None;
+                    let error = CommandError::from(error);
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
+                    fresh = true;
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Runs one task command; the decision context is rebuilt on every

@@ -325,6 +325,11 @@ impl TriggerHandler {
 
 #[async_trait::async_trait]
 impl SubscriptionHandler for TriggerHandler {
+    /// Queues conversations (Valkey or in-process); no transaction needed.
+    fn transactional(&self) -> bool {
+        false
+    }
+
     async fn handle(
         &self,
         _tx: &mut sqlx::PgConnection,

@@ -10,7 +10,8 @@
 //! entirely on the first error. So the guarantees are those of the
 //! transactional path:
 //!
-//! - **Version check.** The stream row is updated from `expected` and the
+//! - **Version check.** The stream row is updated from `expected` (or,
+//!   at 0, inserted: a stream that exists fails its primary key) and the
 //!   events are inserted with versions `expected + 1 ..`; if any other
 //!   append got there first, `UNIQUE (stream_id, version)` fails (waiting
 //!   for an in-flight appender to finish first), the batch rolls back and
@@ -46,12 +47,13 @@ use crate::{
 /// defines it).
 const GUARD_SQLSTATE: &str = "PX409";
 const VERSION_KEY: &str = "events_stream_id_version_key";
+const STREAM_KEY: &str = "streams_pkey";
 
 impl EventStore {
-    /// Appends `events` to a stream known to be at `expected` (≥ 1: the
-    /// fused path never creates streams), with every inline projector's
-    /// statements, in one round trip. `guards` are `(stream, version)`
-    /// pairs that must still hold.
+    /// Appends `events` to a stream known to be at `expected` (0: the
+    /// stream is created, and must not exist), with every inline
+    /// projector's statements, in one round trip. `guards` are
+    /// `(stream, version)` pairs that must still hold.
     ///
     /// `Ok(None)`: some projector cannot render these events; nothing was
     /// sent, use the transactional path.
@@ -62,7 +64,26 @@ impl EventStore {
         events: Vec<NewEvent>,
         guards: &[(Uuid, i64)],
     ) -> Result<Option<AppendResult>, AppendError> {
-        if events.is_empty() || expected < 1 {
+        self.append_fused_with(stream, expected, events, guards, "")
+            .await
+    }
+
+    /// [`Self::append_fused`] with the caller's own statements first
+    /// (`prelude`, rendered with [`crate::stmt::Stmt`]), in the same
+    /// implicit transaction: write-side state the decision depends on, such
+    /// as a counter moved to the value decided from. A prelude statement
+    /// that finds its state moved raises SQLSTATE `PX409`; the append then
+    /// fails with [`AppendError::GuardMoved`] (nothing is kept) and the
+    /// caller reloads and decides again.
+    pub async fn append_fused_with(
+        &self,
+        stream: StreamRef<'_>,
+        expected: i64,
+        events: Vec<NewEvent>,
+        guards: &[(Uuid, i64)],
+        prelude: &str,
+    ) -> Result<Option<AppendResult>, AppendError> {
+        if events.is_empty() || expected < 0 {
             return Ok(None);
         }
         // A random instant in year 1001 stands for `now()` in the rendered
@@ -121,11 +142,21 @@ impl EventStore {
                 .arg(*version)
                 .render(&mut sql);
         }
-        Stmt::new("UPDATE streams SET version = $2 WHERE stream_id = $1 AND version = $3")
-            .arg(stream.stream_id)
-            .arg(expected + count)
-            .arg(expected)
-            .render(&mut sql);
+        sql.push_str(prelude);
+        if expected == 0 {
+            // A stream that exists already fails the primary key.
+            Stmt::new("INSERT INTO streams (stream_id, stream_type, version) VALUES ($1, $2, $3)")
+                .arg(stream.stream_id)
+                .arg(stream.stream_type.to_owned())
+                .arg(count)
+                .render(&mut sql);
+        } else {
+            Stmt::new("UPDATE streams SET version = $2 WHERE stream_id = $1 AND version = $3")
+                .arg(stream.stream_id)
+                .arg(expected + count)
+                .arg(expected)
+                .render(&mut sql);
+        }
         sql.push_str(
             "INSERT INTO events (stream_type, stream_id, project_id, version, event_id, \
              event_type, schema_version, payload, metadata) VALUES ",
@@ -226,6 +257,13 @@ fn classify(
     guards: &[(Uuid, i64)],
 ) -> AppendError {
     if let sqlx::Error::Database(db) = &error {
+        if db.constraint() == Some(STREAM_KEY) {
+            return AppendError::VersionConflict {
+                stream_id: stream.stream_id,
+                expected: ExpectedVersion::NoStream,
+                actual: None,
+            };
+        }
         if db.constraint() == Some(VERSION_KEY) {
             return AppendError::VersionConflict {
                 stream_id: stream.stream_id,

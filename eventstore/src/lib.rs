@@ -221,8 +221,17 @@ struct Inner {
     /// Changes on every local commit and every `NOTIFY` from another
     /// process; started on first use (one LISTEN connection per process).
     wakeups: std::sync::OnceLock<watch::Sender<u64>>,
+    /// Changes on a `NOTIFY` from another process (and on a reconnect of
+    /// the LISTEN connection, and on [`EventStore::nudge`]), not on local
+    /// commits: for in-memory models that this process's commits reach
+    /// in-process anyway.
+    remote: watch::Sender<u64>,
     /// Commits by path, for operators (`/metrics`) and tests.
     stats: AppendStats,
+    /// The payload of this process's NOTIFYs: its own come back to its
+    /// LISTEN connection, and the local commit already woke everyone, so
+    /// the listener skips them instead of waking every consumer twice.
+    origin: Arc<str>,
 }
 
 /// How this process's appends committed.
@@ -263,12 +272,17 @@ impl EventStoreBuilder {
 
     pub fn build(self) -> EventStore {
         let committed = watch::Sender::new(0);
+        let origin: Arc<str> = Uuid::new_v4().to_string().into();
         // NOTIFY inside the append transaction would take PostgreSQL's global
         // notify-queue lock at commit and serialise every writer's commit
         // (group commit is lost). Instead one task sends a coalesced
         // pg_notify after commits; subscribers also poll as a fallback.
         if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(notifier(self.pool.clone(), committed.subscribe()));
+            tokio::spawn(notifier(
+                self.pool.clone(),
+                committed.subscribe(),
+                origin.clone(),
+            ));
         }
         EventStore {
             inner: Arc::new(Inner {
@@ -278,7 +292,9 @@ impl EventStoreBuilder {
                 committed,
                 observers: Default::default(),
                 wakeups: Default::default(),
+                remote: watch::Sender::new(0),
                 stats: Default::default(),
+                origin,
             }),
         }
     }
@@ -299,7 +315,7 @@ const NOTIFY_RETRY: Duration = Duration::from_secs(1);
 /// nothing, since a lost notification only delays subscribers until their
 /// next poll. Ends, closing its connection, when the pool closes or the
 /// last handle to the store is dropped.
-async fn notifier(pool: PgPool, mut commits: watch::Receiver<u64>) {
+async fn notifier(pool: PgPool, mut commits: watch::Receiver<u64>, origin: Arc<str>) {
     let options = pool.connect_options();
     let closed = pool.close_event();
     drop(pool);
@@ -324,8 +340,9 @@ async fn notifier(pool: PgPool, mut commits: watch::Receiver<u64>) {
                 Some(c) => c,
                 None => conn.insert(notify_connection(&options).await?),
             };
-            sqlx::query("SELECT pg_notify($1, '')")
+            sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(NOTIFY_CHANNEL)
+                .bind(&*origin)
                 .execute(c)
                 .await
         }
@@ -345,7 +362,16 @@ async fn notifier(pool: PgPool, mut commits: watch::Receiver<u64>) {
 
 /// The process's one LISTEN connection. Ends when the store is dropped or
 /// the pool closes; reconnects (with a pause) when the connection breaks.
-async fn listen_forever(pool: PgPool, store: std::sync::Weak<Inner>, wakeups: watch::Sender<u64>) {
+async fn listen_forever(
+    pool: PgPool,
+    store: std::sync::Weak<Inner>,
+    wakeups: watch::Sender<u64>,
+    remote: watch::Sender<u64>,
+) {
+    let wake = || {
+        wakeups.send_modify(|n| *n = n.wrapping_add(1));
+        remote.send_modify(|n| *n = n.wrapping_add(1));
+    };
     let closed = pool.close_event();
     tokio::pin!(closed);
     loop {
@@ -360,17 +386,18 @@ async fn listen_forever(pool: PgPool, store: std::sync::Weak<Inner>, wakeups: wa
         };
         if let Ok(listener) = listener.as_mut() {
             // Whatever happened while we were not listening.
-            wakeups.send_modify(|n| *n = n.wrapping_add(1));
+            wake();
             loop {
                 let got = tokio::select! {
                     got = listener.try_recv() => got,
                     _ = &mut closed => return,
                 };
                 match got {
-                    Ok(Some(_)) => wakeups.send_modify(|n| *n = n.wrapping_add(1)),
+                    Ok(Some(note)) if own(&store, note.payload()) => {}
+                    Ok(Some(_)) => wake(),
                     // The connection was lost and re-established: anything
                     // may have been missed.
-                    Ok(None) => wakeups.send_modify(|n| *n = n.wrapping_add(1)),
+                    Ok(None) => wake(),
                     Err(_) => break,
                 }
                 if store.strong_count() == 0 {
@@ -386,6 +413,11 @@ async fn listen_forever(pool: PgPool, store: std::sync::Weak<Inner>, wakeups: wa
             _ = &mut closed => return,
         }
     }
+}
+
+/// Whether a NOTIFY came from this process's own notifier.
+fn own(store: &std::sync::Weak<Inner>, payload: &str) -> bool {
+    !payload.is_empty() && store.upgrade().is_some_and(|s| *s.origin == *payload)
 }
 
 async fn notify_connection(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
@@ -464,6 +496,17 @@ impl EventStore {
         if let Some(wakeups) = self.inner.wakeups.get() {
             wakeups.send_modify(|n| *n = n.wrapping_add(1));
         }
+        self.inner.remote.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Like [`Self::wakeups`], without this process's own commits: changes
+    /// on a `NOTIFY` from another process, a reconnect of the LISTEN
+    /// connection and [`Self::nudge`]. For an in-memory model that this
+    /// process's commits reach in-process ([`CommitObserver`]) and whose
+    /// tail read is only for other processes' writes.
+    pub fn remote_wakeups(&self) -> watch::Receiver<u64> {
+        drop(self.wakeups());
+        self.inner.remote.subscribe()
     }
 
     /// A receiver that changes whenever the log may have grown: on a commit
@@ -481,6 +524,7 @@ impl EventStore {
                         self.pool().clone(),
                         std::sync::Arc::downgrade(&self.inner),
                         sender.clone(),
+                        self.inner.remote.clone(),
                     ));
                 }
                 sender

@@ -151,7 +151,28 @@ impl EventStore {
         limit: i64,
         stream_types: Option<&[String]>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        self.read_after(conn, after, limit, stream_types, true, false)
+        self.read_after(conn, after, limit, stream_types, Reading::SAFE)
+            .await
+    }
+
+    /// [`Self::read_all_in`] for the subscription `name`: nothing while it
+    /// is paused (checked in the same statement, so a runner that keeps
+    /// its checkpoint in memory still stops when an operator pauses it).
+    pub(crate) async fn read_for_subscription(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        after: GlobalPosition,
+        limit: i64,
+        stream_types: Option<&[String]>,
+        headers_only: bool,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let reading = Reading {
+            headers_only,
+            unless_paused: Some(name),
+            ..Reading::SAFE
+        };
+        self.read_after(conn, after, limit, stream_types, reading)
             .await
     }
 
@@ -164,8 +185,17 @@ impl EventStore {
         limit: i64,
         stream_types: Option<&[String]>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        self.read_after(conn, after, limit, stream_types, true, true)
-            .await
+        self.read_after(
+            conn,
+            after,
+            limit,
+            stream_types,
+            Reading {
+                headers_only: true,
+                ..Reading::SAFE
+            },
+        )
+        .await
     }
 
     /// Committed events after `after` *beyond* the gap-safe horizon too:
@@ -182,8 +212,17 @@ impl EventStore {
         limit: i64,
         stream_types: &[String],
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        self.read_after(conn, after, limit, Some(stream_types), false, false)
-            .await
+        self.read_after(
+            conn,
+            after,
+            limit,
+            Some(stream_types),
+            Reading {
+                below_horizon: false,
+                ..Reading::SAFE
+            },
+        )
+        .await
     }
 
     async fn read_after(
@@ -192,9 +231,13 @@ impl EventStore {
         after: GlobalPosition,
         limit: i64,
         stream_types: Option<&[String]>,
-        below_horizon: bool,
-        headers_only: bool,
+        reading: Reading<'_>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let Reading {
+            below_horizon,
+            headers_only,
+            unless_paused,
+        } = reading;
         let columns = if headers_only {
             HEADER_COLUMNS
         } else {
@@ -205,6 +248,8 @@ impl EventStore {
              WHERE (tx_id, global_position) > ($1::text::xid8, $2)
                AND (NOT $5 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
                AND ($4::text[] IS NULL OR stream_type = ANY($4))
+               AND ($6::text IS NULL
+                    OR NOT EXISTS (SELECT 1 FROM checkpoints WHERE name = $6 AND paused))
              ORDER BY events.tx_id, events.global_position
              LIMIT $3"
         );
@@ -218,6 +263,7 @@ impl EventStore {
             .bind(limit)
             .bind(stream_types)
             .bind(below_horizon)
+            .bind(unless_paused)
             .fetch_all(conn)
             .await?;
         if headers_only {
@@ -340,4 +386,23 @@ impl EventStore {
             _ => Ok(()),
         }
     }
+}
+
+/// How [`EventStore::read_after`] reads.
+#[derive(Debug, Clone, Copy)]
+struct Reading<'a> {
+    /// Stop at the gap-safe horizon (else: read ahead of it).
+    below_horizon: bool,
+    /// Positions and ids only.
+    headers_only: bool,
+    /// Nothing while this subscription is paused.
+    unless_paused: Option<&'a str>,
+}
+
+impl Reading<'_> {
+    const SAFE: Self = Self {
+        below_horizon: true,
+        headers_only: false,
+        unless_paused: None,
+    };
 }

@@ -33,6 +33,14 @@ pub trait SubscriptionHandler: Send + Sync {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), HandlerError>;
+
+    /// Whether `handle` writes through `tx` and needs it to commit with
+    /// the checkpoint. A handler whose effects are elsewhere (a publish, a
+    /// queue) says `false`: it gets a plain connection and the checkpoint
+    /// moves in its own statement after it succeeded (still at least once).
+    fn transactional(&self) -> bool {
+        true
+    }
 }
 
 pub struct Subscription<H> {
@@ -177,29 +185,39 @@ impl<H: SubscriptionHandler> Subscription<H> {
         // one shared LISTEN connection.
         let mut wakeups = self.store.wakeups();
         let mut failures: u32 = 0;
+        // The checkpoint as this runner last wrote it: while it holds the
+        // lock nobody else advances it, so a step need not read it back.
+        // An operator's reset or pause shows as a checkpoint update that
+        // matches nothing (see `step`), and the row is re-read on every
+        // idle poll, so a reset with no new events is still picked up.
+        let mut cursor = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step().await {
-                Ok(0) => {
+            match self.step(&mut cursor).await {
+                Ok(step) if step.more => failures = 0,
+                Ok(step) => {
                     failures = 0;
-                    tokio::select! {
-                        _ = wakeups.changed() => {}
-                        _ = tokio::time::sleep(self.poll_interval) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Ok(n) => {
-                    failures = 0;
-                    if (n as i64) < self.batch_size && !self.coalesce.is_zero() {
+                    if step.handled > 0 && !self.coalesce.is_zero() {
                         tokio::select! {
                             _ = tokio::time::sleep(self.coalesce) => {}
                             _ = shutdown.changed() => {}
                         }
+                        continue;
+                    }
+                    // Caught up: anything committed since the read bumped
+                    // the wake-up signal, so waiting loses nothing, and an
+                    // empty read after every batch would double the
+                    // queries a busy log costs each subscription.
+                    tokio::select! {
+                        _ = wakeups.changed() => {}
+                        _ = tokio::time::sleep(self.poll_interval) => cursor = None,
+                        _ = shutdown.changed() => {}
                     }
                 }
                 Err(error) => {
+                    cursor = None;
                     failures = failures.saturating_add(1);
                     let backoff =
                         Duration::from_millis(50u64.saturating_mul(1 << failures.min(16)))
@@ -239,10 +257,11 @@ impl<H: SubscriptionHandler> Subscription<H> {
         }
         self.ensure_row().await?;
         let mut total = 0;
+        let mut cursor = None;
         loop {
-            match self.step().await {
-                Ok(0) => return Ok(total),
-                Ok(n) => total += n,
+            match self.step(&mut cursor).await {
+                Ok(Step { handled: 0, .. }) => return Ok(total),
+                Ok(step) => total += step.handled,
                 Err(error) => {
                     self.record_failure(&error.to_string()).await;
                     return Err(error);
@@ -252,56 +271,98 @@ impl<H: SubscriptionHandler> Subscription<H> {
     }
 
     /// One batch: read after the checkpoint, handle, checkpoint, commit.
-    async fn step(&self) -> Result<usize, SubscriptionError> {
+    /// `cursor` is the checkpoint this runner knows (`None`: read the row).
+    async fn step(&self, cursor: &mut Option<GlobalPosition>) -> Result<Step, SubscriptionError> {
         let pool = self.store.pool();
-        let row = sqlx::query("SELECT last_tx, last_pos, paused FROM checkpoints WHERE name = $1")
-            .bind(&self.name)
-            .fetch_one(pool)
-            .await?;
-        if row.get::<bool, _>("paused") {
-            return Ok(0);
-        }
-        let after = GlobalPosition {
-            tx_id: row.get("last_tx"),
-            position: row.get("last_pos"),
+        let after = match *cursor {
+            Some(after) => after,
+            None => {
+                let row = sqlx::query(
+                    "SELECT last_tx, last_pos, paused FROM checkpoints WHERE name = $1",
+                )
+                .bind(&self.name)
+                .fetch_one(pool)
+                .await?;
+                if row.get::<bool, _>("paused") {
+                    return Ok(Step::IDLE);
+                }
+                let after = GlobalPosition {
+                    tx_id: row.get("last_tx"),
+                    position: row.get("last_pos"),
+                };
+                *cursor = Some(after);
+                after
+            }
         };
         // Read before the transaction writes anything: a transaction that has
         // taken an xid would hold the horizon back on itself.
         let mut conn = pool.acquire().await?;
-        let events = if self.headers_only {
-            self.store
-                .read_all_headers_in(
-                    &mut conn,
-                    after,
-                    self.batch_size,
-                    self.stream_types.as_deref(),
-                )
-                .await?
-        } else {
-            self.store
-                .read_all_in(
-                    &mut conn,
-                    after,
-                    self.batch_size,
-                    self.stream_types.as_deref(),
-                )
-                .await?
-        };
+        let events = self
+            .store
+            .read_for_subscription(
+                &mut conn,
+                &self.name,
+                after,
+                self.batch_size,
+                self.stream_types.as_deref(),
+                self.headers_only,
+            )
+            .await?;
         drop(conn);
         let Some(last) = events.last() else {
-            return Ok(0);
+            return Ok(Step::IDLE);
         };
         let last = GlobalPosition::of(last);
 
-        let mut tx = pool.begin().await?;
-        self.handler
-            .handle(&mut tx, &events)
-            .await
-            .map_err(SubscriptionError::Handler)?;
-        // Only from where this batch started: an operator who reset or
-        // paused the subscription meanwhile (`paca subscriptions`) wins, and
-        // the batch is rolled back and read again from the new checkpoint.
-        let moved = sqlx::query(
+        let moved = if self.handler.transactional() {
+            let mut tx = pool.begin().await?;
+            self.handler
+                .handle(&mut tx, &events)
+                .await
+                .map_err(SubscriptionError::Handler)?;
+            let moved = self.advance(&mut tx, after, last).await?;
+            if moved {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            moved
+        } else {
+            // Effects outside the database: a transaction would only wrap
+            // the checkpoint's own update (two more round trips a batch).
+            let mut conn = pool.acquire().await?;
+            self.handler
+                .handle(&mut conn, &events)
+                .await
+                .map_err(SubscriptionError::Handler)?;
+            self.advance(&mut conn, after, last).await?
+        };
+        if moved {
+            *cursor = None;
+            return Ok(Step {
+                handled: events.len(),
+                more: true,
+            });
+        }
+        *cursor = Some(last);
+        Ok(Step {
+            handled: events.len(),
+            more: events.len() as i64 >= self.batch_size,
+        })
+    }
+
+    /// Moves the checkpoint from `after` to `last`; `true` if it had moved
+    /// under the batch. Only from where this batch started: an operator who
+    /// reset or paused the subscription meanwhile (`paca subscriptions`)
+    /// wins, and the batch is rolled back and read again from the new
+    /// checkpoint.
+    async fn advance(
+        &self,
+        conn: &mut PgConnection,
+        after: GlobalPosition,
+        last: GlobalPosition,
+    ) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
             "UPDATE checkpoints SET last_tx = $2, last_pos = $3, status = 'running',
                     last_error = NULL, failures = 0, updated_at = now()
              WHERE name = $1 AND last_tx = $4 AND last_pos = $5 AND NOT paused",
@@ -311,16 +372,10 @@ impl<H: SubscriptionHandler> Subscription<H> {
         .bind(last.position)
         .bind(after.tx_id)
         .bind(after.position)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?
-        .rows_affected()
-            == 0;
-        if moved {
-            tx.rollback().await?;
-            return Ok(events.len());
-        }
-        tx.commit().await?;
-        Ok(events.len())
+        .rows_affected();
+        Ok(updated == 0)
     }
 
     async fn ensure_row(&self) -> Result<(), sqlx::Error> {
@@ -345,6 +400,23 @@ impl<H: SubscriptionHandler> Subscription<H> {
             tracing::error!(subscription = %self.name, %db_error, "could not record handler failure");
         }
     }
+}
+
+/// What one [`Subscription::step`] did.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// Events handed to the handler (rolled back too, if the checkpoint
+    /// had moved under it).
+    handled: usize,
+    /// Read again at once: the batch was full, or the checkpoint moved.
+    more: bool,
+}
+
+impl Step {
+    const IDLE: Self = Self {
+        handled: 0,
+        more: false,
+    };
 }
 
 /// The session holding a subscription's advisory lock: a dedicated

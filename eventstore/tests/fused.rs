@@ -113,23 +113,20 @@ async fn fused_append_commits_events_and_projection_together(
 ) {
     let (pool, store) = setup(connect).await;
     let id = Uuid::now_v7();
-    // Streams are created by the transactional path; the fused one only
-    // extends them.
-    store
-        .append(
-            stream(id),
-            ExpectedVersion::NoStream,
-            vec![event("it.a", json!({}))],
-        )
+    // Version 0 creates the stream; a stream that exists is a conflict
+    // and appends nothing.
+    let created = store
+        .append_fused(stream(id), 0, vec![event("it.a", json!({}))], &[])
         .await
-        .unwrap();
-    assert!(
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(created.stream_version, 1);
+    assert!(matches!(
         store
             .append_fused(stream(id), 0, vec![event("it.x", json!({}))], &[])
-            .await
-            .unwrap()
-            .is_none()
-    );
+            .await,
+        Err(AppendError::VersionConflict { .. })
+    ));
 
     // Quotes, backslashes and a dollar-number in values survive rendering.
     let tricky = "it's a \\ $1 ''; DROP TABLE events; --";
@@ -347,4 +344,95 @@ async fn concurrent_fused_appends_to_one_stream_never_lose_or_duplicate(
             .unwrap();
     assert_eq!(versions, (1..=81).collect::<Vec<_>>());
     pool.close().await;
+}
+
+/// The caller's prelude runs in the append's transaction: when it finds
+/// its state moved (`take_task_number` with a number the counter is not
+/// at), the append fails as a guard and keeps nothing, the counter
+/// included; when it holds, both commit together.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_prelude_commits_with_the_append_or_keeps_nothing(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let (pool, store) = setup(connect).await;
+    let project = Uuid::now_v7();
+    let take = |number: i64| {
+        let mut sql = String::new();
+        Stmt::new("SELECT take_task_number($1, $2)")
+            .arg(project)
+            .arg(number)
+            .render(&mut sql);
+        sql
+    };
+    let counter = || async {
+        sqlx::query_scalar::<_, i64>("SELECT last_number FROM task_counters WHERE project_id = $1")
+            .bind(project)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+    };
+    let events_of = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE stream_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    let first = Uuid::now_v7();
+    let refused = store
+        .append_fused_with(
+            stream(first),
+            0,
+            vec![event("it.a", json!({}))],
+            &[],
+            &take(2),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(AppendError::GuardMoved { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(events_of(first).await, 0);
+    assert_eq!(
+        counter().await,
+        None,
+        "the refused append moved the counter"
+    );
+
+    for (number, id) in [(1, first), (2, Uuid::now_v7())] {
+        store
+            .append_fused_with(
+                stream(id),
+                0,
+                vec![event("it.a", json!({}))],
+                &[],
+                &take(number),
+            )
+            .await
+            .unwrap()
+            .expect("rendered");
+        assert_eq!(events_of(id).await, 1);
+        assert_eq!(counter().await, Some(number));
+    }
+    // A number already taken: refused, the counter stays.
+    let late = Uuid::now_v7();
+    assert!(matches!(
+        store
+            .append_fused_with(
+                stream(late),
+                0,
+                vec![event("it.a", json!({}))],
+                &[],
+                &take(2)
+            )
+            .await,
+        Err(AppendError::GuardMoved { .. })
+    ));
+    assert_eq!(events_of(late).await, 0);
+    assert_eq!(counter().await, Some(2));
 }

@@ -80,6 +80,11 @@ pub fn payload_for(event: &RecordedEvent) -> Value {
 
 #[async_trait::async_trait]
 impl SubscriptionHandler for Delivery {
+    /// Calls the plugin; its host calls write through commands of their own.
+    fn transactional(&self) -> bool {
+        false
+    }
+
     async fn handle(
         &self,
         _tx: &mut PgConnection,

@@ -1,8 +1,10 @@
 """Races on one aggregate: invariants must hold when requests arrive together."""
 
+import tempfile
+
 import pytest
 
-from conftest import describe, err, ok
+from conftest import _make_server, _teardown_server, describe, err, ok, unique
 from test_2_support import (P, activities, blocks, clone, create_sprint, create_task, get_task, items, list_all,
                             parallel, statuses_of, types_of, views_of)
 
@@ -166,3 +168,41 @@ def test_a_contended_task_takes_every_write(admin, project):
     assert final["version"] == t["version"] + writers * rounds
     updates = [a for a in activities(admin, pid, t["id"]) if a["activity_type"] == "task.updated"]
     assert len(updates) == writers * rounds
+
+
+def test_creation_numbers_stay_dense_across_two_nodes():
+    """Each server keeps its own copy of a project's task counter for one-round-trip creates; a create that
+    finds its copy stale (the other node, or a transactional create with a parent, took a number) is decided
+    again, so numbers stay dense and unique whichever node answers."""
+    a, dbname = _make_server("num-a")
+    a.start()
+    b = None
+    try:
+        b = type(a)("num-b", a.database_url, tempfile.mkdtemp(prefix="paca-data-num-b-"),
+                    admin_password=a.admin_password, jwt_secret=a.jwt_secret)
+        b.start()
+        ca, cb = a.admin(), b.admin()
+        pid = ok(ca.post("/projects", json={"name": unique("Numbers ")}), 201)["id"]
+        first = create_task(ca, pid, "a1")
+        assert first["task_number"] == 1
+        assert create_task(cb, pid, "b1")["task_number"] == 2
+        assert create_task(ca, pid, "a2")["task_number"] == 3, "node a decided from a stale counter"
+        child = create_task(cb, pid, "b child", parent_task_id=first["id"])
+        assert child["task_number"] == 4
+        assert create_task(cb, pid, "b2")["task_number"] == 5
+        assert create_task(ca, pid, "a3")["task_number"] == 6
+
+        clients = [clone(ca) for _ in range(8)] + [clone(cb) for _ in range(8)]
+
+        def make(i):
+            return lambda: clients[i].post(P(pid, "/tasks"), json={"title": f"race {i}"})
+
+        resps = parallel([make(i) for i in range(len(clients))])
+        nums = sorted(ok(r, 201)["task_number"] for r in resps)
+        assert nums == list(range(7, 23)), f"task numbers across two nodes: {nums}"
+        listed = sorted(t["task_number"] for t in list_all(ca, pid, page_size=200))
+        assert listed == list(range(1, 23))
+    finally:
+        if b is not None:
+            _teardown_server(b, None)
+        _teardown_server(a, dbname)

@@ -40,6 +40,11 @@ impl RelayHandler {
 
 #[async_trait::async_trait]
 impl SubscriptionHandler for RelayHandler {
+    /// Publishes only; the checkpoint needs no transaction of its own.
+    fn transactional(&self) -> bool {
+        false
+    }
+
     async fn handle(
         &self,
         _tx: &mut sqlx::PgConnection,
