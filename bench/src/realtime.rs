@@ -292,9 +292,15 @@ async fn measure(
 }
 
 /// A Socket.IO `event` frame, decoded only as far as the receipt needs
-/// (the rest of the payload is skipped, not built into a tree).
+/// (the rest of the payload is skipped, not built into a tree). With
+/// connection-state recovery on, the server appends the packet's offset as
+/// a last argument.
 #[derive(serde::Deserialize)]
-struct Frame<'a>(#[serde(borrow)] &'a str, #[serde(borrow)] Event<'a>);
+struct Frame<'a>(
+    #[serde(borrow)] &'a str,
+    #[serde(borrow)] Event<'a>,
+    #[serde(default)] Option<serde::de::IgnoredAny>,
+);
 
 #[derive(serde::Deserialize)]
 struct Event<'a> {
@@ -392,7 +398,7 @@ impl SioClient {
                     continue;
                 }
                 if let Some(body) = text.strip_prefix("42")
-                    && let Ok(Frame(name, event)) = serde_json::from_str::<Frame>(body)
+                    && let Ok(Frame(name, event, _)) = serde_json::from_str::<Frame>(body)
                     && name == "event"
                     && event.kind == "task.updated"
                     && let Some(version) = event.payload.version
