@@ -299,7 +299,9 @@ async fn measure(
 struct Frame<'a>(
     #[serde(borrow)] &'a str,
     #[serde(borrow)] Event<'a>,
-    #[serde(default)] Option<serde::de::IgnoredAny>,
+    #[expect(dead_code, reason = "only skipped: the recovery offset")]
+    #[serde(default)]
+    Option<serde::de::IgnoredAny>,
 );
 
 #[derive(serde::Deserialize)]
