@@ -255,6 +255,48 @@ impl Commands {
         })
     }
 
+    /// The project a fused task write decides from: the directory's copy,
+    /// or (`fresh`) the log's. `PROJECT_NOT_FOUND` unless it is live.
+    async fn live_project(
+        &self,
+        project_id: Uuid,
+        fresh: bool,
+    ) -> CommandResult<crate::directory::Versioned<Project>> {
+        let project = match self.directory.project_state(project_id) {
+            Some(project) if !fresh => project,
+            _ => {
+                let mut conn = self.store.pool().acquire().await?;
+                self.project_versioned(&mut conn, project_id).await?
+            }
+        };
+        if !project.state.is_live() {
+            return Err(CommandError::domain(
+                ErrorCode::PROJECT_NOT_FOUND,
+                "project not found",
+            ));
+        }
+        Ok(project)
+    }
+
+    /// Keeps a task's state after a fused write committed it at `version`.
+    fn cache_written(
+        &self,
+        project_id: Uuid,
+        task_id: Uuid,
+        version: i64,
+        state: Task,
+    ) -> TaskWritten {
+        self.tasks.put(
+            task_id,
+            CachedTask {
+                project_id,
+                version,
+                state: std::sync::Arc::new(state),
+            },
+        );
+        TaskWritten { task_id, version }
+    }
+
     /// The one-round-trip create: the project from the directory, the
     /// number from this node's copy of the project's counter, the decision
     /// in memory, and the append with the counter's move
@@ -278,19 +320,7 @@ impl Commands {
             if attempt > 1 {
                 tokio::time::sleep(crate::transact::backoff(attempt)).await;
             }
-            let project = match self.directory.project_state(project_id) {
-                Some(project) if !fresh => project,
-                _ => {
-                    let mut conn = self.store.pool().acquire().await?;
-                    self.project_versioned(&mut conn, project_id).await?
-                }
-            };
-            if !project.state.is_live() {
-                return Err(CommandError::domain(
-                    ErrorCode::PROJECT_NOT_FOUND,
-                    "project not found",
-                ));
-            }
+            let project = self.live_project(project_id, fresh).await?;
             let ctx = context_of(&project.state, None, None, None);
             let create = |task_number| TaskCommand::Create {
                 task_number,
@@ -344,18 +374,12 @@ impl Commands {
                     *last = Some(number);
                     drop(last);
                     let state = events.iter().fold(Task::default(), Task::evolve);
-                    self.tasks.put(
+                    return Ok(Some(self.cache_written(
+                        project_id,
                         task_id,
-                        CachedTask {
-                            project_id,
-                            version: result.stream_version,
-                            state: std::sync::Arc::new(state),
-                        },
-                    );
-                    return Ok(Some(TaskWritten {
-                        task_id,
-                        version: result.stream_version,
-                    }));
+                        result.stream_version,
+                        state,
+                    )));
                 }
                 Ok(None) => return Ok(None),
                 // The id is taken (a plugin's origin key, created twice):
@@ -527,19 +551,7 @@ impl Commands {
                     });
                 }
             }
-            let project = match self.directory.project_state(project_id) {
-                Some(project) if !fresh => project,
-                _ => {
-                    let mut conn = self.store.pool().acquire().await?;
-                    self.project_versioned(&mut conn, project_id).await?
-                }
-            };
-            if !project.state.is_live() {
-                return Err(CommandError::domain(
-                    ErrorCode::PROJECT_NOT_FOUND,
-                    "project not found",
-                ));
-            }
+            let project = self.live_project(project_id, fresh).await?;
             let ctx = context_of(&project.state, Some(task_id), None, None);
             let events = match task.state.decide(command.clone(), &ctx) {
                 // A refusal or a no-op decided from cached state is
@@ -575,18 +587,12 @@ impl Commands {
             {
                 Ok(Some(result)) => {
                     let state = events.iter().fold((*task.state).clone(), Task::evolve);
-                    self.tasks.put(
+                    return Ok(Some(self.cache_written(
+                        project_id,
                         task_id,
-                        CachedTask {
-                            project_id,
-                            version: result.stream_version,
-                            state: std::sync::Arc::new(state),
-                        },
-                    );
-                    return Ok(Some(TaskWritten {
-                        task_id,
-                        version: result.stream_version,
-                    }));
+                        result.stream_version,
+                        state,
+                    )));
                 }
                 Ok(None) => return Ok(None),
                 Err(error) => {
