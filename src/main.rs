@@ -110,6 +110,21 @@ impl Database {
                 .run(&mut conn)
                 .await
                 .context("running migrations")?;
+            // The read models are updated in place all day long; without
+            // autovacuum their dead rows pile up and their statistics go
+            // stale, and the planner then scans where it should look up
+            // (docs/operations.md, "PostgreSQL settings").
+            let autovacuum: Option<String> =
+                sqlx::query_scalar("SELECT current_setting('autovacuum')")
+                    .fetch_optional(&mut conn)
+                    .await
+                    .unwrap_or_default();
+            if autovacuum.as_deref() == Some("off") {
+                tracing::warn!(
+                    "PostgreSQL runs with autovacuum = off: read-model tables will bloat and \
+                     lose their planner statistics; turn it on, or run VACUUM (ANALYZE) regularly"
+                );
+            }
             conn.close().await?;
         }
         // Read models live in schema `rm` (see projections::rebuild), the log

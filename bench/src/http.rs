@@ -78,6 +78,11 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         .and_then(|l| l.local_addr())
         .context("find a free loopback port")?
         .port();
+    let history = if settings.history {
+        Some(grow_log(db, settings.events).await?)
+    } else {
+        None
+    };
     let overhead = tokio::task::spawn_blocking(counting_overhead)
         .await
         .context("the overhead measurement panicked")??;
@@ -99,6 +104,7 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
         phase: settings.phase,
         runs: settings.runs,
         overhead,
+        history,
     };
     std::thread::Builder::new()
         .name("bench-http-client".into())
@@ -122,6 +128,35 @@ pub async fn run(db: &ScratchDb, settings: &Settings) -> Result<Report> {
     };
     server.stop().await;
     outcome
+}
+
+/// The growth run's starting point: `events` generated domain events in the
+/// log and projected into the live read models, as a server that has run
+/// for a long time would find them on start. Generation and projection are
+/// not measured.
+async fn grow_log(db: &ScratchDb, events: u64) -> Result<String> {
+    let pool = db.pool(4).await?;
+    let store = eventstore::EventStore::builder(pool.clone()).build();
+    projections::ensure_ready(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("ensure_ready: {e}"))?;
+    let started = Instant::now();
+    let history = crate::rebuild::generate(&pool, events).await?;
+    let generated = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let rebuilt = projections::rebuild(&store, &|_: u64, _: u64| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("projections::rebuild: {e}"))?;
+    let described = format!(
+        "grown log: {} events of {} other projects before the server started \
+         (generated in {generated:.0} s, projected in {:.0} s; not measured)",
+        number(rebuilt.events as f64),
+        number(history.projects as f64),
+        started.elapsed().as_secs_f64(),
+    );
+    println!("{described}");
+    pool.close().await;
+    Ok(described)
 }
 
 /// `PACA_BIN`, or the release binary as `cargo build` reports it (a no-op
@@ -284,6 +319,8 @@ struct ClientSide {
     phase: Duration,
     runs: usize,
     overhead: Overhead,
+    /// Set on a growth run: what the log held before the server started.
+    history: Option<String>,
 }
 
 /// A JSON API session on the client thread.
@@ -580,6 +617,9 @@ impl ClientSide {
             base: base.clone(),
             auth: auth.clone(),
         };
+        if self.history.is_some() {
+            self.wait_caught_up().await?;
+        }
         let seeded = self.seed(&api).await?;
 
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -607,6 +647,9 @@ impl ClientSide {
         let mut saturated = Vec::new();
         for run in 1..=self.runs {
             println!("run {run}/{}:", self.runs);
+            // Each run writes thousands of rows; with autovacuum off
+            // nothing else would vacuum them between runs.
+            self.vacuum().await?;
             let observed = Observer::start(&client, &base, self.phase).await;
             let healthz = open_loop(&client, &auth, self.rate, self.phase, |_| Request::Get {
                 url: healthz_url.clone(),
@@ -809,10 +852,64 @@ impl ClientSide {
              (after seeding), under load the highest of the mid-phase scrapes, baseline the idle figure",
         );
         report.note(self.overhead.describe());
+        if let Some(history) = &self.history {
+            report.note(history.clone());
+        }
         for note in saturated {
             report.note(note);
         }
         Ok(report)
+    }
+
+    /// On a grown log the server's subscriptions (the log sealer, the
+    /// relay, notifications, agent triggers) start behind the generated
+    /// events, as they never are on a server that was running when they
+    /// were written: wait until each has caught up, so their first pass
+    /// over the history is neither in the seeding nor in the figures.
+    async fn wait_caught_up(&self) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+        let started = Instant::now();
+        loop {
+            let (subscriptions, behind): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT count(*), max((SELECT max(global_position) FROM events) - last_pos)
+                   FROM checkpoints",
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            if subscriptions > 0 && behind.unwrap_or(0) <= 0 {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(1800),
+                "the server's subscriptions did not catch up with the grown log in 30 min"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        println!(
+            "the server's subscriptions caught up with the grown log in {:.0} s (not measured)",
+            started.elapsed().as_secs_f64()
+        );
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// What autovacuum does after such a load, done before each run's
+    /// figures so they do not depend on whether (or when) it ran: this
+    /// machine's PostgreSQL runs with `autovacuum = off`, where tables that
+    /// were never analysed get plans that scan a project's tasks for a
+    /// lookup by id.
+    async fn vacuum(&self) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.database_url).await?;
+        let started = Instant::now();
+        sqlx::query("VACUUM (ANALYZE)").execute(&mut conn).await?;
+        println!(
+            "  VACUUM (ANALYZE) in {:.1} s (not measured)",
+            started.elapsed().as_secs_f64()
+        );
+        conn.close().await?;
+        Ok(())
     }
 
     async fn seed(&self, api: &Api) -> Result<Seeded> {

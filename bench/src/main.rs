@@ -68,9 +68,18 @@ struct Cli {
     #[arg(long, global = true)]
     via_notify: bool,
 
-    /// rebuild: number of events in the log.
+    /// rebuild: number of events in the log; http with --history: events
+    /// generated into the log before the server starts.
     #[arg(long, default_value_t = 1_000_000, global = true)]
     events: u64,
+
+    /// http: start from a grown log. `--events` real domain events (as
+    /// `rebuild` generates them: 10 per project, a user per 100 projects)
+    /// are bulk-inserted and projected with `projections::rebuild` before
+    /// the server starts, so the measured project shares the log and the
+    /// read models with them (the growth run).
+    #[arg(long, global = true)]
+    history: bool,
 
     /// realtime: connected Socket.IO clients.
     #[arg(long, default_value_t = 1_000, global = true)]
@@ -124,6 +133,7 @@ pub struct Settings {
     pub rate: u64,
     pub via_notify: bool,
     pub events: u64,
+    pub history: bool,
     pub tasks: u64,
     pub database_url: String,
     pub clients: usize,
@@ -150,6 +160,7 @@ async fn main() -> Result<()> {
             .max(1),
         via_notify: cli.via_notify,
         events: cli.events.max(10),
+        history: cli.history,
         tasks: cli.tasks,
         database_url: cli.database_url.clone(),
         clients: cli.clients.max(1),

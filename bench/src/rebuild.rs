@@ -49,9 +49,9 @@ const PROJECTS_PER_USER: u64 = 100;
 const GENERATE_CHUNK: usize = 10_000;
 
 /// What was generated, to check the rebuilt read models against.
-struct History {
-    events: u64,
-    projects: u64,
+pub(crate) struct History {
+    pub(crate) events: u64,
+    pub(crate) projects: u64,
     users: u64,
     roles: u64,
 }
@@ -335,7 +335,7 @@ fn metadata(kind: &str, user_id: Option<Uuid>) -> Value {
 
 /// Writes about `events` real domain events (see the module docs) and the
 /// matching `streams` rows.
-async fn generate(pool: &PgPool, events: u64) -> Result<History> {
+pub(crate) async fn generate(pool: &PgPool, events: u64) -> Result<History> {
     let projects = (events / EVENTS_PER_PROJECT).max(1);
     let users = projects.div_ceil(PROJECTS_PER_USER);
     let mut rows = Rows::default();

@@ -145,15 +145,20 @@ pub async fn task(
     project_id: Uuid,
     id: Uuid,
 ) -> Result<Option<TaskView>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
-    );
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
     let row = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .bind(project_id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(TaskView::from))
+    Ok(row.filter(|r| live_in(r, project_id)).map(TaskView::from))
+}
+
+/// The lookups by id name only the primary key and check the project and
+/// the deletion on the row: with `project_id` in the `WHERE` the planner
+/// could (and, with statistics older than the table's growth, did) walk a
+/// `(project_id, …)` index over all of a project's tasks instead.
+fn live_in(row: &TaskRow, project_id: Uuid) -> bool {
+    row.project_id == project_id && row.deleted_at.is_none()
 }
 
 /// [`task`] with the plugins' summaries of it (`plugin_summaries`, only
@@ -174,14 +179,13 @@ pub async fn task_with_summaries(
         "SELECT {TASK_COLUMNS},
                 (SELECT jsonb_agg(jsonb_build_array(s.plugin, s.summary) ORDER BY s.plugin)
                    FROM plugin_summaries s WHERE s.task_id = tasks.id) AS summaries
-           FROM tasks WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+           FROM tasks WHERE id = $1"
     );
     let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .bind(project_id)
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(|row| {
+    Ok(row.filter(|r| live_in(&r.task, project_id)).map(|row| {
         let mut view = TaskView::from(row.task);
         let summaries: Map<String, Value> = match row.summaries {
             Some(Value::Array(pairs)) => pairs
@@ -288,7 +292,11 @@ fn push_id_filter(q: &mut QueryBuilder<Postgres>, column: &str, filter: Option<I
 }
 
 fn push_in(q: &mut QueryBuilder<Postgres>, column: &str, ids: &[Uuid]) {
-    if !ids.is_empty() {
+    // One id as an equality: `= ANY(...)` does not let PostgreSQL (before
+    // 17) walk the (project, column, created_at, id) index in list order.
+    if let [id] = ids {
+        q.push(format!(" AND {column} = ")).push_bind(*id);
+    } else if !ids.is_empty() {
         q.push(format!(" AND {column} = ANY("))
             .push_bind(ids.to_vec())
             .push(")");

@@ -246,6 +246,19 @@ async fn replay(
         events = next?;
     }
 
+    // Statistics for the new tables before reads switch to them: without
+    // any (autovacuum has not seen them yet, or is off) the planner cannot
+    // tell a primary-key lookup from a scan of a project's rows, and picked
+    // the latter for `GET /tasks/:id` on a 100,000-task project.
+    let tables = TABLES
+        .iter()
+        .map(|table| format!("{schema}.{table}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}")))
+        .execute(pool)
+        .await?;
+
     // Final catch-up: appenders take ROW EXCLUSIVE on `streams` before they
     // insert any event, so EXCLUSIVE here waits for in-flight appends to
     // finish and holds new ones back; then every committed event is visible.

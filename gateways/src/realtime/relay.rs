@@ -416,6 +416,10 @@ pub async fn run(
 ) {
     let subscription = Subscription::new(SUBSCRIPTION, store, RelayHandler::new(bus, directory))
         .poll_interval(Duration::from_millis(250))
+        // Under a stream of writes, one read and one checkpoint write per
+        // 5 ms instead of per commit; an event after a quiet spell still
+        // goes out at once (the realtime p99 is measured on those).
+        .coalesce(Duration::from_millis(5))
         // Valkey back within a second of its restart means events flow
         // again within a second.
         .max_backoff(Duration::from_secs(1));
