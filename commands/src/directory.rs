@@ -197,18 +197,16 @@ impl Directory {
         let mut conn = self.inner.store.pool().acquire().await?;
         loop {
             let after = self.read().position;
-            let events = self
+            let batch = self
                 .inner
                 .store
-                .read_all_in(&mut conn, after, BATCH, Some(&types))
+                .read_types_in(&mut conn, after, BATCH, &types)
                 .await?;
-            let Some(last) = events.last() else {
-                break;
-            };
-            let last = GlobalPosition::of(last);
-            self.fold(&mut conn, &events).await?;
-            self.write().position = last;
-            if (events.len() as i64) < BATCH {
+            self.fold(&mut conn, &batch.events).await?;
+            // Past the other streams' events below the horizon too, so the
+            // next read does not walk them again.
+            self.write().position = batch.next_after(after);
+            if !batch.full() {
                 break;
             }
         }
@@ -390,7 +388,7 @@ impl Directory {
             let permissions = project
                 .roles
                 .get(&member.role_id)
-                .map(|r| Arc::from(r.permissions.as_slice()))
+                .map(|r| Arc::clone(&r.permissions))
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             Some((member_id, permissions))
         });
@@ -417,7 +415,7 @@ impl Directory {
             let permissions = project
                 .roles
                 .get(&member.role_id)
-                .map(|r| Arc::from(r.permissions.as_slice()))
+                .map(|r| Arc::clone(&r.permissions))
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             Some(AgentMember {
                 project_id: *project_id,

@@ -22,6 +22,7 @@ pub mod task_config;
 pub mod upcast;
 pub mod user;
 pub mod validate;
+pub mod vecmap;
 pub mod view;
 
 pub use error::{Decision, DomainError, ErrorCode};

@@ -3,7 +3,7 @@
 //! rules spanning entries (exactly one default type and status, system types,
 //! unique names and keys) are checked against one consistent state.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,11 +98,11 @@ pub struct CustomField {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskConfig {
-    pub types: BTreeMap<Uuid, TaskType>,
+    pub types: VecMap<Uuid, TaskType>,
     pub default_type: Option<Uuid>,
-    pub statuses: BTreeMap<Uuid, TaskStatus>,
+    pub statuses: VecMap<Uuid, TaskStatus>,
     pub default_status: Option<Uuid>,
-    pub fields: BTreeMap<Uuid, CustomField>,
+    pub fields: VecMap<Uuid, CustomField>,
 }
 
 impl TaskConfig {

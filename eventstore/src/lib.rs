@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use append::{AppendResult, AppendTx, LockMode};
-pub use read::{EventKey, GlobalPosition};
+pub use read::{Batch, EventKey, GlobalPosition};
 pub use subscription::{Subscription, SubscriptionHandler, SubscriptionStatus};
 pub use upcast::{Upcaster, Upcasters};
 

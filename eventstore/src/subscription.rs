@@ -185,9 +185,7 @@ impl<H: SubscriptionHandler> Subscription<H> {
         // one shared LISTEN connection.
         let mut wakeups = self.store.wakeups();
         let mut failures: u32 = 0;
-        // The checkpoint as this runner last wrote it: while it holds the
-        // lock nobody else advances it, so a step need not read it back.
-        // An operator's reset or pause shows as a checkpoint update that
+        // Where this runner stands (see `Cursor`). An operator's reset or pause shows as a checkpoint update that
         // matches nothing (see `step`), and the row is re-read on every
         // idle poll, so a reset with no new events is still picked up.
         let mut cursor = None;
@@ -271,11 +269,11 @@ impl<H: SubscriptionHandler> Subscription<H> {
     }
 
     /// One batch: read after the checkpoint, handle, checkpoint, commit.
-    /// `cursor` is the checkpoint this runner knows (`None`: read the row).
-    async fn step(&self, cursor: &mut Option<GlobalPosition>) -> Result<Step, SubscriptionError> {
+    /// `cursor` is where this runner stands (`None`: read the row).
+    async fn step(&self, cursor: &mut Option<Cursor>) -> Result<Step, SubscriptionError> {
         let pool = self.store.pool();
-        let after = match *cursor {
-            Some(after) => after,
+        let at = match *cursor {
+            Some(at) => at,
             None => {
                 let row = sqlx::query(
                     "SELECT last_tx, last_pos, paused FROM checkpoints WHERE name = $1",
@@ -286,41 +284,55 @@ impl<H: SubscriptionHandler> Subscription<H> {
                 if row.get::<bool, _>("paused") {
                     return Ok(Step::IDLE);
                 }
-                let after = GlobalPosition {
+                let checkpoint = GlobalPosition {
                     tx_id: row.get("last_tx"),
                     position: row.get("last_pos"),
                 };
-                *cursor = Some(after);
-                after
+                let at = Cursor {
+                    checkpoint,
+                    read_from: checkpoint,
+                };
+                *cursor = Some(at);
+                at
             }
         };
         // Read before the transaction writes anything: a transaction that has
         // taken an xid would hold the horizon back on itself.
         let mut conn = pool.acquire().await?;
-        let events = self
+        let batch = self
             .store
             .read_for_subscription(
                 &mut conn,
                 &self.name,
-                after,
+                at.read_from,
                 self.batch_size,
                 self.stream_types.as_deref(),
                 self.headers_only,
             )
             .await?;
         drop(conn);
-        let Some(last) = events.last() else {
+        // Past the batch, and for a typed subscription past the events of
+        // other types below the horizon too.
+        let next = batch.next_after(at.read_from);
+        let events = batch.events.as_slice();
+        if events.is_empty() {
+            // Only in memory: writing the checkpoint for events this runner
+            // does not read would cost a write per idle read. The next
+            // batch's checkpoint covers them.
+            *cursor = Some(Cursor {
+                read_from: next,
+                ..at
+            });
             return Ok(Step::IDLE);
-        };
-        let last = GlobalPosition::of(last);
+        }
 
         let moved = if self.handler.transactional() {
             let mut tx = pool.begin().await?;
             self.handler
-                .handle(&mut tx, &events)
+                .handle(&mut tx, events)
                 .await
                 .map_err(SubscriptionError::Handler)?;
-            let moved = self.advance(&mut tx, after, last).await?;
+            let moved = self.advance(&mut tx, at.checkpoint, next).await?;
             if moved {
                 tx.rollback().await?;
             } else {
@@ -332,10 +344,10 @@ impl<H: SubscriptionHandler> Subscription<H> {
             // the checkpoint's own update (two more round trips a batch).
             let mut conn = pool.acquire().await?;
             self.handler
-                .handle(&mut conn, &events)
+                .handle(&mut conn, events)
                 .await
                 .map_err(SubscriptionError::Handler)?;
-            self.advance(&mut conn, after, last).await?
+            self.advance(&mut conn, at.checkpoint, next).await?
         };
         if moved {
             *cursor = None;
@@ -344,10 +356,13 @@ impl<H: SubscriptionHandler> Subscription<H> {
                 more: true,
             });
         }
-        *cursor = Some(last);
+        *cursor = Some(Cursor {
+            checkpoint: next,
+            read_from: next,
+        });
         Ok(Step {
             handled: events.len(),
-            more: events.len() as i64 >= self.batch_size,
+            more: batch.full(),
         })
     }
 
@@ -400,6 +415,16 @@ impl<H: SubscriptionHandler> Subscription<H> {
             tracing::error!(subscription = %self.name, %db_error, "could not record handler failure");
         }
     }
+}
+
+/// Where a runner stands: the checkpoint as it last wrote it (while it
+/// holds the lock nobody else advances it, so a step need not read it
+/// back), and where its next read starts, which an empty typed read moves
+/// past the horizon without a write.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    checkpoint: GlobalPosition,
+    read_from: GlobalPosition,
 }
 
 /// What one [`Subscription::step`] did.

@@ -1256,6 +1256,188 @@ async fn read_all_batch_reads_only_its_batch(_: PgPoolOptions, connect: PgConnec
     pool.close().await;
 }
 
+/// A reader of rare stream types (the directory, a typed subscription)
+/// moves past the other types' events below the horizon, so its next read
+/// walks only what is new, not everything since its last match; the read
+/// is planned once per connection (the generic plan is kept); and a paused
+/// subscription moves nowhere, the horizon included.
+#[sqlx::test(migrations = "../migrations")]
+async fn typed_reads_skip_other_types_once_and_keep_one_plan(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = common::pool(connect, 4).await;
+    let store = EventStore::builder(pool.clone()).build();
+    let user = Uuid::now_v7();
+    store
+        .append(
+            StreamRef {
+                stream_type: "user",
+                stream_id: user,
+                project_id: None,
+            },
+            ExpectedVersion::Any,
+            vec![event("it.user", json!({}))],
+        )
+        .await
+        .unwrap();
+    // Then 5,000 events of another type, in 50 transactions.
+    for round in 0..50 {
+        sqlx::query(
+            "INSERT INTO events (stream_type, stream_id, version, event_id, event_type, payload, metadata)
+             SELECT 'task', gen_random_uuid(), 1, gen_random_uuid(), 'it.bulk',
+                    jsonb_build_object('round', $1::int), '{}'
+             FROM generate_series(1, 100)",
+        )
+        .bind(round)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let all = read_all_until(&store, 5_001).await;
+    let newest = GlobalPosition::of(all.last().unwrap());
+    let users = vec!["user".to_owned()];
+
+    let mut conn = pool.acquire().await.unwrap();
+    let batch = store
+        .read_types_in(&mut conn, GlobalPosition::default(), 100, &users)
+        .await
+        .unwrap();
+    assert_eq!(ids(&batch.events), [all[0].event_id]);
+    assert!(!batch.full());
+    assert_eq!(batch.horizon, Some(newest));
+    let next = batch.next_after(GlobalPosition::default());
+    assert_eq!(
+        next, newest,
+        "the cursor moves past the other types' events"
+    );
+
+    // A full batch does not skip: matches may remain below the horizon.
+    let batch = store
+        .read_types_in(&mut conn, GlobalPosition::default(), 1, &users)
+        .await
+        .unwrap();
+    assert!(batch.full());
+    assert_eq!(
+        batch.next_after(GlobalPosition::default()),
+        GlobalPosition::of(&all[0])
+    );
+
+    // From there, a read costs what is new, not the 5,000 events behind.
+    for _ in 0..8 {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let before = tuples_read(&mut tx).await;
+        let batch = store
+            .read_types_in(&mut tx, next, 100, &users)
+            .await
+            .unwrap();
+        assert!(batch.events.is_empty());
+        let read = tuples_read(&mut tx).await - before;
+        assert!(
+            read < 100,
+            "a read after the horizon read {read} rows of the log"
+        );
+        tx.rollback().await.unwrap();
+    }
+    // Planned once: after PostgreSQL's five custom plans it keeps the
+    // generic one (a cursor visible to the planner would keep it
+    // re-planning, and probing the index's end, on every read).
+    for _ in 0..8 {
+        store
+            .read_types_in(&mut conn, next, 100, &users)
+            .await
+            .unwrap();
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE '%AS horizon%' ORDER BY generic_plans DESC LIMIT 1",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        generic >= 4,
+        "generic plans {generic}, custom plans {custom}"
+    );
+    drop(conn);
+
+    // A typed subscription checkpoints past the other types' events with
+    // its batch, and a paused one moves nowhere.
+    struct Count(AtomicU64);
+    #[async_trait::async_trait]
+    impl SubscriptionHandler for Count {
+        async fn handle(
+            &self,
+            _tx: &mut PgConnection,
+            events: &[RecordedEvent],
+        ) -> Result<(), HandlerError> {
+            self.0.fetch_add(events.len() as u64, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let sub = Arc::new(
+        Subscription::new("it-users", store.clone(), Count(AtomicU64::new(0)))
+            .stream_types(users)
+            .poll_interval(Duration::from_secs(30)),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn({
+        let sub = Arc::clone(&sub);
+        async move { sub.run(stopped).await }
+    });
+    eventually(
+        "the user event delivered",
+        Duration::from_secs(10),
+        || async {
+            let status = status_of(&store, "it-users").await?;
+            (sub.handler().0.load(Ordering::SeqCst) == 1 && status.checkpoint == newest)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Paused while events arrive: the runner reads on every wake-up, and
+    // none of those reads may move it past the user event it must deliver
+    // once resumed.
+    store.pause_subscription("it-users", true).await.unwrap();
+    store
+        .append(
+            StreamRef {
+                stream_type: "user",
+                stream_id: user,
+                project_id: None,
+            },
+            ExpectedVersion::Any,
+            vec![event("it.user", json!({}))],
+        )
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        append_round(&store, &[Uuid::now_v7()], 10).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sub.handler().0.load(Ordering::SeqCst), 1);
+    let newest = GlobalPosition::of(read_all_until(&store, 5_052).await.last().unwrap());
+    store.pause_subscription("it-users", false).await.unwrap();
+    eventually(
+        "the second user event delivered",
+        Duration::from_secs(10),
+        || async {
+            let status = status_of(&store, "it-users").await?;
+            (sub.handler().0.load(Ordering::SeqCst) == 2 && status.checkpoint == newest)
+                .then_some(())
+        },
+    )
+    .await;
+    stop.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    pool.close().await;
+}
+
 // ---------------------------------------------------------------------------
 // 8. Other processes hear one coalesced NOTIFY per burst of commits; the
 //    store's own sessions end with its pool.
