@@ -271,53 +271,67 @@ impl EventStore {
         // for a value past the histogram, and its estimate, far below the
         // generic plan's, keeps PostgreSQL re-planning. Hidden from both,
         // the estimates agree, PostgreSQL settles on the generic plan after
-        // five reads, and the plan is the ordered walk of
-        // `(tx_id, global_position)` (which only a batch's worth of index
-        // entries past the cursor reads; typed readers also skip ahead, see
-        // `horizon` below). The limit is a literal for the same reason: as
-        // a parameter the generic plan assumes a tenth of the log.
+        // five reads, and the plan is an ordered index walk from the cursor
+        // that reads a batch's worth of entries. The limit is a literal for
+        // the same reason: as a parameter the generic plan assumes a tenth
+        // of the log.
         let mut filters = String::new();
-        let mut next = 2;
-        let mut param = || {
-            next += 1;
-            next
-        };
         if below_horizon {
             filters.push_str(" AND tx_id < pg_snapshot_xmin(pg_current_snapshot())");
         }
-        if stream_types.is_some() {
-            // Hidden too: with the types visible, a custom plan for a rare
-            // type estimates far below the generic one, and PostgreSQL
-            // would re-plan every read.
-            filters.push_str(&format!(
-                " AND stream_type = ANY(CAST((SELECT ${}::text[]) AS text[]))",
-                param()
-            ));
-        }
         // Nothing at all while paused, the horizon included: a paused
         // runner must not move its cursor past events it never handled.
-        let mut paused = String::new();
-        if unless_paused.is_some() {
-            paused = format!(
-                " AND NOT EXISTS (SELECT 1 FROM checkpoints WHERE name = ${} AND paused)",
-                param()
-            );
-            filters.push_str(&paused);
-        }
+        let paused = match unless_paused {
+            Some(_) => " AND NOT EXISTS (SELECT 1 FROM checkpoints WHERE name = $3 AND paused)",
+            None => "",
+        };
+        filters.push_str(paused);
         let limit = limit.max(0);
-        let batch = format!(
-            "SELECT false AS horizon, {columns} FROM events
-             WHERE (tx_id, global_position) > ((SELECT $1::text::xid8), (SELECT $2::bigint))
-             {filters}
-             ORDER BY events.tx_id, events.global_position
-             LIMIT {limit}"
-        );
+        let after_cursor =
+            "(tx_id, global_position) > ((SELECT $1::text::xid8), (SELECT $2::bigint))";
+        let order = "ORDER BY events.tx_id, events.global_position";
+        let batch = match stream_types {
+            None => format!(
+                "SELECT false AS horizon, {columns} FROM events
+                 WHERE {after_cursor}{filters} {order} LIMIT {limit}"
+            ),
+            // One ordered walk of `events_type_tx_pos_idx` per type, each
+            // reading at most a batch: a reader of rare types (the
+            // directory) reads its matches, not every event since its
+            // cursor. The types are literals (they are the code's stream
+            // type names, quoted all the same): as parameters the planner
+            // would not know each walk's order and would filter the whole
+            // log's index instead.
+            Some(types) => {
+                let walks: Vec<String> = types
+                    .iter()
+                    .map(|stream_type| {
+                        let stream_type = stream_type.replace('\'', "''");
+                        format!(
+                            "(SELECT false AS horizon, {columns} FROM events
+                              WHERE stream_type = '{stream_type}' AND {after_cursor}{filters}
+                              {order} LIMIT {limit})"
+                        )
+                    })
+                    .collect();
+                if walks.is_empty() {
+                    return Ok(Batch {
+                        limit,
+                        ..Batch::default()
+                    });
+                }
+                format!(
+                    "SELECT * FROM ({}) walks ORDER BY tx_id, global_position LIMIT {limit}",
+                    walks.join(" UNION ALL ")
+                )
+            }
+        };
         // A typed reader below the horizon also learns the newest event of
         // any type under it: with fewer than `limit` matches it has seen
-        // every match there, so its cursor can move past the rest and the
-        // next read does not walk them again (a reader of rare types, like
-        // the directory, would otherwise re-walk everything since its last
-        // match on every read). A backward step on the same index.
+        // every match there, so its cursor can move past the rest. Its
+        // checkpoint then says how far behind the log it really is (not
+        // how long ago its types last appeared). A backward step on the
+        // index.
         let horizon = below_horizon && stream_types.is_some();
         let sql = if horizon {
             format!(
@@ -335,9 +349,6 @@ impl EventStore {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.tx_id.to_string())
             .bind(after.position);
-        if let Some(types) = stream_types {
-            query = query.bind(types);
-        }
         if let Some(name) = unless_paused {
             query = query.bind(name);
         }
