@@ -203,8 +203,8 @@ impl Directory {
                 .read_types_in(&mut conn, after, BATCH, &types)
                 .await?;
             self.fold(&mut conn, &batch.events).await?;
-            // Past the other streams' events below the horizon too, so the
-            // next read does not walk them again.
+            // Past the other streams' events below the horizon too (see
+            // `Batch::next_after`).
             self.write().position = batch.next_after(after);
             if !batch.full() {
                 break;
