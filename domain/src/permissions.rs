@@ -69,6 +69,34 @@ pub fn is_valid(permission: &str) -> bool {
         })
 }
 
+/// The one shared copy of a permission list. Every project seeds the same
+/// three roles, so a process holding every project (the directory) keeps
+/// three lists instead of three per project; access checks clone the `Arc`
+/// instead of the strings. Lists nobody holds any more are dropped when
+/// the set has grown, so custom roles cannot make it grow without bound.
+pub fn intern(permissions: &[String]) -> std::sync::Arc<[String]> {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    /// Past this many lists, unheld ones are pruned before adding one.
+    const PRUNE_ABOVE: usize = 1_024;
+    static LISTS: OnceLock<Mutex<HashSet<Arc<[String]>>>> = OnceLock::new();
+
+    let mut lists = LISTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(list) = lists.get(permissions) {
+        return Arc::clone(list);
+    }
+    if lists.len() >= PRUNE_ABOVE {
+        lists.retain(|list| Arc::strong_count(list) > 1);
+    }
+    let list: Arc<[String]> = Arc::from(permissions);
+    lists.insert(Arc::clone(&list));
+    list
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,32 +124,15 @@ mod tests {
         assert!(!is_valid("tasks..read"));
         assert!(!is_valid(".*"));
     }
-}
 
-/// The one shared copy of a permission list. Every project seeds the same
-/// three roles, so a process holding every project (the directory) keeps
-/// three lists instead of three per project; access checks clone the `Arc`
-/// instead of the strings. Lists nobody holds any more are dropped when
-/// the set has grown, so custom roles cannot make it grow without bound.
-pub fn intern(permissions: &[String]) -> std::sync::Arc<[String]> {
-    use std::collections::HashSet;
-    use std::sync::{Arc, Mutex, OnceLock};
-
-    /// Past this many lists, unheld ones are pruned before adding one.
-    const PRUNE_ABOVE: usize = 1_024;
-    static LISTS: OnceLock<Mutex<HashSet<Arc<[String]>>>> = OnceLock::new();
-
-    let mut lists = LISTS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(list) = lists.get(permissions) {
-        return Arc::clone(list);
+    #[test]
+    fn equal_permission_lists_share_one_copy() {
+        let list = vec!["tasks.read".to_owned(), "docs.*".to_owned()];
+        let a = super::intern(&list);
+        let b = super::intern(&list.clone());
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert_eq!(&*a, list.as_slice());
+        let other = super::intern(&["tasks.read".to_owned()]);
+        assert!(!std::sync::Arc::ptr_eq(&a, &other));
     }
-    if lists.len() >= PRUNE_ABOVE {
-        lists.retain(|list| Arc::strong_count(list) > 1);
-    }
-    let list: Arc<[String]> = Arc::from(permissions);
-    lists.insert(Arc::clone(&list));
-    list
 }
