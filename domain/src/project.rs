@@ -158,8 +158,8 @@ impl DomainEvent for ProjectEvent {
 pub struct Role {
     pub name: String,
     /// Interned ([`permissions::intern`]): every project seeds the same
-    /// three roles, and these lists were most of a project's footprint in
-    /// the process-wide directory (~3 KB of ~4 KB a project).
+    /// three roles, so the directory, which holds every project, keeps one
+    /// copy of each list instead of one per project.
     pub permissions: Arc<[String]>,
 }
 

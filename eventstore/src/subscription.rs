@@ -185,9 +185,10 @@ impl<H: SubscriptionHandler> Subscription<H> {
         // one shared LISTEN connection.
         let mut wakeups = self.store.wakeups();
         let mut failures: u32 = 0;
-        // Where this runner stands (see `Cursor`). An operator's reset or pause shows as a checkpoint update that
-        // matches nothing (see `step`), and the row is re-read on every
-        // idle poll, so a reset with no new events is still picked up.
+        // Where this runner stands (see `Cursor`). An operator's reset or
+        // pause shows as a checkpoint update that matches nothing (see
+        // `step`), and the row is re-read on every idle poll, so a reset
+        // with no new events is still picked up.
         let mut cursor = None;
         loop {
             if *shutdown.borrow() {
