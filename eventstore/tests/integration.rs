@@ -1256,6 +1256,19 @@ async fn read_all_batch_reads_only_its_batch(_: PgPoolOptions, connect: PgConnec
     pool.close().await;
 }
 
+async fn append_user_event(store: &EventStore, user: Uuid) {
+    let stream = StreamRef {
+        stream_type: "user",
+        stream_id: user,
+        project_id: None,
+    };
+    let events = vec![event("it.user", json!({}))];
+    store
+        .append(stream, ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+}
+
 /// A reader of rare stream types (the directory, a typed subscription)
 /// moves past the other types' events below the horizon, so its next read
 /// walks only what is new, not everything since its last match; the read
@@ -1269,18 +1282,7 @@ async fn typed_reads_skip_other_types_once_and_keep_one_plan(
     let pool = common::pool(connect, 4).await;
     let store = EventStore::builder(pool.clone()).build();
     let user = Uuid::now_v7();
-    store
-        .append(
-            StreamRef {
-                stream_type: "user",
-                stream_id: user,
-                project_id: None,
-            },
-            ExpectedVersion::Any,
-            vec![event("it.user", json!({}))],
-        )
-        .await
-        .unwrap();
+    append_user_event(&store, user).await;
     // Then 5,000 events of another type, in 50 transactions.
     for round in 0..50 {
         sqlx::query(
@@ -1408,18 +1410,7 @@ async fn typed_reads_skip_other_types_once_and_keep_one_plan(
     // none of those reads may move it past the user event it must deliver
     // once resumed.
     store.pause_subscription("it-users", true).await.unwrap();
-    store
-        .append(
-            StreamRef {
-                stream_type: "user",
-                stream_id: user,
-                project_id: None,
-            },
-            ExpectedVersion::Any,
-            vec![event("it.user", json!({}))],
-        )
-        .await
-        .unwrap();
+    append_user_event(&store, user).await;
     for _ in 0..5 {
         append_round(&store, &[Uuid::now_v7()], 10).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
