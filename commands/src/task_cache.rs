@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use domain::task::Task;
 use uuid::Uuid;
 
+use crate::tasks::PendingCreate;
+
 /// Entries kept before the cache is cleared (a task state is a few KiB at
 /// most; comments are the bulk).
 const CAPACITY: usize = 20_000;
@@ -23,16 +25,64 @@ pub struct CachedTask {
     pub state: Arc<Task>,
 }
 
-/// A project's task counter as this node last left it (`None`: read it
-/// from `task_counters`), behind the lock a fused create holds from taking
-/// a number to its append's answer: this node's creates in one project
-/// reach the database in number order, so none fails for the one before it.
-pub type NumberSlot = Arc<tokio::sync::Mutex<Option<i64>>>;
+/// A project's fused creates on this node (`tasks.rs`,
+/// `create_task_fused`). Numbers are the project's one serial resource: a
+/// create holds the counter from taking its number to its commit. So the
+/// creates that arrive while one is in flight wait here, and the lane's
+/// one server task appends all of them in its next round trip: a
+/// project's creates are bounded by CPU, not by one commit latency each.
+#[derive(Default)]
+pub struct CreateLane {
+    /// The project's task counter as this node last left it (`None`: read
+    /// it from `task_counters`); held by the server while it appends.
+    pub last: tokio::sync::Mutex<Option<i64>>,
+    queue: Mutex<LaneQueue>,
+}
+
+#[derive(Default)]
+struct LaneQueue {
+    waiting: Vec<PendingCreate>,
+    /// A server task is running (it takes `waiting` until it finds it
+    /// empty, and stops under the same lock a push takes).
+    serving: bool,
+}
+
+impl CreateLane {
+    /// Queues a create. `true`: no server is running, the caller starts one.
+    pub fn push(&self, pending: PendingCreate) -> bool {
+        let mut queue = self.queue();
+        queue.waiting.push(pending);
+        !std::mem::replace(&mut queue.serving, true)
+    }
+
+    /// Everything waiting. Empty means the server stops: the next push
+    /// starts another.
+    pub fn take(&self) -> Vec<PendingCreate> {
+        let mut queue = self.queue();
+        if queue.waiting.is_empty() {
+            queue.serving = false;
+        }
+        std::mem::take(&mut queue.waiting)
+    }
+
+    /// After the server panicked: the waiting creates are dropped (their
+    /// callers see the answer channel closed and try again) and the next
+    /// push starts a new server.
+    pub fn abandon(&self) {
+        let mut queue = self.queue();
+        queue.waiting.clear();
+        queue.serving = false;
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, LaneQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 #[derive(Default)]
 pub struct TaskCache {
     entries: Mutex<HashMap<Uuid, CachedTask>>,
-    numbers: Mutex<HashMap<Uuid, NumberSlot>>,
+    lanes: Mutex<HashMap<Uuid, Arc<CreateLane>>>,
 }
 
 impl TaskCache {
@@ -59,9 +109,9 @@ impl TaskCache {
         self.lock().remove(&task_id);
     }
 
-    /// The project's counter slot (one per project ever created in here).
-    pub fn numbers(&self, project_id: Uuid) -> NumberSlot {
-        self.numbers
+    /// The project's create lane (one per project ever created in here).
+    pub fn lane(&self, project_id: Uuid) -> Arc<CreateLane> {
+        self.lanes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(project_id)

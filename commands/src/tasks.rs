@@ -301,12 +301,12 @@ impl Commands {
     /// number from this node's copy of the project's counter, the decision
     /// in memory, and the append with the counter's move
     /// (`take_task_number`), the stream's creation, the projectors'
-    /// statements and the project guard. The counter slot stays locked
-    /// until the append answers, so this node's creates in a project reach
-    /// the database in number order. A stale counter or directory is a
-    /// conflict: read both again, decide again. `None`: take the
-    /// transactional path (the projectors cannot render the create, the id
-    /// exists, or the attempts ran out).
+    /// statements and the project guard. Creates of one project go through
+    /// its lane ([`serve_lane`]): those that arrive while one is in flight
+    /// are appended together in the next round trip. A stale counter or
+    /// directory is a conflict: read both again, decide again. `None`:
+    /// take the transactional path (the projectors cannot render the
+    /// create, the id exists, or the attempts ran out).
     async fn create_task_fused(
         &self,
         meta: &Metadata,
@@ -314,7 +314,7 @@ impl Commands {
         task_id: Uuid,
         fields: &TaskFields,
     ) -> CommandResult<Option<TaskWritten>> {
-        let slot = self.tasks.numbers(project_id);
+        let lane = self.tasks.lane(project_id);
         let mut fresh = false;
         for attempt in 0..FUSED_ATTEMPTS {
             if attempt > 1 {
@@ -322,14 +322,14 @@ impl Commands {
             }
             let project = self.live_project(project_id, fresh).await?;
             let ctx = context_of(&project.state, None, None, None);
-            let create = |task_number| TaskCommand::Create {
-                task_number,
-                fields: fields.clone(),
-            };
             // Validate before taking a number, as the transactional path
             // does; a refusal decided from the directory's copy is
             // confirmed against the log first.
-            match Task::default().decide(create(0), &ctx) {
+            let create = TaskCommand::Create {
+                task_number: 0,
+                fields: fields.clone(),
+            };
+            match Task::default().decide(create, &ctx) {
                 Err(_) if !fresh => {
                     fresh = true;
                     continue;
@@ -337,62 +337,48 @@ impl Commands {
                 Err(error) => return Err(error.into()),
                 Ok(_) => {}
             }
-            let mut last = slot.lock().await;
-            let known = match *last {
-                Some(known) if !fresh => known,
-                _ => {
-                    let mut conn = self.store.pool().acquire().await?;
-                    sqlx::query_scalar(
-                        "SELECT COALESCE((SELECT last_number FROM task_counters
-                                           WHERE project_id = $1), 0)",
-                    )
-                    .bind(project_id)
-                    .fetch_one(&mut *conn)
-                    .await?
-                }
-            };
-            let number = known + 1;
-            let events = Task::default().decide(create(number), &ctx)?;
-            let mut prelude = String::new();
-            Stmt::new("SELECT take_task_number($1, $2)")
-                .arg(project_id)
-                .arg(number)
-                .render(&mut prelude);
-            let stream = StreamRef {
-                stream_type: TaskEvent::STREAM_TYPE,
-                stream_id: task_id,
-                project_id: Some(project_id),
-            };
-            let guards = [(project_id, project.version)];
-            let new_events = events.iter().map(|e| crate::new_event(e, meta)).collect();
-            match self
-                .store
-                .append_fused_with(stream, 0, new_events, &guards, &prelude)
-                .await
-            {
-                Ok(Some(result)) => {
-                    *last = Some(number);
-                    drop(last);
-                    let state = events.iter().fold(Task::default(), Task::evolve);
-                    return Ok(Some(self.cache_written(
-                        project_id,
-                        task_id,
-                        result.stream_version,
-                        state,
-                    )));
-                }
-                Ok(None) => return Ok(None),
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let start = lane.push(PendingCreate {
+                task_id,
+                project_version: project.version,
+                ctx,
+                fields: fields.clone(),
+                meta: meta.clone(),
+                // After a failed group, each of its creates goes on its
+                // own, so one that cannot succeed fails only itself.
+                alone: attempt > 0,
+                reply,
+            });
+            // The server is a task of its own: its appends are not
+            // cancelled with this request, and the creates it carries
+            // for others get their answers whatever happens to this one.
+            if start {
+                tokio::spawn(serve_lane(
+                    self.store.clone(),
+                    self.tasks.clone(),
+                    project_id,
+                    lane.clone(),
+                ));
+            }
+            let answer = answer.await.map(|answer| {
+                eventstore::round_trips::charge(answer.round_trips);
+                answer.outcome
+            });
+            match answer {
+                Ok(Ok(Some(written))) => return Ok(Some(written)),
+                Ok(Ok(None)) => return Ok(None),
                 // The id is taken (a plugin's origin key, created twice):
                 // the transactional path says so in its own words.
-                Err(AppendError::VersionConflict { .. }) => return Ok(None),
-                Err(error) => {
-                    *last = None;
+                Ok(Err(AppendError::VersionConflict { .. })) => return Ok(None),
+                Ok(Err(error)) => {
                     let error = CommandError::from(error);
                     if !error.is_retryable() {
                         return Err(error);
                     }
                     fresh = true;
                 }
+                // The lane's task panicked: decide again.
+                Err(_) => fresh = true,
             }
         }
         Ok(None)
@@ -902,5 +888,225 @@ impl Commands {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Creates appended in one round trip at most: a failed group sends each
+/// of its creates back to try alone, so a long backlog is cut into groups
+/// that fail separately.
+const LANE_GROUP: usize = 32;
+
+/// A validated create waiting in its project's lane
+/// ([`crate::task_cache::CreateLane`]) for a number and an append.
+pub struct PendingCreate {
+    task_id: Uuid,
+    /// The project version the decision read (the append's guard).
+    project_version: i64,
+    ctx: TaskContext,
+    fields: TaskFields,
+    meta: Metadata,
+    /// Append this one in a round trip of its own.
+    alone: bool,
+    reply: tokio::sync::oneshot::Sender<LaneAnswer>,
+}
+
+/// What became of a [`PendingCreate`].
+struct LaneAnswer {
+    outcome: Result<Option<TaskWritten>, AppendError>,
+    /// The round trips its group made, charged to the group's first
+    /// create only, so per-request figures add up to the round trips made.
+    round_trips: u64,
+}
+
+/// Answers a group's creates in turn, charging its round trips to the
+/// first answered.
+struct Answers {
+    round_trips: u64,
+}
+
+impl Answers {
+    fn send(&mut self, pending: PendingCreate, outcome: Result<Option<TaskWritten>, AppendError>) {
+        let _ = pending.reply.send(LaneAnswer {
+            outcome,
+            round_trips: std::mem::take(&mut self.round_trips),
+        });
+    }
+}
+
+/// The lane's server: takes whatever waits in `lane` and appends it, the
+/// creates that queued behind the previous append in one round trip (one
+/// implicit transaction), numbered in queue order, until it finds the lane
+/// empty. One runs per lane at a time ([`CreateLane::push`] says when to
+/// start one).
+async fn serve_lane(
+    store: eventstore::EventStore,
+    tasks: std::sync::Arc<crate::task_cache::TaskCache>,
+    project_id: Uuid,
+    lane: std::sync::Arc<crate::task_cache::CreateLane>,
+) {
+    struct Abandon<'a>(&'a crate::task_cache::CreateLane);
+    impl Drop for Abandon<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.abandon();
+            }
+        }
+    }
+    let _abandon = Abandon(&lane);
+    let mut last = lane.last.lock().await;
+    loop {
+        let waiting = lane.take();
+        if waiting.is_empty() {
+            return;
+        }
+        let mut groups: Vec<Vec<PendingCreate>> = Vec::new();
+        let mut together: Vec<PendingCreate> = Vec::new();
+        for pending in waiting {
+            if pending.alone {
+                groups.push(vec![pending]);
+            } else {
+                together.push(pending);
+                if together.len() == LANE_GROUP {
+                    groups.push(std::mem::take(&mut together));
+                }
+            }
+        }
+        if !together.is_empty() {
+            groups.push(together);
+        }
+        for group in groups {
+            append_creates(&store, &tasks, project_id, &mut last, group).await;
+        }
+    }
+}
+
+/// One round trip for `group`'s creates, numbered from `last` on; answers
+/// each. A failed group of several answers each with a conflict, and each
+/// then tries again on its own.
+async fn append_creates(
+    store: &eventstore::EventStore,
+    tasks: &crate::task_cache::TaskCache,
+    project_id: Uuid,
+    last: &mut Option<i64>,
+    group: Vec<PendingCreate>,
+) {
+    let mut answers = Answers { round_trips: 0 };
+    let known = match *last {
+        Some(known) => known,
+        None => {
+            answers.round_trips += 1;
+            let read = sqlx::query_scalar(
+                "SELECT COALESCE((SELECT last_number FROM task_counters
+                                   WHERE project_id = $1), 0)",
+            )
+            .bind(project_id)
+            .fetch_one(store.pool())
+            .await;
+            match read {
+                Ok(known) => known,
+                Err(error) => {
+                    answer_all(
+                        &mut answers,
+                        group,
+                        project_id,
+                        AppendError::Database(error),
+                    );
+                    return;
+                }
+            }
+        }
+    };
+    let mut decided = Vec::with_capacity(group.len());
+    let mut number = known;
+    for pending in group {
+        let create = TaskCommand::Create {
+            task_number: number + 1,
+            fields: pending.fields.clone(),
+        };
+        match Task::default().decide(create, &pending.ctx) {
+            Ok(events) => {
+                number += 1;
+                decided.push((pending, number, events));
+            }
+            // It was validated before it queued; let the transactional
+            // path decide and say why.
+            Err(_) => answers.send(pending, Ok(None)),
+        }
+    }
+    if decided.is_empty() {
+        return;
+    }
+    let appends = decided
+        .iter()
+        .map(|(pending, number, events)| {
+            let mut prelude = String::new();
+            Stmt::new("SELECT take_task_number($1, $2)")
+                .arg(project_id)
+                .arg(*number)
+                .render(&mut prelude);
+            eventstore::FusedAppend {
+                stream: StreamRef {
+                    stream_type: TaskEvent::STREAM_TYPE,
+                    stream_id: pending.task_id,
+                    project_id: Some(project_id),
+                },
+                expected: 0,
+                events: events
+                    .iter()
+                    .map(|e| crate::new_event(e, &pending.meta))
+                    .collect(),
+                guards: vec![(project_id, pending.project_version)],
+                prelude,
+            }
+        })
+        .collect();
+    answers.round_trips += 1;
+    match store.append_fused_all(appends).await {
+        Ok(Some(results)) => {
+            *last = Some(number);
+            for ((pending, _, events), result) in decided.into_iter().zip(results) {
+                let state = events.iter().fold(Task::default(), Task::evolve);
+                tasks.put(
+                    pending.task_id,
+                    CachedTask {
+                        project_id,
+                        version: result.stream_version,
+                        state: std::sync::Arc::new(state),
+                    },
+                );
+                let written = TaskWritten {
+                    task_id: pending.task_id,
+                    version: result.stream_version,
+                };
+                answers.send(pending, Ok(Some(written)));
+            }
+        }
+        Ok(None) => {
+            for (pending, _, _) in decided {
+                answers.send(pending, Ok(None));
+            }
+        }
+        Err(error) => {
+            *last = None;
+            let pending = decided.into_iter().map(|(p, _, _)| p).collect();
+            answer_all(&mut answers, pending, project_id, error);
+        }
+    }
+}
+
+/// Answers a failed group: one create gets the error itself; several get
+/// a conflict each (which of them failed is unknown) and retry alone.
+fn answer_all(
+    answers: &mut Answers,
+    group: Vec<PendingCreate>,
+    project_id: Uuid,
+    error: AppendError,
+) {
+    let mut error = (group.len() == 1).then_some(error);
+    for pending in group {
+        let this = error.take().unwrap_or(AppendError::GuardMoved {
+            stream_id: project_id,
+        });
+        answers.send(pending, Err(this));
     }
 }

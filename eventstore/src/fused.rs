@@ -83,6 +83,110 @@ impl EventStore {
         guards: &[(Uuid, i64)],
         prelude: &str,
     ) -> Result<Option<AppendResult>, AppendError> {
+        let append = FusedAppend {
+            stream,
+            expected,
+            events,
+            guards: guards.to_vec(),
+            prelude: prelude.to_owned(),
+        };
+        Ok(self
+            .append_fused_all(vec![append])
+            .await?
+            .and_then(|mut results| results.pop()))
+    }
+
+    /// Several fused appends (to different streams) in one round trip and
+    /// one implicit transaction: all commit or none does. The results are
+    /// in the order of `appends`. A failure is classified against the first
+    /// append; with several, the caller cannot tell which one failed and
+    /// retries them one by one. `Ok(None)`: some projector cannot render
+    /// one of them; nothing was sent.
+    pub async fn append_fused_all(
+        &self,
+        appends: Vec<FusedAppend<'_>>,
+    ) -> Result<Option<Vec<AppendResult>>, AppendError> {
+        let Some(first) = appends.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        let (first_stream, first_expected, first_guards) =
+            (first.stream, first.expected, first.guards.clone());
+        let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
+        let mut rendered = Vec::with_capacity(appends.len());
+        for append in &appends {
+            match self.render_fused(append, &mut sql)? {
+                Some(provisional) => rendered.push((append.expected, provisional)),
+                None => {
+                    self.declined();
+                    return Ok(None);
+                }
+            }
+        }
+
+        let mut conn = self.pool().acquire().await?;
+        let rows: Vec<PgRow> = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_many(&mut *conn)
+            .try_filter_map(|step| async move { Ok(step.right()) })
+            .try_collect()
+            .await
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                return Err(classify(error, first_stream, first_expected, &first_guards));
+            }
+        };
+        drop(conn);
+
+        let mut stored = rows
+            .iter()
+            .filter(|row| row.try_column("global_position").is_ok())
+            .map(|row| {
+                (
+                    row.get::<Uuid, _>("event_id"),
+                    (
+                        row.get::<i64, _>("global_position"),
+                        row.get::<i64, _>("tx_id"),
+                        row.get::<DateTime<Utc>, _>("recorded_at"),
+                    ),
+                )
+            })
+            .collect::<std::collections::HashMap<_, _>>();
+        let mut results = Vec::with_capacity(rendered.len());
+        for (expected, mut recorded) in rendered {
+            for event in &mut recorded {
+                if let Some((position, tx_id, at)) = stored.remove(&event.event_id) {
+                    event.global_position = position;
+                    event.tx_id = tx_id;
+                    event.recorded_at = at;
+                }
+            }
+            self.stats().fused.fetch_add(1, Ordering::Relaxed);
+            self.after_commit(&recorded);
+            results.push(AppendResult {
+                stream_version: expected + recorded.len() as i64,
+                events: recorded,
+                idempotent: false,
+            });
+        }
+        Ok(Some(results))
+    }
+
+    /// Appends one fused append's statements to `sql` and returns its
+    /// events as they will be stored (positions and times still to come);
+    /// `None` when a projector cannot render them.
+    fn render_fused(
+        &self,
+        append: &FusedAppend<'_>,
+        sql: &mut String,
+    ) -> Result<Option<Vec<RecordedEvent>>, AppendError> {
+        let FusedAppend {
+            stream,
+            expected,
+            events,
+            guards,
+            prelude,
+        } = append;
+        let (stream, expected) = (*stream, *expected);
         if events.is_empty() || expected < 0 {
             return Ok(None);
         }
@@ -110,10 +214,7 @@ impl EventStore {
         let mut projected = String::new();
         for projector in self.projectors() {
             match projector.render(&provisional) {
-                None => {
-                    self.declined();
-                    return Ok(None);
-                }
+                None => return Ok(None),
                 Some(Ok(sql)) => projected.push_str(&sql),
                 Some(Err(source)) => {
                     return Err(AppendError::Projector {
@@ -130,17 +231,15 @@ impl EventStore {
         if projected.contains(&sentinel.format("1001-%m-%d").to_string()) {
             // The sentinel ended up inside a value (a timestamp formatted
             // into JSON, say), where it cannot be replaced.
-            self.declined();
             return Ok(None);
         }
 
         let count = events.len() as i64;
-        let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
         for (stream_id, version) in guards {
             Stmt::new("SELECT expect_stream_version($1, $2)")
                 .arg(*stream_id)
                 .arg(*version)
-                .render(&mut sql);
+                .render(sql);
         }
         sql.push_str(prelude);
         if expected == 0 {
@@ -149,13 +248,13 @@ impl EventStore {
                 .arg(stream.stream_id)
                 .arg(stream.stream_type.to_owned())
                 .arg(count)
-                .render(&mut sql);
+                .render(sql);
         } else {
             Stmt::new("UPDATE streams SET version = $2 WHERE stream_id = $1 AND version = $3")
                 .arg(stream.stream_id)
                 .arg(expected + count)
                 .arg(expected)
-                .render(&mut sql);
+                .render(sql);
         }
         sql.push_str(
             "INSERT INTO events (stream_type, stream_id, project_id, version, event_id, \
@@ -189,51 +288,21 @@ impl EventStore {
         Stmt::new("SELECT expect_stream_version($1, $2)")
             .arg(stream.stream_id)
             .arg(expected + count)
-            .render(&mut sql);
+            .render(sql);
         sql.push_str(&projected);
-
-        let mut conn = self.pool().acquire().await?;
-        let rows: Vec<PgRow> = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .fetch_many(&mut *conn)
-            .try_filter_map(|step| async move { Ok(step.right()) })
-            .try_collect()
-            .await
-        {
-            Ok(rows) => rows,
-            Err(error) => return Err(classify(error, stream, expected, guards)),
-        };
-        drop(conn);
-
-        let mut recorded = provisional;
-        let mut stored = rows
-            .iter()
-            .filter(|row| row.try_column("global_position").is_ok())
-            .map(|row| {
-                (
-                    row.get::<Uuid, _>("event_id"),
-                    (
-                        row.get::<i64, _>("global_position"),
-                        row.get::<i64, _>("tx_id"),
-                        row.get::<DateTime<Utc>, _>("recorded_at"),
-                    ),
-                )
-            })
-            .collect::<std::collections::HashMap<_, _>>();
-        for event in &mut recorded {
-            if let Some((position, tx_id, at)) = stored.remove(&event.event_id) {
-                event.global_position = position;
-                event.tx_id = tx_id;
-                event.recorded_at = at;
-            }
-        }
-        self.stats().fused.fetch_add(1, Ordering::Relaxed);
-        self.after_commit(&recorded);
-        Ok(Some(AppendResult {
-            stream_version: expected + count,
-            events: recorded,
-            idempotent: false,
-        }))
+        Ok(Some(provisional))
     }
+}
+
+/// One stream's part of [`EventStore::append_fused_all`]: its events at
+/// `expected` (0: the stream is created), the `(stream, version)` guards
+/// its decision read, and the caller's statements to run first.
+pub struct FusedAppend<'a> {
+    pub stream: StreamRef<'a>,
+    pub expected: i64,
+    pub events: Vec<NewEvent>,
+    pub guards: Vec<(Uuid, i64)>,
+    pub prelude: String,
 }
 
 impl EventStore {

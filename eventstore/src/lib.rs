@@ -11,6 +11,7 @@
 mod append;
 mod fused;
 mod read;
+pub mod round_trips;
 pub mod seal;
 pub mod stmt;
 pub mod subscription;
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use append::{AppendResult, AppendTx, LockMode};
+pub use fused::FusedAppend;
 pub use read::{Batch, EventKey, GlobalPosition};
 pub use subscription::{Subscription, SubscriptionHandler, SubscriptionStatus};
 pub use upcast::{Upcaster, Upcasters};

@@ -239,7 +239,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 ApiError::bad_request(format!("invalid path parameter: {err}")).into()
             }))
             .app_data(schema)
-            .configure(|cfg| routes(&mut Actix::new(cfg)))
+            .configure(|cfg| {
+                let mut actix = Actix::new(cfg);
+                routes(&mut actix);
+                actix.finish();
+            })
             // Socket.IO speaks its own protocol (docs/realtime.md), so it
             // stays out of the OpenAPI document.
             .configure(realtime::socketio::routes)

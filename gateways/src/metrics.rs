@@ -14,7 +14,6 @@
 //! event is emitted inside that request's task. See [`DbRoundTrips`] for
 //! exactly what is counted.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,11 +167,6 @@ fn describe() {
 // ----------------------------------------------------------------------------
 // Database round trips
 
-tokio::task_local! {
-    /// Round trips of the current request (set by the edge middleware).
-    static REQUEST_ROUND_TRIPS: Cell<u64>;
-}
-
 /// Process-wide round trips by kind, exported at scrape time: a relaxed
 /// atomic add per statement instead of a registry lookup.
 static STATEMENTS: AtomicU64 = AtomicU64::new(0);
@@ -182,12 +176,7 @@ static ACQUIRES: AtomicU64 = AtomicU64::new(0);
 /// Runs `future` with a fresh per-request round-trip counter and returns
 /// its output with the count.
 pub async fn counting_round_trips<F: Future>(future: F) -> (F::Output, u64) {
-    REQUEST_ROUND_TRIPS
-        .scope(Cell::new(0), async {
-            let output = future.await;
-            (output, REQUEST_ROUND_TRIPS.with(Cell::get))
-        })
-        .await
+    eventstore::round_trips::counting(future).await
 }
 
 /// Counts PostgreSQL round trips from sqlx's tracing events.
@@ -255,7 +244,7 @@ impl<S: Subscriber> Layer<S> for DbRoundTrips {
                 1
             }
         };
-        let _ = REQUEST_ROUND_TRIPS.try_with(|count| count.set(count.get() + n));
+        eventstore::round_trips::charge(n);
     }
 }
 

@@ -45,6 +45,21 @@ async fn concurrent_creation_gives_dense_unique_numbers(
         .collect();
     numbers.sort();
     assert_eq!(numbers, (1..=20).collect::<Vec<_>>());
+    // Creates that queue behind one in flight share its successor's round
+    // trip: one transaction appends several of them.
+    let (created, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT tx_id) FROM events
+          WHERE project_id = $1::uuid AND event_type = 'task.created'",
+    )
+    .bind(&p)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!(created, 20);
+    assert!(
+        transactions <= 10,
+        "20 concurrent creates committed in {transactions} transactions: they were not grouped"
+    );
     // A rejected creation does not burn a number.
     let bad = t
         .call("POST", &path, Some(&admin), Some(json!({"title": ""})))
@@ -54,6 +69,65 @@ async fn concurrent_creation_gives_dense_unique_numbers(
         .call("POST", &path, Some(&admin), Some(json!({"title": "next"})))
         .await;
     assert_eq!(next.data()["task_number"], 21);
+}
+
+/// A create that cannot succeed (its id is taken) fails only itself when
+/// it was grouped with others: the group's creates retry one by one.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_failing_create_does_not_fail_its_group(_: PgPoolOptions, options: PgConnectOptions) {
+    let t = app(options).await;
+    let admin = t.admin().await;
+    let p = t
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "Groups"})),
+        )
+        .await;
+    let project_id: uuid::Uuid = id(&p.data()["id"]).parse().unwrap();
+    let meta = eventstore::Metadata::system("test");
+    let fields = |title: &str| domain::task::TaskFields {
+        title: title.into(),
+        ..Default::default()
+    };
+    let taken = uuid::Uuid::now_v7();
+    t.commands
+        .create_task_with_id(&meta, project_id, taken, fields("first"))
+        .await
+        .unwrap();
+    let events_before = t.event_count().await;
+    let mut creates = Vec::new();
+    for i in 0..6 {
+        let task_id = if i == 3 { taken } else { uuid::Uuid::now_v7() };
+        creates.push(t.commands.create_task_with_id(
+            &meta,
+            project_id,
+            task_id,
+            fields(&format!("t{i}")),
+        ));
+    }
+    let results = futures_util::future::join_all(creates).await;
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(
+            result.is_err(),
+            i == 3,
+            "create {i}: {:?}",
+            result.as_ref().err()
+        );
+    }
+    // Five tasks, numbered 2..=6 without a gap, and nothing for the refused one.
+    assert_eq!(t.event_count().await - events_before, 5);
+    let mut numbers: Vec<i64> = sqlx::query_scalar(
+        "SELECT (payload->>'task_number')::bigint FROM events
+          WHERE project_id = $1 AND event_type = 'task.created'",
+    )
+    .bind(project_id)
+    .fetch_all(&t.pool)
+    .await
+    .unwrap();
+    numbers.sort();
+    assert_eq!(numbers, (1..=6).collect::<Vec<_>>());
 }
 
 #[sqlx::test(migrations = "../migrations")]
