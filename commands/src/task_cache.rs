@@ -65,9 +65,10 @@ impl CreateLane {
         std::mem::take(&mut queue.waiting)
     }
 
-    /// After the server panicked: the waiting creates are dropped (their
-    /// callers see the answer channel closed and try again) and the next
-    /// push starts a new server.
+    /// After the server stopped early (a panic, or its runtime shut
+    /// down): the waiting creates are dropped (their callers see the
+    /// answer channel closed and try again) and the next push starts a
+    /// new server.
     pub fn abandon(&self) {
         let mut queue = self.queue();
         queue.waiting.clear();

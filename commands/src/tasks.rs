@@ -944,19 +944,29 @@ async fn serve_lane(
     project_id: Uuid,
     lane: std::sync::Arc<crate::task_cache::CreateLane>,
 ) {
-    struct Abandon<'a>(&'a crate::task_cache::CreateLane);
+    /// A server that ends other than by finding the lane empty (a panic,
+    /// or its runtime shutting down) hands the lane over: the next push
+    /// starts another server.
+    struct Abandon<'a> {
+        lane: &'a crate::task_cache::CreateLane,
+        finished: bool,
+    }
     impl Drop for Abandon<'_> {
         fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.abandon();
+            if !self.finished {
+                self.lane.abandon();
             }
         }
     }
-    let _abandon = Abandon(&lane);
+    let mut abandon = Abandon {
+        lane: &lane,
+        finished: false,
+    };
     let mut last = lane.last.lock().await;
     loop {
         let waiting = lane.take();
         if waiting.is_empty() {
+            abandon.finished = true;
             return;
         }
         let mut groups: Vec<Vec<PendingCreate>> = Vec::new();
