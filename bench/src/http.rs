@@ -54,7 +54,10 @@ const SEED_CONCURRENCY: usize = 8;
 /// Unrecorded lead-in of every phase, at the phase's rate.
 const WARM_UP: Duration = Duration::from_secs(1);
 /// The goal for both measured endpoints, at 1,000 req/s.
+/// p99 at 1,000 req/s: writes (`PATCH`, `POST`) and reads (the filtered
+/// page, one task) have different goals.
 const P99_TARGET_MS: f64 = 10.0;
+const READ_P99_TARGET_MS: f64 = 5.0;
 const PAGE_SIZE: usize = 50;
 /// The issue-8 goals the server's own figures are held to.
 const PATCH_ROUND_TRIPS_TARGET: f64 = 4.0;
@@ -848,7 +851,7 @@ impl ClientSide {
             number(seeded.in_status as f64),
         ));
         report.note(format!(
-            "targets: p99 <= {P99_TARGET_MS} ms for both at 1,000 req/s; client, server (paca, default workers) and PostgreSQL share this machine's {cpus} CPU(s); load average before {load_before}, after {}",
+            "targets: p99 <= {P99_TARGET_MS} ms for writes and <= {READ_P99_TARGET_MS} ms for reads at 1,000 req/s; client, server (paca, default workers) and PostgreSQL share this machine's {cpus} CPU(s); load average before {load_before}, after {}",
             load_average()
         ));
         report.note(
@@ -1069,6 +1072,11 @@ struct Seeded {
 }
 
 fn add_figures(report: &mut Report, name: &str, ours: &Phase, base: &Phase) {
+    let p99_target = if name.starts_with("GET") {
+        READ_P99_TARGET_MS
+    } else {
+        P99_TARGET_MS
+    };
     report.add(
         &format!("{name} achieved"),
         "req/s",
@@ -1078,7 +1086,7 @@ fn add_figures(report: &mut Report, name: &str, ours: &Phase, base: &Phase) {
     );
     for (label, q, target) in [
         ("p50", 0.5, None),
-        ("p99", 0.99, Some(Target::AtMost(P99_TARGET_MS))),
+        ("p99", 0.99, Some(Target::AtMost(p99_target))),
         ("p99.9", 0.999, None),
     ] {
         report.add(
