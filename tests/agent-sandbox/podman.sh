@@ -26,10 +26,23 @@ if ! grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null; the
     printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' > /etc/containers/containers.conf
 fi
 answers() { curl -fsS --max-time 3 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+# A service left by an earlier checkout whose directory is gone answers
+# `_ping` but cannot start containers: replace it.
+for pid in $(pgrep -f "podman system service .*unix://$SOCK" || true); do
+    if readlink "/proc/$pid/cwd" 2>/dev/null | grep -q ' (deleted)$'; then
+        log "replacing the podman service $pid (its working directory was deleted)"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    fi
+done
 if ! answers; then
     log "podman system service --time=0 unix://$SOCK"
     rm -f "$SOCK"
-    setsid nohup podman system service --time=0 "unix://$SOCK" >"$ROOT/target/podman-service.log" 2>&1 < /dev/null &
+    # Started from `/`: the service outlives this checkout, and with its
+    # working directory deleted (a CI clone removed) every container it
+    # creates fails ("write child: broken pipe") while `_ping` still answers.
+    (cd / && setsid nohup podman system service --time=0 "unix://$SOCK" \
+        >"$ROOT/target/podman-service.log" 2>&1 < /dev/null &)
     for _ in $(seq 1 60); do answers && break; sleep 0.25; done
     answers || { echo "podman service does not answer on $SOCK (see target/podman-service.log)" >&2; exit 1; }
 fi
