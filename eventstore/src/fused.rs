@@ -109,8 +109,6 @@ impl EventStore {
         let Some(first) = appends.first() else {
             return Ok(Some(Vec::new()));
         };
-        let (first_stream, first_expected, first_guards) =
-            (first.stream, first.expected, first.guards.clone());
         let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
         let mut rendered = Vec::with_capacity(appends.len());
         for append in &appends {
@@ -132,7 +130,7 @@ impl EventStore {
         {
             Ok(rows) => rows,
             Err(error) => {
-                return Err(classify(error, first_stream, first_expected, &first_guards));
+                return Err(classify(error, first.stream, first.expected, &first.guards));
             }
         };
         drop(conn);
