@@ -14,6 +14,7 @@
 #   TEST_DATABASE_URL  PostgreSQL URL used as DATABASE_URL (default
 #                      postgres://postgres@127.0.0.1:5432/postgres)
 #   PYTEST_ARGS        extra arguments for pytest (e.g. "-k quickstart -x")
+#   PYTEST_TIMEOUT     seconds one black-box test may take, set-up included (900)
 #   SKIP_CARGO_TEST=1  skip `cargo test --workspace` (black-box only)
 set -uo pipefail
 
@@ -161,7 +162,8 @@ if [ "${SKIP_CARGO_TEST:-0}" = "1" ]; then
     section "cargo test --workspace (skipped: SKIP_CARGO_TEST=1)"
 else
     section "cargo test --workspace"
-    if cargo test --workspace --no-fail-fast; then info "cargo test: ok"; else FAILED+=("cargo test --workspace"); fi
+    # Bounded like the black-box tests: a hung test fails the run in time.
+    if timeout --kill-after=30 1800 cargo test --workspace --no-fail-fast; then info "cargo test: ok"; else FAILED+=("cargo test --workspace"); fi
 fi
 
 # ---------------------------------------------------------------------------
@@ -313,7 +315,7 @@ section "Agent sandboxes (Podman Docker API, stand-in agent-server image)"
 # agent-server (built above) imported as a local image, re-imported only when
 # the binary changed. test_42_runner.py calls the same script (cached).
 command -v curl >/dev/null || apt_install curl
-if SANDBOX_ENV="$(bash tests/agent-sandbox/podman.sh "$ROOT")"; then
+if SANDBOX_ENV="$(timeout --kill-after=10 900 bash tests/agent-sandbox/podman.sh "$ROOT")"; then
     info "$(echo "$SANDBOX_ENV" | tr '\n' ' ')"
 else
     info "Podman cannot serve the Docker API here: see target/podman-service.log; the runner tests will fail"
@@ -332,7 +334,10 @@ while read -r pending; do
 done < tests/blackbox/pending.txt
 [ ${#PENDING_ARGS[@]} -gt 0 ] && info "not yet collected (pending.txt): ${#PENDING_ARGS[@]} file(s)"
 # shellcheck disable=SC2086
-if "$PYENV_DIR/bin/python" -m pytest -q -p no:cacheprovider -rfE "${PENDING_ARGS[@]}" tests/blackbox ${PYTEST_ARGS:-}; then
+# A test that hangs fails on its own (pytest-timeout, set-up included) and the
+# suite goes on, rather than the whole run reaching CI's deadline.
+if "$PYENV_DIR/bin/python" -m pytest -q -p no:cacheprovider -rfE --timeout="${PYTEST_TIMEOUT:-900}" \
+    --durations=15 "${PENDING_ARGS[@]}" tests/blackbox ${PYTEST_ARGS:-}; then
     info "black-box tests: ok"
 else
     FAILED+=("pytest tests/blackbox")

@@ -8,11 +8,16 @@
 # Idempotent and cached: podman is installed only when missing, the service
 # started only when its socket does not answer, and the image rebuilt only
 # when the stand-in binary changed (its sha256 is the image tag).
+#
+# Every podman command is bounded (`pm`): a CLI call that waits on storage
+# held by a wedged container must fail this script, not hold CI until its
+# deadline.
 set -euo pipefail
 ROOT="${1:-$(cd "$(dirname "$0")/../.." && pwd)}"
 SOCK=/run/paca-podman.sock
 BIN="$ROOT/target/debug/stand-in-agent-server"
 log() { printf '  %s\n' "$*" >&2; }
+pm() { local secs="$1"; shift; timeout --kill-after=10 "$secs" podman "$@"; }
 
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
     log "apt-get install -y podman runc"
@@ -50,7 +55,7 @@ fi
 [ -x "$BIN" ] || cargo build -q -p agent-runner --bin stand-in-agent-server
 TAG="$(sha256sum "$BIN" | cut -c1-16)"
 IMAGE="localhost/paca-test/stand-in-agent-server:$TAG"
-if ! podman image exists "$IMAGE"; then
+if ! pm 60 image exists "$IMAGE"; then
     # A root filesystem holding the binary and the host's shared libraries it
     # links (glibc), so no static toolchain is needed.
     dir="$(mktemp -d)"
@@ -62,13 +67,18 @@ if ! podman image exists "$IMAGE"; then
     done
     tar -C "$dir" -cf "$dir.tar" .
     log "podman import $IMAGE"
-    podman import -q --change 'ENTRYPOINT ["/bin/agent-server"]' --change 'EXPOSE 8000/tcp' \
-        "$dir.tar" "$IMAGE" >/dev/null
+    imported=0
+    pm 300 import -q --change 'ENTRYPOINT ["/bin/agent-server"]' --change 'EXPOSE 8000/tcp' \
+        "$dir.tar" "$IMAGE" >/dev/null || imported=$?
     rm -rf "$dir" "$dir.tar"
-    # Older builds of the stand-in are not needed any more.
-    podman images --format '{{.Repository}}:{{.Tag}}' \
-        | grep '^localhost/paca-test/stand-in-agent-server:' | grep -v ":$TAG\$" \
-        | xargs -r podman rmi -f >/dev/null 2>&1 || true
+    [ "$imported" = 0 ] || { echo "podman import of $IMAGE failed or took over 300 s (exit $imported)" >&2; exit 1; }
+    # Older builds of the stand-in are not needed any more. Without --force:
+    # an image a leftover container still uses is kept, rather than stopping
+    # that container (which can wait forever on a wedged one).
+    for old in $(pm 60 images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null \
+        | grep '^localhost/paca-test/stand-in-agent-server:' | grep -v ":$TAG\$" || true); do
+        pm 30 rmi "$old" >/dev/null 2>&1 || log "kept $old (in use, or podman did not answer)"
+    done
 fi
 echo "DOCKER_HOST=unix://$SOCK"
 echo "AGENT_SERVER_IMAGE=$IMAGE"
