@@ -315,8 +315,10 @@ section "Agent sandboxes (Podman Docker API, stand-in agent-server image)"
 # agent-server (built above) imported as a local image, re-imported only when
 # the binary changed. test_42_runner.py calls the same script (cached).
 command -v curl >/dev/null || apt_install curl
-if SANDBOX_ENV="$(timeout --kill-after=10 900 bash tests/agent-sandbox/podman.sh "$ROOT")"; then
-    info "$(echo "$SANDBOX_ENV" | tr '\n' ' ')"
+# Its output goes to a file, not through `$(…)`: a process it leaves behind
+# holding the pipe would make the read wait for that process to end.
+if timeout --kill-after=10 900 bash tests/agent-sandbox/podman.sh "$ROOT" >target/sandbox.env; then
+    info "$(tr '\n' ' ' <target/sandbox.env)"
 else
     info "Podman cannot serve the Docker API here: see target/podman-service.log; the runner tests will fail"
     FAILED+=("tests/agent-sandbox/podman.sh")

@@ -46,8 +46,12 @@ if ! answers; then
     # Started from `/`: the service outlives this checkout, and with its
     # working directory deleted (a CI clone removed) every container it
     # creates fails ("write child: broken pipe") while `_ping` still answers.
-    (cd / && setsid nohup podman system service --time=0 "unix://$SOCK" \
-        >"$ROOT/target/podman-service.log" 2>&1 < /dev/null &)
+    # The redirections are the subshell's, and it execs the service: no
+    # process may keep this script's stdout open, or a caller reading it to
+    # the end (`$(…)`, a captured subprocess) waits as long as the service
+    # lives (stop 28's CI did, until its deadline).
+    (cd / && exec setsid nohup podman system service --time=0 "unix://$SOCK") \
+        >"$ROOT/target/podman-service.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do answers && break; sleep 0.25; done
     answers || { echo "podman service does not answer on $SOCK (see target/podman-service.log)" >&2; exit 1; }
 fi
