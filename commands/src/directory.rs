@@ -51,6 +51,14 @@ const POLL: Duration = Duration::from_millis(250);
 /// (two queries each). A request that misses (a user or project created
 /// elsewhere a moment ago) syncs on demand.
 const MIN_GAP: Duration = Duration::from_millis(50);
+/// Projects held whole at most. The directory folds every project, but an
+/// access check and the realtime relay need only the flags, roles and
+/// members; the rest of the aggregate (names, settings, task
+/// configuration: two thirds of its memory) is kept only for projects a
+/// command on this node used recently, the others are held slim
+/// ([`slim`]). A command that finds a project slim folds its stream once
+/// and hands the whole state back ([`Directory::install`]).
+const WHOLE: usize = 4_096;
 /// Revoked session families are remembered this long after their event:
 /// longer than any access token lives (tokens are checked for `exp` too).
 const REVOCATION_MEMORY: chrono::Duration = chrono::Duration::hours(24);
@@ -107,6 +115,8 @@ struct State {
     usernames: HashMap<String, Uuid>,
     roles: HashMap<Uuid, Versioned<GlobalRole>>,
     projects: HashMap<Uuid, Versioned<Project>>,
+    /// The projects held whole; every other entry of `projects` is slim.
+    whole: HashSet<Uuid>,
     /// Session family -> when the revocation was recorded.
     revoked_families: HashMap<Uuid, DateTime<Utc>>,
     /// User -> sessions that started before this are over (password
@@ -425,16 +435,70 @@ impl Directory {
         })
     }
 
-    /// The project aggregate as the directory holds it (possibly behind the
-    /// log: commands extend it from the stream inside their transaction).
+    /// The whole project aggregate as the directory holds it (possibly
+    /// behind the log: commands extend it from the stream inside their
+    /// transaction). `None` for a project held slim or unknown: the caller
+    /// folds the stream and [`Directory::install`]s the result.
     pub fn project_state(&self, project_id: Uuid) -> Option<Versioned<Project>> {
-        self.read().projects.get(&project_id).cloned()
+        let state = self.read();
+        if !state.whole.contains(&project_id) {
+            return None;
+        }
+        state.projects.get(&project_id).cloned()
+    }
+
+    /// What every project entry holds, whole or slim: whether it lives,
+    /// its visibility, roles and members. Names, settings and the task
+    /// configuration are left empty.
+    pub fn project_roster(&self, project_id: Uuid) -> Option<Project> {
+        let state = self.read();
+        let project = &state.projects.get(&project_id)?.state;
+        Some(Project {
+            exists: project.exists,
+            deleted: project.deleted,
+            is_public: project.is_public,
+            roles: project.roles.clone(),
+            members: project.members.clone(),
+            ..Project::default()
+        })
     }
 
     /// Folds events read from a project's stream by a command (newer than
     /// what the directory held) so the next command need not read them.
     pub fn extend(&self, events: &[RecordedEvent]) {
         self.apply(events);
+    }
+
+    /// Holds a project whole from now on: `project` is its stream folded
+    /// to `version` by a command that found it slim. Ignored if the
+    /// directory is already past `version` (it then stays slim until the
+    /// next command installs it).
+    pub fn install(&self, project_id: Uuid, version: i64, project: &Project) {
+        let mut state = self.write();
+        let held = state.projects.get(&project_id).map_or(0, |p| p.version);
+        if held > version {
+            return;
+        }
+        if state.whole.len() >= WHOLE && !state.whole.contains(&project_id) {
+            // Crude but bounded, like the task cache: a working set that
+            // fits stays whole, a larger one costs a stream read per command.
+            let State {
+                projects, whole, ..
+            } = &mut *state;
+            for id in whole.drain() {
+                if let Some(entry) = projects.get_mut(&id) {
+                    slim(&mut entry.state);
+                }
+            }
+        }
+        state.projects.insert(
+            project_id,
+            Versioned {
+                version,
+                state: project.clone(),
+            },
+        );
+        state.whole.insert(project_id);
     }
 
     /// Holders of a global role among live users.
@@ -524,6 +588,18 @@ fn next<T: Default>(
     Applied::Done
 }
 
+/// Drops what only commands need from a project the directory holds slim:
+/// its flags, roles and members stay exact (they fold the same whatever
+/// the rest holds, and `evolve` of the dropped parts tolerates their
+/// absence).
+fn slim(project: &mut Project) {
+    project.name = String::new();
+    project.description = String::new();
+    project.task_id_prefix = String::new();
+    project.settings = serde_json::Value::Null;
+    project.config = Default::default();
+}
+
 fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
     event
         .metadata
@@ -560,7 +636,14 @@ impl State {
             ProjectEvent::STREAM_TYPE => {
                 let typed =
                     ProjectEvent::from_stored(&event.event_type, &event.payload).map_err(decode)?;
-                Ok(next(&mut self.projects, event, |p| p.evolve(&typed)))
+                let whole = self.whole.contains(&event.stream_id);
+                Ok(next(&mut self.projects, event, |p| {
+                    let mut p = p.evolve(&typed);
+                    if !whole {
+                        slim(&mut p);
+                    }
+                    p
+                }))
             }
             _ => Ok(Applied::Seen),
         }

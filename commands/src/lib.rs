@@ -114,7 +114,10 @@ impl Commands {
         project_id: Uuid,
     ) -> CommandResult<directory::Versioned<domain::project::Project>> {
         use domain::project::{Project, ProjectEvent};
-        let cached = self.directory.project_state(project_id).unwrap_or_default();
+        // A project the directory holds slim is folded from its first event.
+        let cached = self.directory.project_state(project_id);
+        let whole = cached.is_some();
+        let cached = cached.unwrap_or_default();
         let (mut version, mut state) = (cached.version, cached.state);
         let newer = self.store.read_stream_in(conn, project_id, version).await?;
         if newer.is_empty() {
@@ -126,7 +129,11 @@ impl Commands {
             state = Project::evolve(state, &typed);
             version = event.version;
         }
-        self.directory.extend(&newer);
+        if whole {
+            self.directory.extend(&newer);
+        } else {
+            self.directory.install(project_id, version, &state);
+        }
         Ok(directory::Versioned { version, state })
     }
 

@@ -116,7 +116,8 @@ pub fn messages(event: &RecordedEvent, directory: &Directory) -> Vec<Message> {
     let Some(project_id) = event.project_id else {
         return Vec::new();
     };
-    let project = directory.project_state(project_id).map(|p| p.state);
+    // Only the members are read (actor ids): the roster is enough.
+    let project = directory.project_roster(project_id);
     let project = project.as_ref();
     let mut out = Vec::new();
     let mut push = |kind: &str, payload: Value| {

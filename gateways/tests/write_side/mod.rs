@@ -367,3 +367,102 @@ async fn directory_sees_other_nodes_users_past_a_held_horizon(
         Some(user)
     );
 }
+
+/// The directory holds every project, but whole only those a command on
+/// this node used (the rest keep flags, roles and members: what access
+/// checks and the relay read). A project another node configured is
+/// refused to nobody while slim, and the first command here folds its
+/// whole stream: it decides with the configuration made elsewhere.
+#[sqlx::test(migrations = "../migrations")]
+async fn projects_are_held_slim_until_a_command_here_uses_them(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let node1 = app(options.clone()).await;
+    let node2 = app(options.clone()).await;
+    let admin1 = node1.admin().await;
+    let admin2 = node2.admin().await;
+    let project = node2
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin2),
+            Some(json!({"name": "Elsewhere"})),
+        )
+        .await;
+    let p = id(&project.data()["id"]);
+    let review = node2
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/task-statuses"),
+            Some(&admin2),
+            Some(json!({"name": "Review", "category": "inprogress"})),
+        )
+        .await;
+    assert_eq!(review.status, 201, "{:?}", review.body);
+    let review = id(&review.data()["id"]);
+
+    let directory = &node1.commands.directory;
+    directory.sync().await.unwrap();
+    assert!(
+        directory.project_state(p).is_none(),
+        "a project no command here used is held slim"
+    );
+    let roster = directory
+        .project_roster(p)
+        .expect("every project has a roster");
+    assert!(roster.is_live());
+    assert_eq!(roster.roles.len(), 3, "the seeded roles stay");
+    assert_eq!(roster.members.len(), 1, "the creator's membership stays");
+    assert!(roster.config.statuses.is_empty() && roster.name.is_empty());
+    let creator = roster.members.iter().next().unwrap().1.user_id;
+    let access = directory.project(p, Some(creator)).expect("live project");
+    assert!(
+        access.member.is_some_and(|(_, perms)| !perms.is_empty()),
+        "the creator's role permissions come from the slim entry"
+    );
+
+    // The first command here folds the stream and decides with the status
+    // made on the other node (an unknown status would be refused).
+    let task = node1
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/tasks"),
+            Some(&admin1),
+            Some(json!({"title": "uses the remote status", "status_id": review})),
+        )
+        .await;
+    assert_eq!(task.status, 201, "{:?}", task.body);
+    assert_eq!(id(&task.data()["status_id"]), review);
+    let whole = directory
+        .project_state(p)
+        .expect("held whole after a command");
+    assert_eq!(whole.state.name, "Elsewhere");
+    assert!(whole.state.config.statuses.get(&review).is_some());
+
+    // A whole entry follows the other node's changes through the tail.
+    let done = node2
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/task-statuses"),
+            Some(&admin2),
+            Some(json!({"name": "Shipped", "category": "done"})),
+        )
+        .await;
+    let shipped = id(&done.data()["id"]);
+    directory.sync().await.unwrap();
+    let whole = directory.project_state(p).expect("still whole");
+    assert!(whole.state.config.statuses.get(&shipped).is_some());
+    assert_eq!(
+        whole.version,
+        node1
+            .commands
+            .store
+            .read_stream(p, 0)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .version
+    );
+}
