@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use domain::DomainEvent;
 use domain::global_role::{GlobalRole, GlobalRoleEvent};
 use domain::permissions;
-use domain::project::{Project, ProjectEvent};
+use domain::project::{Member, Project, ProjectEvent, Role};
 use domain::user::{User, UserEvent};
 use eventstore::{CommitObserver, EventStore, GlobalPosition, RecordedEvent};
 use tokio::sync::watch;
@@ -55,8 +55,8 @@ const MIN_GAP: Duration = Duration::from_millis(50);
 /// access check and the realtime relay need only the flags, roles and
 /// members; the rest of the aggregate (names, settings, task
 /// configuration: two thirds of its memory) is kept only for projects a
-/// command on this node used recently, the others are held slim
-/// ([`slim`]). A command that finds a project slim folds its stream once
+/// command on this node used recently, the others are held as a
+/// [`Roster`]. A command that finds a project slim folds its stream once
 /// and hands the whole state back ([`Directory::install`]).
 const WHOLE: usize = 4_096;
 /// Revoked session families are remembered this long after their event:
@@ -98,6 +98,123 @@ pub struct AgentMember {
     pub permissions: Arc<[String]>,
 }
 
+/// What the directory keeps of every project: whether it lives, its
+/// visibility, its roles' permissions and its members. That is all an
+/// access check and the realtime relay read, in a few hundred bytes (a
+/// whole [`Project`] with its boxed maps and strings is about three times
+/// that, and the directory holds every project).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Roster {
+    pub exists: bool,
+    pub deleted: bool,
+    pub is_public: bool,
+    /// Role id and its permissions (interned: every project's seeded roles
+    /// share one list).
+    pub roles: Box<[(Uuid, Arc<[String]>)]>,
+    pub members: Box<[(Uuid, Member)]>,
+}
+
+impl Roster {
+    fn of(project: &Project) -> Roster {
+        Roster {
+            exists: project.exists,
+            deleted: project.deleted,
+            is_public: project.is_public,
+            roles: project
+                .roles
+                .iter()
+                .map(|(id, role)| (*id, Arc::clone(&role.permissions)))
+                .collect(),
+            members: project
+                .members
+                .iter()
+                .map(|(id, m)| (*id, m.clone()))
+                .collect(),
+        }
+    }
+
+    /// A project with what the roster holds and nothing else (roles without
+    /// names), for folding an event: the parts it lacks are the parts
+    /// [`Roster::of`] drops again, and `evolve` tolerates their absence
+    /// (updates of an unknown status or field change nothing).
+    fn to_project(&self) -> Project {
+        let mut project = Project {
+            exists: self.exists,
+            deleted: self.deleted,
+            is_public: self.is_public,
+            ..Project::default()
+        };
+        for (id, permissions) in self.roles.iter() {
+            let role = Role {
+                name: String::new(),
+                permissions: Arc::clone(permissions),
+            };
+            project.roles.insert(*id, role);
+        }
+        for (id, member) in self.members.iter() {
+            project.members.insert(*id, member.clone());
+        }
+        project
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.exists && !self.deleted
+    }
+
+    /// The user's (not an agent's) membership: member id and member.
+    pub fn member_by_user(&self, user_id: Uuid) -> Option<(Uuid, &Member)> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.agent_id.is_none() && m.user_id == user_id)
+            .map(|(id, m)| (*id, m))
+    }
+
+    fn permissions(&self, role_id: Uuid) -> Arc<[String]> {
+        self.roles
+            .iter()
+            .find(|(id, _)| *id == role_id)
+            .map(|(_, p)| Arc::clone(p))
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+}
+
+/// A project as the directory holds it: whole for the projects commands
+/// on this node use ([`WHOLE`] at most), a [`Roster`] for the rest.
+#[derive(Debug)]
+enum Entry {
+    Whole(Box<Project>),
+    Slim(Roster),
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry::Slim(Roster::default())
+    }
+}
+
+impl Entry {
+    fn roster(&self) -> Roster {
+        match self {
+            Entry::Whole(project) => Roster::of(project),
+            Entry::Slim(roster) => roster.clone(),
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        match self {
+            Entry::Whole(project) => project.is_live(),
+            Entry::Slim(roster) => roster.is_live(),
+        }
+    }
+
+    fn evolve(self, event: &ProjectEvent) -> Entry {
+        match self {
+            Entry::Whole(project) => Entry::Whole(Box::new(project.evolve(event))),
+            Entry::Slim(roster) => Entry::Slim(Roster::of(&roster.to_project().evolve(event))),
+        }
+    }
+}
+
 /// Why a credential that verified cryptographically is still refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -114,9 +231,9 @@ struct State {
     /// Lowercased username -> live user.
     usernames: HashMap<String, Uuid>,
     roles: HashMap<Uuid, Versioned<GlobalRole>>,
-    projects: HashMap<Uuid, Versioned<Project>>,
-    /// The projects held whole; every other entry of `projects` is slim.
-    whole: HashSet<Uuid>,
+    projects: HashMap<Uuid, Versioned<Entry>>,
+    /// How many entries of `projects` are whole.
+    whole: usize,
     /// Session family -> when the revocation was recorded.
     revoked_families: HashMap<Uuid, DateTime<Utc>>,
     /// User -> sessions that started before this are over (password
@@ -389,22 +506,35 @@ impl Directory {
     /// A live project and the caller's membership in it.
     pub fn project(&self, project_id: Uuid, user_id: Option<Uuid>) -> Option<ProjectAccess> {
         let state = self.read();
-        let project = &state.projects.get(&project_id)?.state;
-        if !project.is_live() {
+        let entry = &state.projects.get(&project_id)?.state;
+        if !entry.is_live() {
             return None;
         }
-        let member = user_id.and_then(|user_id| {
-            let (member_id, member) = project.member_by_user(user_id)?;
-            let permissions = project
-                .roles
-                .get(&member.role_id)
-                .map(|r| Arc::clone(&r.permissions))
-                .unwrap_or_else(|| Arc::from(Vec::new()));
-            Some((member_id, permissions))
-        });
+        // Per request, so no roster is built for a whole entry.
+        let (is_public, member) = match entry {
+            Entry::Whole(project) => {
+                let member = user_id.and_then(|user_id| {
+                    let (member_id, member) = project.member_by_user(user_id)?;
+                    let permissions = project
+                        .roles
+                        .get(&member.role_id)
+                        .map(|r| Arc::clone(&r.permissions))
+                        .unwrap_or_else(|| Arc::from(Vec::new()));
+                    Some((member_id, permissions))
+                });
+                (project.is_public, member)
+            }
+            Entry::Slim(roster) => {
+                let member = user_id.and_then(|user_id| {
+                    let (member_id, member) = roster.member_by_user(user_id)?;
+                    Some((member_id, roster.permissions(member.role_id)))
+                });
+                (roster.is_public, member)
+            }
+        };
         Some(ProjectAccess {
             id: project_id,
-            is_public: project.is_public,
+            is_public,
             member,
         })
     }
@@ -413,24 +543,26 @@ impl Directory {
     /// one project).
     pub fn agent_member(&self, agent_id: Uuid) -> Option<AgentMember> {
         let state = self.read();
-        state.projects.iter().find_map(|(project_id, project)| {
-            let project = &project.state;
-            if !project.is_live() {
+        state.projects.iter().find_map(|(project_id, entry)| {
+            if !entry.state.is_live() {
                 return None;
             }
-            let (member_id, member) = project
+            let roster = match &entry.state {
+                Entry::Whole(project) => {
+                    // Only the project with this agent pays for a roster.
+                    project.member_by_agent(agent_id)?;
+                    Roster::of(project)
+                }
+                Entry::Slim(roster) => roster.clone(),
+            };
+            let (member_id, member) = roster
                 .members
                 .iter()
                 .find(|(_, m)| m.agent_id == Some(agent_id))?;
-            let permissions = project
-                .roles
-                .get(&member.role_id)
-                .map(|r| Arc::clone(&r.permissions))
-                .unwrap_or_else(|| Arc::from(Vec::new()));
             Some(AgentMember {
                 project_id: *project_id,
                 member_id: *member_id,
-                permissions,
+                permissions: roster.permissions(member.role_id),
             })
         })
     }
@@ -441,26 +573,20 @@ impl Directory {
     /// folds the stream and [`Directory::install`]s the result.
     pub fn project_state(&self, project_id: Uuid) -> Option<Versioned<Project>> {
         let state = self.read();
-        if !state.whole.contains(&project_id) {
-            return None;
+        let entry = state.projects.get(&project_id)?;
+        match &entry.state {
+            Entry::Whole(project) => Some(Versioned {
+                version: entry.version,
+                state: Project::clone(project),
+            }),
+            Entry::Slim(_) => None,
         }
-        state.projects.get(&project_id).cloned()
     }
 
     /// What every project entry holds, whole or slim: whether it lives,
-    /// its visibility, roles and members. Names, settings and the task
-    /// configuration are left empty.
-    pub fn project_roster(&self, project_id: Uuid) -> Option<Project> {
-        let state = self.read();
-        let project = &state.projects.get(&project_id)?.state;
-        Some(Project {
-            exists: project.exists,
-            deleted: project.deleted,
-            is_public: project.is_public,
-            roles: project.roles.clone(),
-            members: project.members.clone(),
-            ..Project::default()
-        })
+    /// its visibility, roles' permissions and members.
+    pub fn project_roster(&self, project_id: Uuid) -> Option<Roster> {
+        Some(self.read().projects.get(&project_id)?.state.roster())
     }
 
     /// Folds events read from a project's stream by a command (newer than
@@ -475,30 +601,31 @@ impl Directory {
     /// next command installs it).
     pub fn install(&self, project_id: Uuid, version: i64, project: &Project) {
         let mut state = self.write();
-        let held = state.projects.get(&project_id).map_or(0, |p| p.version);
-        if held > version {
+        let held = state.projects.get(&project_id);
+        if held.is_some_and(|p| p.version > version) {
             return;
         }
-        if state.whole.len() >= WHOLE && !state.whole.contains(&project_id) {
+        let was_whole = held.is_some_and(|p| matches!(p.state, Entry::Whole(_)));
+        if state.whole >= WHOLE && !was_whole {
             // Crude but bounded, like the task cache: a working set that
             // fits stays whole, a larger one costs a stream read per command.
-            let State {
-                projects, whole, ..
-            } = &mut *state;
-            for id in whole.drain() {
-                if let Some(entry) = projects.get_mut(&id) {
-                    slim(&mut entry.state);
+            for entry in state.projects.values_mut() {
+                if let Entry::Whole(project) = &entry.state {
+                    entry.state = Entry::Slim(Roster::of(project));
                 }
             }
+            state.whole = 0;
         }
         state.projects.insert(
             project_id,
             Versioned {
                 version,
-                state: project.clone(),
+                state: Entry::Whole(Box::new(project.clone())),
             },
         );
-        state.whole.insert(project_id);
+        if !was_whole {
+            state.whole += 1;
+        }
     }
 
     /// Holders of a global role among live users.
@@ -588,18 +715,6 @@ fn next<T: Default>(
     Applied::Done
 }
 
-/// Drops what only commands need from a project the directory holds slim:
-/// its flags, roles and members stay exact (they fold the same whatever
-/// the rest holds, and `evolve` of the dropped parts tolerates their
-/// absence).
-fn slim(project: &mut Project) {
-    project.name = String::new();
-    project.description = String::new();
-    project.task_id_prefix = String::new();
-    project.settings = serde_json::Value::Null;
-    project.config = Default::default();
-}
-
 fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
     event
         .metadata
@@ -636,14 +751,7 @@ impl State {
             ProjectEvent::STREAM_TYPE => {
                 let typed =
                     ProjectEvent::from_stored(&event.event_type, &event.payload).map_err(decode)?;
-                let whole = self.whole.contains(&event.stream_id);
-                Ok(next(&mut self.projects, event, |p| {
-                    let mut p = p.evolve(&typed);
-                    if !whole {
-                        slim(&mut p);
-                    }
-                    p
-                }))
+                Ok(next(&mut self.projects, event, |p| p.evolve(&typed)))
             }
             _ => Ok(Applied::Seen),
         }
@@ -709,5 +817,110 @@ mod tests {
         let started = session_started(family).unwrap();
         assert!(started >= before && started <= Utc::now());
         assert!(session_started(Uuid::new_v4()).is_none());
+    }
+
+    /// A slim entry folds to the roster of the whole aggregate after every
+    /// event that touches roles, members or the flags.
+    #[test]
+    fn a_slim_entry_folds_like_the_whole_aggregate() {
+        let id = Uuid::from_u128;
+        let perms = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let events = [
+            ProjectEvent::Created {
+                name: "P".into(),
+                description: "d".into(),
+                task_id_prefix: "P".into(),
+                is_public: true,
+                settings: serde_json::json!({}),
+                created_by: id(100),
+            },
+            ProjectEvent::RoleCreated {
+                role_id: id(1),
+                role_name: "Admin".into(),
+                permissions: perms(&["task.read", "task.write"]),
+            },
+            ProjectEvent::RoleCreated {
+                role_id: id(2),
+                role_name: "Viewer".into(),
+                permissions: perms(&["task.read"]),
+            },
+            ProjectEvent::MemberAdded {
+                member_id: id(10),
+                user_id: id(100),
+                project_role_id: id(1),
+                role_name: "Admin".into(),
+                member_type: "human".into(),
+            },
+            ProjectEvent::MemberAdded {
+                member_id: id(11),
+                user_id: id(101),
+                project_role_id: id(2),
+                role_name: "Viewer".into(),
+                member_type: "human".into(),
+            },
+            ProjectEvent::AgentMemberAdded {
+                member_id: id(12),
+                agent_id: id(200),
+                project_role_id: id(2),
+                role_name: "Viewer".into(),
+                member_type: "agent".into(),
+            },
+            ProjectEvent::RoleUpdated {
+                role_id: id(2),
+                role_name: Some("Reader".into()),
+                permissions: Some(perms(&["task.read", "doc.read"])),
+            },
+            ProjectEvent::MemberRoleChanged {
+                member_id: id(11),
+                user_id: id(101),
+                project_role_id: id(1),
+                role_name: "Admin".into(),
+                old_project_role_id: id(2),
+            },
+            ProjectEvent::TaskStatusCreated {
+                status_id: id(30),
+                status: domain::task_config::TaskStatus {
+                    name: "Todo".into(),
+                    color: None,
+                    position: 0,
+                    category: "todo".into(),
+                },
+                is_default: true,
+            },
+            ProjectEvent::MemberRemoved {
+                member_id: id(10),
+                user_id: id(100),
+            },
+            ProjectEvent::AgentMemberRemoved {
+                member_id: id(12),
+                agent_id: id(200),
+            },
+            ProjectEvent::RoleDeleted {
+                role_id: id(2),
+                role_name: "Reader".into(),
+            },
+            ProjectEvent::Deleted {},
+        ];
+        let (mut whole, mut slim) = (Entry::Whole(Box::default()), Entry::default());
+        for event in &events {
+            whole = whole.evolve(event);
+            slim = slim.evolve(event);
+            assert!(matches!(slim, Entry::Slim(_)), "a slim entry stays slim");
+            assert_eq!(slim.roster(), whole.roster(), "after {event:?}");
+        }
+        let Entry::Slim(roster) = &slim else {
+            unreachable!()
+        };
+        assert!(roster.exists && roster.deleted && roster.is_public);
+        assert_eq!(roster.members.len(), 1);
+        assert_eq!(roster.member_by_user(id(101)).unwrap().0, id(11));
+        assert_eq!(
+            &*roster.permissions(id(1)),
+            perms(&["task.read", "task.write"])
+        );
+        assert!(
+            roster.permissions(id(2)).is_empty(),
+            "a deleted role grants nothing"
+        );
     }
 }

@@ -10,11 +10,10 @@
 
 use std::time::Duration;
 
-use commands::directory::Directory;
+use commands::directory::{Directory, Roster};
 use domain::DomainEvent;
 use domain::conversation::ConversationEvent;
 use domain::notification::InboxEvent;
-use domain::project::Project;
 use domain::task::TaskEvent;
 use eventstore::subscription::{HandlerError, SubscriptionHandler};
 use eventstore::{EventStore, RecordedEvent, Subscription};
@@ -71,19 +70,19 @@ fn uuid_at(value: &Value, pointer: &str) -> Option<Uuid> {
         .and_then(|s| s.parse().ok())
 }
 
-fn member_of_user(project: Option<&Project>, user_id: Option<Uuid>) -> Option<Uuid> {
+fn member_of_user(project: Option<&Roster>, user_id: Option<Uuid>) -> Option<Uuid> {
     project?.member_by_user(user_id?).map(|(id, _)| id)
 }
 
 /// The project member who acted (seed: `actor_id` is a member id).
-fn actor_member(event: &RecordedEvent, project: Option<&Project>) -> Option<Uuid> {
+fn actor_member(event: &RecordedEvent, project: Option<&Roster>) -> Option<Uuid> {
     uuid_at(&event.metadata, "/actor/member_id")
         .or_else(|| member_of_user(project, uuid_at(&event.metadata, "/actor/user_id")))
 }
 
 fn activity(
     event: &RecordedEvent,
-    project: Option<&Project>,
+    project: Option<&Roster>,
     kind: &str,
     id: Uuid,
     activity_type: &str,

@@ -414,8 +414,7 @@ async fn projects_are_held_slim_until_a_command_here_uses_them(
     assert!(roster.is_live());
     assert_eq!(roster.roles.len(), 3, "the seeded roles stay");
     assert_eq!(roster.members.len(), 1, "the creator's membership stays");
-    assert!(roster.config.statuses.is_empty() && roster.name.is_empty());
-    let creator = roster.members.iter().next().unwrap().1.user_id;
+    let creator = roster.members.first().unwrap().1.user_id;
     let access = directory.project(p, Some(creator)).expect("live project");
     assert!(
         access.member.is_some_and(|(_, perms)| !perms.is_empty()),
