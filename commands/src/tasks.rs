@@ -15,6 +15,7 @@ use domain::{DomainEvent, ErrorCode};
 use eventstore::stmt::Stmt;
 use eventstore::{AppendError, AppendTx, EventKey, ExpectedVersion, LockMode, Metadata, StreamRef};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::task_cache::CachedTask;
@@ -172,6 +173,20 @@ impl Commands {
             .await
     }
 
+    /// [`Self::create_task`] that also runs `read(task_id)` after the
+    /// write, as [`Self::update_task_reading`] does.
+    pub async fn create_task_reading(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        fields: TaskFields,
+        read: impl FnOnce(Uuid) -> String,
+    ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
+        let task_id = Uuid::now_v7();
+        self.create_task_as(meta, project_id, task_id, fields, &read(task_id))
+            .await
+    }
+
     /// Creates the task under a caller-chosen id (a plugin's origin key maps
     /// to one): a second create of the same id is a `VersionConflict` and
     /// appends nothing.
@@ -182,13 +197,26 @@ impl Commands {
         task_id: Uuid,
         fields: TaskFields,
     ) -> CommandResult<TaskWritten> {
+        self.create_task_as(meta, project_id, task_id, fields, "")
+            .await
+            .map(|(written, _)| written)
+    }
+
+    async fn create_task_as(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        fields: TaskFields,
+        read: &str,
+    ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
         // A parent or a sprint takes a lock beyond the project's (the tree,
         // the sprint row): those creates stay transactional.
         if self.fused_writes
             && fields.parent_task_id.is_none()
             && fields.sprint_id.is_none()
             && let Some(written) = self
-                .create_task_fused(meta, project_id, task_id, &fields)
+                .create_task_fused(meta, project_id, task_id, &fields, read)
                 .await?
         {
             return Ok(written);
@@ -249,10 +277,11 @@ impl Commands {
             )
             .await?;
         tx.commit().await?;
-        Ok(TaskWritten {
+        let written = TaskWritten {
             task_id,
             version: result.stream_version,
-        })
+        };
+        Ok((written, Vec::new()))
     }
 
     /// The project a fused task write decides from: the directory's copy,
@@ -313,7 +342,8 @@ impl Commands {
         project_id: Uuid,
         task_id: Uuid,
         fields: &TaskFields,
-    ) -> CommandResult<Option<TaskWritten>> {
+        read: &str,
+    ) -> CommandResult<Option<(TaskWritten, Vec<PgRow>)>> {
         let lane = self.tasks.lane(project_id);
         let mut fresh = false;
         for attempt in 0..FUSED_ATTEMPTS {
@@ -344,6 +374,7 @@ impl Commands {
                 ctx,
                 fields: fields.clone(),
                 meta: meta.clone(),
+                read: read.to_owned(),
                 // After a failed group, each of its creates goes on its
                 // own, so one that cannot succeed fails only itself.
                 alone: attempt > 0,
@@ -394,6 +425,24 @@ impl Commands {
         command: TaskCommand,
         if_version: Option<i64>,
     ) -> CommandResult<TaskWritten> {
+        self.task_command_reading(meta, project_id, task_id, command, if_version, "")
+            .await
+            .map(|(written, _)| written)
+    }
+
+    /// [`Self::task_command`] whose fused append also runs `read` (see
+    /// [`eventstore::FusedAppend::read`]) and returns its rows: empty when
+    /// the command took another path (no change to write, or the
+    /// transactional path), and the caller reads for itself.
+    async fn task_command_reading(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        command: TaskCommand,
+        if_version: Option<i64>,
+        read: &str,
+    ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
         let parent = match &command {
             TaskCommand::Update(TaskPatch {
                 parent_task_id: Some(Some(p)),
@@ -426,7 +475,7 @@ impl Commands {
             && !reparents
             && sprint.is_none()
             && let Some(written) = self
-                .task_command_fused(meta, project_id, task_id, &command, if_version)
+                .task_command_fused(meta, project_id, task_id, &command, if_version, read)
                 .await?
         {
             return Ok(written);
@@ -456,7 +505,7 @@ impl Commands {
                 if_version,
             )
             .await
-            .map(|(_, version)| TaskWritten { task_id, version })
+            .map(|(_, version)| (TaskWritten { task_id, version }, Vec::new()))
         })
     }
 
@@ -515,7 +564,8 @@ impl Commands {
         task_id: Uuid,
         command: &TaskCommand,
         if_version: Option<i64>,
-    ) -> CommandResult<Option<TaskWritten>> {
+        read: &str,
+    ) -> CommandResult<Option<(TaskWritten, Vec<PgRow>)>> {
         let mut fresh = false;
         for attempt in 0..FUSED_ATTEMPTS {
             if attempt > 1 {
@@ -552,10 +602,11 @@ impl Commands {
                 }
                 Err(error) => return Err(error.into()),
                 Ok(events) if events.is_empty() => {
-                    return Ok(Some(TaskWritten {
+                    let written = TaskWritten {
                         task_id,
                         version: task.version,
-                    }));
+                    };
+                    return Ok(Some((written, Vec::new())));
                 }
                 Ok(events) => events,
             };
@@ -565,20 +616,21 @@ impl Commands {
                 stream_id: task_id,
                 project_id: Some(project_id),
             };
-            let guards = [(project_id, project.version)];
-            match self
-                .store
-                .append_fused(stream, task.version, new_events, &guards)
-                .await
-            {
-                Ok(Some(result)) => {
+            let append = eventstore::FusedAppend {
+                read: read.to_owned(),
+                ..eventstore::FusedAppend::new(
+                    stream,
+                    task.version,
+                    new_events,
+                    vec![(project_id, project.version)],
+                )
+            };
+            match self.store.append_fused_one(append).await {
+                Ok(Some((result, rows))) => {
                     let state = events.iter().fold((*task.state).clone(), Task::evolve);
-                    return Ok(Some(self.cache_written(
-                        project_id,
-                        task_id,
-                        result.stream_version,
-                        state,
-                    )));
+                    let written =
+                        self.cache_written(project_id, task_id, result.stream_version, state);
+                    return Ok(Some((written, rows)));
                 }
                 Ok(None) => return Ok(None),
                 Err(error) => {
@@ -615,6 +667,24 @@ impl Commands {
         .await
     }
 
+    /// [`Self::update_task`] that also runs `read` after the write, in its
+    /// transaction when the write is fused, and returns its rows (empty
+    /// otherwise: the caller then reads for itself). For a response built
+    /// from the projected row without another round trip.
+    pub async fn update_task_reading(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        patch: TaskPatch,
+        if_version: Option<i64>,
+        read: &str,
+    ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
+        let command = TaskCommand::Update(patch);
+        self.task_command_reading(meta, project_id, task_id, command, if_version, read)
+            .await
+    }
+
     pub async fn delete_task(
         &self,
         meta: &Metadata,
@@ -633,20 +703,36 @@ impl Commands {
         author_user_id: Uuid,
         content: Value,
     ) -> CommandResult<Uuid> {
-        let comment_id = Uuid::now_v7();
-        self.task_command(
-            meta,
-            project_id,
-            task_id,
-            TaskCommand::AddComment {
-                comment_id,
-                author_user_id,
-                content,
-            },
-            None,
-        )
-        .await?;
+        let (comment_id, _) = self
+            .add_comment_reading(meta, project_id, task_id, author_user_id, content, |_| {
+                String::new()
+            })
+            .await?;
         Ok(comment_id)
+    }
+
+    /// [`Self::add_comment`] that also runs `read(comment_id)` after the
+    /// write, as [`Self::update_task_reading`] does.
+    pub async fn add_comment_reading(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        author_user_id: Uuid,
+        content: Value,
+        read: impl FnOnce(Uuid) -> String,
+    ) -> CommandResult<(Uuid, Vec<PgRow>)> {
+        let comment_id = Uuid::now_v7();
+        let command = TaskCommand::AddComment {
+            comment_id,
+            author_user_id,
+            content,
+        };
+        let read = read(comment_id);
+        let (_, rows) = self
+            .task_command_reading(meta, project_id, task_id, command, None, &read)
+            .await?;
+        Ok((comment_id, rows))
     }
 
     pub async fn edit_comment(
@@ -905,6 +991,8 @@ pub struct PendingCreate {
     ctx: TaskContext,
     fields: TaskFields,
     meta: Metadata,
+    /// The caller's response read ([`eventstore::FusedAppend::read`]).
+    read: String,
     /// Append this one in a round trip of its own.
     alone: bool,
     reply: tokio::sync::oneshot::Sender<LaneAnswer>,
@@ -912,11 +1000,13 @@ pub struct PendingCreate {
 
 /// What became of a [`PendingCreate`].
 struct LaneAnswer {
-    outcome: Result<Option<TaskWritten>, AppendError>,
+    outcome: LaneOutcome,
     /// The round trips its group made, charged to the group's first
     /// create only, so per-request figures add up to the round trips made.
     round_trips: u64,
 }
+
+type LaneOutcome = Result<Option<(TaskWritten, Vec<PgRow>)>, AppendError>;
 
 /// Answers a group's creates in turn, charging its round trips to the
 /// first answered.
@@ -925,7 +1015,7 @@ struct Answers {
 }
 
 impl Answers {
-    fn send(&mut self, pending: PendingCreate, outcome: Result<Option<TaskWritten>, AppendError>) {
+    fn send(&mut self, pending: PendingCreate, outcome: LaneOutcome) {
         let _ = pending.reply.send(LaneAnswer {
             outcome,
             round_trips: std::mem::take(&mut self.round_trips),
@@ -1054,19 +1144,24 @@ async fn append_creates(
                 .arg(project_id)
                 .arg(*number)
                 .render(&mut prelude);
+            let stream = StreamRef {
+                stream_type: TaskEvent::STREAM_TYPE,
+                stream_id: pending.task_id,
+                project_id: Some(project_id),
+            };
+            let events = events
+                .iter()
+                .map(|e| crate::new_event(e, &pending.meta))
+                .collect();
             eventstore::FusedAppend {
-                stream: StreamRef {
-                    stream_type: TaskEvent::STREAM_TYPE,
-                    stream_id: pending.task_id,
-                    project_id: Some(project_id),
-                },
-                expected: 0,
-                events: events
-                    .iter()
-                    .map(|e| crate::new_event(e, &pending.meta))
-                    .collect(),
-                guards: vec![(project_id, pending.project_version)],
                 prelude,
+                read: pending.read.clone(),
+                ..eventstore::FusedAppend::new(
+                    stream,
+                    0,
+                    events,
+                    vec![(project_id, pending.project_version)],
+                )
             }
         })
         .collect();
@@ -1074,7 +1169,7 @@ async fn append_creates(
     match store.append_fused_all(appends).await {
         Ok(Some(results)) => {
             *last = Some(number);
-            for ((pending, _, events), result) in decided.into_iter().zip(results) {
+            for ((pending, _, events), (result, rows)) in decided.into_iter().zip(results) {
                 let state = events.iter().fold(Task::default(), Task::evolve);
                 tasks.put(
                     pending.task_id,
@@ -1088,7 +1183,7 @@ async fn append_creates(
                     task_id: pending.task_id,
                     version: result.stream_version,
                 };
-                answers.send(pending, Ok(Some(written)));
+                answers.send(pending, Ok(Some((written, rows))));
             }
         }
         Ok(None) => {

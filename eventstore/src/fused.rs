@@ -64,32 +64,20 @@ impl EventStore {
         events: Vec<NewEvent>,
         guards: &[(Uuid, i64)],
     ) -> Result<Option<AppendResult>, AppendError> {
-        self.append_fused_with(stream, expected, events, guards, "")
-            .await
+        let append = FusedAppend::new(stream, expected, events, guards.to_vec());
+        Ok(self
+            .append_fused_all(vec![append])
+            .await?
+            .and_then(|mut results| results.pop())
+            .map(|(result, _)| result))
     }
 
-    /// [`Self::append_fused`] with the caller's own statements first
-    /// (`prelude`, rendered with [`crate::stmt::Stmt`]), in the same
-    /// implicit transaction: write-side state the decision depends on, such
-    /// as a counter moved to the value decided from. A prelude statement
-    /// that finds its state moved raises SQLSTATE `PX409`; the append then
-    /// fails with [`AppendError::GuardMoved`] (nothing is kept) and the
-    /// caller reloads and decides again.
-    pub async fn append_fused_with(
+    /// One [`FusedAppend`] (with its prelude and read), and the rows of its
+    /// read.
+    pub async fn append_fused_one(
         &self,
-        stream: StreamRef<'_>,
-        expected: i64,
-        events: Vec<NewEvent>,
-        guards: &[(Uuid, i64)],
-        prelude: &str,
-    ) -> Result<Option<AppendResult>, AppendError> {
-        let append = FusedAppend {
-            stream,
-            expected,
-            events,
-            guards: guards.to_vec(),
-            prelude: prelude.to_owned(),
-        };
+        append: FusedAppend<'_>,
+    ) -> Result<Option<(AppendResult, Vec<PgRow>)>, AppendError> {
         Ok(self
             .append_fused_all(vec![append])
             .await?
@@ -98,21 +86,22 @@ impl EventStore {
 
     /// Several fused appends (to different streams) in one round trip and
     /// one implicit transaction: all commit or none does. The results are
-    /// in the order of `appends`. A failure is classified against the first
-    /// append; with several, the caller cannot tell which one failed and
-    /// retries them one by one. `Ok(None)`: some projector cannot render
-    /// one of them; nothing was sent.
+    /// in the order of `appends`, each with the rows its
+    /// [`FusedAppend::read`] returned. A failure is classified against the
+    /// first append; with several, the caller cannot tell which one failed
+    /// and retries them one by one. `Ok(None)`: some projector cannot
+    /// render one of them; nothing was sent.
     pub async fn append_fused_all(
         &self,
         appends: Vec<FusedAppend<'_>>,
-    ) -> Result<Option<Vec<AppendResult>>, AppendError> {
+    ) -> Result<Option<Vec<(AppendResult, Vec<PgRow>)>>, AppendError> {
         let Some(first) = appends.first() else {
             return Ok(Some(Vec::new()));
         };
         let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
         let mut rendered = Vec::with_capacity(appends.len());
-        for append in &appends {
-            match self.render_fused(append, &mut sql)? {
+        for (i, append) in appends.iter().enumerate() {
+            match self.render_fused(append, i, &mut sql)? {
                 Some(provisional) => rendered.push((append.expected, provisional)),
                 None => {
                     self.declined();
@@ -122,18 +111,45 @@ impl EventStore {
         }
 
         let mut conn = self.pool().acquire().await?;
-        let rows: Vec<PgRow> = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        // Rows grouped by statement: a read's rows are the group after its
+        // marker's.
+        let statements: Vec<Vec<PgRow>> = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .fetch_many(&mut *conn)
-            .try_filter_map(|step| async move { Ok(step.right()) })
-            .try_collect()
+            .try_fold(vec![Vec::new()], |mut groups, step| async move {
+                match step {
+                    sqlx::Either::Left(_) => groups.push(Vec::new()),
+                    sqlx::Either::Right(row) => {
+                        groups.last_mut().unwrap_or(&mut Vec::new()).push(row)
+                    }
+                }
+                Ok(groups)
+            })
             .await
         {
-            Ok(rows) => rows,
+            Ok(statements) => statements,
             Err(error) => {
                 return Err(classify(error, first.stream, first.expected, &first.guards));
             }
         };
         drop(conn);
+        let mut reads: Vec<Vec<PgRow>> = rendered.iter().map(|_| Vec::new()).collect();
+        let mut rows = Vec::new();
+        let mut statements = statements.into_iter();
+        while let Some(group) = statements.next() {
+            let marker = group
+                .first()
+                .and_then(|row| row.try_get::<i32, _>(READ_MARKER).ok());
+            match marker {
+                Some(i) => {
+                    if let (Some(read), Some(group)) =
+                        (reads.get_mut(i as usize), statements.next())
+                    {
+                        *read = group;
+                    }
+                }
+                None => rows.extend(group),
+            }
+        }
 
         let mut stored = rows
             .iter()
@@ -150,7 +166,7 @@ impl EventStore {
             })
             .collect::<std::collections::HashMap<_, _>>();
         let mut results = Vec::with_capacity(rendered.len());
-        for (expected, mut recorded) in rendered {
+        for ((expected, mut recorded), read) in rendered.into_iter().zip(reads) {
             for event in &mut recorded {
                 if let Some((position, tx_id, at)) = stored.remove(&event.event_id) {
                     event.global_position = position;
@@ -160,11 +176,12 @@ impl EventStore {
             }
             self.stats().fused.fetch_add(1, Ordering::Relaxed);
             self.after_commit(&recorded);
-            results.push(AppendResult {
+            let result = AppendResult {
                 stream_version: expected + recorded.len() as i64,
                 events: recorded,
                 idempotent: false,
-            });
+            };
+            results.push((result, read));
         }
         Ok(Some(results))
     }
@@ -175,6 +192,7 @@ impl EventStore {
     fn render_fused(
         &self,
         append: &FusedAppend<'_>,
+        index: usize,
         sql: &mut String,
     ) -> Result<Option<Vec<RecordedEvent>>, AppendError> {
         let FusedAppend {
@@ -183,6 +201,7 @@ impl EventStore {
             events,
             guards,
             prelude,
+            read,
         } = append;
         let (stream, expected) = (*stream, *expected);
         if events.is_empty() || expected < 0 {
@@ -288,6 +307,10 @@ impl EventStore {
             .arg(expected + count)
             .render(sql);
         sql.push_str(&projected);
+        if !read.is_empty() {
+            sql.push_str(&format!("SELECT {index} AS {READ_MARKER};\n"));
+            sql.push_str(read);
+        }
         Ok(Some(provisional))
     }
 }
@@ -300,8 +323,40 @@ pub struct FusedAppend<'a> {
     pub expected: i64,
     pub events: Vec<NewEvent>,
     pub guards: Vec<(Uuid, i64)>,
+    /// Statements run before the append ([`crate::stmt::Stmt`]-rendered):
+    /// write-side state the decision depends on, such as a counter moved
+    /// to the value decided from. One that finds its state moved raises
+    /// SQLSTATE `PX409`; the append then fails with
+    /// [`AppendError::GuardMoved`] and the caller reloads and decides again.
     pub prelude: String,
+    /// One statement run after the projectors, in the same transaction,
+    /// whose rows come back with the result: the caller's response read
+    /// (the projected row) without a second round trip. Its rows are in
+    /// the text format of the simple-query protocol.
+    pub read: String,
 }
+
+impl<'a> FusedAppend<'a> {
+    pub fn new(
+        stream: StreamRef<'a>,
+        expected: i64,
+        events: Vec<NewEvent>,
+        guards: Vec<(Uuid, i64)>,
+    ) -> Self {
+        FusedAppend {
+            stream,
+            expected,
+            events,
+            guards,
+            prelude: String::new(),
+            read: String::new(),
+        }
+    }
+}
+
+/// The column of the statement that announces a [`FusedAppend::read`]'s
+/// rows (its value is the append's index).
+const READ_MARKER: &str = "paca_fused_read";
 
 impl EventStore {
     fn declined(&self) {

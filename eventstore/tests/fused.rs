@@ -11,7 +11,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use eventstore::stmt::Stmt;
 use eventstore::{
-    AppendError, EventStore, ExpectedVersion, InlineProjector, RecordedEvent, StreamRef,
+    AppendError, EventStore, ExpectedVersion, FusedAppend, InlineProjector, RecordedEvent,
+    StreamRef,
 };
 use serde_json::json;
 use sqlx::PgConnection;
@@ -385,13 +386,10 @@ async fn a_prelude_commits_with_the_append_or_keeps_nothing(
 
     let first = Uuid::now_v7();
     let refused = store
-        .append_fused_with(
-            stream(first),
-            0,
-            vec![event("it.a", json!({}))],
-            &[],
-            &take(2),
-        )
+        .append_fused_one(FusedAppend {
+            prelude: take(2),
+            ..FusedAppend::new(stream(first), 0, vec![event("it.a", json!({}))], vec![])
+        })
         .await;
     assert!(
         matches!(refused, Err(AppendError::GuardMoved { .. })),
@@ -406,13 +404,10 @@ async fn a_prelude_commits_with_the_append_or_keeps_nothing(
 
     for (number, id) in [(1, first), (2, Uuid::now_v7())] {
         store
-            .append_fused_with(
-                stream(id),
-                0,
-                vec![event("it.a", json!({}))],
-                &[],
-                &take(number),
-            )
+            .append_fused_one(FusedAppend {
+                prelude: take(number),
+                ..FusedAppend::new(stream(id), 0, vec![event("it.a", json!({}))], vec![])
+            })
             .await
             .unwrap()
             .expect("rendered");
@@ -423,16 +418,93 @@ async fn a_prelude_commits_with_the_append_or_keeps_nothing(
     let late = Uuid::now_v7();
     assert!(matches!(
         store
-            .append_fused_with(
-                stream(late),
-                0,
-                vec![event("it.a", json!({}))],
-                &[],
-                &take(2)
-            )
+            .append_fused_one(FusedAppend {
+                prelude: take(2),
+                ..FusedAppend::new(stream(late), 0, vec![event("it.a", json!({}))], vec![])
+            })
             .await,
         Err(AppendError::GuardMoved { .. })
     ));
     assert_eq!(events_of(late).await, 0);
     assert_eq!(counter().await, Some(2));
+}
+
+/// A read runs after the projectors in the append's transaction, so it sees
+/// the projected rows; in a batch of appends each gets its own read's rows,
+/// whatever rows the statements before it returned.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_read_returns_the_projected_rows_with_the_append(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    use sqlx::Row;
+    let (_pool, store) = setup(connect).await;
+    let read = |id: Uuid| {
+        let mut sql = String::new();
+        Stmt::new(
+            "SELECT r.note, r.version, r.at FROM it_rows r JOIN events e USING (event_id)
+              WHERE e.stream_id = $1 ORDER BY r.version",
+        )
+        .arg(id)
+        .render(&mut sql);
+        sql
+    };
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let appends = vec![
+        FusedAppend {
+            read: read(a),
+            ..FusedAppend::new(
+                stream(a),
+                0,
+                vec![
+                    event("it.a", json!({ "note": "a1" })),
+                    event("it.b", json!({ "note": "a2" })),
+                ],
+                vec![],
+            )
+        },
+        // No read: nothing comes back for it.
+        FusedAppend::new(stream(c), 0, vec![event("it.a", json!({}))], vec![]),
+        FusedAppend {
+            read: read(b),
+            ..FusedAppend::new(
+                stream(b),
+                0,
+                vec![event("it.a", json!({ "note": "b1" }))],
+                vec![],
+            )
+        },
+    ];
+    let results = store
+        .append_fused_all(appends)
+        .await
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(results.len(), 3);
+    let notes = |rows: &[sqlx::postgres::PgRow]| {
+        rows.iter()
+            .map(|r| r.get::<Option<String>, _>("note").unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(notes(&results[0].1), ["a1", "a2"]);
+    assert!(results[1].1.is_empty());
+    assert_eq!(notes(&results[2].1), ["b1"]);
+    // The rows are the committed ones: the projected time is the event's.
+    let at: DateTime<Utc> = results[2].1[0].get("at");
+    assert_eq!(at, results[2].0.events[0].recorded_at);
+    assert_eq!(results[0].1[1].get::<i64, _>("version"), 2);
+
+    // A failing append returns an error and no rows.
+    let failed = store
+        .append_fused_one(FusedAppend {
+            read: read(a),
+            ..FusedAppend::new(
+                stream(a),
+                2,
+                vec![event("it.c", json!({ "fail": "sql" }))],
+                vec![],
+            )
+        })
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
 }

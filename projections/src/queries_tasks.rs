@@ -153,6 +153,29 @@ pub async fn task(
     Ok(row.filter(|r| live_in(r, project_id)).map(TaskView::from))
 }
 
+/// The statement [`task`] runs, with `id` as a literal: a write's
+/// response read inside its fused append ([`eventstore::FusedAppend::read`]),
+/// decoded by [`task_from_read`].
+pub fn task_read(id: Uuid) -> String {
+    let mut sql = String::new();
+    eventstore::stmt::Stmt::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
+        .arg(id)
+        .render(&mut sql);
+    sql
+}
+
+/// [`task`]'s answer from the rows of [`task_read`].
+pub fn task_from_read(
+    rows: &[sqlx::postgres::PgRow],
+    project_id: Uuid,
+) -> Result<Option<TaskView>, sqlx::Error> {
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let row = <TaskRow as sqlx::FromRow<_>>::from_row(row)?;
+    Ok(live_in(&row, project_id).then(|| TaskView::from(row)))
+}
+
 /// The lookups by id name only the primary key and check the project and
 /// the deletion on the row: with `project_id` in the `WHERE` the planner
 /// could (and, with statistics older than the table's growth, did) walk a
@@ -462,6 +485,28 @@ pub async fn activity(
         .bind(activity_id)
         .fetch_optional(pool)
         .await
+}
+
+/// The statement [`activity`] runs, with literals: a comment's response
+/// read inside its fused append, decoded by [`activity_from_read`].
+pub fn activity_read(task_id: Uuid, activity_id: Uuid) -> String {
+    let mut sql = String::new();
+    eventstore::stmt::Stmt::new(format!(
+        "{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
+    ))
+    .arg(task_id)
+    .arg(activity_id)
+    .render(&mut sql);
+    sql
+}
+
+/// [`activity`]'s answer from the rows of [`activity_read`].
+pub fn activity_from_read(
+    rows: &[sqlx::postgres::PgRow],
+) -> Result<Option<ActivityView>, sqlx::Error> {
+    rows.first()
+        .map(<ActivityView as sqlx::FromRow<_>>::from_row)
+        .transpose()
 }
 
 /// Builds the API view of a task from its events (for `as_of` reads), the

@@ -153,14 +153,17 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let fields = body.into_inner().into_fields()?;
-    let written = state
+    // The response is the projected row, read in the write's own round
+    // trip when the write is fused.
+    let (written, rows) = state
         .commands
-        .create_task(&principal.metadata(), project_id, fields)
+        .create_task_reading(&principal.metadata(), project_id, fields, q::task_read)
         .await?;
-    task_response(
-        actix_web::http::StatusCode::CREATED,
-        live_task(&state, project_id, written.task_id).await?,
-    )
+    let task = match q::task_from_read(&rows, project_id)? {
+        Some(task) => task,
+        None => live_task(&state, project_id, written.task_id).await?,
+    };
+    task_response(actix_web::http::StatusCode::CREATED, task)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -288,11 +291,21 @@ pub async fn patch(
     let (project_id, task_id) = path.into_inner();
     let expected = if_match(&req)?;
     let patch = body.into_inner().into_patch()?;
+    // The response is the projected row, read in the write's own round
+    // trip when the write is fused.
+    let read = q::task_read(task_id);
     let result = state
         .commands
-        .update_task(&principal.metadata(), project_id, task_id, patch, expected)
+        .update_task_reading(
+            &principal.metadata(),
+            project_id,
+            task_id,
+            patch,
+            expected,
+            &read,
+        )
         .await;
-    match result {
+    let (_, rows) = match result {
         Err(commands::CommandError::Stale { .. }) => {
             return Err(ApiError::new(
                 ErrorCode::CONFLICT,
@@ -301,10 +314,11 @@ pub async fn patch(
         }
         other => other?,
     };
-    task_response(
-        actix_web::http::StatusCode::OK,
-        live_task(&state, project_id, task_id).await?,
-    )
+    let task = match q::task_from_read(&rows, project_id)? {
+        Some(task) => task,
+        None => live_task(&state, project_id, task_id).await?,
+    };
+    task_response(actix_web::http::StatusCode::OK, task)
 }
 
 pub async fn delete(
@@ -535,17 +549,23 @@ pub async fn add_comment(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let content = body.into_inner().content.unwrap_or(Value::Null);
-    let comment_id = state
+    // The response is the projected entry, read in the write's own round
+    // trip when the write is fused.
+    let (comment_id, rows) = state
         .commands
-        .add_comment(
+        .add_comment_reading(
             &principal.metadata(),
             project_id,
             task_id,
             principal.id(),
             content,
+            |comment_id| q::activity_read(task_id, comment_id),
         )
         .await?;
-    created(activity_or_404(&state, task_id, comment_id).await?)
+    match q::activity_from_read(&rows)? {
+        Some(entry) => created(entry),
+        None => created(activity_or_404(&state, task_id, comment_id).await?),
+    }
 }
 
 /// Comments are edited through their activity id; other entries are not

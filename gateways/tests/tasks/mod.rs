@@ -547,6 +547,10 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.data()["version"], i as i64 + 2, "{}", r.body);
+        // The response was read inside the write (text format) and says
+        // exactly what a later GET (binary format) says.
+        let got = t.call("GET", &path, Some(&admin), None).await;
+        assert_eq!(r.data(), got.data(), "after {body}");
     }
     assert_eq!(
         t.call("GET", &path, Some(&admin), None).await.data()["title"],
@@ -561,6 +565,15 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
         )
         .await;
     assert_eq!(c.status, 201, "{}", c.body);
+    let listed = t
+        .call("GET", &format!("{path}/activities"), Some(&admin), None)
+        .await;
+    let listed = listed.data()["items"].as_array().unwrap().clone();
+    assert!(
+        listed.iter().any(|a| a == c.data()),
+        "the comment as created is the comment as listed: {} in {listed:?}",
+        c.data()
+    );
     assert_eq!(
         stats.fused.load(Ordering::Relaxed) - fused_before,
         6,
@@ -667,5 +680,96 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
     assert!(
         diffs.is_empty(),
         "live read models differ from a replay: {diffs:?}"
+    );
+}
+
+/// The fused writes run their response reads in the write's own round trip
+/// and return the rows, which decode to what the read models serve.
+#[sqlx::test(migrations = "../migrations")]
+async fn fused_writes_return_their_response_reads(_: PgPoolOptions, options: PgConnectOptions) {
+    let t = app(options).await;
+    let admin = t.admin().await;
+    let p = t
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "Reads"})),
+        )
+        .await;
+    let project_id: uuid::Uuid = id(&p.data()["id"]).parse().unwrap();
+    let task = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{project_id}/tasks"),
+            Some(&admin),
+            Some(json!({"title": "first"})),
+        )
+        .await;
+    let task_id: uuid::Uuid = id(&task.data()["id"]).parse().unwrap();
+    let author: uuid::Uuid = {
+        let me = t.call("GET", "/api/v1/users/me", Some(&admin), None).await;
+        id(&me.data()["id"]).parse().unwrap()
+    };
+    // The fused writes return their response reads' rows (no second
+    // round trip), decoded to what the read models serve.
+    let meta = eventstore::Metadata::system("test");
+    let q = projections::queries_tasks::task_read(task_id);
+    let patch = domain::task::TaskPatch {
+        title: Some("read in the write".into()),
+        ..Default::default()
+    };
+    let (_, rows) = t
+        .commands
+        .update_task_reading(&meta, project_id, task_id, patch, None, &q)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the fused update returns its read");
+    let read = projections::queries_tasks::task_from_read(&rows, project_id).unwrap();
+    let stored = projections::queries_tasks::task(&t.pool, project_id, task_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&read).unwrap(),
+        serde_json::to_value(&stored).unwrap()
+    );
+    assert_eq!(read.unwrap().title, "read in the write");
+    let fields = domain::task::TaskFields {
+        title: "created with its read".into(),
+        ..Default::default()
+    };
+    let (written, rows) = t
+        .commands
+        .create_task_reading(
+            &meta,
+            project_id,
+            fields,
+            projections::queries_tasks::task_read,
+        )
+        .await
+        .unwrap();
+    let read = projections::queries_tasks::task_from_read(&rows, project_id).unwrap();
+    assert_eq!(
+        read.map(|v| v.id),
+        Some(written.task_id),
+        "the fused create returns its read"
+    );
+    let (comment, rows) = t
+        .commands
+        .add_comment_reading(
+            &meta,
+            project_id,
+            task_id,
+            author,
+            json!({"text": "hi"}),
+            |c| projections::queries_tasks::activity_read(task_id, c),
+        )
+        .await
+        .unwrap();
+    let read = projections::queries_tasks::activity_from_read(&rows).unwrap();
+    assert_eq!(
+        read.map(|a| a.id),
+        Some(comment),
+        "the fused comment returns its read"
     );
 }
