@@ -173,20 +173,6 @@ impl Commands {
             .await
     }
 
-    /// [`Self::create_task`] that also runs `read(task_id)` after the
-    /// write, as [`Self::update_task_reading`] does.
-    pub async fn create_task_reading(
-        &self,
-        meta: &Metadata,
-        project_id: Uuid,
-        fields: TaskFields,
-        read: impl FnOnce(Uuid) -> String,
-    ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
-        let task_id = Uuid::now_v7();
-        self.create_task_as(meta, project_id, task_id, fields, &read(task_id))
-            .await
-    }
-
     /// Creates the task under a caller-chosen id (a plugin's origin key maps
     /// to one): a second create of the same id is a `VersionConflict` and
     /// appends nothing.
@@ -197,26 +183,13 @@ impl Commands {
         task_id: Uuid,
         fields: TaskFields,
     ) -> CommandResult<TaskWritten> {
-        self.create_task_as(meta, project_id, task_id, fields, "")
-            .await
-            .map(|(written, _)| written)
-    }
-
-    async fn create_task_as(
-        &self,
-        meta: &Metadata,
-        project_id: Uuid,
-        task_id: Uuid,
-        fields: TaskFields,
-        read: &str,
-    ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
         // A parent or a sprint takes a lock beyond the project's (the tree,
         // the sprint row): those creates stay transactional.
         if self.fused_writes
             && fields.parent_task_id.is_none()
             && fields.sprint_id.is_none()
             && let Some(written) = self
-                .create_task_fused(meta, project_id, task_id, &fields, read)
+                .create_task_fused(meta, project_id, task_id, &fields)
                 .await?
         {
             return Ok(written);
@@ -277,11 +250,10 @@ impl Commands {
             )
             .await?;
         tx.commit().await?;
-        let written = TaskWritten {
+        Ok(TaskWritten {
             task_id,
             version: result.stream_version,
-        };
-        Ok((written, Vec::new()))
+        })
     }
 
     /// The project a fused task write decides from: the directory's copy,
@@ -342,8 +314,7 @@ impl Commands {
         project_id: Uuid,
         task_id: Uuid,
         fields: &TaskFields,
-        read: &str,
-    ) -> CommandResult<Option<(TaskWritten, Vec<PgRow>)>> {
+    ) -> CommandResult<Option<TaskWritten>> {
         let lane = self.tasks.lane(project_id);
         let mut fresh = false;
         for attempt in 0..FUSED_ATTEMPTS {
@@ -374,7 +345,6 @@ impl Commands {
                 ctx,
                 fields: fields.clone(),
                 meta: meta.clone(),
-                read: read.to_owned(),
                 // After a failed group, each of its creates goes on its
                 // own, so one that cannot succeed fails only itself.
                 alone: attempt > 0,
@@ -671,6 +641,12 @@ impl Commands {
     /// transaction when the write is fused, and returns its rows (empty
     /// otherwise: the caller then reads for itself). For a response built
     /// from the projected row without another round trip.
+    ///
+    /// Only `PATCH` uses it: its read is a primary-key lookup that plans in
+    /// ~15 µs. A create's read would lengthen its lane's batch, which holds
+    /// the project's counter, and a comment's (four joined tables) plans in
+    /// ~90 µs per call as literal SQL against a prepared statement's cached
+    /// plan; both measured slower (docs/performance.md).
     pub async fn update_task_reading(
         &self,
         meta: &Metadata,
@@ -703,36 +679,20 @@ impl Commands {
         author_user_id: Uuid,
         content: Value,
     ) -> CommandResult<Uuid> {
-        let (comment_id, _) = self
-            .add_comment_reading(meta, project_id, task_id, author_user_id, content, |_| {
-                String::new()
-            })
-            .await?;
-        Ok(comment_id)
-    }
-
-    /// [`Self::add_comment`] that also runs `read(comment_id)` after the
-    /// write, as [`Self::update_task_reading`] does.
-    pub async fn add_comment_reading(
-        &self,
-        meta: &Metadata,
-        project_id: Uuid,
-        task_id: Uuid,
-        author_user_id: Uuid,
-        content: Value,
-        read: impl FnOnce(Uuid) -> String,
-    ) -> CommandResult<(Uuid, Vec<PgRow>)> {
         let comment_id = Uuid::now_v7();
-        let command = TaskCommand::AddComment {
-            comment_id,
-            author_user_id,
-            content,
-        };
-        let read = read(comment_id);
-        let (_, rows) = self
-            .task_command_reading(meta, project_id, task_id, command, None, &read)
-            .await?;
-        Ok((comment_id, rows))
+        self.task_command(
+            meta,
+            project_id,
+            task_id,
+            TaskCommand::AddComment {
+                comment_id,
+                author_user_id,
+                content,
+            },
+            None,
+        )
+        .await?;
+        Ok(comment_id)
     }
 
     pub async fn edit_comment(
@@ -991,8 +951,6 @@ pub struct PendingCreate {
     ctx: TaskContext,
     fields: TaskFields,
     meta: Metadata,
-    /// The caller's response read ([`eventstore::FusedAppend::read`]).
-    read: String,
     /// Append this one in a round trip of its own.
     alone: bool,
     reply: tokio::sync::oneshot::Sender<LaneAnswer>,
@@ -1000,13 +958,11 @@ pub struct PendingCreate {
 
 /// What became of a [`PendingCreate`].
 struct LaneAnswer {
-    outcome: LaneOutcome,
+    outcome: Result<Option<TaskWritten>, AppendError>,
     /// The round trips its group made, charged to the group's first
     /// create only, so per-request figures add up to the round trips made.
     round_trips: u64,
 }
-
-type LaneOutcome = Result<Option<(TaskWritten, Vec<PgRow>)>, AppendError>;
 
 /// Answers a group's creates in turn, charging its round trips to the
 /// first answered.
@@ -1015,7 +971,7 @@ struct Answers {
 }
 
 impl Answers {
-    fn send(&mut self, pending: PendingCreate, outcome: LaneOutcome) {
+    fn send(&mut self, pending: PendingCreate, outcome: Result<Option<TaskWritten>, AppendError>) {
         let _ = pending.reply.send(LaneAnswer {
             outcome,
             round_trips: std::mem::take(&mut self.round_trips),
@@ -1155,7 +1111,6 @@ async fn append_creates(
                 .collect();
             eventstore::FusedAppend {
                 prelude,
-                read: pending.read.clone(),
                 ..eventstore::FusedAppend::new(
                     stream,
                     0,
@@ -1169,7 +1124,7 @@ async fn append_creates(
     match store.append_fused_all(appends).await {
         Ok(Some(results)) => {
             *last = Some(number);
-            for ((pending, _, events), (result, rows)) in decided.into_iter().zip(results) {
+            for ((pending, _, events), (result, _)) in decided.into_iter().zip(results) {
                 let state = events.iter().fold(Task::default(), Task::evolve);
                 tasks.put(
                     pending.task_id,
@@ -1183,7 +1138,7 @@ async fn append_creates(
                     task_id: pending.task_id,
                     version: result.stream_version,
                 };
-                answers.send(pending, Ok(Some((written, rows))));
+                answers.send(pending, Ok(Some(written)));
             }
         }
         Ok(None) => {

@@ -332,7 +332,9 @@ pub struct FusedAppend<'a> {
     /// One statement run after the projectors, in the same transaction,
     /// whose rows come back with the result: the caller's response read
     /// (the projected row) without a second round trip. Its rows are in
-    /// the text format of the simple-query protocol.
+    /// the text format of the simple-query protocol. It is part of the
+    /// transaction: a read that fails fails the append, so it must be a
+    /// plain `SELECT` the caller owns.
     pub read: String,
 }
 

@@ -487,28 +487,6 @@ pub async fn activity(
         .await
 }
 
-/// The statement [`activity`] runs, with literals: a comment's response
-/// read inside its fused append, decoded by [`activity_from_read`].
-pub fn activity_read(task_id: Uuid, activity_id: Uuid) -> String {
-    let mut sql = String::new();
-    eventstore::stmt::Stmt::new(format!(
-        "{ACTIVITY_SELECT} WHERE a.task_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
-    ))
-    .arg(task_id)
-    .arg(activity_id)
-    .render(&mut sql);
-    sql
-}
-
-/// [`activity`]'s answer from the rows of [`activity_read`].
-pub fn activity_from_read(
-    rows: &[sqlx::postgres::PgRow],
-) -> Result<Option<ActivityView>, sqlx::Error> {
-    rows.first()
-        .map(<ActivityView as sqlx::FromRow<_>>::from_row)
-        .transpose()
-}
-
 /// Builds the API view of a task from its events (for `as_of` reads), the
 /// same shape the read model serves.
 pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView> {

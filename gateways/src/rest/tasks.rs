@@ -153,17 +153,14 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let fields = body.into_inner().into_fields()?;
-    // The response is the projected row, read in the write's own round
-    // trip when the write is fused.
-    let (written, rows) = state
+    let written = state
         .commands
-        .create_task_reading(&principal.metadata(), project_id, fields, q::task_read)
+        .create_task(&principal.metadata(), project_id, fields)
         .await?;
-    let task = match q::task_from_read(&rows, project_id)? {
-        Some(task) => task,
-        None => live_task(&state, project_id, written.task_id).await?,
-    };
-    task_response(actix_web::http::StatusCode::CREATED, task)
+    task_response(
+        actix_web::http::StatusCode::CREATED,
+        live_task(&state, project_id, written.task_id).await?,
+    )
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -549,23 +546,17 @@ pub async fn add_comment(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let content = body.into_inner().content.unwrap_or(Value::Null);
-    // The response is the projected entry, read in the write's own round
-    // trip when the write is fused.
-    let (comment_id, rows) = state
+    let comment_id = state
         .commands
-        .add_comment_reading(
+        .add_comment(
             &principal.metadata(),
             project_id,
             task_id,
             principal.id(),
             content,
-            |comment_id| q::activity_read(task_id, comment_id),
         )
         .await?;
-    match q::activity_from_read(&rows)? {
-        Some(entry) => created(entry),
-        None => created(activity_or_404(&state, task_id, comment_id).await?),
-    }
+    created(activity_or_404(&state, task_id, comment_id).await?)
 }
 
 /// Comments are edited through their activity id; other entries are not
