@@ -165,16 +165,8 @@ impl Roster {
     pub fn member_by_user(&self, user_id: Uuid) -> Option<(Uuid, &Member)> {
         self.members
             .iter()
-            .find(|(_, m)| m.agent_id.is_none() && m.user_id == user_id)
+            .find(|(_, m)| m.is_user(user_id))
             .map(|(id, m)| (*id, m))
-    }
-
-    fn permissions(&self, role_id: Uuid) -> Arc<[String]> {
-        self.roles
-            .iter()
-            .find(|(id, _)| *id == role_id)
-            .map(|(_, p)| Arc::clone(p))
-            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 }
 
@@ -205,6 +197,45 @@ impl Entry {
             Entry::Whole(project) => project.is_live(),
             Entry::Slim(roster) => roster.is_live(),
         }
+    }
+
+    fn is_public(&self) -> bool {
+        match self {
+            Entry::Whole(project) => project.is_public,
+            Entry::Slim(roster) => roster.is_public,
+        }
+    }
+
+    /// The first member `which` picks: its member id and its role's
+    /// permissions. Per request, so nothing is built for a whole entry.
+    fn member(&self, which: impl Fn(&Member) -> bool) -> Option<(Uuid, Arc<[String]>)> {
+        let (member_id, role_id) = match self {
+            Entry::Whole(project) => project
+                .members
+                .iter()
+                .find(|(_, m)| which(m))
+                .map(|(id, m)| (*id, m.role_id))?,
+            Entry::Slim(roster) => roster
+                .members
+                .iter()
+                .find(|(_, m)| which(m))
+                .map(|(id, m)| (*id, m.role_id))?,
+        };
+        let permissions = match self {
+            Entry::Whole(project) => project
+                .roles
+                .get(&role_id)
+                .map(|r| Arc::clone(&r.permissions)),
+            Entry::Slim(roster) => roster
+                .roles
+                .iter()
+                .find(|(id, _)| *id == role_id)
+                .map(|(_, p)| Arc::clone(p)),
+        };
+        Some((
+            member_id,
+            permissions.unwrap_or_else(|| Arc::from(Vec::new())),
+        ))
     }
 
     fn evolve(self, event: &ProjectEvent) -> Entry {
@@ -510,32 +541,10 @@ impl Directory {
         if !entry.is_live() {
             return None;
         }
-        // Per request, so no roster is built for a whole entry.
-        let (is_public, member) = match entry {
-            Entry::Whole(project) => {
-                let member = user_id.and_then(|user_id| {
-                    let (member_id, member) = project.member_by_user(user_id)?;
-                    let permissions = project
-                        .roles
-                        .get(&member.role_id)
-                        .map(|r| Arc::clone(&r.permissions))
-                        .unwrap_or_else(|| Arc::from(Vec::new()));
-                    Some((member_id, permissions))
-                });
-                (project.is_public, member)
-            }
-            Entry::Slim(roster) => {
-                let member = user_id.and_then(|user_id| {
-                    let (member_id, member) = roster.member_by_user(user_id)?;
-                    Some((member_id, roster.permissions(member.role_id)))
-                });
-                (roster.is_public, member)
-            }
-        };
         Some(ProjectAccess {
             id: project_id,
-            is_public,
-            member,
+            is_public: entry.is_public(),
+            member: user_id.and_then(|user_id| entry.member(|m| m.is_user(user_id))),
         })
     }
 
@@ -547,22 +556,11 @@ impl Directory {
             if !entry.state.is_live() {
                 return None;
             }
-            let roster = match &entry.state {
-                Entry::Whole(project) => {
-                    // Only the project with this agent pays for a roster.
-                    project.member_by_agent(agent_id)?;
-                    Roster::of(project)
-                }
-                Entry::Slim(roster) => roster.clone(),
-            };
-            let (member_id, member) = roster
-                .members
-                .iter()
-                .find(|(_, m)| m.agent_id == Some(agent_id))?;
+            let (member_id, permissions) = entry.state.member(|m| m.agent_id == Some(agent_id))?;
             Some(AgentMember {
                 project_id: *project_id,
-                member_id: *member_id,
-                permissions: roster.permissions(member.role_id),
+                member_id,
+                permissions,
             })
         })
     }
@@ -913,14 +911,13 @@ mod tests {
         };
         assert!(roster.exists && roster.deleted && roster.is_public);
         assert_eq!(roster.members.len(), 1);
-        assert_eq!(roster.member_by_user(id(101)).unwrap().0, id(11));
-        assert_eq!(
-            &*roster.permissions(id(1)),
-            perms(&["task.read", "task.write"])
-        );
-        assert!(
-            roster.permissions(id(2)).is_empty(),
-            "a deleted role grants nothing"
-        );
+        assert_eq!(roster.roles.len(), 1, "the deleted role is gone");
+        // Access reads the same from both.
+        for entry in [&slim, &whole] {
+            let (member, granted) = entry.member(|m| m.is_user(id(101))).unwrap();
+            assert_eq!(member, id(11));
+            assert_eq!(&*granted, perms(&["task.read", "task.write"]));
+            assert!(entry.member(|m| m.is_user(id(100))).is_none());
+        }
     }
 }

@@ -171,6 +171,13 @@ pub struct Member {
     pub agent_id: Option<Uuid>,
 }
 
+impl Member {
+    /// Is this the membership of the user (not of an agent)?
+    pub fn is_user(&self, user_id: Uuid) -> bool {
+        self.agent_id.is_none() && self.user_id == user_id
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Project {
     pub exists: bool,
@@ -480,7 +487,7 @@ impl Project {
     pub fn member_by_user(&self, user_id: Uuid) -> Option<(Uuid, &Member)> {
         self.members
             .iter()
-            .find(|(_, m)| m.agent_id.is_none() && m.user_id == user_id)
+            .find(|(_, m)| m.is_user(user_id))
             .map(|(id, m)| (*id, m))
     }
 
