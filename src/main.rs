@@ -5,6 +5,7 @@ mod backup;
 mod cli;
 mod config;
 mod embedded;
+mod memory;
 mod notifications;
 mod plugins;
 
@@ -453,6 +454,7 @@ async fn serve(config: Config) -> Result<()> {
     println!("paca listening on http://{}:{}", config.bind, config.port);
 
     let server = tokio::spawn(server);
+    memory::start_trimmer();
     shutdown_signal().await;
     tracing::info!("shutting down");
     hub.close().await;

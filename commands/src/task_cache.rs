@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use domain::task::Task;
+use domain::task::{Task, TaskCommand};
 use uuid::Uuid;
 
 use crate::tasks::PendingCreate;
 
-/// Entries kept before the cache is cleared (a task state is a few KiB at
-/// most; comments are the bulk).
+/// Entries kept before the cache is cleared (a task state without its
+/// comments' bodies is well under a KiB for most tasks).
 const CAPACITY: usize = 20_000;
 
 #[derive(Clone)]
@@ -23,6 +23,30 @@ pub struct CachedTask {
     pub project_id: Uuid,
     pub version: i64,
     pub state: Arc<Task>,
+}
+
+impl CachedTask {
+    /// An entry for `state` at `version`, kept without its comments'
+    /// bodies: they were most of a commented task's memory (and of the
+    /// clone every write makes), and only a comment edit reads them (for
+    /// its no-op check and the event's `old_content`), so an edit decides
+    /// from the log instead ([`needs_comment_bodies`]).
+    pub fn new(project_id: Uuid, version: i64, mut state: Task) -> Self {
+        for comment in state.comments.values_mut() {
+            comment.content = serde_json::Value::Null;
+        }
+        Self {
+            project_id,
+            version,
+            state: Arc::new(state),
+        }
+    }
+}
+
+/// Whether deciding `command` reads comment bodies, which cached entries
+/// do not hold.
+pub fn needs_comment_bodies(command: &TaskCommand) -> bool {
+    matches!(command, TaskCommand::EditComment { .. })
 }
 
 /// A project's fused creates on this node (`tasks.rs`,
@@ -122,5 +146,34 @@ impl TaskCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CachedTask>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::task::Comment;
+
+    #[test]
+    fn an_entry_keeps_comments_without_their_bodies() {
+        let mut task = Task::default();
+        let comment = Uuid::new_v4();
+        task.comments.insert(
+            comment,
+            Comment {
+                author_user_id: Uuid::new_v4(),
+                content: serde_json::json!({"text": "a body"}),
+                deleted: false,
+            },
+        );
+        let entry = CachedTask::new(Uuid::new_v4(), 3, task.clone());
+        let held = &entry.state.comments[&comment];
+        assert_eq!(held.content, serde_json::Value::Null);
+        assert_eq!(held.author_user_id, task.comments[&comment].author_user_id);
+        assert!(needs_comment_bodies(&TaskCommand::EditComment {
+            comment_id: comment,
+            actor_user_id: Uuid::new_v4(),
+            content: serde_json::Value::Null,
+        }));
     }
 }

@@ -287,14 +287,8 @@ impl Commands {
         version: i64,
         state: Task,
     ) -> TaskWritten {
-        self.tasks.put(
-            task_id,
-            CachedTask {
-                project_id,
-                version,
-                state: std::sync::Arc::new(state),
-            },
-        );
+        self.tasks
+            .put(task_id, CachedTask::new(project_id, version, state));
         TaskWritten { task_id, version }
     }
 
@@ -510,13 +504,16 @@ impl Commands {
                 .map_err(|source| crate::decode_error(event, source))?;
             state = Task::evolve(state, &typed);
         }
-        let entry = CachedTask {
+        let version = events.last().map_or(0, |e| e.version);
+        // The cache keeps a copy without comment bodies; this command
+        // decides from the whole state.
+        self.tasks
+            .put(task_id, CachedTask::new(project_id, version, state.clone()));
+        Ok(CachedTask {
             project_id,
-            version: events.last().map_or(0, |e| e.version),
+            version,
             state: std::sync::Arc::new(state),
-        };
-        self.tasks.put(task_id, entry.clone());
-        Ok(entry)
+        })
     }
 
     /// The one-round-trip task write (`EventStore::append_fused`): the
@@ -536,7 +533,8 @@ impl Commands {
         if_version: Option<i64>,
         read: &str,
     ) -> CommandResult<Option<(TaskWritten, Vec<PgRow>)>> {
-        let mut fresh = false;
+        // Cached entries hold no comment bodies: an edit reads the log.
+        let mut fresh = crate::task_cache::needs_comment_bodies(command);
         for attempt in 0..FUSED_ATTEMPTS {
             if attempt > 1 {
                 tokio::time::sleep(crate::transact::backoff(attempt)).await;
@@ -1128,11 +1126,7 @@ async fn append_creates(
                 let state = events.iter().fold(Task::default(), Task::evolve);
                 tasks.put(
                     pending.task_id,
-                    CachedTask {
-                        project_id,
-                        version: result.stream_version,
-                        state: std::sync::Arc::new(state),
-                    },
+                    CachedTask::new(project_id, result.stream_version, state),
                 );
                 let written = TaskWritten {
                     task_id: pending.task_id,

@@ -13,7 +13,8 @@
 //!   route that takes no body gets its answer at once and cannot hold the
 //!   connection;
 //! - request metrics (count, latency, PostgreSQL round trips per route
-//!   pattern) for `GET /metrics`.
+//!   pattern) for `GET /metrics`, and a log line per request, also for
+//!   one that ends without a response (its future dropped).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -189,6 +190,13 @@ pub async fn edge(
         .map(|s| s.cors.allow(origin.as_deref()))
         .unwrap_or_default();
 
+    let mut unanswered = Unanswered {
+        id: &id,
+        method: &method,
+        path: &path,
+        started,
+        answered: false,
+    };
     // The round-trip counter covers the handler and the drain below.
     let (res, db_round_trips) = crate::metrics::counting_round_trips(REQUEST_ID.scope(
         id.clone(),
@@ -231,6 +239,7 @@ pub async fn edge(
         }),
     ))
     .await;
+    unanswered.answered = true;
     let mut res = res?;
 
     let headers = res.headers_mut();
@@ -282,6 +291,34 @@ pub async fn edge(
         "request"
     );
     Ok(res)
+}
+
+/// Logs a request whose handling ended without a response: its future was
+/// dropped (the client closed the connection, or the server is stopping)
+/// or a handler panicked. Without this such a request leaves no line at
+/// all, and a client's "connection closed without response" cannot be
+/// matched to anything in the server's log.
+struct Unanswered<'a> {
+    id: &'a str,
+    method: &'a Method,
+    path: &'a str,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            tracing::warn!(
+                request_id = %self.id,
+                method = %self.method,
+                path = %self.path,
+                ms = self.started.elapsed().as_secs_f64() * 1e3,
+                panicking = std::thread::panicking(),
+                "request ended without a response (client gone, server stopping, or a panic)"
+            );
+        }
+    }
 }
 
 /// The code for an error status that reached us without an envelope.

@@ -172,6 +172,14 @@ fn describe() {
 static STATEMENTS: AtomicU64 = AtomicU64::new(0);
 static BEGINS: AtomicU64 = AtomicU64::new(0);
 static ACQUIRES: AtomicU64 = AtomicU64::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// HTTP requests answered plus PostgreSQL statements run, since start: a
+/// cheap measure of how busy the process is (for `paca serve`'s memory
+/// trimmer, which waits for a quiet spell).
+pub fn activity() -> u64 {
+    REQUESTS.load(Ordering::Relaxed) + STATEMENTS.load(Ordering::Relaxed)
+}
 
 /// Runs `future` with a fresh per-request round-trip counter and returns
 /// its output with the count.
@@ -285,6 +293,7 @@ pub fn record_request(
     elapsed: Duration,
     db_round_trips: u64,
 ) {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
     let method = method_label(method);
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let status = status_class(status);

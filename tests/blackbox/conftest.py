@@ -47,6 +47,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # Servers whose logs are attached to failing test reports.
 _ACTIVE_SERVERS: list["PacaServer"] = []
+# Where the log of a server that panicked, or ran under a failing test, is
+# kept after teardown (the rest are deleted with their temp dirs).
+KEPT_LOGS = Path(os.environ.get("PACA_TEST_LOGS") or ROOT / "target" / "blackbox-logs")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -180,6 +183,8 @@ class PacaServer:
         self.log_path = os.path.join(self.log_dir, "server.log")
         self.starts = 0
         self.last_returncode = None
+        # set when a test failed while this server ran: its log is kept
+        self.failed = False
         # every secret the tests send to this server (checked against the event log)
         self.secrets: set[str] = {self.admin_password}
 
@@ -293,6 +298,23 @@ class PacaServer:
             return "\n".join(data[-lines:])
         except OSError:
             return "<no log>"
+
+    def panics(self, context: int = 8) -> list[str]:
+        """Each panic in the log, with the lines that follow it (the
+        location and message; a backtrace when RUST_BACKTRACE is set)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = _ANSI.sub("", f.read().decode("utf-8", "replace")).splitlines()
+        except OSError:
+            return []
+        return ["\n".join(lines[i:i + context]) for i, line in enumerate(lines) if "panicked at" in line]
+
+    def keep_log(self) -> str:
+        """Copies the log where it outlives the run (the temp dir does not)."""
+        KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+        dest = KEPT_LOGS / f"{self.name}-{self.port}-{int(time.time())}.log"
+        shutil.copyfile(self.log_path, dest)
+        return str(dest)
 
     def close(self) -> None:
         self.kill()
@@ -418,6 +440,8 @@ def _make_server(name: str, **kw) -> tuple[PacaServer, str]:
 
 
 def _teardown_server(srv: PacaServer, dbname: str | None) -> None:
+    panics: list[str] = []
+    kept = None
     try:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.stop()  # asserts exit within 10 s of SIGTERM
@@ -425,8 +449,17 @@ def _teardown_server(srv: PacaServer, dbname: str | None) -> None:
         srv.close()
         if dbname:
             drop_database(dbname)
+        panics = srv.panics()
+        if srv.failed or panics:
+            kept = srv.keep_log()
         shutil.rmtree(srv.data_dir, ignore_errors=True)
         shutil.rmtree(srv.log_dir, ignore_errors=True)
+    # A panic is a bug whether or not a test noticed its dropped connection
+    # (actix drops the connection of a panicking handler and carries on).
+    assert not panics, (
+        f"`paca serve` [{srv.name}] panicked {len(panics)} time(s); log kept at {kept}\n\n"
+        + "\n\n".join(panics[:5])
+    )
 
 
 @pytest.fixture(scope="session")
@@ -497,7 +530,10 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         for srv in list(_ACTIVE_SERVERS):
+            srv.failed = True
             rep.sections.append((f"paca server log [{srv.name}] (tail of {srv.log_path})", srv.log_tail(60)))
+            for n, panic in enumerate(srv.panics()[:3]):
+                rep.sections.append((f"paca server [{srv.name}] panic {n + 1}", panic))
 
 
 def is_uuid(v) -> bool:

@@ -248,9 +248,24 @@ def campaign(module_server, doc, tmp_path_factory):
     return res, report, unknown
 
 
-def test_schemathesis_campaign_finds_nothing(campaign, doc):
+def server_trouble(srv, limit: int = 40) -> str:
+    """The server log's warnings, errors and panics: what the server saw of a
+    request schemathesis reports as failed (a request that ended without a
+    response is logged as such by the edge middleware)."""
+    try:
+        with open(srv.log_path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return "<no server log>"
+    hits = [line for line in lines if re.search(r" (WARN|ERROR) |panicked at", line)]
+    return "\n--- server log: warnings, errors, panics ---\n" + "\n".join(hits[-limit:])
+
+
+def test_schemathesis_campaign_finds_nothing(campaign, doc, module_server):
     res, report, unknown = campaign
     output = res.stdout[-30000:] + res.stderr[-4000:]
+    if res.returncode != 0:
+        output += server_trouble(module_server)
     assert report.exists(), output
     data = json.loads(report.read_text())
     accepted = sorted(op for op, rates in data["valid_rates"].items()

@@ -135,8 +135,13 @@ async fn session_for_token(commands: &Commands, token: &str) -> Option<(UserAcce
 /// at connect, so without this a revoked session kept receiving its rooms'
 /// messages until the client went away.
 pub fn sweep(io: &SocketIo, directory: &Directory) -> usize {
+    // The namespace is gone once the hub closed (shutdown); `io.sockets()`
+    // would panic on it.
+    let Some(namespace) = io.of("/") else {
+        return 0;
+    };
     let mut closed = 0;
-    for socket in io.sockets() {
+    for socket in namespace.sockets() {
         let Some(session) = socket.extensions.get::<Session>() else {
             continue;
         };

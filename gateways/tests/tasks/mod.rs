@@ -683,6 +683,96 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
     );
 }
 
+/// The task cache keeps no comment bodies, so an edit of a comment on a
+/// cached task decides from the log: its no-op check and its event's
+/// `old_content` see the body as written, never the cache's placeholder.
+#[sqlx::test(migrations = "../migrations")]
+async fn comment_edits_on_a_cached_task_see_the_bodies(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let t = app(options).await;
+    let admin = t.admin().await;
+    let p = t
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(&admin),
+            Some(json!({"name": "Bodies"})),
+        )
+        .await;
+    let p = id(&p.data()["id"]);
+    let task = t
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{p}/tasks"),
+            Some(&admin),
+            Some(json!({"title": "commented"})),
+        )
+        .await;
+    let task = id(&task.data()["id"]);
+    let path = format!("/api/v1/projects/{p}/tasks/{task}");
+    let first = json!({"text": "as written"});
+    let c = t
+        .call(
+            "POST",
+            &format!("{path}/activities/comments"),
+            Some(&admin),
+            Some(json!({"content": first})),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    let comment = id(&c.data()["id"]);
+    // A fused write puts the task (without the body) in the cache.
+    let r = t
+        .call("PATCH", &path, Some(&admin), Some(json!({"importance": 2})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let task_id: uuid::Uuid = task.parse().unwrap();
+    let edit = format!("{path}/activities/comments/{comment}");
+    let pool = t.pool.clone();
+    let version = || async {
+        sqlx::query_scalar::<_, i64>("SELECT version FROM streams WHERE stream_id = $1")
+            .bind(task_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = version().await;
+    // The same body again is a no-op: nothing appended.
+    let r = t
+        .call(
+            "PATCH",
+            &edit,
+            Some(&admin),
+            Some(json!({"content": first})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(version().await, before, "an unchanged body appends nothing");
+    // A new body records the old one as written.
+    let second = json!({"text": "edited"});
+    let r = t
+        .call(
+            "PATCH",
+            &edit,
+            Some(&admin),
+            Some(json!({"content": second})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.data()["content"], second, "{}", r.body);
+    let (old, new): (Value, Value) = sqlx::query_as(
+        "SELECT payload->'old_content', payload->'content' FROM events
+          WHERE stream_id = $1 AND event_type = 'task.comment_edited'",
+    )
+    .bind(task_id)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!((old, new), (first, second));
+}
+
 /// A fused `PATCH` runs its response read in the write's own round trip and
 /// returns the rows, which decode to what the read models serve.
 #[sqlx::test(migrations = "../migrations")]
