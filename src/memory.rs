@@ -6,19 +6,23 @@
 //! peak resident size while idle. `malloc_trim(0)` hands every whole free
 //! page back (`madvise(MADV_DONTNEED)`; glibc ≥ 2.8 does this inside the
 //! heap too, not only at its top). It walks and locks every arena, so it
-//! runs only after a spell with (almost) no requests and statements, and
-//! only when enough happened since the last trim to be worth it.
+//! runs only after a quiet spell, and only when enough happened since the
+//! last trim to be worth it.
 
 use std::time::Duration;
 
-/// How often the activity counter is sampled; a sample with little
-/// activity counts as quiet.
-const SAMPLE: Duration = Duration::from_secs(2);
-/// At most this much activity (requests plus statements) in a sample is
-/// still quiet: the log's consumers poll and move checkpoints while idle.
-const QUIET: u64 = 40;
-/// Activity since the last trim that makes another worth it.
-const WORTH: u64 = 500;
+/// How often the activity counters are sampled: often enough that a pause
+/// of a second is used.
+const SAMPLE: Duration = Duration::from_millis(500);
+/// A sample with at most this many requests and statements is quiet. An
+/// idle server still runs ~40 statements a second (the log's consumers
+/// poll and move their checkpoints) and answers health checks and
+/// scrapes; a loaded one runs thousands.
+const QUIET_REQUESTS: u64 = 2;
+const QUIET_STATEMENTS: u64 = 100;
+/// Requests, or statements, since the last trim that make another worth it.
+const WORTH_REQUESTS: u64 = 200;
+const WORTH_STATEMENTS: u64 = 10_000;
 
 /// Starts the trimmer on a thread of its own (it blocks while trimming,
 /// which must not stall a runtime worker). A no-op where the allocator is
@@ -29,17 +33,23 @@ pub fn start_trimmer() {
         let spawned = std::thread::Builder::new()
             .name("memory-trim".to_owned())
             .spawn(|| {
-                let mut last = gateways::metrics::activity();
-                let mut since_trim = 0u64;
+                let (mut requests, mut statements) = gateways::metrics::activity();
+                let (mut requests_since, mut statements_since) = (0u64, 0u64);
                 loop {
                     std::thread::sleep(SAMPLE);
-                    let now = gateways::metrics::activity();
-                    let recent = now.saturating_sub(last);
-                    last = now;
-                    since_trim += recent;
-                    if recent <= QUIET && since_trim >= WORTH {
-                        since_trim = 0;
+                    let (r, s) = gateways::metrics::activity();
+                    let (recent_r, recent_s) =
+                        (r.saturating_sub(requests), s.saturating_sub(statements));
+                    (requests, statements) = (r, s);
+                    requests_since += recent_r;
+                    statements_since += recent_s;
+                    let quiet = recent_r <= QUIET_REQUESTS && recent_s <= QUIET_STATEMENTS;
+                    let worth =
+                        requests_since >= WORTH_REQUESTS || statements_since >= WORTH_STATEMENTS;
+                    if quiet && worth {
+                        (requests_since, statements_since) = (0, 0);
                         let before = resident_mb();
+                        let started = std::time::Instant::now();
                         // SAFETY: malloc_trim takes no pointers; it only
                         // locks and walks the allocator's own arenas.
                         #[allow(unsafe_code)]
@@ -49,6 +59,7 @@ pub fn start_trimmer() {
                         tracing::debug!(
                             before_mb = before,
                             after_mb = resident_mb(),
+                            ms = started.elapsed().as_secs_f64() * 1e3,
                             "returned freed memory to the OS"
                         );
                     }

@@ -174,11 +174,14 @@ static BEGINS: AtomicU64 = AtomicU64::new(0);
 static ACQUIRES: AtomicU64 = AtomicU64::new(0);
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// HTTP requests answered plus PostgreSQL statements run, since start: a
+/// HTTP requests answered and PostgreSQL statements run since start: a
 /// cheap measure of how busy the process is (for `paca serve`'s memory
 /// trimmer, which waits for a quiet spell).
-pub fn activity() -> u64 {
-    REQUESTS.load(Ordering::Relaxed) + STATEMENTS.load(Ordering::Relaxed)
+pub fn activity() -> (u64, u64) {
+    (
+        REQUESTS.load(Ordering::Relaxed),
+        STATEMENTS.load(Ordering::Relaxed),
+    )
 }
 
 /// Runs `future` with a fresh per-request round-trip counter and returns
