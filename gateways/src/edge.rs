@@ -308,8 +308,10 @@ struct Unanswered<'a> {
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
+        // `info`, not `warn`: a browser closing a tab mid long-poll ends
+        // requests this way all the time.
         if !self.answered {
-            tracing::warn!(
+            tracing::info!(
                 request_id = %self.id,
                 method = %self.method,
                 path = %self.path,

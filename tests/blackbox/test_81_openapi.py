@@ -249,16 +249,17 @@ def campaign(module_server, doc, tmp_path_factory):
 
 
 def server_trouble(srv, limit: int = 40) -> str:
-    """The server log's warnings, errors and panics: what the server saw of a
-    request schemathesis reports as failed (a request that ended without a
-    response is logged as such by the edge middleware)."""
+    """The server log's warnings, errors, panics and requests that ended
+    without a response (the edge middleware logs those): what the server saw
+    of a request schemathesis reports as failed."""
     try:
         with open(srv.log_path, "rb") as f:
             lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return "<no server log>"
-    hits = [line for line in lines if re.search(r" (WARN|ERROR) |panicked at", line)]
-    return "\n--- server log: warnings, errors, panics ---\n" + "\n".join(hits[-limit:])
+    hits = [line for line in lines
+            if re.search(r" (WARN|ERROR) |panicked at|without a response", line)]
+    return "\n--- server log: warnings, errors, panics, unanswered requests ---\n" + "\n".join(hits[-limit:])
 
 
 def test_schemathesis_campaign_finds_nothing(campaign, doc, module_server):
