@@ -505,15 +505,20 @@ impl Commands {
             state = Task::evolve(state, &typed);
         }
         let version = events.last().map_or(0, |e| e.version);
-        // The cache keeps a copy without comment bodies; this command
-        // decides from the whole state.
-        self.tasks
-            .put(task_id, CachedTask::new(project_id, version, state.clone()));
-        Ok(CachedTask {
+        let entry = CachedTask {
             project_id,
             version,
             state: std::sync::Arc::new(state),
-        })
+        };
+        // The cache keeps a copy without comment bodies while this command
+        // decides from the whole state; without comments the two are one.
+        let cached = if entry.state.comments.is_empty() {
+            entry.clone()
+        } else {
+            CachedTask::new(project_id, version, (*entry.state).clone())
+        };
+        self.tasks.put(task_id, cached);
+        Ok(entry)
     }
 
     /// The one-round-trip task write (`EventStore::append_fused`): the

@@ -171,6 +171,25 @@ where
         self.login("admin", ADMIN_PASSWORD).await
     }
 
+    /// Creates a project named `name` as `token`; its id.
+    pub async fn create_project(&self, token: &str, name: &str) -> String {
+        let body = serde_json::json!({ "name": name });
+        let r = self
+            .call("POST", "/api/v1/projects", Some(token), Some(body))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.data()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a task titled `title` in `project` as `token`; its id.
+    pub async fn create_task(&self, token: &str, project: &str, title: &str) -> String {
+        let body = serde_json::json!({ "title": title });
+        let path = format!("/api/v1/projects/{project}/tasks");
+        let r = self.call("POST", &path, Some(token), Some(body)).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.data()["id"].as_str().unwrap().to_owned()
+    }
+
     /// Creates a user through the admin API and completes the forced
     /// password change; returns (user id, token).
     pub async fn user(&self, admin: &str, username: &str) -> (String, String) {

@@ -17,15 +17,7 @@ async fn concurrent_creation_gives_dense_unique_numbers(
 ) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Numbers"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
+    let p = t.create_project(&admin, "Numbers").await;
     let path = format!("/api/v1/projects/{p}/tasks");
     let creates = (0..20).map(|i| {
         t.call(
@@ -77,15 +69,7 @@ async fn concurrent_creation_gives_dense_unique_numbers(
 async fn a_failing_create_does_not_fail_its_group(_: PgPoolOptions, options: PgConnectOptions) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Groups"})),
-        )
-        .await;
-    let project_id: uuid::Uuid = id(&p.data()["id"]).parse().unwrap();
+    let project_id: uuid::Uuid = t.create_project(&admin, "Groups").await.parse().unwrap();
     let meta = eventstore::Metadata::system("test");
     let fields = |title: &str| domain::task::TaskFields {
         title: title.into(),
@@ -134,15 +118,7 @@ async fn a_failing_create_does_not_fail_its_group(_: PgPoolOptions, options: PgC
 async fn concurrent_patches_are_never_lost(_: PgPoolOptions, options: PgConnectOptions) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Race"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
+    let p = t.create_project(&admin, "Race").await;
     for i in 0..10 {
         let r = t
             .call(
@@ -154,15 +130,7 @@ async fn concurrent_patches_are_never_lost(_: PgPoolOptions, options: PgConnectO
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    let task = t
-        .call(
-            "POST",
-            &format!("/api/v1/projects/{p}/tasks"),
-            Some(&admin),
-            Some(json!({"title": "hot"})),
-        )
-        .await;
-    let task = id(&task.data()["id"]);
+    let task = t.create_task(&admin, &p, "hot").await;
     let path = format!("/api/v1/projects/{p}/tasks/{task}");
     let patches = (0..10).map(|i| {
         t.call(
@@ -193,15 +161,7 @@ async fn if_match_turns_a_stale_write_into_409(_: PgPoolOptions, options: PgConn
     use actix_web::test;
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Etag"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
+    let p = t.create_project(&admin, "Etag").await;
     let task = t
         .call(
             "POST",
@@ -234,15 +194,7 @@ async fn if_match_turns_a_stale_write_into_409(_: PgPoolOptions, options: PgConn
 async fn list_filters_and_cursor_walk(_: PgPoolOptions, options: PgConnectOptions) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "List"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
+    let p = t.create_project(&admin, "List").await;
     let base = format!("/api/v1/projects/{p}");
     let members = t
         .call("GET", &format!("{base}/members"), Some(&admin), None)
@@ -350,15 +302,7 @@ async fn list_filters_and_cursor_walk(_: PgPoolOptions, options: PgConnectOption
 async fn rejected_task_commands_append_nothing(_: PgPoolOptions, options: PgConnectOptions) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Strict"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
+    let p = t.create_project(&admin, "Strict").await;
     let base = format!("/api/v1/projects/{p}");
     let task = t
         .call(
@@ -494,15 +438,7 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
     use std::sync::atomic::Ordering;
     let t = app(options.clone()).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Fused"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
+    let p = t.create_project(&admin, "Fused").await;
     let r = t
         .call(
             "POST",
@@ -521,15 +457,7 @@ async fn fused_task_writes_match_a_replay_and_survive_stale_caches(
         )
         .await;
     let me = id(&members.data().as_array().unwrap()[0]["id"]);
-    let task = t
-        .call(
-            "POST",
-            &format!("/api/v1/projects/{p}/tasks"),
-            Some(&admin),
-            Some(json!({"title": "fast"})),
-        )
-        .await;
-    let task = id(&task.data()["id"]);
+    let task = t.create_task(&admin, &p, "fast").await;
     let path = format!("/api/v1/projects/{p}/tasks/{task}");
     let stats = t.commands.store.stats();
     let fused_before = stats.fused.load(Ordering::Relaxed);
@@ -693,24 +621,8 @@ async fn comment_edits_on_a_cached_task_see_the_bodies(
 ) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Bodies"})),
-        )
-        .await;
-    let p = id(&p.data()["id"]);
-    let task = t
-        .call(
-            "POST",
-            &format!("/api/v1/projects/{p}/tasks"),
-            Some(&admin),
-            Some(json!({"title": "commented"})),
-        )
-        .await;
-    let task = id(&task.data()["id"]);
+    let p = t.create_project(&admin, "Bodies").await;
+    let task = t.create_task(&admin, &p, "commented").await;
     let path = format!("/api/v1/projects/{p}/tasks/{task}");
     let first = json!({"text": "as written"});
     let c = t
@@ -779,15 +691,7 @@ async fn comment_edits_on_a_cached_task_see_the_bodies(
 async fn a_fused_update_returns_its_response_read(_: PgPoolOptions, options: PgConnectOptions) {
     let t = app(options).await;
     let admin = t.admin().await;
-    let p = t
-        .call(
-            "POST",
-            "/api/v1/projects",
-            Some(&admin),
-            Some(json!({"name": "Reads"})),
-        )
-        .await;
-    let project_id: uuid::Uuid = id(&p.data()["id"]).parse().unwrap();
+    let project_id: uuid::Uuid = t.create_project(&admin, "Reads").await.parse().unwrap();
     let task = t
         .call(
             "POST",
