@@ -210,8 +210,17 @@ fn init_tracing(count_db_round_trips: bool) {
         .init();
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Before the runtime starts its threads (they allocate).
+    memory::configure();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    runtime.block_on(async_main());
+}
+
+async fn async_main() {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve));
     gateways::install_tls_provider();

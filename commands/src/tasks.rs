@@ -505,19 +505,10 @@ impl Commands {
             state = Task::evolve(state, &typed);
         }
         let version = events.last().map_or(0, |e| e.version);
-        let entry = CachedTask {
-            project_id,
-            version,
-            state: std::sync::Arc::new(state),
-        };
-        // The cache keeps a copy without comment bodies while this command
-        // decides from the whole state; without comments the two are one.
-        let cached = if entry.state.comments.is_empty() {
-            entry.clone()
-        } else {
-            CachedTask::new(project_id, version, (*entry.state).clone())
-        };
-        self.tasks.put(task_id, cached);
+        let entry = CachedTask::new(project_id, version, state);
+        // This command decides from the whole state; the cache keeps it
+        // without comment bodies.
+        self.tasks.put(task_id, entry.clone());
         Ok(entry)
     }
 

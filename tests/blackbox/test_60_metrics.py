@@ -138,3 +138,28 @@ def test_metrics_token(token_server):
     assert metrics.value("paca_http_requests_total", route="/metrics", status="4xx") == 3
     # Health stays open.
     assert requests.get(server.base + "/api/healthz", timeout=30).status_code == 200
+
+
+@pytest.fixture
+def fresh_server():
+    srv, dbname = _make_server("metrics-memory")
+    try:
+        srv.start()
+        yield srv
+    finally:
+        _teardown_server(srv, dbname)
+
+
+def test_password_checks_leave_no_memory_behind(fresh_server):
+    """Each Argon2 hash or check takes 19 MiB. glibc hands a block that large
+    back when it is freed only while its mmap threshold is below it, and the
+    threshold rises past it after the first such block (the admin's hash at
+    start-up); `paca serve` pins it (src/memory.rs). Unpinned, three logins
+    left ~58 MB resident for good."""
+    server = fresh_server
+    before = scrape(server).value("paca_process_resident_memory_bytes")
+    for _ in range(3):
+        server.admin()
+    after = scrape(server).value("paca_process_resident_memory_bytes")
+    grown_mb = (after - before) / (1 << 20)
+    assert grown_mb < 10, f"resident memory grew by {grown_mb:.1f} MB over three logins"
