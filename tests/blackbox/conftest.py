@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -462,37 +463,37 @@ def _teardown_server(srv: PacaServer, dbname: str | None) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def server():
-    """The shared server for most tests (one database for the whole session)."""
-    srv, dbname = _make_server("shared")
+@contextmanager
+def running_server(name: str, **kw):
+    """A started server with its own database and data directory, torn down
+    (and checked for panics) on exit. `kw` as for `PacaServer`."""
+    srv, dbname = _make_server(name, **kw)
     try:
         srv.start()
         yield srv
     finally:
         _teardown_server(srv, dbname)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """The shared server for most tests (one database for the whole session)."""
+    with running_server("shared") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def module_server():
     """A server with its own database for one test module."""
-    srv, dbname = _make_server("module")
-    try:
-        srv.start()
+    with running_server("module") as srv:
         yield srv
-    finally:
-        _teardown_server(srv, dbname)
 
 
 @pytest.fixture
 def restartable_server():
     """A server that the test stops and starts again on the same database."""
-    srv, dbname = _make_server("restart")
-    try:
-        srv.start()
+    with running_server("restart") as srv:
         yield srv
-    finally:
-        _teardown_server(srv, dbname)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from conftest import _make_server, _teardown_server, describe, err, ok, psql
+from conftest import describe, err, ok, psql, running_server
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -120,12 +120,8 @@ def test_metrics_after_requests_and_a_patch(module_server):
 
 @pytest.fixture
 def token_server():
-    srv, dbname = _make_server("metrics-token", extra_env={"METRICS_TOKEN": "scrape-secret-123"})
-    try:
-        srv.start()
+    with running_server("metrics-token", extra_env={"METRICS_TOKEN": "scrape-secret-123"}) as srv:
         yield srv
-    finally:
-        _teardown_server(srv, dbname)
 
 
 def test_metrics_token(token_server):
@@ -142,12 +138,8 @@ def test_metrics_token(token_server):
 
 @pytest.fixture
 def fresh_server():
-    srv, dbname = _make_server("metrics-memory")
-    try:
-        srv.start()
+    with running_server("metrics-memory") as srv:
         yield srv
-    finally:
-        _teardown_server(srv, dbname)
 
 
 def test_password_checks_leave_no_memory_behind(fresh_server):
