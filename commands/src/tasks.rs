@@ -591,7 +591,11 @@ impl Commands {
             };
             match self.store.append_fused_one(append).await {
                 Ok(Some((result, rows))) => {
-                    let state = events.iter().fold((*task.state).clone(), Task::evolve);
+                    // A commented task's entry was rebuilt for this
+                    // command alone (the cache holds comments compactly):
+                    // fold into it rather than into another copy.
+                    let state = std::sync::Arc::unwrap_or_clone(task.state);
+                    let state = events.iter().fold(state, Task::evolve);
                     let written =
                         self.cache_written(project_id, task_id, result.stream_version, state);
                     return Ok(Some((written, rows)));
