@@ -86,10 +86,34 @@ fn random_token(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// Hashes a password with argon2id on the blocking pool (it is meant to be
-/// slow; doing it on the async executor would stall other requests).
+/// At most this many argon2id computations at once, one per core: each
+/// one holds 19 MiB (the default `m_cost`) for its ~40 ms, so 64
+/// concurrent logins used to map 1.2 GB and start 64 blocking threads
+/// that only took turns on the cores anyway. Waiting for a permit costs a
+/// login no CPU time it would have had; it bounds the memory an
+/// unauthenticated burst can make the server hold.
+fn password_work() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// Runs one argon2id computation on the blocking pool (it is meant to be
+/// slow; doing it on the async executor would stall other requests), once
+/// a [`password_work`] permit is free.
+async fn argon2_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is never closed, so acquiring only waits.
+    let _permit = password_work().acquire().await.ok();
+    tokio::task::spawn_blocking(work).await
+}
+
+/// Hashes a password with argon2id (see [`argon2_blocking`]).
 pub async fn hash_password(password: String) -> CommandResult<String> {
-    tokio::task::spawn_blocking(move || {
+    argon2_blocking(move || {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt[..]);
         let salt = SaltString::encode_b64(&salt)
@@ -104,7 +128,7 @@ pub async fn hash_password(password: String) -> CommandResult<String> {
 }
 
 pub async fn verify_password(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    argon2_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
                 Argon2::default()

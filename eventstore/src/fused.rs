@@ -10,15 +10,18 @@
 //! entirely on the first error. So the guarantees are those of the
 //! transactional path:
 //!
-//! - **Version check.** The stream row is updated from `expected` (or,
-//!   at 0, inserted: a stream that exists fails its primary key) and the
-//!   events are inserted with versions `expected + 1 ..`; if any other
-//!   append got there first, `UNIQUE (stream_id, version)` fails (waiting
-//!   for an in-flight appender to finish first), the batch rolls back and
-//!   the caller gets [`AppendError::VersionConflict`] to reload and retry.
+//! - **Version check.** The stream row is updated from exactly `expected`
+//!   (or, at 0, inserted: a stream that exists fails its primary key) by
+//!   the `claim_stream` function, which raises when no row was updated
+//!   (another append got there first, after waiting for it to finish; or
+//!   `expected` is ahead, which would leave a gap); the events are then
+//!   inserted with versions `expected + 1 ..` under `UNIQUE (stream_id,
+//!   version)`. The batch rolls back and the caller gets
+//!   [`AppendError::VersionConflict`] to reload and retry.
 //! - **Guards.** Other streams the decision read (a task command reads its
-//!   project's configuration and members) are checked to still be at the
-//!   versions the decision saw; if one moved, [`AppendError::GuardMoved`].
+//!   project's configuration and members) are checked, in the same call,
+//!   to still be at the versions the decision saw, and stay share-locked
+//!   until the commit; if one moved, [`AppendError::GuardMoved`].
 //! - **Projectors** run in the same transaction; a failing statement fails
 //!   the append.
 //! - **Timestamps.** The projectors render the events before they exist,
@@ -43,8 +46,9 @@ use crate::{
     AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamRef,
 };
 
-/// SQLSTATE raised by `expect_stream_version` (see the migration that
-/// defines it).
+/// SQLSTATE raised by `claim_stream` (see the migration that defines it)
+/// for a guard that moved or a stream not at the expected version; the
+/// message names the stream.
 const GUARD_SQLSTATE: &str = "PX409";
 const VERSION_KEY: &str = "events_stream_id_version_key";
 const STREAM_KEY: &str = "streams_pkey";
@@ -252,26 +256,17 @@ impl EventStore {
         }
 
         let count = events.len() as i64;
-        for (stream_id, version) in guards {
-            Stmt::new("SELECT expect_stream_version($1, $2)")
-                .arg(*stream_id)
-                .arg(*version)
-                .render(sql);
-        }
-        sql.push_str(prelude);
-        if expected == 0 {
-            // A stream that exists already fails the primary key.
-            Stmt::new("INSERT INTO streams (stream_id, stream_type, version) VALUES ($1, $2, $3)")
-                .arg(stream.stream_id)
-                .arg(stream.stream_type.to_owned())
-                .arg(count)
-                .render(sql);
+        // Guards first, then the caller's prelude, then the stream itself:
+        // the order the locks are taken in stays the one the transactional
+        // path takes them in.
+        if prelude.is_empty() {
+            render_claim(sql, Some(stream), expected, count, guards);
         } else {
-            Stmt::new("UPDATE streams SET version = $2 WHERE stream_id = $1 AND version = $3")
-                .arg(stream.stream_id)
-                .arg(expected + count)
-                .arg(expected)
-                .render(sql);
+            if !guards.is_empty() {
+                render_claim(sql, None, 0, 0, guards);
+            }
+            sql.push_str(prelude);
+            render_claim(sql, Some(stream), expected, count, &[]);
         }
         sql.push_str(
             "INSERT INTO events (stream_type, stream_id, project_id, version, event_id, \
@@ -299,13 +294,6 @@ impl EventStore {
             " RETURNING global_position, tx_id::text::bigint AS tx_id, version, event_id, \
              recorded_at;\n",
         );
-        // An `expected` above the stream's version would leave a gap that
-        // no unique key catches (the update matches nothing, the insert
-        // succeeds): check where the stream ended up.
-        Stmt::new("SELECT expect_stream_version($1, $2)")
-            .arg(stream.stream_id)
-            .arg(expected + count)
-            .render(sql);
         sql.push_str(&projected);
         if !read.is_empty() {
             sql.push_str(&format!("SELECT {index} AS {READ_MARKER};\n"));
@@ -313,6 +301,38 @@ impl EventStore {
         }
         Ok(Some(provisional))
     }
+}
+
+/// `SELECT claim_stream(..)` (see its migration): the guards checked in
+/// order, then `stream` moved from `expected` to `expected + count`, or a
+/// PX409 naming whichever did not hold.
+fn render_claim(
+    sql: &mut String,
+    stream: Option<StreamRef<'_>>,
+    expected: i64,
+    count: i64,
+    guards: &[(Uuid, i64)],
+) {
+    let placeholders = |first: usize| {
+        (0..guards.len())
+            .map(|i| format!("${}", first + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let template = format!(
+        "SELECT claim_stream($1, $2, $3, $4, ARRAY[{}]::uuid[], ARRAY[{}]::bigint[])",
+        placeholders(5),
+        placeholders(6)
+    );
+    let mut stmt = Stmt::new(template)
+        .arg(stream.map(|s| s.stream_id))
+        .arg(stream.map(|s| s.stream_type.to_owned()))
+        .arg(expected)
+        .arg(count);
+    for (stream_id, version) in guards {
+        stmt = stmt.arg(*stream_id).arg(*version);
+    }
+    stmt.render(sql);
 }
 
 /// One stream's part of [`EventStore::append_fused_all`]: its events at

@@ -171,7 +171,10 @@ pub async fn edge(
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid_request_id(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // Time-ordered: the id becomes every event's correlation id, and the
+        // log's correlation index then grows at its right edge instead of
+        // touching a random leaf page per append.
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let source = crate::error::client_source(
         req.headers()
             .get("x-paca-source")

@@ -155,3 +155,41 @@ def test_password_checks_leave_no_memory_behind(fresh_server):
     after = scrape(server).value("paca_process_resident_memory_bytes")
     grown_mb = (after - before) / (1 << 20)
     assert grown_mb < 10, f"resident memory grew by {grown_mb:.1f} MB over three logins"
+
+
+def peak_resident_mb(server) -> float:
+    """The process's high-water resident set (VmHWM), in MiB."""
+    with open(f"/proc/{server.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_a_burst_of_logins_holds_a_bounded_amount_of_memory(fresh_server):
+    """Argon2 runs one computation per core at a time (commands::auth): each
+    holds 19 MiB while it runs, so 32 unauthenticated logins at once used to
+    map ~600 MB. Bounded, the peak grows by a few hashes' worth whatever the
+    burst's size, and every login still succeeds or fails as it should."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = fresh_server
+    server.admin()  # the first login's one-off costs out of the measurement
+    before = peak_resident_mb(server)
+
+    def attempt(i: int) -> int:
+        password = server.admin_password if i % 2 == 0 else "wrong-password-123"
+        r = requests.post(
+            server.base + "/api/v1/auth/login",
+            json={"username": server.admin_username, "password": password},
+            timeout=120,
+        )
+        return r.status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(attempt, range(32)))
+    assert statuses.count(200) == 16 and statuses.count(401) == 16, statuses
+    grown = peak_resident_mb(server) - before
+    # Two cores here: two hashes (38 MiB) plus the blocking threads' stacks
+    # and allocator slack; unbounded it was ~600.
+    assert grown < 120, f"peak resident memory rose by {grown:.0f} MiB over 32 concurrent logins"
