@@ -30,8 +30,8 @@
 //!   also the events' `recorded_at` (the column default): live rows and a
 //!   replay agree exactly.
 //!
-//! Literals are rendered by [`crate::stmt`] under
-//! `standard_conforming_strings = on`, set for the batch.
+//! Literals are rendered by [`crate::stmt`], in a form that reads the same
+//! under either `standard_conforming_strings`.
 
 use std::sync::atomic::Ordering;
 
@@ -102,7 +102,7 @@ impl EventStore {
         let Some(first) = appends.first() else {
             return Ok(Some(Vec::new()));
         };
-        let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
+        let mut sql = String::new();
         let mut rendered = Vec::with_capacity(appends.len());
         for (i, append) in appends.iter().enumerate() {
             match self.render_fused(append, i, &mut sql)? {

@@ -10,9 +10,10 @@
 //!
 //! Rendering only ever produces typed literals: uuids, booleans and
 //! timestamps from their canonical forms, and strings/JSON as
-//! single-quoted literals with quotes doubled, under
-//! `standard_conforming_strings = on` (set by the replay transaction and the
-//! fused batch), where a doubled quote is the only escape there is.
+//! single-quoted literals with quotes doubled, or, when the text holds a
+//! backslash, escape strings (`E'…'`) with backslashes doubled too: both
+//! read the same under either `standard_conforming_strings`, so no batch
+//! depends on a session setting.
 
 use std::fmt::Write;
 
@@ -383,9 +384,25 @@ fn values_rows(group: &[&Stmt], out: &mut String) {
     }
 }
 
+/// A string literal that reads the same whatever the session's
+/// `standard_conforming_strings`: without a backslash, `'…'` with quotes
+/// doubled (the only escape either setting knows there); with one, an
+/// escape string `E'…'`, where backslashes are always escapes, so they are
+/// doubled too. The batches therefore need no `SET` of their own.
 fn quoted(text: &str, out: &mut String) {
-    out.push('\'');
-    out.push_str(&text.replace('\'', "''"));
+    if text.contains('\\') {
+        out.push_str("E'");
+        for c in text.chars() {
+            match c {
+                '\'' => out.push_str("''"),
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+    } else {
+        out.push('\'');
+        out.push_str(&text.replace('\'', "''"));
+    }
     out.push('\'');
 }
 
@@ -571,7 +588,7 @@ mod tests {
     }
 
     #[test]
-    fn text_literals_double_quotes_and_nothing_else() {
+    fn text_literals_double_quotes_and_backslashes_only_in_escape_strings() {
         let cases = [
             ("", "''::text"),
             ("plain", "'plain'::text"),
@@ -579,11 +596,12 @@ mod tests {
             ("'", "''''::text"),
             ("''", "''''''::text"),
             ("'; DROP TABLE t; --", "'''; DROP TABLE t; --'::text"),
-            // standard_conforming_strings = on: backslashes are ordinary.
-            (r"a\b", r"'a\b'::text"),
-            (r"\'", r"'\'''::text"),
-            (r"\\", r"'\\'::text"),
-            (r"E'\n'", r"'E''\n'''::text"),
+            // A backslash makes an escape string with it doubled: the same
+            // text whatever the session's standard_conforming_strings.
+            (r"a\b", r"E'a\\b'::text"),
+            (r"\'", r"E'\\'''::text"),
+            (r"\\", r"E'\\\\'::text"),
+            (r"E'\n'", r"E'E''\\n'''::text"),
             (
                 "żółć 🦀 \u{202e}rtl \u{feff}",
                 "'żółć 🦀 \u{202e}rtl \u{feff}'::text",
@@ -607,11 +625,11 @@ mod tests {
             lit(serde_json::json!({"a": "it's", "b": [1, 2.5, null, true]}).into()),
             r#"'{"a":"it''s","b":[1,2.5,null,true]}'::jsonb"#
         );
-        // JSON's own escapes are left alone (no E'' string): the server reads
-        // the backslashes the JSON text has.
+        // JSON's own escapes are kept: in an escape string their
+        // backslashes are doubled, so the server reads the JSON text as is.
         assert_eq!(
             lit(serde_json::json!("a\\b\"c\n\u{1}").into()),
-            r#"'"a\\b\"c\n\u0001"'::jsonb"#
+            r#"E'"a\\\\b\\"c\\n\\u0001"'::jsonb"#
         );
         // A JSON null is a jsonb value, not SQL NULL.
         assert_eq!(lit(Value::Null.into()), "'null'::jsonb");
@@ -1094,7 +1112,7 @@ mod tests {
             render_batch(batch),
             format!(
                 "UPDATE t SET a = v.c2 FROM (VALUES \
-                 ({}, '''); DELETE FROM t; -- $1 $2 \\ 🦀'::text), ({}, '$1'::text)) \
+                 ({}, E'''); DELETE FROM t; -- $1 $2 \\\\ 🦀'::text), ({}, '$1'::text)) \
                  AS v(c1, c2) WHERE t.id = v.c1;\n\
                  DELETE FROM t WHERE id IN ({}, {});\n",
                 u(1),

@@ -190,6 +190,42 @@ async fn fused_append_commits_events_and_projection_together(
     pool.close().await;
 }
 
+/// The batch sets nothing for its literals: on a session where
+/// `standard_conforming_strings` is off (a server configured the old way),
+/// backslashes and quotes in text and JSON still arrive as sent.
+#[sqlx::test(migrations = "../migrations")]
+async fn fused_literals_read_the_same_with_standard_conforming_strings_off(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let (pool, store) = setup(connect.options([("standard_conforming_strings", "off")])).await;
+    let setting: String = sqlx::query_scalar("SHOW standard_conforming_strings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(setting, "off");
+    let id = Uuid::now_v7();
+    let tricky = r#"C:\new\table \' \\'; DROP TABLE events; -- "q" \u0041 E'\x41'"#;
+    let payload = json!({ "note": tricky, "nested": { "path": "a\\b", "quote": "\"" } });
+    store
+        .append_fused(stream(id), 0, vec![event("it.a", payload.clone())], &[])
+        .await
+        .unwrap()
+        .expect("rendered");
+    let note: Option<String> = sqlx::query_scalar(
+        "SELECT r.note FROM it_rows r JOIN events e USING (event_id) WHERE e.stream_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(note.as_deref(), Some(tricky));
+    let stored = store.read_stream(id, 0).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].payload, payload);
+    pool.close().await;
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn fused_append_conflicts_and_failures_write_nothing(
     _: PgPoolOptions,

@@ -153,8 +153,7 @@ pub fn statements(event: &RecordedEvent) -> Result<Vec<Stmt>, BoxError> {
     Ok(stmts.into_iter().map(Stmt::with_row_key).collect())
 }
 
-/// Applies a batch of events in one round trip (replays). The caller's
-/// transaction must have `standard_conforming_strings = on`.
+/// Applies a batch of events in one round trip (replays).
 pub async fn apply_rendered(
     conn: &mut PgConnection,
     events: &[RecordedEvent],

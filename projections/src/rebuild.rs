@@ -142,9 +142,8 @@ async fn apply_batch(
 async fn set_build_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
     // SET LOCAL: the projector's unqualified table names resolve to the
     // schema being built, for this transaction only.
-    // standard_conforming_strings: the rendered literals rely on it.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL search_path TO {schema}, public; SET LOCAL standard_conforming_strings = on"
+        "SET LOCAL search_path TO {schema}, public"
     )))
     .execute(&mut *conn)
     .await?;

@@ -635,8 +635,10 @@ async fn run_live(conn: &mut PgConnection, stmts: &[Stmt]) -> Result<(), String>
 }
 
 /// Renders `chunks` one `render_batch` each and runs them as a replay does:
-/// a transaction per batch with `search_path` and
-/// `standard_conforming_strings` set locally, the batch as one simple query.
+/// a transaction per batch with `search_path` set locally, the batch as one
+/// simple query. `standard_conforming_strings` is turned *off* here (every
+/// other test runs with the default, on): the rendered literals must read
+/// the same under either setting, hostile text included.
 async fn run_rendered(
     conn: &mut PgConnection,
     schema: &str,
@@ -646,7 +648,7 @@ async fn run_rendered(
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "SET LOCAL search_path TO {schema}, public; \
-             SET LOCAL standard_conforming_strings = on"
+             SET LOCAL standard_conforming_strings = off"
         )))
         .execute(&mut *conn)
         .await
