@@ -210,6 +210,9 @@ fn init_tracing(count_db_round_trips: bool) {
         .init();
 }
 
+#[global_allocator]
+static ALLOCATOR: memory::Allocator = memory::Allocator;
+
 fn main() {
     // Before the runtime starts its threads (they allocate).
     memory::configure();
