@@ -6,13 +6,14 @@
 //! was 23 % of the server's instructions (callgrind, 400 `PATCH`es and
 //! what the log's consumers did for them: 970–974k instructions per
 //! `PATCH` with glibc alone, 784–795k with this split); mimalloc's
-//! per-thread free lists take no lock and need no consolidation. It is built without
-//! transparent huge pages (`no_thp`): with them every thread's heap
-//! touched 2 MiB pages and the server idled 20–50 MB larger. Blocks of
-//! [`LARGE`] and more (Argon2's 19 MiB per password check, a big upload's
-//! buffer) stay with glibc, which maps each one on its own and unmaps it
-//! on free, so a login never leaves its hash's memory resident; mimalloc
-//! would keep such a block in its arena until a later purge.
+//! per-thread free lists take no lock and need no consolidation. It is
+//! built without transparent huge pages (`no_thp`): with them every
+//! thread's heap touched 2 MiB pages and the server idled 20–50 MB
+//! larger. Blocks of [`LARGE`] and more (Argon2's 19 MiB per password
+//! check, a big upload's buffer) stay with glibc, which maps each one on
+//! its own and unmaps it on free, so a login never leaves its hash's
+//! memory resident; mimalloc would keep such a block in its arena until a
+//! later purge.
 //!
 //! Freed memory stays with the allocators for reuse, so a server that
 //! handled a few thousand writes would stay at its peak resident size
