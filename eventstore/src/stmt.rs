@@ -391,17 +391,16 @@ fn values_rows(group: &[&Stmt], out: &mut String) {
 /// doubled too. The batches therefore need no `SET` of their own.
 fn quoted(text: &str, out: &mut String) {
     if text.contains('\\') {
-        out.push_str("E'");
-        for c in text.chars() {
-            match c {
-                '\'' => out.push_str("''"),
-                '\\' => out.push_str("\\\\"),
-                c => out.push(c),
-            }
+        out.push('E');
+    }
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            // Only reached in an escape string (the text holds one).
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
         }
-    } else {
-        out.push('\'');
-        out.push_str(&text.replace('\'', "''"));
     }
     out.push('\'');
 }
