@@ -66,18 +66,18 @@ impl InlineProjector for WriteIndex {
 
     /// Task events only (the fused append is the task write path); other
     /// streams take the transactional path.
-    fn render(&self, events: &[RecordedEvent]) -> Option<Result<String, BoxError>> {
-        let mut out = String::new();
+    fn statements(&self, events: &[RecordedEvent]) -> Option<Result<Vec<Stmt>, BoxError>> {
+        let mut all = Vec::new();
         for event in events {
             if event.stream_type != TaskEvent::STREAM_TYPE {
                 return None;
             }
             match task_statements(event) {
-                Ok(stmts) => stmts.iter().for_each(|s| s.render(&mut out)),
+                Ok(stmts) => all.extend(stmts),
                 Err(error) => return Some(Err(error)),
             }
         }
-        Some(Ok(out))
+        Some(Ok(all))
     }
 }
 

@@ -32,16 +32,26 @@
 //!
 //! Literals are rendered by [`crate::stmt`], in a form that reads the same
 //! under either `standard_conforming_strings`.
+//!
+//! **Prepared statements.** The batch's own statements and those of the
+//! projectors that give [`crate::InlineProjector::statements`] are sent as
+//! `EXECUTE`s of SQL-level prepared statements
+//! ([`crate::stmt::Stmt::render_execute`]): PostgreSQL then reuses each
+//! statement's analysis and generic plan instead of parsing, analysing and
+//! planning every literal statement anew. A connection that lacks one
+//! fails the batch with SQLSTATE 26000 before anything commits; the batch
+//! runs again after one `prepare_statements` call on the same connection.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::stmt::{Arg, Stmt};
+use crate::stmt::{Arg, Prepared, Stmt};
 use crate::{
     AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamRef,
 };
@@ -103,9 +113,10 @@ impl EventStore {
             return Ok(Some(Vec::new()));
         };
         let mut sql = String::new();
+        let mut used = Vec::new();
         let mut rendered = Vec::with_capacity(appends.len());
         for (i, append) in appends.iter().enumerate() {
-            match self.render_fused(append, i, &mut sql)? {
+            match self.render_fused(append, i, &mut used, &mut sql)? {
                 Some(provisional) => rendered.push((append.expected, provisional)),
                 None => {
                     self.declined();
@@ -115,27 +126,23 @@ impl EventStore {
         }
 
         let mut conn = self.pool().acquire().await?;
-        // Rows grouped by statement: a read's rows are the group after its
-        // marker's.
-        let statements: Vec<Vec<PgRow>> = match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .fetch_many(&mut *conn)
-            .try_fold(vec![Vec::new()], |mut groups, step| async move {
-                match step {
-                    sqlx::Either::Left(_) => groups.push(Vec::new()),
-                    sqlx::Either::Right(row) => {
-                        groups.last_mut().unwrap_or(&mut Vec::new()).push(row)
-                    }
-                }
-                Ok(groups)
-            })
-            .await
+        let mut result = run_batch(&mut conn, &sql).await;
+        if let Err(error) = &result
+            && let Some(replace) = missing_prepared(error)
+            && !used.is_empty()
         {
+            // Nothing ran (the batch is one implicit transaction): give
+            // this connection the statements and run it again.
+            prepare(&mut conn, &used, replace).await?;
+            result = run_batch(&mut conn, &sql).await;
+        }
+        drop(conn);
+        let statements = match result {
             Ok(statements) => statements,
             Err(error) => {
                 return Err(classify(error, first.stream, first.expected, &first.guards));
             }
         };
-        drop(conn);
         let mut reads: Vec<Vec<PgRow>> = rendered.iter().map(|_| Vec::new()).collect();
         let mut rows = Vec::new();
         let mut statements = statements.into_iter();
@@ -197,6 +204,7 @@ impl EventStore {
         &self,
         append: &FusedAppend<'_>,
         index: usize,
+        used: &mut Vec<Arc<Prepared>>,
         sql: &mut String,
     ) -> Result<Option<Vec<RecordedEvent>>, AppendError> {
         let FusedAppend {
@@ -234,15 +242,20 @@ impl EventStore {
             .collect();
         let mut projected = String::new();
         for projector in self.projectors() {
-            match projector.render(&provisional) {
-                None => return Ok(None),
-                Some(Ok(sql)) => projected.push_str(&sql),
-                Some(Err(source)) => {
-                    return Err(AppendError::Projector {
-                        projector: projector.name().to_owned(),
-                        source,
-                    });
-                }
+            let failed = |source| AppendError::Projector {
+                projector: projector.name().to_owned(),
+                source,
+            };
+            match projector.statements(&provisional) {
+                Some(Ok(stmts)) => stmts
+                    .iter()
+                    .for_each(|stmt| stmt.render_execute(used, &mut projected)),
+                Some(Err(source)) => return Err(failed(source)),
+                None => match projector.render(&provisional) {
+                    None => return Ok(None),
+                    Some(Ok(sql)) => projected.push_str(&sql),
+                    Some(Err(source)) => return Err(failed(source)),
+                },
             }
         }
         let mut stamp = String::new();
@@ -260,24 +273,43 @@ impl EventStore {
         // the order the locks are taken in stays the one the transactional
         // path takes them in.
         if prelude.is_empty() {
-            render_claim(sql, Some(stream), expected, count, guards);
+            render_claim(sql, used, Some(stream), expected, count, guards);
         } else {
             if !guards.is_empty() {
-                render_claim(sql, None, 0, 0, guards);
+                render_claim(sql, used, None, 0, 0, guards);
             }
             sql.push_str(prelude);
-            render_claim(sql, Some(stream), expected, count, &[]);
+            render_claim(sql, used, Some(stream), expected, count, &[]);
         }
-        sql.push_str(
+        let mut insert = String::from(
             "INSERT INTO events (stream_type, stream_id, project_id, version, event_id, \
              event_type, schema_version, payload, metadata) VALUES ",
         );
-        for (i, (event, recorded)) in events.iter().zip(&provisional).enumerate() {
+        for i in 0..events.len() {
             if i > 0 {
-                sql.push_str(", ");
+                insert.push_str(", ");
             }
-            let mut row = String::new();
-            Stmt::new("($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            let p = 9 * i;
+            insert.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9
+            ));
+        }
+        insert.push_str(
+            " RETURNING global_position, tx_id::text::bigint AS tx_id, version, event_id, \
+             recorded_at",
+        );
+        let mut insert = Stmt::new(insert);
+        for (event, recorded) in events.iter().zip(&provisional) {
+            insert = insert
                 .arg(stream.stream_type.to_owned())
                 .arg(stream.stream_id)
                 .arg(stream.project_id)
@@ -286,14 +318,9 @@ impl EventStore {
                 .arg(event.event_type.clone())
                 .arg(Arg::Int(Some(i64::from(event.schema_version))))
                 .arg(event.payload.clone())
-                .arg(recorded.metadata.clone())
-                .render(&mut row);
-            sql.push_str(row.trim_end_matches(";\n"));
+                .arg(recorded.metadata.clone());
         }
-        sql.push_str(
-            " RETURNING global_position, tx_id::text::bigint AS tx_id, version, event_id, \
-             recorded_at;\n",
-        );
+        insert.render_execute(used, sql);
         sql.push_str(&projected);
         if !read.is_empty() {
             sql.push_str(&format!("SELECT {index} AS {READ_MARKER};\n"));
@@ -308,6 +335,7 @@ impl EventStore {
 /// PX409 naming whichever did not hold.
 fn render_claim(
     sql: &mut String,
+    used: &mut Vec<Arc<Prepared>>,
     stream: Option<StreamRef<'_>>,
     expected: i64,
     count: i64,
@@ -332,7 +360,52 @@ fn render_claim(
     for (stream_id, version) in guards {
         stmt = stmt.arg(*stream_id).arg(*version);
     }
-    stmt.render(sql);
+    stmt.render_execute(used, sql);
+}
+
+/// Runs a fused batch; its rows grouped by statement (a read's rows are
+/// the group after its marker's).
+async fn run_batch(conn: &mut PgConnection, sql: &str) -> Result<Vec<Vec<PgRow>>, sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_many(conn)
+        .try_fold(vec![Vec::new()], |mut groups, step| async move {
+            match step {
+                sqlx::Either::Left(_) => groups.push(Vec::new()),
+                sqlx::Either::Right(row) => groups.last_mut().unwrap_or(&mut Vec::new()).push(row),
+            }
+            Ok(groups)
+        })
+        .await
+}
+
+/// `Some(replace)` when a batch failed because the connection lacks one
+/// of its prepared statements (SQLSTATE 26000: not prepared yet on this
+/// connection) or holds one whose tables changed shape since (0A000,
+/// "cached plan must not change result type": prepare it again).
+fn missing_prepared(error: &sqlx::Error) -> Option<bool> {
+    match error.as_database_error()?.code()?.as_ref() {
+        "26000" => Some(false),
+        "0A000" => Some(true),
+        _ => None,
+    }
+}
+
+/// Prepares on `conn` those of `used` it lacks (`replace`: all of them,
+/// anew), in one call (`prepare_statements`, see its migration).
+async fn prepare(
+    conn: &mut PgConnection,
+    used: &[Arc<Prepared>],
+    replace: bool,
+) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = used.iter().map(|p| p.name.as_str()).collect();
+    let statements: Vec<&str> = used.iter().map(|p| p.statement.as_str()).collect();
+    sqlx::query("SELECT prepare_statements($1, $2, $3)")
+        .bind(names)
+        .bind(statements)
+        .bind(replace)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// One stream's part of [`EventStore::append_fused_all`]: its events at

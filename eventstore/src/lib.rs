@@ -183,15 +183,31 @@ pub trait InlineProjector: Send + Sync {
         events: &[RecordedEvent],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-    /// The same row changes as [`InlineProjector::apply`], rendered as SQL
-    /// text ([`stmt::Stmt::render`]) for the one-round-trip append
-    /// ([`EventStore::append_fused`]). `None` when this projector cannot
-    /// render these events; the append then takes the transactional path.
-    fn render(
+    /// The same row changes as [`InlineProjector::apply`], as statements
+    /// for the one-round-trip append ([`EventStore::append_fused`]), which
+    /// sends them as `EXECUTE`s of prepared statements
+    /// ([`stmt::Stmt::render_execute`]). `None` when this projector cannot
+    /// give them; the append then asks [`InlineProjector::render`].
+    fn statements(
         &self,
         _events: &[RecordedEvent],
-    ) -> Option<Result<String, Box<dyn std::error::Error + Send + Sync>>> {
+    ) -> Option<Result<Vec<stmt::Stmt>, Box<dyn std::error::Error + Send + Sync>>> {
         None
+    }
+
+    /// The same row changes rendered as SQL text with literals
+    /// ([`stmt::Stmt::render`]); by default [`InlineProjector::statements`]
+    /// rendered. `None` when this projector cannot render these events;
+    /// the append then takes the transactional path.
+    fn render(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Option<Result<String, Box<dyn std::error::Error + Send + Sync>>> {
+        Some(self.statements(events)?.map(|stmts| {
+            let mut out = String::new();
+            stmts.iter().for_each(|stmt| stmt.render(&mut out));
+            out
+        }))
     }
 }
 

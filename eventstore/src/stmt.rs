@@ -15,7 +15,9 @@
 //! read the same under either `standard_conforming_strings`, so no batch
 //! depends on a session setting.
 
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::Value;
@@ -166,6 +168,120 @@ impl Stmt {
         render_template(&self.sql, &self.args, out);
         out.push_str(";\n");
     }
+
+    /// Appends the statement to `out` as `EXECUTE name(literals)` of the
+    /// SQL-level prepared statement [`prepared`] holds for its template
+    /// and argument types, and adds that statement to `used` (the
+    /// connection must have it); a statement that cannot be prepared
+    /// (several statements in one template, a placeholder without an
+    /// argument, or too many templates already) is rendered as literals.
+    ///
+    /// Why: PostgreSQL parses, analyses and plans every literal statement
+    /// of a simple-query batch anew, a third of its CPU under a `PATCH`
+    /// load; an `EXECUTE` reuses the statement's analysis and generic plan
+    /// and only reads its arguments (docs/performance.md).
+    pub fn render_execute(&self, used: &mut Vec<Arc<Prepared>>, out: &mut String) {
+        let Some(prepared) = Prepared::of(self) else {
+            return self.render(out);
+        };
+        out.push_str("EXECUTE ");
+        out.push_str(&prepared.name);
+        if !self.args.is_empty() {
+            out.push('(');
+            for (i, arg) in self.args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                literal(arg, out);
+            }
+            out.push(')');
+        }
+        out.push_str(";\n");
+        if !used.iter().any(|u| Arc::ptr_eq(u, &prepared)) {
+            used.push(prepared);
+        }
+    }
+}
+
+/// A template prepared (`PREPARE name (types) AS template`) on the
+/// connections that run it, for [`Stmt::render_execute`].
+///
+/// Names are handed out by one registry per process, so a name means the
+/// same template on every connection of the process whichever store uses
+/// it (connections are never shared between processes). A connection
+/// learns a statement the first time a batch needs it: the batch fails
+/// with SQLSTATE 26000, and nothing ran, since the batch is one implicit
+/// transaction; the caller prepares what the batch used and runs it again
+/// (see `eventstore::fused`).
+#[derive(Debug)]
+pub struct Prepared {
+    pub name: String,
+    /// The `PREPARE` statement itself.
+    pub statement: String,
+}
+
+/// At most this many templates are prepared (each costs every connection
+/// that runs it a parsed statement and a plan); later ones are rendered as
+/// literals. The write paths use a few dozen.
+const MAX_PREPARED: usize = 512;
+
+type Registry = HashMap<(String, Vec<&'static str>), Arc<Prepared>>;
+
+impl Prepared {
+    fn of(stmt: &Stmt) -> Option<Arc<Prepared>> {
+        static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+        let types: Vec<&'static str> = stmt.args.iter().map(Arg::type_name).collect();
+        let key = (stmt.sql.clone(), types);
+        let mut registry = REGISTRY
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(prepared) = registry.get(&key) {
+            return Some(prepared.clone());
+        }
+        if registry.len() >= MAX_PREPARED || !preparable(&stmt.sql, stmt.args.len()) {
+            return None;
+        }
+        let name = format!("paca_fused_{}", registry.len() + 1);
+        let mut statement = format!("PREPARE {name}");
+        if !key.1.is_empty() {
+            statement.push_str(&format!(" ({})", key.1.join(", ")));
+        }
+        statement.push_str(" AS ");
+        statement.push_str(stmt.sql.trim().trim_end_matches(';'));
+        let prepared = Arc::new(Prepared { name, statement });
+        registry.insert(key, prepared.clone());
+        Some(prepared)
+    }
+}
+
+/// One statement (no `;` but a trailing one) whose placeholders all have
+/// an argument.
+fn preparable(template: &str, args: usize) -> bool {
+    if template.trim().trim_end_matches(';').contains(';') {
+        return false;
+    }
+    let mut fits = true;
+    substitute(template, &mut String::new(), |n, _| {
+        fits &= (1..=args).contains(&n);
+        true
+    });
+    fits
+}
+
+impl Arg {
+    /// The type its literal is cast to (and a prepared statement declares).
+    fn type_name(&self) -> &'static str {
+        match self {
+            Arg::Uuid(_) => "uuid",
+            Arg::Text(_) => "text",
+            Arg::Bool(_) => "boolean",
+            Arg::Int(_) => "bigint",
+            Arg::Float(_) => "float8",
+            Arg::Ts(_) => "timestamptz",
+            Arg::Json(_) => "jsonb",
+        }
+    }
 }
 
 /// `template` with every `$n` replaced by the literal of `args[n - 1]`.
@@ -274,8 +390,6 @@ fn shape(sql: &str) -> Option<Shape<'_>> {
 /// (Measured on 200k project events: per-statement replay ~11.5k events/s,
 /// bound by the server's per-statement cost.)
 pub fn render_batch(stmts: Vec<Stmt>) -> String {
-    use std::collections::HashMap;
-
     let mut last: HashMap<&str, usize> = HashMap::new();
     let mut floor = 0usize;
     let mut waves: Vec<Vec<&Stmt>> = Vec::new();
@@ -474,6 +588,53 @@ fn timestamp_offset(micros: i64, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn execute_names_one_prepared_statement_per_template_and_types() {
+        let stmt = |id: Option<Uuid>| {
+            Stmt::new("UPDATE it_exec SET note = $2 WHERE id = $1")
+                .arg(id)
+                .arg("it's".to_owned())
+        };
+        let (mut used, mut out) = (Vec::new(), String::new());
+        stmt(Some(Uuid::nil())).render_execute(&mut used, &mut out);
+        stmt(None).render_execute(&mut used, &mut out);
+        assert_eq!(used.len(), 1, "one statement for both: {used:?}");
+        let name = used[0].name.clone();
+        assert_eq!(
+            used[0].statement,
+            format!("PREPARE {name} (uuid, text) AS UPDATE it_exec SET note = $2 WHERE id = $1")
+        );
+        assert_eq!(
+            out,
+            format!(
+                "EXECUTE {name}('00000000-0000-0000-0000-000000000000'::uuid, 'it''s'::text);\n\
+                 EXECUTE {name}(NULL::uuid, 'it''s'::text);\n"
+            )
+        );
+        // Other argument types are another statement.
+        Stmt::new("UPDATE it_exec SET note = $2 WHERE id = $1")
+            .arg(Uuid::nil())
+            .arg(1_i64)
+            .render_execute(&mut used, &mut String::new());
+        assert_eq!(used.len(), 2);
+        assert_ne!(used[1].name, name);
+    }
+
+    #[test]
+    fn statements_that_cannot_be_prepared_render_as_literals() {
+        let mut used = Vec::new();
+        for stmt in [
+            Stmt::new("DELETE FROM it_exec WHERE id = $1; SELECT 1").arg(Uuid::nil()),
+            Stmt::new("DELETE FROM it_exec WHERE id = $2").arg(Uuid::nil()),
+        ] {
+            let (mut execute, mut literal) = (String::new(), String::new());
+            stmt.render_execute(&mut used, &mut execute);
+            stmt.render(&mut literal);
+            assert_eq!(execute, literal);
+        }
+        assert!(used.is_empty());
+    }
 
     #[test]
     fn renders_literals_safely() {

@@ -70,18 +70,22 @@ impl InlineProjector for Rows {
         Ok(())
     }
 
-    fn render(&self, events: &[RecordedEvent]) -> Option<Result<String, BoxError>> {
+    // Given as statements, so the fused append sends them as `EXECUTE`s
+    // of prepared statements.
+    fn statements(&self, events: &[RecordedEvent]) -> Option<Result<Vec<Stmt>, BoxError>> {
         if events.iter().any(|e| e.payload["render"] == false) {
             return None;
         }
-        let mut out = String::new();
-        statements(events).iter().for_each(|s| s.render(&mut out));
-        Some(Ok(out))
+        Some(Ok(statements(events)))
     }
 }
 
 async fn setup(connect: PgConnectOptions) -> (sqlx::PgPool, EventStore) {
-    let pool = common::pool(connect, 6).await;
+    setup_with(connect, 6).await
+}
+
+async fn setup_with(connect: PgConnectOptions, connections: u32) -> (sqlx::PgPool, EventStore) {
+    let pool = common::pool(connect, connections).await;
     sqlx::query(
         "CREATE TABLE it_rows (event_id UUID PRIMARY KEY, version BIGINT NOT NULL,
                                at TIMESTAMPTZ NOT NULL, note TEXT)",
@@ -543,4 +547,83 @@ async fn a_read_returns_the_projected_rows_with_the_append(
         })
         .await;
     assert!(failed.is_err(), "{failed:?}");
+}
+
+/// The batch's statements are `EXECUTE`s of prepared statements that each
+/// connection learns on first use (the batch fails with 26000 before
+/// anything commits, and runs again once the connection has them); a
+/// connection that lost them learns them again, and no append is applied
+/// twice on the way.
+#[sqlx::test(migrations = "../migrations")]
+async fn prepared_statements_are_learned_by_each_connection(
+    _: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    // One connection, so the test's own queries see its session.
+    let (pool, store) = setup_with(connect, 1).await;
+    let prepared = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT statement FROM pg_prepared_statements
+              WHERE name LIKE 'paca_fused_%' ORDER BY statement",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    assert!(prepared().await.is_empty());
+
+    let id = Uuid::now_v7();
+    store
+        .append_fused(
+            stream(id),
+            0,
+            vec![event("it.a", json!({ "note": "one" }))],
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(counts(&pool, id).await, (1, 1, 1));
+    let learned = prepared().await;
+    // The stream claim, the event insert and the projector's insert.
+    assert_eq!(learned.len(), 3, "{learned:#?}");
+    assert!(learned.iter().any(|s| s.contains("claim_stream")));
+    assert!(learned.iter().any(|s| s.contains("INSERT INTO events")));
+    assert!(learned.iter().any(|s| s.contains("INSERT INTO it_rows")));
+
+    // Lost (a pooler's reset, an operator's DEALLOCATE): learned again.
+    for name in sqlx::query_scalar::<_, String>(
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'paca_fused_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DEALLOCATE {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert!(prepared().await.is_empty());
+    store
+        .append_fused(
+            stream(id),
+            1,
+            vec![event("it.b", json!({ "note": "two" }))],
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(counts(&pool, id).await, (2, 2, 2));
+    assert_eq!(prepared().await, learned);
+
+    // A conflict on a warm connection is still exact and writes nothing.
+    assert!(matches!(
+        store
+            .append_fused(stream(id), 1, vec![event("it.x", json!({}))], &[])
+            .await,
+        Err(AppendError::VersionConflict { .. })
+    ));
+    assert_eq!(counts(&pool, id).await, (2, 2, 2));
 }

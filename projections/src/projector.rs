@@ -48,15 +48,15 @@ impl InlineProjector for ReadModelProjector {
         Ok(())
     }
 
-    fn render(&self, events: &[RecordedEvent]) -> Option<Result<String, BoxError>> {
-        let mut out = String::new();
+    fn statements(&self, events: &[RecordedEvent]) -> Option<Result<Vec<Stmt>, BoxError>> {
+        let mut all = Vec::new();
         for event in events {
             match statements(event) {
-                Ok(stmts) => stmts.iter().for_each(|s| s.render(&mut out)),
+                Ok(stmts) => all.extend(stmts),
                 Err(error) => return Some(Err(error)),
             }
         }
-        Some(Ok(out))
+        Some(Ok(all))
     }
 }
 
