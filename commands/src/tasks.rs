@@ -389,7 +389,7 @@ impl Commands {
         command: TaskCommand,
         if_version: Option<i64>,
     ) -> CommandResult<TaskWritten> {
-        self.task_command_reading(meta, project_id, task_id, command, if_version, "")
+        self.task_command_reading(meta, project_id, task_id, command, if_version, None)
             .await
             .map(|(written, _)| written)
     }
@@ -405,7 +405,7 @@ impl Commands {
         task_id: Uuid,
         command: TaskCommand,
         if_version: Option<i64>,
-        read: &str,
+        read: Option<&Stmt>,
     ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
         let parent = match &command {
             TaskCommand::Update(TaskPatch {
@@ -527,7 +527,7 @@ impl Commands {
         task_id: Uuid,
         command: &TaskCommand,
         if_version: Option<i64>,
-        read: &str,
+        read: Option<&Stmt>,
     ) -> CommandResult<Option<(TaskWritten, Vec<PgRow>)>> {
         // Cached entries hold no comment bodies: an edit reads the log.
         let mut fresh = crate::task_cache::needs_comment_bodies(command);
@@ -581,7 +581,7 @@ impl Commands {
                 project_id: Some(project_id),
             };
             let append = eventstore::FusedAppend {
-                read: read.to_owned(),
+                read: read.cloned(),
                 ..eventstore::FusedAppend::new(
                     stream,
                     task.version,
@@ -652,10 +652,10 @@ impl Commands {
         task_id: Uuid,
         patch: TaskPatch,
         if_version: Option<i64>,
-        read: &str,
+        read: &Stmt,
     ) -> CommandResult<(TaskWritten, Vec<PgRow>)> {
         let command = TaskCommand::Update(patch);
-        self.task_command_reading(meta, project_id, task_id, command, if_version, read)
+        self.task_command_reading(meta, project_id, task_id, command, if_version, Some(read))
             .await
     }
 

@@ -322,9 +322,9 @@ impl EventStore {
         }
         insert.render_execute(used, sql);
         sql.push_str(&projected);
-        if !read.is_empty() {
+        if let Some(read) = read {
             sql.push_str(&format!("SELECT {index} AS {READ_MARKER};\n"));
-            sql.push_str(read);
+            read.render_execute(used, sql);
         }
         Ok(Some(provisional))
     }
@@ -424,11 +424,13 @@ pub struct FusedAppend<'a> {
     pub prelude: String,
     /// One statement run after the projectors, in the same transaction,
     /// whose rows come back with the result: the caller's response read
-    /// (the projected row) without a second round trip. Its rows are in
-    /// the text format of the simple-query protocol. It is part of the
+    /// (the projected row) without a second round trip, sent like the
+    /// batch's other statements (an `EXECUTE` when it can be prepared).
+    /// Its rows are in the text format of the simple-query protocol. It is
+    /// part of the
     /// transaction: a read that fails fails the append, so it must be a
     /// plain `SELECT` the caller owns.
-    pub read: String,
+    pub read: Option<Stmt>,
 }
 
 impl<'a> FusedAppend<'a> {
@@ -444,7 +446,7 @@ impl<'a> FusedAppend<'a> {
             events,
             guards,
             prelude: String::new(),
-            read: String::new(),
+            read: None,
         }
     }
 }

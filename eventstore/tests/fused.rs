@@ -480,14 +480,13 @@ async fn a_read_returns_the_projected_rows_with_the_append(
     use sqlx::Row;
     let (_pool, store) = setup(connect).await;
     let read = |id: Uuid| {
-        let mut sql = String::new();
-        Stmt::new(
-            "SELECT r.note, r.version, r.at FROM it_rows r JOIN events e USING (event_id)
-              WHERE e.stream_id = $1 ORDER BY r.version",
+        Some(
+            Stmt::new(
+                "SELECT r.note, r.version, r.at FROM it_rows r JOIN events e USING (event_id)
+                  WHERE e.stream_id = $1 ORDER BY r.version",
+            )
+            .arg(id),
         )
-        .arg(id)
-        .render(&mut sql);
-        sql
     };
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let appends = vec![

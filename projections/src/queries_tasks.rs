@@ -153,15 +153,11 @@ pub async fn task(
     Ok(row.filter(|r| live_in(r, project_id)).map(TaskView::from))
 }
 
-/// The statement [`task`] runs, with `id` as a literal: a write's
-/// response read inside its fused append ([`eventstore::FusedAppend::read`]),
-/// decoded by [`task_from_read`].
-pub fn task_read(id: Uuid) -> String {
-    let mut sql = String::new();
-    eventstore::stmt::Stmt::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
-        .arg(id)
-        .render(&mut sql);
-    sql
+/// The statement [`task`] runs, for `id`: a write's response read inside
+/// its fused append ([`eventstore::FusedAppend::read`]), decoded by
+/// [`task_from_read`].
+pub fn task_read(id: Uuid) -> eventstore::stmt::Stmt {
+    eventstore::stmt::Stmt::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")).arg(id)
 }
 
 /// [`task`]'s answer from the rows of [`task_read`].
