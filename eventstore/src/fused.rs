@@ -113,7 +113,7 @@ impl EventStore {
             return Ok(Some(Vec::new()));
         };
         let mut sql = String::new();
-        let mut used = Vec::new();
+        let mut used = Some(Vec::new());
         let mut rendered = Vec::with_capacity(appends.len());
         for (i, append) in appends.iter().enumerate() {
             match self.render_fused(append, i, &mut used, &mut sql)? {
@@ -125,6 +125,7 @@ impl EventStore {
             }
         }
 
+        let used = used.unwrap_or_default();
         let mut conn = self.pool().acquire().await?;
         let mut result = run_batch(&mut conn, &sql).await;
         if let Err(error) = &result
@@ -135,6 +136,19 @@ impl EventStore {
             // this connection the statements and run it again.
             prepare(&mut conn, &used, replace).await?;
             result = run_batch(&mut conn, &sql).await;
+            if let Err(error) = &result
+                && missing_prepared(error).is_some()
+            {
+                // Still missing: the statements went to another session
+                // than the batch (a pooler between us and PostgreSQL that
+                // hands out server connections per transaction). The
+                // same batch with literals needs no session state.
+                let mut literal = String::new();
+                for (i, append) in appends.iter().enumerate() {
+                    self.render_fused(append, i, &mut None, &mut literal)?;
+                }
+                result = run_batch(&mut conn, &literal).await;
+            }
         }
         drop(conn);
         let statements = match result {
@@ -204,7 +218,7 @@ impl EventStore {
         &self,
         append: &FusedAppend<'_>,
         index: usize,
-        used: &mut Vec<Arc<Prepared>>,
+        used: &mut Option<Vec<Arc<Prepared>>>,
         sql: &mut String,
     ) -> Result<Option<Vec<RecordedEvent>>, AppendError> {
         let FusedAppend {
@@ -249,7 +263,7 @@ impl EventStore {
             match projector.statements(&provisional) {
                 Some(Ok(stmts)) => stmts
                     .iter()
-                    .for_each(|stmt| stmt.render_execute(used, &mut projected)),
+                    .for_each(|stmt| stmt.render_execute(used.as_mut(), &mut projected)),
                 Some(Err(source)) => return Err(failed(source)),
                 None => match projector.render(&provisional) {
                     None => return Ok(None),
@@ -320,11 +334,11 @@ impl EventStore {
                 .arg(event.payload.clone())
                 .arg(recorded.metadata.clone());
         }
-        insert.render_execute(used, sql);
+        insert.render_execute(used.as_mut(), sql);
         sql.push_str(&projected);
         if let Some(read) = read {
             sql.push_str(&format!("SELECT {index} AS {READ_MARKER};\n"));
-            read.render_execute(used, sql);
+            read.render_execute(used.as_mut(), sql);
         }
         Ok(Some(provisional))
     }
@@ -335,7 +349,7 @@ impl EventStore {
 /// PX409 naming whichever did not hold.
 fn render_claim(
     sql: &mut String,
-    used: &mut Vec<Arc<Prepared>>,
+    used: &mut Option<Vec<Arc<Prepared>>>,
     stream: Option<StreamRef<'_>>,
     expected: i64,
     count: i64,
@@ -360,7 +374,7 @@ fn render_claim(
     for (stream_id, version) in guards {
         stmt = stmt.arg(*stream_id).arg(*version);
     }
-    stmt.render_execute(used, sql);
+    stmt.render_execute(used.as_mut(), sql);
 }
 
 /// Runs a fused batch; its rows grouped by statement (a read's rows are

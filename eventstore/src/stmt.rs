@@ -170,18 +170,19 @@ impl Stmt {
     }
 
     /// Appends the statement to `out` as `EXECUTE name(literals)` of the
-    /// SQL-level prepared statement [`prepared`] holds for its template
-    /// and argument types, and adds that statement to `used` (the
-    /// connection must have it); a statement that cannot be prepared
-    /// (several statements in one template, a placeholder without an
-    /// argument, or too many templates already) is rendered as literals.
+    /// SQL-level [`Prepared`] statement for its template and argument
+    /// types, and adds that statement to `used` (the connection must have
+    /// it). Rendered with literals ([`Stmt::render`]) instead when `used`
+    /// is `None`, or when the statement cannot be prepared (several
+    /// statements in one template, a placeholder without an argument, or
+    /// too many templates already).
     ///
     /// Why: PostgreSQL parses, analyses and plans every literal statement
     /// of a simple-query batch anew, a third of its CPU under a `PATCH`
     /// load; an `EXECUTE` reuses the statement's analysis and generic plan
     /// and only reads its arguments (docs/performance.md).
-    pub fn render_execute(&self, used: &mut Vec<Arc<Prepared>>, out: &mut String) {
-        let Some(prepared) = Prepared::of(self) else {
+    pub fn render_execute(&self, used: Option<&mut Vec<Arc<Prepared>>>, out: &mut String) {
+        let (Some(used), Some(prepared)) = (used, Prepared::of(self)) else {
             return self.render(out);
         };
         out.push_str("EXECUTE ");
@@ -597,8 +598,8 @@ mod tests {
                 .arg("it's".to_owned())
         };
         let (mut used, mut out) = (Vec::new(), String::new());
-        stmt(Some(Uuid::nil())).render_execute(&mut used, &mut out);
-        stmt(None).render_execute(&mut used, &mut out);
+        stmt(Some(Uuid::nil())).render_execute(Some(&mut used), &mut out);
+        stmt(None).render_execute(Some(&mut used), &mut out);
         assert_eq!(used.len(), 1, "one statement for both: {used:?}");
         let name = used[0].name.clone();
         assert_eq!(
@@ -616,7 +617,7 @@ mod tests {
         Stmt::new("UPDATE it_exec SET note = $2 WHERE id = $1")
             .arg(Uuid::nil())
             .arg(1_i64)
-            .render_execute(&mut used, &mut String::new());
+            .render_execute(Some(&mut used), &mut String::new());
         assert_eq!(used.len(), 2);
         assert_ne!(used[1].name, name);
     }
@@ -629,7 +630,7 @@ mod tests {
             Stmt::new("DELETE FROM it_exec WHERE id = $2").arg(Uuid::nil()),
         ] {
             let (mut execute, mut literal) = (String::new(), String::new());
-            stmt.render_execute(&mut used, &mut execute);
+            stmt.render_execute(Some(&mut used), &mut execute);
             stmt.render(&mut literal);
             assert_eq!(execute, literal);
         }

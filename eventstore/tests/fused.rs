@@ -591,19 +591,22 @@ async fn prepared_statements_are_learned_by_each_connection(
     assert!(learned.iter().any(|s| s.contains("INSERT INTO it_rows")));
 
     // Lost (a pooler's reset, an operator's DEALLOCATE): learned again.
-    for name in sqlx::query_scalar::<_, String>(
-        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'paca_fused_%'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DEALLOCATE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    assert!(prepared().await.is_empty());
+    let forget = || async {
+        for name in sqlx::query_scalar::<_, String>(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE 'paca_fused_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DEALLOCATE {name}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        assert!(prepared().await.is_empty());
+    };
+    forget().await;
     store
         .append_fused(
             stream(id),
@@ -625,4 +628,29 @@ async fn prepared_statements_are_learned_by_each_connection(
         Err(AppendError::VersionConflict { .. })
     ));
     assert_eq!(counts(&pool, id).await, (2, 2, 2));
+
+    // Statements that do not stay (as behind a pooler that hands out
+    // server connections per transaction): the batch is sent again with
+    // literals, once.
+    sqlx::raw_sql(
+        "CREATE OR REPLACE FUNCTION prepare_statements(p_names TEXT[], p_statements TEXT[],
+                                                       p_replace BOOLEAN)
+         RETURNS VOID LANGUAGE sql AS 'SELECT'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    forget().await;
+    store
+        .append_fused(
+            stream(id),
+            2,
+            vec![event("it.c", json!({ "note": "three" }))],
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(counts(&pool, id).await, (3, 3, 3));
+    assert!(prepared().await.is_empty());
 }
