@@ -6,7 +6,9 @@
 //!   string and sent in a single round trip. Per-event round trips capped a
 //!   rebuild at ~9.7k events/s on a 2-core machine; batching removes them;
 //! - the fused append (`crate::fused`): a command's events and its
-//!   projector statements rendered into one string, one round trip per write.
+//!   projector statements rendered into one string, one round trip per
+//!   write, each statement as an `EXECUTE` of a SQL-level prepared
+//!   statement with literal arguments ([`Stmt::render_execute`]).
 //!
 //! Rendering only ever produces typed literals: uuids, booleans and
 //! timestamps from their canonical forms, and strings/JSON as
