@@ -190,14 +190,7 @@ impl Stmt {
         out.push_str("EXECUTE ");
         out.push_str(&prepared.name);
         if !self.args.is_empty() {
-            out.push('(');
-            for (i, arg) in self.args.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                literal(arg, out);
-            }
-            out.push(')');
+            literal_tuple(&self.args, out);
         }
         out.push_str(";\n");
         if !used.iter().any(|u| Arc::ptr_eq(u, &prepared)) {
@@ -490,15 +483,20 @@ fn values_rows(group: &[&Stmt], out: &mut String) {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push('(');
-        for (j, arg) in stmt.args.iter().enumerate() {
-            if j > 0 {
-                out.push_str(", ");
-            }
-            literal(arg, out);
-        }
-        out.push(')');
+        literal_tuple(&stmt.args, out);
     }
+}
+
+/// `(literal, literal, …)`
+fn literal_tuple(args: &[Arg], out: &mut String) {
+    out.push('(');
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        literal(arg, out);
+    }
+    out.push(')');
 }
 
 /// A string literal that reads the same whatever the session's
