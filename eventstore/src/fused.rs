@@ -134,20 +134,27 @@ impl EventStore {
         {
             // Nothing ran (the batch is one implicit transaction): give
             // this connection the statements and run it again.
-            prepare(&mut conn, &used, replace).await?;
-            result = run_batch(&mut conn, &sql).await;
-            if let Err(error) = &result
-                && missing_prepared(error).is_some()
-            {
-                // Still missing: the statements went to another session
-                // than the batch (a pooler between us and PostgreSQL that
-                // hands out server connections per transaction). The
-                // same batch with literals needs no session state.
+            let prepared = prepare(&mut conn, &used, replace).await;
+            if prepared.is_ok() {
+                result = run_batch(&mut conn, &sql).await;
+            }
+            let missing = result.as_ref().err().and_then(missing_prepared).is_some();
+            if prepared.is_err() || missing {
+                // Still missing, or not preparable: the statements went to
+                // another session than the batch (a pooler between us and
+                // PostgreSQL that hands out server connections per
+                // transaction), say. The same batch with literals needs no
+                // session state.
                 let mut literal = String::new();
+                let mut complete = true;
                 for (i, append) in appends.iter().enumerate() {
-                    self.render_fused(append, i, &mut None, &mut literal)?;
+                    complete &= self
+                        .render_fused(append, i, &mut None, &mut literal)?
+                        .is_some();
                 }
-                result = run_batch(&mut conn, &literal).await;
+                if complete {
+                    result = run_batch(&mut conn, &literal).await;
+                }
             }
         }
         drop(conn);
@@ -394,12 +401,14 @@ async fn run_batch(conn: &mut PgConnection, sql: &str) -> Result<Vec<Vec<PgRow>>
 
 /// `Some(replace)` when a batch failed because the connection lacks one
 /// of its prepared statements (SQLSTATE 26000: not prepared yet on this
-/// connection) or holds one whose tables changed shape since (0A000,
-/// "cached plan must not change result type": prepare it again).
+/// connection) or holds one whose tables changed shape since (0A000
+/// "cached plan must not change result type": prepare it again; the
+/// class holds other errors, which are the batch's own).
 fn missing_prepared(error: &sqlx::Error) -> Option<bool> {
-    match error.as_database_error()?.code()?.as_ref() {
+    let error = error.as_database_error()?;
+    match error.code()?.as_ref() {
         "26000" => Some(false),
-        "0A000" => Some(true),
+        "0A000" if error.message().contains("cached plan") => Some(true),
         _ => None,
     }
 }

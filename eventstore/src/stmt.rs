@@ -221,32 +221,56 @@ pub struct Prepared {
 /// literals. The write paths use a few dozen.
 const MAX_PREPARED: usize = 512;
 
-type Registry = HashMap<(String, Vec<&'static str>), Arc<Prepared>>;
+/// The argument types a statement was prepared for, and the statement.
+type ByTypes = Vec<(Vec<&'static str>, Arc<Prepared>)>;
+
+/// Template → the statements prepared for it, by argument types. Looked up
+/// by the template's text, so a write allocates nothing here.
+#[derive(Default)]
+struct Registry {
+    templates: HashMap<String, ByTypes>,
+    count: usize,
+}
 
 impl Prepared {
     fn of(stmt: &Stmt) -> Option<Arc<Prepared>> {
         static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-        let types: Vec<&'static str> = stmt.args.iter().map(Arg::type_name).collect();
-        let key = (stmt.sql.clone(), types);
+        let same_types = |types: &[&'static str]| {
+            types.len() == stmt.args.len()
+                && types
+                    .iter()
+                    .zip(&stmt.args)
+                    .all(|(t, a)| *t == a.type_name())
+        };
         let mut registry = REGISTRY
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(prepared) = registry.get(&key) {
-            return Some(prepared.clone());
+        if let Some(prepared) = registry
+            .templates
+            .get(stmt.sql.as_str())
+            .and_then(|known| known.iter().find(|(types, _)| same_types(types)))
+        {
+            return Some(prepared.1.clone());
         }
-        if registry.len() >= MAX_PREPARED || !preparable(&stmt.sql, stmt.args.len()) {
+        if registry.count >= MAX_PREPARED || !preparable(&stmt.sql, stmt.args.len()) {
             return None;
         }
-        let name = format!("paca_fused_{}", registry.len() + 1);
+        registry.count += 1;
+        let name = format!("paca_fused_{}", registry.count);
+        let types: Vec<&'static str> = stmt.args.iter().map(Arg::type_name).collect();
         let mut statement = format!("PREPARE {name}");
-        if !key.1.is_empty() {
-            statement.push_str(&format!(" ({})", key.1.join(", ")));
+        if !types.is_empty() {
+            statement.push_str(&format!(" ({})", types.join(", ")));
         }
         statement.push_str(" AS ");
         statement.push_str(stmt.sql.trim().trim_end_matches(';'));
         let prepared = Arc::new(Prepared { name, statement });
-        registry.insert(key, prepared.clone());
+        registry
+            .templates
+            .entry(stmt.sql.clone())
+            .or_default()
+            .push((types, prepared.clone()));
         Some(prepared)
     }
 }

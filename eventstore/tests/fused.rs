@@ -653,4 +653,21 @@ async fn prepared_statements_are_learned_by_each_connection(
         .expect("rendered");
     assert_eq!(counts(&pool, id).await, (3, 3, 3));
     assert!(prepared().await.is_empty());
+
+    // Nor does a connection that cannot prepare them stop a write.
+    sqlx::raw_sql("DROP FUNCTION prepare_statements")
+        .execute(&pool)
+        .await
+        .unwrap();
+    store
+        .append_fused(
+            stream(id),
+            3,
+            vec![event("it.d", json!({ "note": "four" }))],
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("rendered");
+    assert_eq!(counts(&pool, id).await, (4, 4, 4));
 }
