@@ -572,16 +572,23 @@ async fn prepared_statements_are_learned_by_each_connection(
     assert!(prepared().await.is_empty());
 
     let id = Uuid::now_v7();
-    store
-        .append_fused(
-            stream(id),
-            0,
-            vec![event("it.a", json!({ "note": "one" }))],
-            &[],
-        )
-        .await
-        .unwrap()
-        .expect("rendered");
+    // One event with `note` at `version`, committed.
+    let append = |version: i64, event_type: &'static str, note: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .append_fused(
+                    stream(id),
+                    version,
+                    vec![event(event_type, json!({ "note": note }))],
+                    &[],
+                )
+                .await
+                .unwrap()
+                .expect("rendered");
+        }
+    };
+    append(0, "it.a", "one").await;
     assert_eq!(counts(&pool, id).await, (1, 1, 1));
     let learned = prepared().await;
     // The stream claim, the event insert and the projector's insert.
@@ -607,16 +614,7 @@ async fn prepared_statements_are_learned_by_each_connection(
         assert!(prepared().await.is_empty());
     };
     forget().await;
-    store
-        .append_fused(
-            stream(id),
-            1,
-            vec![event("it.b", json!({ "note": "two" }))],
-            &[],
-        )
-        .await
-        .unwrap()
-        .expect("rendered");
+    append(1, "it.b", "two").await;
     assert_eq!(counts(&pool, id).await, (2, 2, 2));
     assert_eq!(prepared().await, learned);
 
@@ -641,16 +639,7 @@ async fn prepared_statements_are_learned_by_each_connection(
     .await
     .unwrap();
     forget().await;
-    store
-        .append_fused(
-            stream(id),
-            2,
-            vec![event("it.c", json!({ "note": "three" }))],
-            &[],
-        )
-        .await
-        .unwrap()
-        .expect("rendered");
+    append(2, "it.c", "three").await;
     assert_eq!(counts(&pool, id).await, (3, 3, 3));
     assert!(prepared().await.is_empty());
 
@@ -659,15 +648,6 @@ async fn prepared_statements_are_learned_by_each_connection(
         .execute(&pool)
         .await
         .unwrap();
-    store
-        .append_fused(
-            stream(id),
-            3,
-            vec![event("it.d", json!({ "note": "four" }))],
-            &[],
-        )
-        .await
-        .unwrap()
-        .expect("rendered");
+    append(3, "it.d", "four").await;
     assert_eq!(counts(&pool, id).await, (4, 4, 4));
 }
