@@ -4,17 +4,24 @@
 #
 # A scratch database is migrated and seeded by a real `paca serve` (one
 # project, 200 tasks, each patched once), then pgbench sends the batch a
-# task title `PATCH` commits today three ways, 8 clients, each on its own
+# task title `PATCH` commits today four ways, 8 clients, each on its own
 # 25 tasks (so no conflicts), runs interleaved:
 #
-#   literal   the simple-query batch the server sends: claim_stream, the
+#   literal   the simple-query batch the server sent before it used EXECUTEs
+#             (and still sends behind a pooler): claim_stream, the
 #             event insert, the tasks update, the activity insert, the
 #             read marker and the response read, values as literals
 #   execute   the same statements PREPAREd once per connection (SQL-level)
-#             and sent as one simple-query batch of EXECUTEs
+#             and sent as one simple-query batch of EXECUTEs (what the
+#             server sends)
 #   pipeline  the same statements as protocol-level prepared statements,
 #             parameters bound, pipelined with one Sync (one round trip,
 #             one implicit transaction): what a driver with pipelining sends
+#   cte       the same writes as ONE protocol-level prepared statement:
+#             data-modifying CTEs (the event insert reads the claim's CTE,
+#             so the claim runs first), the response read from the tasks
+#             update's RETURNING (a CTE cannot see its siblings' writes);
+#             what sqlx can send today (one Parse once, Bind, Execute, Sync)
 #
 # Every variant first reads the task's stream version (its own round trip;
 # ~40 us of PostgreSQL CPU literal, ~30 prepared).
@@ -120,6 +127,11 @@ SELECT $COLUMNS_READ FROM tasks WHERE id = :tid::uuid;
 \endpipeline
 EOF
 
+cat >"$WORK/cte.sql" <<EOF
+$PRE
+WITH c AS (SELECT claim_stream(:tid::uuid, 'task'::text, :v::bigint, '1'::bigint, ARRAY['$P'::uuid]::uuid[], ARRAY['$GUARD'::bigint]::bigint[])), e AS (INSERT INTO events (stream_type, stream_id, project_id, version, event_id, event_type, schema_version, payload, metadata) SELECT 'task'::text, :tid::uuid, '$P'::uuid, :nv::bigint, :eid::uuid, 'task.updated'::text, '1'::bigint, '$PAYLOAD'::jsonb, '$META'::jsonb FROM c RETURNING global_position, tx_id::text::bigint AS tx_id, version, event_id, recorded_at), t AS (UPDATE tasks SET title = 'x'::text, version = :nv::bigint, updated_at = now() WHERE id = :tid::uuid AND EXISTS (SELECT 1 FROM e) RETURNING $COLUMNS_READ), a AS (INSERT INTO task_activities (id, task_id, project_id, actor_user_id, activity_type, content, event_id, version, created_at, updated_at, actor_agent_id, actor_plugin) SELECT :eid::uuid, :tid::uuid, '$P'::uuid, '$U'::uuid, 'task.updated'::text, '$PAYLOAD'::jsonb, :eid::uuid, :nv::bigint, now(), now(), NULL::uuid, NULL::text FROM e) SELECT * FROM e, t;
+EOF
+
 run() {
     local name=$1 mode=$2 before after out tx tps
     before=$(postgres_cpu)
@@ -143,4 +155,5 @@ for _ in $(seq "$RUNS"); do
     run literal simple
     run execute simple
     run pipeline prepared
+    run cte prepared
 done

@@ -188,6 +188,13 @@ pub trait InlineProjector: Send + Sync {
     /// sends them as `EXECUTE`s of prepared statements
     /// ([`stmt::Stmt::render_execute`]). `None` when this projector cannot
     /// give them; the append then asks [`InlineProjector::render`].
+    ///
+    /// When every statement of an append is a single-row write with a row
+    /// key ([`stmt::Stmt::with_row_key`]) and no two share a key, the
+    /// append may send them side by side as the CTEs of one statement,
+    /// where none sees another's writes. So a keyed statement must not read
+    /// a row another statement of the same events writes, through a
+    /// function either (a subquery disqualifies it anyway).
     fn statements(
         &self,
         _events: &[RecordedEvent],
@@ -260,6 +267,9 @@ pub struct AppendStats {
     /// Fused appends declined because a projector could not render the
     /// events (the caller then used the transactional path).
     pub fused_declined: std::sync::atomic::AtomicU64,
+    /// Of the fused appends committed, those sent as one statement of
+    /// data-modifying CTEs with bound parameters (the rest as a batch).
+    pub fused_one_statement: std::sync::atomic::AtomicU64,
     /// Events committed, by any path.
     pub events: std::sync::atomic::AtomicU64,
 }

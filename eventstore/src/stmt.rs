@@ -149,20 +149,62 @@ impl Stmt {
 
     /// Runs the statement with bound parameters.
     pub async fn execute(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone()));
-        for arg in &self.args {
-            query = match arg {
-                Arg::Uuid(v) => query.bind(*v),
-                Arg::Text(v) => query.bind(v.clone()),
-                Arg::Bool(v) => query.bind(*v),
-                Arg::Int(v) => query.bind(*v),
-                Arg::Float(v) => query.bind(*v),
-                Arg::Ts(v) => query.bind(*v),
-                Arg::Json(v) => query.bind(v.clone()),
-            };
-        }
-        query.execute(conn).await?;
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone()));
+        self.args.iter().fold(query, bind).execute(conn).await?;
         Ok(())
+    }
+
+    /// The table this statement writes one row of, when it is one plain
+    /// `INSERT INTO t (…) VALUES (…)`, `UPDATE t SET … WHERE id = $1` or
+    /// `DELETE FROM t WHERE id = $1` that reads no other row (no
+    /// subquery); with `true` for the `UPDATE`. `None` for anything else.
+    pub(crate) fn single_row_write(&self) -> Option<(String, bool)> {
+        let sql = normalized(&self.sql);
+        if sql.to_ascii_uppercase().contains("SELECT") || sql.contains(';') {
+            return None;
+        }
+        match shape(&sql)? {
+            Shape::Insert { head, .. } => head
+                .strip_prefix("INSERT INTO ")?
+                .split(' ')
+                .next()
+                .map(|table| (table.to_owned(), false)),
+            Shape::Update { table, .. } => Some((table.to_owned(), true)),
+            Shape::Delete { table } => Some((table.to_owned(), false)),
+        }
+    }
+
+    /// Appends the template to `out` as part of a larger statement whose
+    /// parameters are `params`: each `$n` becomes the placeholder of a copy
+    /// of `args[n - 1]` pushed there, except that a timestamp equal to
+    /// `now` is written as `now()`. `false` (with `out` and `params` to be
+    /// discarded) when a placeholder has no argument.
+    pub(crate) fn renumber_into(
+        &self,
+        params: &mut Vec<Arg>,
+        now: DateTime<Utc>,
+        out: &mut String,
+    ) -> bool {
+        let mut fits = true;
+        let mut placed: Vec<Option<usize>> = vec![None; self.args.len()];
+        substitute(&self.sql, out, |n, out| {
+            let Some(arg) = n.checked_sub(1).and_then(|i| self.args.get(i)) else {
+                fits = false;
+                return false;
+            };
+            if matches!(arg, Arg::Ts(Some(at)) if *at == now) {
+                out.push_str("now()");
+                return true;
+            }
+            let at = *placed[n - 1].get_or_insert_with(|| {
+                params.push(arg.clone());
+                params.len()
+            });
+            out.push('$');
+            out.push_str(&at.to_string());
+            true
+        });
+        fits
     }
 
     /// Appends the statement to `out` with every `$n` replaced by a literal.
@@ -301,6 +343,23 @@ impl Arg {
             Arg::Ts(_) => "timestamptz",
             Arg::Json(_) => "jsonb",
         }
+    }
+}
+
+/// `query` with `arg` bound as its next parameter, typed as
+/// [`Arg::type_name`] says.
+pub(crate) fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    arg: &Arg,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match arg {
+        Arg::Uuid(v) => query.bind(*v),
+        Arg::Text(v) => query.bind(v.clone()),
+        Arg::Bool(v) => query.bind(*v),
+        Arg::Int(v) => query.bind(*v),
+        Arg::Float(v) => query.bind(*v),
+        Arg::Ts(v) => query.bind(*v),
+        Arg::Json(v) => query.bind(v.clone()),
     }
 }
 

@@ -33,19 +33,45 @@ fn stream(stream_id: Uuid) -> StreamRef<'static> {
 
 /// One row per event with its version and `recorded_at`; an event whose
 /// payload says `"fail": "sql"` renders a failing statement, one that says
-/// `"render": false` cannot be rendered.
+/// `"render": false` cannot be rendered. Rows carry their row key (so an
+/// append may go as one statement) unless the payload says `"keyless":
+/// true`. An event with an `"item"` id also inserts (`"create": true`) or
+/// updates that row of `it_items`.
 struct Rows;
 
 fn statements(events: &[RecordedEvent]) -> Vec<Stmt> {
     let mut out = Vec::new();
     for e in events {
-        out.push(
+        let note = e.payload["note"].as_str().map(str::to_owned);
+        let row =
             Stmt::new("INSERT INTO it_rows (event_id, version, at, note) VALUES ($1, $2, $3, $4)")
                 .arg(e.event_id)
                 .arg(e.version)
                 .arg(e.recorded_at)
-                .arg(e.payload["note"].as_str().map(str::to_owned)),
-        );
+                .arg(note.clone());
+        out.push(if e.payload["keyless"] == true {
+            row
+        } else {
+            row.with_row_key()
+        });
+        if let Some(item) = e.payload["item"]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+        {
+            let sql = if e.payload["create"] == true {
+                "INSERT INTO it_items (id, note, version, at) VALUES ($1, $2, $3, $4)"
+            } else {
+                "UPDATE it_items SET note = $2, version = $3, at = $4 WHERE id = $1"
+            };
+            out.push(
+                Stmt::new(sql)
+                    .arg(item)
+                    .arg(note)
+                    .arg(e.version)
+                    .arg(e.recorded_at)
+                    .with_row_key(),
+            );
+        }
         if e.payload["fail"] == "sql" {
             out.push(Stmt::new("SELECT 1 / 0"));
         }
@@ -86,9 +112,11 @@ async fn setup(connect: PgConnectOptions) -> (sqlx::PgPool, EventStore) {
 
 async fn setup_with(connect: PgConnectOptions, connections: u32) -> (sqlx::PgPool, EventStore) {
     let pool = common::pool(connect, connections).await;
-    sqlx::query(
+    sqlx::raw_sql(
         "CREATE TABLE it_rows (event_id UUID PRIMARY KEY, version BIGINT NOT NULL,
-                               at TIMESTAMPTZ NOT NULL, note TEXT)",
+                               at TIMESTAMPTZ NOT NULL, note TEXT);
+         CREATE TABLE it_items (id UUID PRIMARY KEY, note TEXT, version BIGINT NOT NULL,
+                                at TIMESTAMPTZ NOT NULL)",
     )
     .execute(&pool)
     .await
@@ -191,7 +219,16 @@ async fn fused_append_commits_events_and_projection_together(
             .map(|e| (e.event_id, e.global_position, e.payload.clone()))
             .collect::<Vec<_>>()
     );
+    // Both went as one statement each (keyed single-row inserts).
+    assert_eq!(one_statement(&store), 2);
     pool.close().await;
+}
+
+fn one_statement(store: &EventStore) -> u64 {
+    store
+        .stats()
+        .fused_one_statement
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The batch sets nothing for its literals: on a session where
@@ -580,7 +617,7 @@ async fn prepared_statements_are_learned_by_each_connection(
                 .append_fused(
                     stream(id),
                     version,
-                    vec![event(event_type, json!({ "note": note }))],
+                    vec![event(event_type, json!({ "note": note, "keyless": true }))],
                     &[],
                 )
                 .await
@@ -650,4 +687,144 @@ async fn prepared_statements_are_learned_by_each_connection(
         .unwrap();
     append(3, "it.d", "four").await;
     assert_eq!(counts(&pool, id).await, (4, 4, 4));
+    assert_eq!(one_statement(&store), 0);
+}
+
+/// An append whose writes are single-row and on different rows goes as one
+/// statement of CTEs with bound parameters; its read of a row it updates
+/// comes from that update's `RETURNING` (a CTE cannot see a sibling's
+/// writes), so it shows the row as committed. Anything else (a read of a
+/// row the append inserts, a statement without a row key) goes as a batch,
+/// and a refused one-statement append writes nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: PgConnectOptions) {
+    use sqlx::Row;
+    let (pool, store) = setup(connect).await;
+    let (id, item, guard) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    store
+        .append(
+            stream(guard),
+            ExpectedVersion::NoStream,
+            vec![event("it.a", json!({}))],
+        )
+        .await
+        .unwrap();
+    let read = |item: Uuid| {
+        Some(Stmt::new("SELECT note, version, at FROM it_items WHERE id = $1").arg(item))
+    };
+    let append = |version: i64,
+                  payload: serde_json::Value,
+                  read_of: Uuid,
+                  guards: Vec<(Uuid, i64)>| {
+        let store = store.clone();
+        async move {
+            store
+                .append_fused_one(FusedAppend {
+                    read: read(read_of),
+                    ..FusedAppend::new(stream(id), version, vec![event("it.i", payload)], guards)
+                })
+                .await
+        }
+    };
+    let note = |rows: &[sqlx::postgres::PgRow]| -> Vec<(Option<String>, i64)> {
+        rows.iter()
+            .map(|r| (r.get("note"), r.get("version")))
+            .collect()
+    };
+
+    // Created with a read of the created row: a batch (an insert's row is
+    // not read from its RETURNING).
+    let (_, rows) = append(
+        0,
+        json!({ "item": item, "create": true, "note": "first" }),
+        item,
+        vec![],
+    )
+    .await
+    .unwrap()
+    .expect("rendered");
+    assert_eq!(note(&rows), [(Some("first".to_owned()), 1)]);
+    assert_eq!(one_statement(&store), 0);
+
+    // Updated with a read of the updated row: one statement, and the read
+    // shows the update, stamped with the event's time.
+    let (result, rows) = append(
+        1,
+        json!({ "item": item, "note": "second" }),
+        item,
+        vec![(guard, 1)],
+    )
+    .await
+    .unwrap()
+    .expect("rendered");
+    assert_eq!(one_statement(&store), 1);
+    assert_eq!(note(&rows), [(Some("second".to_owned()), 2)]);
+    assert_eq!(
+        rows[0].get::<DateTime<Utc>, _>("at"),
+        result.events[0].recorded_at
+    );
+    assert!(result.events[0].global_position > 0 && result.events[0].tx_id > 0);
+    let stored = store.read_stream(id, 1).await.unwrap();
+    assert_eq!(stored[0].recorded_at, result.events[0].recorded_at);
+    assert_eq!(stored[0].global_position, result.events[0].global_position);
+    assert_eq!(counts(&pool, id).await, (2, 2, 2));
+
+    // A read of a row the append does not write reads the table; of a row
+    // that does not exist, nothing (the append still commits).
+    let (_, rows) = append(2, json!({ "note": "third" }), item, vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(note(&rows), [(Some("second".to_owned()), 2)]);
+    let (_, rows) = append(3, json!({}), Uuid::now_v7(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rows.is_empty());
+    assert_eq!(one_statement(&store), 3);
+    assert_eq!(counts(&pool, id).await, (4, 4, 4));
+
+    // Refused (a stale version, a moved guard, a failing write): nothing
+    // of it lands, the item included.
+    let stale = append(3, json!({ "item": item, "note": "late" }), item, vec![]).await;
+    assert!(
+        matches!(stale, Err(AppendError::VersionConflict { stream_id, .. }) if stream_id == id),
+        "{stale:?}"
+    );
+    let moved = append(
+        4,
+        json!({ "item": item, "note": "late" }),
+        item,
+        vec![(guard, 0)],
+    )
+    .await;
+    assert!(
+        matches!(moved, Err(AppendError::GuardMoved { stream_id }) if stream_id == guard),
+        "{moved:?}"
+    );
+    // A write that fails (the item exists): the events roll back with it.
+    let duplicate = store
+        .append_fused(
+            stream(id),
+            4,
+            vec![event("it.i", json!({ "item": item, "create": true }))],
+            &[],
+        )
+        .await;
+    match duplicate {
+        Err(AppendError::Database(e)) => assert_eq!(
+            e.as_database_error().and_then(|d| d.code()).as_deref(),
+            Some("23505")
+        ),
+        other => panic!("expected the duplicate key, got {other:?}"),
+    }
+    assert_eq!(counts(&pool, id).await, (4, 4, 4));
+    assert_eq!(one_statement(&store), 3);
+    let current: (Option<String>, i64) =
+        sqlx::query_as("SELECT note, version FROM it_items WHERE id = $1")
+            .bind(item)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(current, (Some("second".to_owned()), 2));
 }
