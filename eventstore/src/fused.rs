@@ -704,11 +704,11 @@ pub struct FusedAppend<'a> {
     /// (the projected row) without a second round trip, sent like the
     /// batch's other statements (an `EXECUTE` when it can be prepared).
     /// Its rows are in the text format of the simple-query protocol, or,
-    /// when the append goes as one statement of CTEs (see the module), the one
-    /// row of that statement (binary, with its own `paca_*` columns
-    /// besides the read's): decode them by column name. It is part of the
-    /// transaction: a read that fails fails the append, so it must be a
-    /// plain `SELECT` the caller owns.
+    /// when the append goes as one statement of CTEs (see the module),
+    /// the one row of that statement (binary, with its own `paca_*`
+    /// columns besides the read's): decode them by column name. It is
+    /// part of the transaction: a read that fails fails the append, so it
+    /// must be a plain `SELECT` the caller owns.
     pub read: Option<Stmt>,
 }
 
