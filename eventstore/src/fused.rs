@@ -328,23 +328,20 @@ impl EventStore {
         // The read sees the row as this statement leaves it only through
         // the `RETURNING` of the write that updates it; a table written
         // any other way would be read as it was.
-        let source = match &read {
-            None => None,
-            Some(read) => {
-                let writing: Vec<usize> = (0..writes.len())
-                    .filter(|&i| targets[i].0 == read.table)
-                    .collect();
-                match writing.as_slice() {
-                    [] => Some(read.table.to_owned()),
-                    [i] if targets[*i].1
-                        && matches!(writes[*i].args.first(), Some(Arg::Uuid(Some(id))) if *id == read.id) =>
-                    {
-                        Some(format!("paca_write_{i}"))
-                    }
-                    _ => return Ok(None),
+        let mut returning = None;
+        if let Some(read) = &read {
+            let mut writing = (0..writes.len()).filter(|&i| targets[i].0 == read.table);
+            match (writing.next(), writing.next()) {
+                (None, _) => {}
+                (Some(i), None)
+                    if targets[i].1
+                        && matches!(writes[i].args.first(), Some(Arg::Uuid(Some(id))) if *id == read.id) =>
+                {
+                    returning = Some(i)
                 }
+                _ => return Ok(None),
             }
-        };
+        }
 
         let mut sql = String::from("WITH paca_claim AS (");
         let mut params = Vec::new();
@@ -371,7 +368,7 @@ impl EventStore {
         for (i, write) in writes.iter().enumerate() {
             sql.push_str(&format!(", paca_write_{i} AS ("));
             fits &= write.renumber_into(&mut params, sentinel, &mut sql);
-            if source.as_deref() == Some(format!("paca_write_{i}").as_str()) {
+            if returning == Some(i) {
                 sql.push_str(" RETURNING *");
             }
             sql.push(')');
@@ -385,8 +382,10 @@ impl EventStore {
              array_agg(global_position) AS paca_positions, array_agg(tx_id) AS paca_tx_ids, \
              array_agg(recorded_at) AS paca_recorded_at FROM paca_events) e",
         );
-        match (&read, &source) {
-            (Some(read), Some(source)) => {
+        match &read {
+            Some(read) => {
+                let source =
+                    returning.map_or_else(|| read.table.to_owned(), |i| format!("paca_write_{i}"));
                 params.push(Arg::Uuid(Some(read.id)));
                 sql.push_str(&format!(
                     " LEFT JOIN LATERAL (SELECT true AS paca_read, {} FROM {source} AS {} \
@@ -396,7 +395,9 @@ impl EventStore {
                     params.len()
                 ));
             }
-            _ => sql.push_str(" LEFT JOIN LATERAL (SELECT NULL::boolean AS paca_read) r ON true"),
+            None => {
+                sql.push_str(" LEFT JOIN LATERAL (SELECT NULL::boolean AS paca_read) r ON true")
+            }
         }
         Ok(fits.then_some(OneStatement {
             sql,

@@ -160,7 +160,11 @@ impl Stmt {
     /// subquery); with `true` for the `UPDATE`. `None` for anything else.
     pub(crate) fn single_row_write(&self) -> Option<(String, bool)> {
         let sql = normalized(&self.sql);
-        if sql.to_ascii_uppercase().contains("SELECT") || sql.contains(';') {
+        let subquery = sql
+            .as_bytes()
+            .windows(6)
+            .any(|w| w.eq_ignore_ascii_case(b"SELECT"));
+        if subquery || sql.contains(';') {
             return None;
         }
         match shape(&sql)? {
