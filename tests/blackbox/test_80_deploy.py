@@ -741,13 +741,19 @@ def test_api_rate_limit_per_client_address(cluster):
     adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)
     session.mount("http://", adapter)
     responses: list[requests.Response] = []
+    started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         # batches of 200 at once until refused (a slow machine may need more than one), at most 1000
         while len(responses) < 1000 and not any(r.status_code == 429 for r in responses):
             responses += list(pool.map(lambda _: session.get(url, timeout=30), range(200)))
+    elapsed = time.monotonic() - started
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 429}, codes
-    assert codes.count(429) > 0 and codes.count(200) >= 51, (codes.count(200), codes.count(429))
+    # nginx's `burst=50 nodelay` admits 51 at once from an address it has not seen, 50 from one it has (earlier
+    # tests' requests left its zone node, whose first request counts against the burst); after that it refills
+    # at 100/s, so a flood that took `elapsed` seconds got at most 100 * elapsed more
+    admitted, refused_count = codes.count(200), codes.count(429)
+    assert refused_count > 0 and 50 <= admitted <= 51 + 100 * elapsed + 1, (admitted, refused_count, elapsed)
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error_code"] == "TOO_MANY_REQUESTS"
     time.sleep(1.5)
