@@ -640,11 +640,13 @@ impl Commands {
     /// otherwise: the caller then reads for itself). For a response built
     /// from the projected row without another round trip.
     ///
-    /// Only `PATCH` uses it: its read is a primary-key lookup that plans in
-    /// ~15 µs. A create's read would lengthen its lane's batch, which holds
-    /// the project's counter, and a comment's (four joined tables) plans in
-    /// ~90 µs per call as literal SQL against a prepared statement's cached
-    /// plan; both measured slower (docs/performance.md).
+    /// `PATCH` and `POST` comment use it. A create's read would lengthen
+    /// its lane's batch, which holds the project's counter (measured
+    /// slower, docs/performance.md). A comment's read (four joined tables)
+    /// planned in ~90 µs per call as the literal SQL of a batch, slower
+    /// than reading afterwards; in one statement of CTEs (the comment's
+    /// write is keyed single-row writes) it is a prepared statement's
+    /// cached plan.
     pub async fn update_task_reading(
         &self,
         meta: &Metadata,
@@ -691,6 +693,31 @@ impl Commands {
         )
         .await?;
         Ok(comment_id)
+    }
+
+    /// [`Self::add_comment`] whose write also runs the read `read` makes of
+    /// the new comment's id, like [`Self::update_task_reading`]: its rows
+    /// are empty when the command took the transactional path.
+    pub async fn add_comment_reading(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        author_user_id: Uuid,
+        content: Value,
+        read: impl FnOnce(Uuid) -> Stmt,
+    ) -> CommandResult<(Uuid, Vec<PgRow>)> {
+        let comment_id = Uuid::now_v7();
+        let command = TaskCommand::AddComment {
+            comment_id,
+            author_user_id,
+            content,
+        };
+        let read = read(comment_id);
+        let (_, rows) = self
+            .task_command_reading(meta, project_id, task_id, command, None, Some(&read))
+            .await?;
+        Ok((comment_id, rows))
     }
 
     pub async fn edit_comment(

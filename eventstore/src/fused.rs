@@ -326,10 +326,13 @@ impl EventStore {
             return Ok(None);
         }
         // The read sees the row as this statement leaves it only through
-        // the `RETURNING` of the write that updates it; a table written
-        // any other way would be read as it was.
+        // the `RETURNING` of the write that updates or inserts it; a table
+        // written any other way, or joined, would be read as it was.
         let mut returning = None;
         if let Some(read) = &read {
+            if targets.iter().any(|(table, _)| read.joined.contains(table)) {
+                return Ok(None);
+            }
             let mut writing = (0..writes.len()).filter(|&i| targets[i].0 == read.table);
             match (writing.next(), writing.next()) {
                 (None, _) => {}
@@ -385,13 +388,15 @@ impl EventStore {
         match &read {
             Some(read) => {
                 let source =
-                    returning.map_or_else(|| read.table.to_owned(), |i| format!("paca_write_{i}"));
+                    returning.map_or_else(|| read.table.clone(), |i| format!("paca_write_{i}"));
                 params.push(Arg::Uuid(Some(read.id)));
                 sql.push_str(&format!(
-                    " LEFT JOIN LATERAL (SELECT true AS paca_read, {} FROM {source} AS {} \
-                     WHERE id = ${} AND e.paca_event_ids IS NOT NULL) r ON true",
+                    " LEFT JOIN LATERAL (SELECT true AS paca_read, {} FROM {source} AS {}{} \
+                     WHERE {}.id = ${} AND e.paca_event_ids IS NOT NULL) r ON true",
                     read.columns,
-                    read.table,
+                    read.alias,
+                    read.joins,
+                    read.alias,
                     params.len()
                 ));
             }
@@ -618,25 +623,73 @@ struct OneStatement {
     provisional: Vec<RecordedEvent>,
 }
 
-/// A read of the shape `SELECT columns FROM table WHERE id = $1`.
-struct SimpleRead<'r> {
-    columns: &'r str,
-    table: &'r str,
+/// A read of one row by its id: `SELECT columns FROM table WHERE id = $1`,
+/// or `SELECT columns FROM table [AS] alias LEFT JOIN … WHERE alias.id =
+/// $1` (the response of a write with names from other tables, say),
+/// nothing else (no subquery, no other parameter, no other filter).
+#[derive(Debug, PartialEq)]
+struct SimpleRead {
+    columns: String,
+    table: String,
+    /// What the columns call the table (its name when not aliased).
+    alias: String,
+    /// The `LEFT JOIN …` clauses, each with a leading space.
+    joins: String,
+    /// The tables the joins read.
+    joined: Vec<String>,
     id: Uuid,
 }
 
-fn simple_read(read: &Stmt) -> Option<SimpleRead<'_>> {
-    let (columns, rest) = read.sql.strip_prefix("SELECT ")?.rsplit_once(" FROM ")?;
-    let table = rest.strip_suffix(" WHERE id = $1")?;
-    let valid = |name: &str| name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    match read.args.as_slice() {
-        [Arg::Uuid(Some(id))] if !table.is_empty() && valid(table) => Some(SimpleRead {
-            columns,
-            table,
-            id: *id,
-        }),
-        _ => None,
+fn simple_read(read: &Stmt) -> Option<SimpleRead> {
+    let [Arg::Uuid(Some(id))] = read.args.as_slice() else {
+        return None;
+    };
+    let sql = crate::stmt::normalized(&read.sql);
+    let body = sql.strip_prefix("SELECT ")?;
+    let (columns, rest) = body.rsplit_once(" FROM ")?;
+    let (from, condition) = rest.rsplit_once(" WHERE ")?;
+    let identifier = |name: &str| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    // The statement's own aliases for the events and the read (`e`, `r`)
+    // must not be shadowed; a `$` would be a parameter it does not bind.
+    let clashes = rest
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| word.eq_ignore_ascii_case("e") || word.eq_ignore_ascii_case("r"));
+    let parameters = columns.contains('$') || from.contains('$');
+    let subquery = body.to_ascii_uppercase().contains("SELECT");
+    if clashes || parameters || subquery || sql.contains(';') {
+        return None;
     }
+    let mut clauses = from.split(" LEFT JOIN ");
+    let (table, alias) = match clauses.next()?.split(' ').collect::<Vec<_>>().as_slice() {
+        [table] => (*table, *table),
+        [table, alias] | [table, "AS" | "as", alias] => (*table, *alias),
+        _ => return None,
+    };
+    let mut joined = Vec::new();
+    for clause in clauses {
+        let (name, on) = clause.split_once(' ')?;
+        if on.to_ascii_uppercase().contains(" JOIN ") || name.eq_ignore_ascii_case("LATERAL") {
+            return None;
+        }
+        joined.push(name.to_owned());
+    }
+    let by_id =
+        condition == format!("{alias}.id = $1") || joined.is_empty() && condition == "id = $1";
+    if !by_id || !identifier(table) || !identifier(alias) || !joined.iter().all(|t| identifier(t)) {
+        return None;
+    }
+    Some(SimpleRead {
+        columns: columns.to_owned(),
+        table: table.to_owned(),
+        alias: alias.to_owned(),
+        joins: from
+            .find(" LEFT JOIN ")
+            .map_or_else(String::new, |at| from[at..].to_owned()),
+        joined,
+        id: *id,
+    })
 }
 
 /// Runs a fused batch; its rows grouped by statement (a read's rows are
@@ -709,7 +762,10 @@ pub struct FusedAppend<'a> {
     /// the one row of that statement (binary, with its own `paca_*`
     /// columns besides the read's): decode them by column name. It is
     /// part of the transaction: a read that fails fails the append, so it
-    /// must be a plain `SELECT` the caller owns.
+    /// must be a plain `SELECT` the caller owns. In one statement it sees
+    /// the row it reads as the append leaves it and every other table as
+    /// it was, so it must not call a function that reads what the append
+    /// writes.
     pub read: Option<Stmt>,
 }
 
@@ -787,4 +843,70 @@ fn classify(
         }
     }
     AppendError::Database(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(sql: &str) -> Option<SimpleRead> {
+        simple_read(&Stmt::new(sql).arg(Uuid::nil()))
+    }
+
+    #[test]
+    fn a_read_by_id_names_its_table_alias_and_joins() {
+        let plain = read("SELECT a, b FROM t WHERE id = $1").expect("plain");
+        assert_eq!(
+            (
+                plain.columns.as_str(),
+                plain.table.as_str(),
+                plain.alias.as_str()
+            ),
+            ("a, b", "t", "t")
+        );
+        assert!(plain.joins.is_empty() && plain.joined.is_empty());
+
+        let joined = read(
+            "SELECT x.a, COALESCE(u.name, '') AS name
+               FROM t x
+               LEFT JOIN users u ON u.id = x.user_id
+               LEFT JOIN members m ON m.project_id = x.project_id AND m.user_id = x.user_id
+              WHERE x.id = $1",
+        )
+        .expect("joined");
+        assert_eq!((joined.table.as_str(), joined.alias.as_str()), ("t", "x"));
+        assert_eq!(joined.joined, ["users", "members"]);
+        assert_eq!(
+            joined.joins,
+            " LEFT JOIN users u ON u.id = x.user_id LEFT JOIN members m ON \
+             m.project_id = x.project_id AND m.user_id = x.user_id"
+        );
+        assert!(read("SELECT x.a FROM t AS x WHERE x.id = $1").is_some());
+        // Unambiguous without joins.
+        assert!(read("SELECT x.a FROM t x WHERE id = $1").is_some());
+    }
+
+    #[test]
+    fn anything_else_is_not_a_simple_read() {
+        for sql in [
+            "SELECT a FROM t WHERE id = $1 AND b = 2",
+            "SELECT a FROM t WHERE id = $2",
+            "SELECT x.a FROM t x LEFT JOIN u ON u.id = x.u WHERE id = $1",
+            "SELECT x.a FROM t x JOIN u ON u.id = x.u WHERE x.id = $1",
+            "SELECT x.a FROM t x LEFT JOIN u ON u.id = x.u JOIN v ON true WHERE x.id = $1",
+            "SELECT (SELECT 1 FROM u) FROM t WHERE id = $1",
+            "SELECT a FROM t WHERE id = $1; SELECT 1 FROM t WHERE id = $1",
+            "SELECT e.a FROM t e WHERE e.id = $1",
+            "SELECT x.a FROM t x LEFT JOIN u r ON r.id = x.u WHERE x.id = $1",
+            "SELECT x.a FROM t x LEFT JOIN LATERAL f(x.u) g ON true WHERE x.id = $1",
+            "SELECT a FROM t x y WHERE x.id = $1",
+            "SELECT a FROM \"t\" WHERE id = $1",
+        ] {
+            assert_eq!(read(sql), None, "{sql}");
+        }
+        let two = Stmt::new("SELECT a FROM t WHERE id = $1")
+            .arg(Uuid::nil())
+            .arg(Uuid::nil());
+        assert_eq!(simple_read(&two), None);
+    }
 }

@@ -157,7 +157,10 @@ impl Stmt {
     /// The table this statement writes one row of, when it is one plain
     /// `INSERT INTO t (…) VALUES (…)`, `UPDATE t SET … WHERE id = $1` or
     /// `DELETE FROM t WHERE id = $1` that reads no other row (no
-    /// subquery); with `true` for the `UPDATE`. `None` for anything else.
+    /// subquery); with `true` when the row whose `id` is `$1` is there
+    /// afterwards and is what the statement's `RETURNING *` gives: the
+    /// `UPDATE`, and an `INSERT INTO t (id, …) VALUES ($1, …)`. `None` for
+    /// anything else.
     pub(crate) fn single_row_write(&self) -> Option<(String, bool)> {
         let sql = normalized(&self.sql);
         let subquery = sql
@@ -168,11 +171,15 @@ impl Stmt {
             return None;
         }
         match shape(&sql)? {
-            Shape::Insert { head, .. } => head
-                .strip_prefix("INSERT INTO ")?
-                .split(' ')
-                .next()
-                .map(|table| (table.to_owned(), false)),
+            Shape::Insert { head, tuple } => {
+                let (table, columns) = head.strip_prefix("INSERT INTO ")?.split_once('(')?;
+                fn first(list: &str) -> Option<&str> {
+                    list.split([',', ')']).next().map(str::trim)
+                }
+                let by_id =
+                    first(columns) == Some("id") && first(tuple.strip_prefix('(')?) == Some("$1");
+                Some((table.trim().to_owned(), by_id))
+            }
             Shape::Update { table, .. } => Some((table.to_owned(), true)),
             Shape::Delete { table } => Some((table.to_owned(), false)),
         }
@@ -372,7 +379,7 @@ pub(crate) fn bind<'q>(
 /// collapsed to one space (and none at the ends), so templates that differ
 /// only in layout group together while a literal such as `'a  b'` keeps
 /// its text.
-fn normalized(sql: &str) -> String {
+pub(crate) fn normalized(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut quoted = false;
     let mut space = false;
@@ -1050,6 +1057,38 @@ mod tests {
     #[test]
     fn an_empty_batch_renders_nothing() {
         assert_eq!(render_batch(Vec::new()), "");
+    }
+
+    #[test]
+    fn single_row_writes_name_their_table_and_whether_row_one_is_returned() {
+        let of = |sql: &str| Stmt::new(sql).single_row_write();
+        let named = |table: &str, returned| Some((table.to_owned(), returned));
+        assert_eq!(of("UPDATE t SET a = $2 WHERE id = $1"), named("t", true));
+        assert_eq!(
+            of("INSERT INTO t (id, a) VALUES ($1, $2)"),
+            named("t", true)
+        );
+        assert_eq!(
+            of("INSERT INTO t(id) VALUES ($1)"),
+            named("t", true),
+            "no space, one column"
+        );
+        assert_eq!(
+            of("INSERT INTO t (a, id) VALUES ($1, $2)"),
+            named("t", false)
+        );
+        assert_eq!(
+            of("INSERT INTO t (id, a) VALUES ($2, $1)"),
+            named("t", false)
+        );
+        assert_eq!(of("INSERT INTO t (ident) VALUES ($1)"), named("t", false));
+        assert_eq!(of("DELETE FROM t WHERE id = $1"), named("t", false));
+        assert_eq!(
+            of("INSERT INTO t (id) VALUES ($1) ON CONFLICT DO NOTHING"),
+            None
+        );
+        assert_eq!(of("UPDATE t SET a = (SELECT 1) WHERE id = $1"), None);
+        assert_eq!(of("UPDATE t SET a = 1 WHERE b = $1"), None);
     }
 
     #[test]

@@ -116,7 +116,8 @@ async fn setup_with(connect: PgConnectOptions, connections: u32) -> (sqlx::PgPoo
         "CREATE TABLE it_rows (event_id UUID PRIMARY KEY, version BIGINT NOT NULL,
                                at TIMESTAMPTZ NOT NULL, note TEXT);
          CREATE TABLE it_items (id UUID PRIMARY KEY, note TEXT, version BIGINT NOT NULL,
-                                at TIMESTAMPTZ NOT NULL)",
+                                at TIMESTAMPTZ NOT NULL);
+         CREATE TABLE it_labels (id UUID PRIMARY KEY, label TEXT NOT NULL)",
     )
     .execute(&pool)
     .await
@@ -691,11 +692,12 @@ async fn prepared_statements_are_learned_by_each_connection(
 }
 
 /// An append whose writes are single-row and on different rows goes as one
-/// statement of CTEs with bound parameters; its read of a row it updates
-/// comes from that update's `RETURNING` (a CTE cannot see a sibling's
-/// writes), so it shows the row as committed. Anything else (a read of a
-/// row the append inserts, a statement without a row key) goes as a batch,
-/// and a refused one-statement append writes nothing.
+/// statement of CTEs with bound parameters; its read of a row it inserts
+/// or updates comes from that write's `RETURNING` (a CTE cannot see a
+/// sibling's writes), so it shows the row as committed, joined to tables
+/// the append does not write. Anything else (a read joined to a table the
+/// append writes, a statement without a row key) goes as a batch, and a
+/// refused one-statement append writes nothing.
 #[sqlx::test(migrations = "../migrations")]
 async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: PgConnectOptions) {
     use sqlx::Row;
@@ -732,8 +734,8 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
             .collect()
     };
 
-    // Created with a read of the created row: a batch (an insert's row is
-    // not read from its RETURNING).
+    // Created with a read of the created row: one statement, the row from
+    // the insert's RETURNING.
     let (_, rows) = append(
         0,
         json!({ "item": item, "create": true, "note": "first" }),
@@ -744,7 +746,7 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
     .unwrap()
     .expect("rendered");
     assert_eq!(note(&rows), [(Some("first".to_owned()), 1)]);
-    assert_eq!(one_statement(&store), 0);
+    assert_eq!(one_statement(&store), 1);
 
     // Updated with a read of the updated row: one statement, and the read
     // shows the update, stamped with the event's time.
@@ -757,7 +759,7 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
     .await
     .unwrap()
     .expect("rendered");
-    assert_eq!(one_statement(&store), 1);
+    assert_eq!(one_statement(&store), 2);
     assert_eq!(note(&rows), [(Some("second".to_owned()), 2)]);
     assert_eq!(
         rows[0].get::<DateTime<Utc>, _>("at"),
@@ -781,7 +783,7 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
         .unwrap()
         .unwrap();
     assert!(rows.is_empty());
-    assert_eq!(one_statement(&store), 3);
+    assert_eq!(one_statement(&store), 4);
     assert_eq!(counts(&pool, id).await, (4, 4, 4));
 
     // Refused (a stale version, a moved guard, a failing write): nothing
@@ -819,7 +821,7 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
         other => panic!("expected the duplicate key, got {other:?}"),
     }
     assert_eq!(counts(&pool, id).await, (4, 4, 4));
-    assert_eq!(one_statement(&store), 3);
+    assert_eq!(one_statement(&store), 4);
     let current: (Option<String>, i64) =
         sqlx::query_as("SELECT note, version FROM it_items WHERE id = $1")
             .bind(item)
@@ -827,4 +829,88 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
             .await
             .unwrap();
     assert_eq!(current, (Some("second".to_owned()), 2));
+
+    // A read joined to a table the append does not write: one statement,
+    // the joined row included (and NULLs where the join finds none).
+    sqlx::query("INSERT INTO it_labels (id, label) VALUES ($1, 'labelled')")
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let joined = |item: Uuid, other: &str| {
+        let (label, on) = match other {
+            "it_rows" => ("l.note", "l.version = i.version"),
+            _ => ("l.label", "l.id = i.id"),
+        };
+        Stmt::new(format!(
+            "SELECT i.note, i.version, {label} AS label
+               FROM it_items AS i
+               LEFT JOIN {other} l ON {on}
+              WHERE i.id = $1"
+        ))
+        .arg(item)
+    };
+    let label = |rows: &[sqlx::postgres::PgRow]| -> Vec<(Option<String>, i64, Option<String>)> {
+        rows.iter()
+            .map(|r| (r.get("note"), r.get("version"), r.get("label")))
+            .collect()
+    };
+    let (_, rows) = store
+        .append_fused_one(FusedAppend {
+            read: Some(joined(item, "it_labels")),
+            ..FusedAppend::new(
+                stream(id),
+                4,
+                vec![event("it.i", json!({ "item": item, "note": "fifth" }))],
+                vec![],
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        label(&rows),
+        [(Some("fifth".to_owned()), 5, Some("labelled".to_owned()))]
+    );
+    assert_eq!(one_statement(&store), 5);
+    let fresh = Uuid::now_v7();
+    let (_, rows) = store
+        .append_fused_one(FusedAppend {
+            read: Some(joined(fresh, "it_labels")),
+            ..FusedAppend::new(
+                stream(id),
+                5,
+                vec![event(
+                    "it.i",
+                    json!({ "item": fresh, "create": true, "note": "sixth" }),
+                )],
+                vec![],
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(label(&rows), [(Some("sixth".to_owned()), 6, None)]);
+    assert_eq!(one_statement(&store), 6);
+    // Joined to a table the append writes (`it_rows`, its row of this
+    // event): a batch, which reads after the writes and sees them.
+    let (_, rows) = store
+        .append_fused_one(FusedAppend {
+            read: Some(joined(item, "it_rows")),
+            ..FusedAppend::new(
+                stream(id),
+                6,
+                vec![event("it.i", json!({ "item": item, "note": "seventh" }))],
+                vec![],
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        label(&rows),
+        [(Some("seventh".to_owned()), 7, Some("seventh".to_owned()))]
+    );
+    assert_eq!(one_statement(&store), 6);
+    assert_eq!(counts(&pool, id).await, (7, 7, 7));
 }

@@ -483,6 +483,25 @@ pub async fn activity(
         .await
 }
 
+/// [`activity`] as a read a write runs in its own round trip (see
+/// `eventstore::FusedAppend::read`): a comment's response, read from the
+/// insert that creates it.
+pub fn activity_read(activity_id: Uuid) -> eventstore::stmt::Stmt {
+    eventstore::stmt::Stmt::new(format!("{ACTIVITY_SELECT} WHERE a.id = $1")).arg(activity_id)
+}
+
+/// [`activity`]'s answer from the rows of [`activity_read`].
+pub fn activity_from_read(
+    rows: &[sqlx::postgres::PgRow],
+    task_id: Uuid,
+) -> Result<Option<ActivityView>, sqlx::Error> {
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let view = <ActivityView as sqlx::FromRow<_>>::from_row(row)?;
+    Ok((view.task_id == task_id).then_some(view))
+}
+
 /// Builds the API view of a task from its events (for `as_of` reads), the
 /// same shape the read model serves.
 pub fn task_from_events(events: &[eventstore::RecordedEvent]) -> Option<TaskView> {

@@ -159,6 +159,10 @@ def test_comments(admin, admin_id, project, editor):
     feed = activities(admin, pid, t["id"])
     assert [a["activity_type"] for a in feed] == ["task.created", "comment", "comment", "comment"]
     assert [a["id"] for a in feed[1:]] == [c["id"], legacy["id"], theirs["id"]]
+    # each response is the entry exactly as the feed serves it (it is read in the write's own statement)
+    by_id = {a["id"]: a for a in feed}
+    for posted in (c, legacy, theirs):
+        assert by_id[posted["id"]] == posted, (posted, by_id[posted["id"]])
 
     # edit: author only
     new = blocks("Edited text")

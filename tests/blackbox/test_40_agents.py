@@ -463,6 +463,7 @@ def test_agent_key_acts_as_the_agent_member(srv, adm):
     acts = ok(adm.get(f"/projects/{p['id']}/tasks/{t['id']}/activities"))["items"]
     moved = [x for x in acts if x["activity_type"] == "task.updated"][-1]
     assert moved["actor_id"] == a["member_id"] and moved["actor_member_type"] == "agent"
+    assert [x for x in acts if x["id"] == c["id"]] == [c], "the comment's response is its feed entry"
     meta = psql(f"SELECT metadata::text FROM events WHERE stream_id = '{t['id']}' ORDER BY version DESC LIMIT 1", db_url(srv))
     assert '"kind": "agent"' in meta and a["id"] in meta and '"actor_member_type": "agent"' in meta
     # Its own mention of itself does not trigger it.

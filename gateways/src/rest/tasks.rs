@@ -546,17 +546,23 @@ pub async fn add_comment(
 ) -> ApiResult<HttpResponse> {
     let (project_id, task_id) = path.into_inner();
     let content = body.into_inner().content.unwrap_or(Value::Null);
-    let comment_id = state
+    // The response is the projected entry, read in the write's own round
+    // trip when the write is fused.
+    let (comment_id, rows) = state
         .commands
-        .add_comment(
+        .add_comment_reading(
             &principal.metadata(),
             project_id,
             task_id,
             principal.id(),
             content,
+            q::activity_read,
         )
         .await?;
-    created(activity_or_404(&state, task_id, comment_id).await?)
+    match q::activity_from_read(&rows, task_id)? {
+        Some(entry) => created(entry),
+        None => created(activity_or_404(&state, task_id, comment_id).await?),
+    }
 }
 
 /// Comments are edited through their activity id; other entries are not
