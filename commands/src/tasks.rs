@@ -36,6 +36,16 @@ pub struct TaskWritten {
     pub version: i64,
 }
 
+/// A create's outcome with its events as stored (positions and times
+/// included): the new task's whole stream, so its view can be built from
+/// them (`projections::queries_tasks::task_from_events`) without reading
+/// the row back.
+#[derive(Debug, Clone)]
+pub struct TaskCreated {
+    pub written: TaskWritten,
+    pub events: Vec<eventstore::RecordedEvent>,
+}
+
 /// Task writes that reference the project's configuration hold its stream
 /// row `FOR SHARE`: configuration changes (which lock it `FOR UPDATE`)
 /// then wait for them and see their tasks, and vice versa. Without it a
@@ -173,6 +183,18 @@ impl Commands {
             .await
     }
 
+    /// [`Self::create_task`] with the events it stored, for a response
+    /// built from them.
+    pub async fn create_task_recorded(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        fields: TaskFields,
+    ) -> CommandResult<TaskCreated> {
+        self.create_recorded(meta, project_id, Uuid::now_v7(), fields)
+            .await
+    }
+
     /// Creates the task under a caller-chosen id (a plugin's origin key maps
     /// to one): a second create of the same id is a `VersionConflict` and
     /// appends nothing.
@@ -183,16 +205,29 @@ impl Commands {
         task_id: Uuid,
         fields: TaskFields,
     ) -> CommandResult<TaskWritten> {
+        let created = self
+            .create_recorded(meta, project_id, task_id, fields)
+            .await?;
+        Ok(created.written)
+    }
+
+    async fn create_recorded(
+        &self,
+        meta: &Metadata,
+        project_id: Uuid,
+        task_id: Uuid,
+        fields: TaskFields,
+    ) -> CommandResult<TaskCreated> {
         // A parent or a sprint takes a lock beyond the project's (the tree,
         // the sprint row): those creates stay transactional.
         if self.fused_writes
             && fields.parent_task_id.is_none()
             && fields.sprint_id.is_none()
-            && let Some(written) = self
+            && let Some(created) = self
                 .create_task_fused(meta, project_id, task_id, &fields)
                 .await?
         {
-            return Ok(written);
+            return Ok(created);
         }
         let mut tx = self.store.begin().await?;
         if fields.parent_task_id.is_some() {
@@ -250,9 +285,12 @@ impl Commands {
             )
             .await?;
         tx.commit().await?;
-        Ok(TaskWritten {
-            task_id,
-            version: result.stream_version,
+        Ok(TaskCreated {
+            written: TaskWritten {
+                task_id,
+                version: result.stream_version,
+            },
+            events: result.events,
         })
     }
 
@@ -308,7 +346,7 @@ impl Commands {
         project_id: Uuid,
         task_id: Uuid,
         fields: &TaskFields,
-    ) -> CommandResult<Option<TaskWritten>> {
+    ) -> CommandResult<Option<TaskCreated>> {
         let lane = self.tasks.lane(project_id);
         let mut fresh = false;
         for attempt in 0..FUSED_ATTEMPTS {
@@ -360,7 +398,7 @@ impl Commands {
                 answer.outcome
             });
             match answer {
-                Ok(Ok(Some(written))) => return Ok(Some(written)),
+                Ok(Ok(Some(created))) => return Ok(Some(created)),
                 Ok(Ok(None)) => return Ok(None),
                 // The id is taken (a plugin's origin key, created twice):
                 // the transactional path says so in its own words.
@@ -983,7 +1021,7 @@ pub struct PendingCreate {
 
 /// What became of a [`PendingCreate`].
 struct LaneAnswer {
-    outcome: Result<Option<TaskWritten>, AppendError>,
+    outcome: Result<Option<TaskCreated>, AppendError>,
     /// The round trips its group made, charged to the group's first
     /// create only, so per-request figures add up to the round trips made.
     round_trips: u64,
@@ -996,7 +1034,7 @@ struct Answers {
 }
 
 impl Answers {
-    fn send(&mut self, pending: PendingCreate, outcome: Result<Option<TaskWritten>, AppendError>) {
+    fn send(&mut self, pending: PendingCreate, outcome: Result<Option<TaskCreated>, AppendError>) {
         let _ = pending.reply.send(LaneAnswer {
             outcome,
             round_trips: std::mem::take(&mut self.round_trips),
@@ -1159,7 +1197,8 @@ async fn append_creates(
                     task_id: pending.task_id,
                     version: result.stream_version,
                 };
-                answers.send(pending, Ok(Some(written)));
+                let events = result.events;
+                answers.send(pending, Ok(Some(TaskCreated { written, events })));
             }
         }
         Ok(None) => {

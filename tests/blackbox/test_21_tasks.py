@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import describe, err, is_uuid, ok
+from conftest import describe, err, is_uuid, ok, unique
 from test_2_support import (DATE_RE, TASK_FIELDS, P, activities, add_member, blocks, clone, create_field,
                             create_task, get_task, list_all, member_id, parallel, patch_task, statuses_of, types_of,
                             updates)
@@ -80,6 +80,23 @@ def test_create_full_and_get(admin, admin_id, project, make_user):
     other = ok(admin.post("/projects", json={"name": "Other tasks"}), 201)
     foreign = create_task(admin, other["id"], "foreign")
     err(admin.get(P(pid, f"/tasks/{foreign['id']}")), 404, "TASK_NOT_FOUND")
+
+
+def test_post_answers_what_get_serves(admin, project):
+    """A create's response is built from its own events, not read back: it must be what GET serves, for the
+    fused path (no parent, no sprint) and the transactional one, with JSON that storage normalises."""
+    pid = project["id"]
+    sprint = ok(admin.post(P(pid, "/sprints"), json={"name": unique("Sprint ")}), 201)
+    parent = create_task(admin, pid, "parent")
+    odd = blocks("ünï 🎉 \"quoted\" \\ </script>", "second")
+    odd[0]["attrs"] = {"z": 1, "a": 1e2, "m": 1.50, "huge": 123456789012345678901234, "neg": -0.0,
+                       "nested": {"b": [1, {"y": None, "x": True}], "a": ""}}
+    bodies = ({"title": "bare"}, {"title": "odd json", "description": odd, "tags": ["b", "a", "b"]},
+              {"title": "in a sprint", "sprint_id": sprint["id"]}, {"title": "child", "parent_task_id": parent["id"]},
+              {"title": "  spaced  ", "importance": 0, "story_points": 0})
+    for body in bodies:
+        t = ok(admin.post(P(pid, "/tasks"), json=body), 201)
+        assert ok(admin.get(P(pid, f"/tasks/{t['id']}"))) == t, body
 
 
 def test_patch_three_state(admin, admin_id, project, make_user):

@@ -153,14 +153,26 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let project_id = project_id.into_inner();
     let fields = body.into_inner().into_fields()?;
-    let written = state
+    let created = state
         .commands
-        .create_task(&principal.metadata(), project_id, fields)
+        .create_task_recorded(&principal.metadata(), project_id, fields)
         .await?;
-    task_response(
-        actix_web::http::StatusCode::CREATED,
-        live_task(&state, project_id, written.task_id).await?,
-    )
+    // The response is built from the create's own events (the new task's
+    // whole stream, as stored), the way an `as_of` read builds a task: no
+    // read of the row it just wrote.
+    let task_id = created.written.task_id;
+    let task = match q::task_from_events(&created.events) {
+        Some(task)
+            if task.id == task_id
+                && task.project_id == project_id
+                && !task.deleted
+                && created.events.first().map(|e| e.version) == Some(1) =>
+        {
+            task
+        }
+        _ => live_task(&state, project_id, task_id).await?,
+    };
+    task_response(actix_web::http::StatusCode::CREATED, task)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
