@@ -183,18 +183,6 @@ impl Commands {
             .await
     }
 
-    /// [`Self::create_task`] with the events it stored, for a response
-    /// built from them.
-    pub async fn create_task_recorded(
-        &self,
-        meta: &Metadata,
-        project_id: Uuid,
-        fields: TaskFields,
-    ) -> CommandResult<TaskCreated> {
-        self.create_recorded(meta, project_id, Uuid::now_v7(), fields)
-            .await
-    }
-
     /// Creates the task under a caller-chosen id (a plugin's origin key maps
     /// to one): a second create of the same id is a `VersionConflict` and
     /// appends nothing.
@@ -206,12 +194,14 @@ impl Commands {
         fields: TaskFields,
     ) -> CommandResult<TaskWritten> {
         let created = self
-            .create_recorded(meta, project_id, task_id, fields)
+            .create_task_recorded(meta, project_id, task_id, fields)
             .await?;
         Ok(created.written)
     }
 
-    async fn create_recorded(
+    /// [`Self::create_task_with_id`] with the events it stored, for a
+    /// response built from them.
+    pub async fn create_task_recorded(
         &self,
         meta: &Metadata,
         project_id: Uuid,

@@ -850,67 +850,46 @@ async fn one_statement_appends_read_their_own_update(_: PgPoolOptions, connect: 
         ))
         .arg(item)
     };
-    let label = |rows: &[sqlx::postgres::PgRow]| -> Vec<(Option<String>, i64, Option<String>)> {
-        rows.iter()
-            .map(|r| (r.get("note"), r.get("version"), r.get("label")))
-            .collect()
+    let labelled = |version: i64, payload: serde_json::Value, read: Stmt| {
+        let store = store.clone();
+        async move {
+            let append = FusedAppend {
+                read: Some(read),
+                ..FusedAppend::new(stream(id), version, vec![event("it.i", payload)], vec![])
+            };
+            let (_, rows) = store.append_fused_one(append).await.unwrap().unwrap();
+            rows.iter()
+                .map(|r| (r.get("note"), r.get("version"), r.get("label")))
+                .collect::<Vec<(Option<String>, i64, Option<String>)>>()
+        }
     };
-    let (_, rows) = store
-        .append_fused_one(FusedAppend {
-            read: Some(joined(item, "it_labels")),
-            ..FusedAppend::new(
-                stream(id),
-                4,
-                vec![event("it.i", json!({ "item": item, "note": "fifth" }))],
-                vec![],
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        label(&rows),
-        [(Some("fifth".to_owned()), 5, Some("labelled".to_owned()))]
-    );
+    let text = |s: &str| Some(s.to_owned());
+    let rows = labelled(
+        4,
+        json!({ "item": item, "note": "fifth" }),
+        joined(item, "it_labels"),
+    )
+    .await;
+    assert_eq!(rows, [(text("fifth"), 5, text("labelled"))]);
     assert_eq!(one_statement(&store), 5);
     let fresh = Uuid::now_v7();
-    let (_, rows) = store
-        .append_fused_one(FusedAppend {
-            read: Some(joined(fresh, "it_labels")),
-            ..FusedAppend::new(
-                stream(id),
-                5,
-                vec![event(
-                    "it.i",
-                    json!({ "item": fresh, "create": true, "note": "sixth" }),
-                )],
-                vec![],
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(label(&rows), [(Some("sixth".to_owned()), 6, None)]);
+    let rows = labelled(
+        5,
+        json!({ "item": fresh, "create": true, "note": "sixth" }),
+        joined(fresh, "it_labels"),
+    )
+    .await;
+    assert_eq!(rows, [(text("sixth"), 6, None)]);
     assert_eq!(one_statement(&store), 6);
     // Joined to a table the append writes (`it_rows`, its row of this
     // event): a batch, which reads after the writes and sees them.
-    let (_, rows) = store
-        .append_fused_one(FusedAppend {
-            read: Some(joined(item, "it_rows")),
-            ..FusedAppend::new(
-                stream(id),
-                6,
-                vec![event("it.i", json!({ "item": item, "note": "seventh" }))],
-                vec![],
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        label(&rows),
-        [(Some("seventh".to_owned()), 7, Some("seventh".to_owned()))]
-    );
+    let rows = labelled(
+        6,
+        json!({ "item": item, "note": "seventh" }),
+        joined(item, "it_rows"),
+    )
+    .await;
+    assert_eq!(rows, [(text("seventh"), 7, text("seventh"))]);
     assert_eq!(one_statement(&store), 6);
     assert_eq!(counts(&pool, id).await, (7, 7, 7));
 }

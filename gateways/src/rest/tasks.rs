@@ -155,7 +155,7 @@ pub async fn create(
     let fields = body.into_inner().into_fields()?;
     let created = state
         .commands
-        .create_task_recorded(&principal.metadata(), project_id, fields)
+        .create_task_recorded(&principal.metadata(), project_id, Uuid::now_v7(), fields)
         .await?;
     // The response is built from the create's own events (the new task's
     // whole stream, as stored), the way an `as_of` read builds a task: no
