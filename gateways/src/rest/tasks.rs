@@ -159,14 +159,15 @@ pub async fn create(
         .await?;
     // The response is built from the create's own events (the new task's
     // whole stream, as stored), the way an `as_of` read builds a task: no
-    // read of the row it just wrote.
+    // read of the row it just wrote. Events without a stored position
+    // would carry provisional times: read the row then.
     let task_id = created.written.task_id;
-    let task = match q::task_from_events(&created.events) {
+    let events = &created.events;
+    let stored = events.first().map(|e| e.version) == Some(1)
+        && events.iter().all(|e| e.global_position > 0);
+    let task = match q::task_from_events(events) {
         Some(task)
-            if task.id == task_id
-                && task.project_id == project_id
-                && !task.deleted
-                && created.events.first().map(|e| e.version) == Some(1) =>
+            if stored && task.id == task_id && task.project_id == project_id && !task.deleted =>
         {
             task
         }
