@@ -629,12 +629,16 @@ impl TaskMutation {
         allow(ctx, project_id, perms::TASKS_WRITE).await?;
         let body: rest_tasks::CreateBody = parse_input(input.0)?;
         let fields = body.into_fields().map_err(gql_error)?;
-        let written = state(ctx)
+        let state = state(ctx);
+        let created = state
             .commands
-            .create_task(&metadata(p), project_id, fields)
+            .create_task_recorded(&metadata(p), project_id, Uuid::now_v7(), fields)
             .await
             .gql()?;
-        live_task(ctx, project_id, written.task_id).await
+        let view = rest_tasks::created_task(state, project_id, &created)
+            .await
+            .gql()?;
+        Task::of(project_id, view)
     }
 
     /// `PATCH /projects/:id/tasks/:taskId` (same input fields;

@@ -77,26 +77,31 @@ impl PluginCoreApi {
             Op::TaskCreate => {
                 let fields = parse::<tasks::CreateBody>(input)?.into_fields()?;
                 let Some(task_id) = target.origin_task_id else {
-                    let written = state.commands.create_task(meta, project_id, fields).await?;
-                    let task = tasks::live_task(state, project_id, written.task_id).await?;
+                    let created = state
+                        .commands
+                        .create_task_recorded(meta, project_id, Uuid::now_v7(), fields)
+                        .await?;
+                    let task = tasks::created_task(state, project_id, &created).await?;
                     return Ok(json!({"created": true, "task": task}));
                 };
                 // The origin key names the task: an existing one is the
                 // answer, a concurrent create of the same key loses the
                 // stream and finds the winner's task.
-                let created = match state.commands.task_project(task_id).await? {
-                    Some(_) => false,
-                    None => match state
+                if state.commands.task_project(task_id).await?.is_none() {
+                    match state
                         .commands
-                        .create_task_with_id(meta, project_id, task_id, fields)
+                        .create_task_recorded(meta, project_id, task_id, fields)
                         .await
                     {
-                        Ok(_) => true,
-                        Err(commands::CommandError::Conflict(id)) if id == task_id => false,
+                        Ok(created) => {
+                            let task = tasks::created_task(state, project_id, &created).await?;
+                            return Ok(json!({"created": true, "task": task}));
+                        }
+                        Err(commands::CommandError::Conflict(id)) if id == task_id => {}
                         Err(e) => return Err(e.into()),
-                    },
-                };
-                if !created && state.commands.task_project(task_id).await? != Some(project_id) {
+                    }
+                }
+                if state.commands.task_project(task_id).await? != Some(project_id) {
                     return Err(ApiError::new(
                         ErrorCode::CONFLICT,
                         "this origin key names a task of another project",
@@ -110,7 +115,7 @@ impl PluginCoreApi {
                             "the task of this origin key was deleted",
                         )
                     })?;
-                Ok(json!({"created": created, "task": task}))
+                Ok(json!({"created": false, "task": task}))
             }
             Op::TaskUpdate => {
                 let task_id = uuid_of(&input, "task_id")?;

@@ -223,17 +223,20 @@ def test_schema_is_typed(server, admin):
 
 def test_task_as_of_and_same_events_as_rest(server, admin, project):
     pid = project["id"]
-    d = data(admin, """mutation($pid: ID!, $input: JSON!) { createTask(projectId: $pid, input: $input) { id title version } }""",
-             {"pid": pid, "input": {"title": "made by graphql", "importance": 2}})
+    task_fields = leaves(admin, "Task")
+    # createTask answers from the create's own events: every field as REST's GET serves it
+    d = data(admin, """mutation($pid: ID!, $input: JSON!) { createTask(projectId: $pid, input: $input) { %s } }"""
+             % task_fields, {"pid": pid, "input": {"title": "made by graphql", "importance": 2, "tags": ["b", "a"],
+                                                    "description": blocks("x", "y"), "story_points": 3}})
     tid = d["createTask"]["id"]
     rest = ok(admin.get(P(pid, f"/tasks/{tid}")))
     assert rest["title"] == "made by graphql" and rest["importance"] == 2
+    same_as_rest(d["createTask"], rest, "createTask")
     d = data(admin, """mutation($pid: ID!, $id: ID!) { updateTask(projectId: $pid, id: $id, input: {title: "renamed"}, expectedVersion: 1) { title version } }""",
              {"pid": pid, "id": tid})
     assert d["updateTask"] == {"title": "renamed", "version": 2}
     acts = activities(admin, pid, tid)
     assert [a["activity_type"] for a in acts] == ["task.created", "task.updated"]
-    task_fields = leaves(admin, "Task")
     d = data(admin, """query($pid: ID!, $id: ID!) { old: task(projectId: $pid, id: $id, asOf: "1") { %s }
                                                    now: task(projectId: $pid, id: $id) { %s } }"""
              % (task_fields, task_fields), {"pid": pid, "id": tid})

@@ -145,6 +145,30 @@ pub(crate) async fn live_task(
         .ok_or_else(|| ApiError::new(ErrorCode::TASK_NOT_FOUND, "task not found"))
 }
 
+/// The task a create made, for its response (REST, GraphQL, plugins):
+/// built from the create's own events (the new task's whole stream, as
+/// stored), the way an `as_of` read builds a task, with no read of the row
+/// it just wrote. Events without a stored position would carry provisional
+/// times: the row is read then.
+pub(crate) async fn created_task(
+    state: &AppState,
+    project_id: Uuid,
+    created: &commands::tasks::TaskCreated,
+) -> ApiResult<TaskView> {
+    let task_id = created.written.task_id;
+    let events = &created.events;
+    let stored = events.first().map(|e| e.version) == Some(1)
+        && events.iter().all(|e| e.global_position > 0);
+    match q::task_from_events(events) {
+        Some(task)
+            if stored && task.id == task_id && task.project_id == project_id && !task.deleted =>
+        {
+            Ok(task)
+        }
+        _ => live_task(state, project_id, task_id).await,
+    }
+}
+
 pub async fn create(
     state: web::Data<AppState>,
     ProjectAuth { principal, .. }: ProjectAuth<perm::TasksWrite>,
@@ -157,22 +181,7 @@ pub async fn create(
         .commands
         .create_task_recorded(&principal.metadata(), project_id, Uuid::now_v7(), fields)
         .await?;
-    // The response is built from the create's own events (the new task's
-    // whole stream, as stored), the way an `as_of` read builds a task: no
-    // read of the row it just wrote. Events without a stored position
-    // would carry provisional times: read the row then.
-    let task_id = created.written.task_id;
-    let events = &created.events;
-    let stored = events.first().map(|e| e.version) == Some(1)
-        && events.iter().all(|e| e.global_position > 0);
-    let task = match q::task_from_events(events) {
-        Some(task)
-            if stored && task.id == task_id && task.project_id == project_id && !task.deleted =>
-        {
-            task
-        }
-        _ => live_task(&state, project_id, task_id).await?,
-    };
+    let task = created_task(&state, project_id, &created).await?;
     task_response(actix_web::http::StatusCode::CREATED, task)
 }
 
