@@ -369,7 +369,12 @@ fn client() -> Client {
             awc::Connector::new()
                 // Above CONNECTIONS: requests never wait inside awc.
                 .limit(2 * CONNECTIONS)
-                .conn_keep_alive(Duration::from_secs(60)),
+                // Below the server's idle keep-alive (actix's default, 5 s):
+                // a connection idle through the raw-commit phase would
+                // otherwise be reused after the server closed it, and the
+                // first saturation requests failed ("connector has been
+                // disconnected").
+                .conn_keep_alive(Duration::from_secs(4)),
         )
         .timeout(REQUEST_TIMEOUT)
         .disable_redirects()
